@@ -1,0 +1,3 @@
+"""SightX: retinal-photo archive -> WebDataset shards -> DR grading model."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,39 @@
+"""Process pools that behave the same under fork and spawn (macOS), with results in input order."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+from collections.abc import Callable, Iterable, Iterator
+from typing import TypeVar
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+def default_workers() -> int:
+    """All the cores this process may use."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS
+        return os.cpu_count() or 1
+
+
+def _init_worker() -> None:
+    """One thread per library per process: the parallelism is the pool's."""
+    import cv2
+
+    cv2.setNumThreads(1)
+
+
+def ordered_map(fn: Callable[[T], R], items: Iterable[T], workers: int, context: str = "spawn") -> Iterator[R]:
+    """fn over items in `workers` processes (in-process when 1), yielding results in input order.
+
+    `spawn` by default so Linux runs exercise the same pickling path as macOS.
+    """
+    if workers <= 1:
+        _init_worker()
+        yield from map(fn, items)
+        return
+    with mp.get_context(context).Pool(workers, initializer=_init_worker) as pool:
+        yield from pool.imap(fn, items, chunksize=1)

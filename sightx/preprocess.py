@@ -1,0 +1,127 @@
+"""The one preprocessing path: raw fundus JPEG bytes -> normalised square JPEG.
+
+Shard building, prediction, exploration and the benchmark all call
+preprocess_bytes, so the model always sees images made the same way.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+import numpy as np
+
+from sightx import codec, fundus
+
+_FOV_OF_MIN_SIDE = 0.9  # typical field diameter / short image side, to pick the decode scale
+
+
+@dataclass(frozen=True)
+class PreprocessOptions:
+    """Everything that changes the output; saved with shards and checkpoints for replay."""
+
+    size: int = 512
+    normalize: str = "graham"
+    quality: int = 95
+    mask_scale: float = 0.92
+    min_side: int = 256
+    max_pixels: int = 60_000_000
+    min_radius_frac: float = 0.25
+
+    def __post_init__(self) -> None:
+        if self.normalize not in fundus.NORMALIZERS:
+            raise ValueError(f"normalize must be one of {fundus.NORMALIZERS}, got {self.normalize!r}")
+        if self.size < 1 or not 1 <= self.quality <= 100 or not 0 < self.mask_scale <= 1:
+            raise ValueError(f"invalid options {self}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> PreprocessOptions:
+        """Unknown keys are an error: silently dropping one would change the images."""
+        unknown = set(d) - {f.name for f in fields(cls)}
+        if unknown:
+            raise ValueError(f"unknown preprocess options: {sorted(unknown)}")
+        return cls(**d)
+
+
+class Rejected(Exception):
+    """An image that cannot or should not become a training sample, with a reason code."""
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(reason, detail)  # picklable across worker processes
+        self.reason = reason
+        self.detail = detail
+
+    def __str__(self) -> str:
+        return f"{self.reason}: {self.detail}" if self.detail else self.reason
+
+
+@dataclass
+class Processed:
+    """Encoded output, the decoded-equivalent array, and per-image facts for the manifest."""
+
+    jpeg: bytes
+    image: np.ndarray
+    info: dict[str, Any]
+
+
+def preprocess_bytes(data: bytes, opts: PreprocessOptions) -> Processed:
+    """Decode, find the field, crop square, resize, normalise, mask, encode; or raise Rejected."""
+    width, height = _read_size(data)
+    if width * height > opts.max_pixels:
+        raise Rejected("too-large", f"{width}x{height} exceeds {opts.max_pixels} pixels")
+    if min(width, height) < opts.min_side:
+        raise Rejected("too-small", f"{width}x{height} has a side below {opts.min_side}")
+
+    side = math.ceil(opts.size / _FOV_OF_MIN_SIDE)
+    img, scale = _decode(data, (side, side))
+    circle = fundus.find_fov(img)
+    if circle is None:
+        raise Rejected("no-fov", "no circular field of view found")
+    if circle.r < opts.min_radius_frac * min(img.shape[:2]):
+        raise Rejected("fov-too-small", f"radius {circle.r:.1f} px in a {img.shape[1]}x{img.shape[0]} decode")
+    if 2 * circle.r < opts.size and scale < 1:
+        # Field smaller than assumed: decode finer so the crop is never upsampled needlessly.
+        need = opts.size * scale / (2 * circle.r)
+        img, new_scale = _decode(data, (math.ceil(width * need), math.ceil(height * need)))
+        circle = circle.scaled(new_scale / scale)
+        scale = new_scale
+
+    crop, c = fundus.square_crop(img, circle)
+    small = fundus.resize(crop, opts.size)
+    c = c.scaled(opts.size / crop.shape[0])
+    metrics = fundus.quality_metrics(small, c)
+    out = fundus.normalize(small, opts.normalize, opts.size / 2)
+    out = fundus.apply_mask(out, c, opts.mask_scale if opts.normalize == "graham" else 1.0)
+
+    orig = circle.scaled(1 / scale)
+    info = {
+        "orig_size": [width, height],
+        "decode_scale": round(scale, 3),
+        "circle": {"cx": round(orig.cx, 1), "cy": round(orig.cy, 1), "r": round(orig.r, 1)},
+        "fov_fraction": round(fundus.visible_fraction((height, width), orig), 3),
+        **metrics,
+    }
+    return Processed(jpeg=codec.encode(out, opts.quality), image=out, info=info)
+
+
+def decode_preprocessed(jpeg: bytes) -> np.ndarray:
+    """The stored sample as the trainer sees it, for replay at prediction time."""
+    return codec.decode(jpeg)[0]
+
+
+def _read_size(data: bytes) -> tuple[int, int]:
+    try:
+        return codec.read_size(data)
+    except codec.CodecError as e:
+        raise Rejected(e.reason, e.message) from e
+
+
+def _decode(data: bytes, min_size: tuple[int, int]) -> tuple[np.ndarray, float]:
+    try:
+        return codec.decode(data, min_size)
+    except codec.CodecError as e:
+        raise Rejected(e.reason, e.message) from e
