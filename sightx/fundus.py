@@ -18,13 +18,16 @@ _WORK_SIDE = 300  # long side of the copy find_fov analyses: the rim is still ~1
 _CORNER_FRAC = 0.06  # corner patches sampled for the background: outside the circle even when cut off
 _MIN_CONTRAST = 8.0  # retina must stand this many grey levels above the background
 _NOISE_MULT = 6.0  # ... and this many background noise sigmas
-_RING_IN = (0.80, 0.92)  # annuli (fractions of r) whose levels set the refined threshold
-_RING_OUT = (1.08, 1.20)
+# Annuli (fractions of r) inside/outside the rim: wide ones set the refined threshold,
+# narrow ones check that the brightness drops at the rim itself.
+_WIDE_RINGS = ((0.80, 0.92), (1.08, 1.20))
+_NARROW_RINGS = ((0.94, 0.98), (1.02, 1.06))
 _INLIER_TOL = 1.5  # rim-point residual (working pixels) that still counts as on the circle
-_RANSAC_ITERS = 256
+_RANSAC_ITERS = 128
 _MIN_RIM_POINTS = 24
 _MIN_INLIER_FRAC = 0.5
-_MIN_IOU = 0.85  # the foreground blob must actually look like the fitted disk
+_MIN_IOU = 0.85
+_MIN_STEP = 0.5  # drop at the rim, as a fraction of the inner level above background  # the foreground blob must actually look like the fitted disk
 
 
 @dataclass(frozen=True)
@@ -61,19 +64,14 @@ def find_fov(img: np.ndarray) -> Circle | None:
     # Pass 1 with a global threshold, pass 2 with levels measured right at the rim,
     # which corrects for dark peripheries and vignetted backgrounds.
     fit = _fit_at_threshold(work, max((bg + otsu) / 2, bg + 3 * noise))
-    if fit is None:
+    levels = None if fit is None else _rim_levels(work, fit[0], bg, _WIDE_RINGS)
+    if levels is None:
         return None
-    inner = _ring_median(work, fit[0], _RING_IN)
-    outer = _ring_median(work, fit[0], _RING_OUT)
-    if inner is None:
-        return None
-    outer = bg if outer is None else outer
+    inner, outer = levels
     fit = _fit_at_threshold(work, max((inner + outer) / 2, outer + 3 * noise))
-    if fit is None:
+    if fit is None or not _is_plausible(work, *fit, bg):
         return None
-    c, blob = fit
-    if not _is_plausible(c, blob):
-        return None
+    c = fit[0]
     return Circle((c.cx + 0.5) * sx - 0.5, (c.cy + 0.5) * sy - 0.5, c.r * (sx + sy) / 2)
 
 
@@ -84,7 +82,8 @@ def _working_copy(img: np.ndarray) -> tuple[np.ndarray, float, float]:
     size = (max(1, round(w * f)), max(1, round(h * f)))
     small = cv2.resize(img, size, interpolation=cv2.INTER_AREA)
     # Max of the channels: the retina is bright in red even when green and blue are black.
-    bright = small.max(axis=2) if small.ndim == 3 else small
+    r, g, b = cv2.split(small)
+    bright = cv2.max(cv2.max(r, g), b)
     work = cv2.GaussianBlur(bright, (5, 5), 1.0)
     return work, w / size[0], h / size[1]
 
@@ -100,11 +99,17 @@ def _background(work: np.ndarray) -> tuple[float, float]:
     return float(np.median(levels)), 1.4826 * float(np.median(mads))
 
 
-def _ring_median(work: np.ndarray, c: Circle, ring: tuple[float, float]) -> float | None:
-    """Median brightness in an annulus of c (only its part inside the image)."""
+def _rim_levels(
+    work: np.ndarray, c: Circle, bg: float, rings: tuple[tuple[float, float], tuple[float, float]]
+) -> tuple[float, float] | None:
+    """Median brightness in a ring inside and one outside the rim (outside: bg if cut off)."""
     d = _distance_map(work.shape, c)
-    vals = work[(d >= ring[0] * c.r) & (d <= ring[1] * c.r)]
-    return float(np.median(vals)) if vals.size >= 20 else None
+    (i0, i1), (o0, o1) = rings
+    inner = work[(d >= i0 * c.r) & (d <= i1 * c.r)]
+    outer = work[(d >= o0 * c.r) & (d <= o1 * c.r)]
+    if inner.size < 20:
+        return None
+    return float(np.median(inner)), float(np.median(outer)) if outer.size >= 20 else bg
 
 
 def _fit_at_threshold(work: np.ndarray, thr: float) -> tuple[Circle, np.ndarray] | None:
@@ -201,10 +206,20 @@ def _kasa(pts: np.ndarray) -> tuple[float, float, float]:
     return float(cx + mean[0]), float(cy + mean[1]), float(np.sqrt(max(c + cx**2 + cy**2, 0.0)))
 
 
-def _is_plausible(c: Circle, blob: np.ndarray) -> bool:
-    """Centre in frame, and the blob overlaps the fitted disk like a fundus does."""
+def _is_plausible(work: np.ndarray, c: Circle, blob: np.ndarray, bg: float) -> bool:
+    """A fundus: centre in frame, a real step at the rim, and a blob shaped like the disk.
+
+    The step test (most of the drop happens within a few % of r) rejects smooth
+    radial glows, whose iso-contours are circles too.
+    """
     h, w = blob.shape
     if not (0 <= c.cx < w and 0 <= c.cy < h and c.r >= 0.05 * min(h, w)):
+        return False
+    wide = _rim_levels(work, c, bg, _WIDE_RINGS)
+    narrow = _rim_levels(work, c, bg, _NARROW_RINGS)
+    if wide is None or narrow is None:
+        return False
+    if narrow[0] - narrow[1] < max(_MIN_CONTRAST, _MIN_STEP * (wide[0] - bg)):
         return False
     disk = _distance_map(blob.shape, c) <= c.r
     union = np.count_nonzero(disk | blob)

@@ -130,22 +130,31 @@ def test_full_size_file_is_in_the_real_eyepacs_bits_per_pixel_range() -> None:
     assert 0.5 <= float(np.median(sizes)) <= 1.3, sizes
 
 
-def _red_dots(jpeg: bytes) -> int:
-    """Small, round dark spots on the green channel (where red lesions have most contrast)."""
-    img = simplejpeg.decode_jpeg(jpeg)
-    green = img[..., 1]
-    hat = cv2.morphologyEx(green, cv2.MORPH_BLACKHAT, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (21, 21)))
-    _, spots = cv2.threshold(hat, 12, 255, cv2.THRESH_BINARY)
+def _red_dots(healthy: bytes, diseased: bytes) -> int:
+    """Small round spots darker than the same eye rendered healthy (green channel: most contrast)."""
+    diff = simplejpeg.decode_jpeg(healthy)[..., 1].astype(np.int16) - simplejpeg.decode_jpeg(diseased)[..., 1]
+    spots = (diff > 12).astype(np.uint8)
     n, _, stats, _ = cv2.connectedComponentsWithStats(spots)
     w, h, area = stats[1:, 2], stats[1:, 3], stats[1:, 4]
-    round_small = (np.maximum(w, h) <= 14) & (area >= 4) & (area >= 0.45 * w * h)
+    round_small = (np.maximum(w, h) <= 14) & (area >= 4) & (np.minimum(w, h) >= 0.5 * np.maximum(w, h))
     return int(round_small.sum())
 
 
+def test_same_seed_renders_the_same_eye_at_any_grade() -> None:
+    a = simplejpeg.decode_jpeg(render(ImageSpec((4,), 0, True, (800, 533), 92, 0.0)).jpeg)
+    b = simplejpeg.decode_jpeg(render(ImageSpec((4,), 3, True, (800, 533), 92, 0.0)).jpeg)
+    changed = np.abs(a.astype(np.int16) - b).max(axis=2) > 10
+    assert 0 < changed.mean() < 0.2  # lesions change some pixels, the eye itself is the same
+
+
 def test_red_dot_count_grows_with_grade() -> None:
-    counts = {g: np.mean([_red_dots(render(ImageSpec((9, g, i), g, bool(i), (1600, 1067), 92, 0.0)).jpeg)
-                          for i in range(3)]) for g in (0, 1, 2, 3)}
-    assert counts[0] < counts[1] < counts[2] < counts[3], counts
+    def dots(grade: int) -> float:
+        pairs = [(render(ImageSpec((9, i), 0, bool(i), (1600, 1067), 92, 0.0)).jpeg,
+                  render(ImageSpec((9, i), grade, bool(i), (1600, 1067), 92, 0.0)).jpeg) for i in range(3)]
+        return float(np.mean([_red_dots(h, d) for h, d in pairs]))
+
+    counts = {g: dots(g) for g in (1, 2, 3)}
+    assert 1 <= counts[1] < counts[2] < counts[3], counts
 
 
 def test_cli_errors_are_one_line(tmp_path: Path) -> None:

@@ -45,7 +45,9 @@ class Rendered:
 
 def render(spec: ImageSpec) -> Rendered:
     """Render and encode one fundus photograph."""
-    rng = np.random.default_rng(np.random.SeedSequence(spec.seed))
+    # Lesions draw from their own stream, so one seed renders the same eye at any grade.
+    eye_seed, lesion_seed = np.random.SeedSequence(spec.seed).spawn(2)
+    rng = np.random.default_rng(eye_seed)
     shot = draw_shot(rng, spec.size, spec.ungradable_rate)
     ws = min(1.0, WORKING_WIDTH / shot.width)
     h, w = round(shot.height * ws), round(shot.width * ws)
@@ -53,7 +55,7 @@ def render(spec: ImageSpec) -> Rendered:
 
     img = background(rng, h, w, a)
     segments = vessel_tree(rng, a)
-    lesions = draw_lesions(rng, spec.grade, a, h, w, segments)
+    lesions = draw_lesions(np.random.default_rng(lesion_seed), spec.grade, a, h, w, segments)
     veins = draw_segments(h, w, segments, (0,), a.r * 0.012)
     if lesions.beads:
         beads = np.zeros((h, w), np.uint8)

@@ -1,0 +1,113 @@
+"""Labels and identities: the Kaggle label file, patient/eye from names, the patient-level split.
+
+Pure apart from reading the CSV: the split and ids are decided here, before any pixel is touched,
+so a bad label file fails in a second rather than after hours of decoding.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+LABEL_FILE = "trainLabels.csv"
+IMAGE_SUFFIXES = (".jpeg", ".jpg")
+_KAGGLE_NAME = re.compile(r"^(?P<patient>.+)_(?P<eye>left|right)$", re.IGNORECASE)
+
+
+class LabelError(ValueError):
+    """A label file we refuse to train on; the message names the offending rows."""
+
+
+def find_label_file(raw: Path) -> Path | None:
+    """Kaggle keeps trainLabels.csv beside train/: look in raw/ and its parent."""
+    for folder in (raw, raw.parent):
+        if (folder / LABEL_FILE).is_file():
+            return folder / LABEL_FILE
+    return None
+
+
+def _rows(lines: list[int], limit: int = 8) -> str:
+    shown = ", ".join(str(n) for n in lines[:limit])
+    return shown + (f" and {len(lines) - limit} more" if len(lines) > limit else "")
+
+
+def read_labels(path: Path) -> dict[str, int]:
+    """image id -> grade, validated: columns image,level; integer grades 0-4; unique ids."""
+    try:
+        df = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
+    except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as e:
+        raise LabelError(f"{path}: cannot read label file ({str(e).splitlines()[0]})") from None
+    missing = [c for c in ("image", "level") if c not in df.columns]
+    if missing:
+        raise LabelError(f"{path}: missing column(s) {', '.join(missing)} (found: {', '.join(map(str, df.columns)) or 'none'})")
+    line = np.arange(len(df)) + 2  # file line numbers: header is line 1
+    images = df["image"].str.strip()
+    levels = df["level"].str.strip()
+    bad = ~levels.isin([str(g) for g in range(5)])
+    if bad.any():
+        examples = ", ".join(f"{i!r}={v!r}" for i, v in zip(images[bad][:3], levels[bad][:3]))
+        raise LabelError(f"{path}: grade not in 0-4 on line(s) {_rows(line[bad].tolist())} ({examples})")
+    empty = images == ""
+    if empty.any():
+        raise LabelError(f"{path}: empty image id on line(s) {_rows(line[empty].tolist())}")
+    dup = images.duplicated(keep=False)
+    if dup.any():
+        first = images[dup].iloc[0]
+        raise LabelError(
+            f"{path}: duplicate image id(s) {', '.join(sorted(set(images[dup]))[:5])} "
+            f"(e.g. {first!r} on lines {_rows(line[images == first].tolist())})"
+        )
+    return dict(zip(images, levels.astype(int)))
+
+
+def image_id(path: Path) -> str:
+    """The id a label file uses for an image: its file name without the extension."""
+    return path.stem
+
+
+def sample_key(image: str) -> str:
+    """WebDataset splits keys at the first dot, so ids must not contain any."""
+    return image.replace(".", "_")
+
+
+def patient_eye(image: str) -> tuple[str, str | None]:
+    """Kaggle names are {patient}_{left|right}; any other name is a patient of its own."""
+    m = _KAGGLE_NAME.match(image)
+    if m:
+        return m["patient"], m["eye"].lower()
+    return image, None
+
+
+def find_images(raw: Path) -> list[Path]:
+    """All JPEGs under raw/, recursively, case-insensitive suffix, in a stable order."""
+    return sorted(p for p in raw.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+
+
+@dataclass(frozen=True)
+class Split:
+    train: frozenset[str]
+    val: frozenset[str]
+
+
+def split_patients(patient_grades: dict[str, int], val_fraction: float, seed: int) -> Split:
+    """Patient-level, grade-stratified split: both eyes always on the same side.
+
+    Patients are ordered by grade (their worse eye), shuffled within each grade, and every
+    1/val_fraction-th is taken (systematic sampling): the val share is exact overall and
+    proportional within every grade, even the rare ones.
+    """
+    rng = np.random.default_rng([seed, 0x5EED])
+    patients = sorted(patient_grades)
+    tiebreak = rng.permutation(len(patients))
+    order = sorted(range(len(patients)), key=lambda i: (patient_grades[patients[i]], tiebreak[i]))
+    offset = rng.random()
+    val = {
+        patients[i]
+        for rank, i in enumerate(order)
+        if np.floor((rank + 1) * val_fraction + offset) > np.floor(rank * val_fraction + offset)
+    }
+    return Split(train=frozenset(patients) - frozenset(val), val=frozenset(val))

@@ -1,0 +1,76 @@
+"""shards/manifest.json: the versioned contract between the shard engine and everything that reads shards.
+
+It records how the shards were made (options, so prediction can replay the preprocessing),
+what each shard holds (counts per grade, bytes, sha256, so a resume can trust or redo it),
+and per-split class counts and weights for training-time balancing.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sightx.atomic import atomic_write_text
+
+FORMAT = "sightx-shards"
+VERSION = 1
+MANIFEST = "manifest.json"
+REJECTS = "rejects.csv"
+NUM_GRADES = 5
+# Cui et al. 2019, "Class-balanced loss based on effective number of samples".
+EFFECTIVE_BETA = 0.999
+
+
+class ManifestError(ValueError):
+    """A manifest we cannot trust: wrong format, newer version, or missing fields."""
+
+
+def class_weights(counts: list[int]) -> dict[str, list[float]]:
+    """Per-grade weights, normalised so the mean weight over the split's samples is 1.
+
+    `inverse`: n / (k * n_c). `effective`: 1 / E_c with E_c = (1 - beta^n_c) / (1 - beta), which
+    tempers inverse frequency for large classes. Grades without samples get 0.
+    """
+    n = np.asarray(counts, np.float64)
+    present = n > 0
+    total = n.sum()
+    inverse = np.zeros_like(n)
+    effective = np.zeros_like(n)
+    if total:
+        inverse[present] = total / (present.sum() * n[present])
+        eff_num = (1 - EFFECTIVE_BETA ** n[present]) / (1 - EFFECTIVE_BETA)
+        effective[present] = 1 / eff_num
+        effective *= total / float((effective * n).sum())
+    return {"inverse": [round(float(w), 6) for w in inverse], "effective": [round(float(w), 6) for w in effective]}
+
+
+def write(out: Path, manifest: dict[str, Any]) -> None:
+    atomic_write_text(out / MANIFEST, json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+
+
+def read(path: Path) -> dict[str, Any]:
+    """Load and validate a manifest (a file or the shard folder holding one)."""
+    if path.is_dir():
+        path = path / MANIFEST
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ManifestError(f"{path} not found: is this a folder written by sightx-shard?") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ManifestError(f"{path}: unreadable manifest ({e})") from None
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise ManifestError(f"{path}: not a SightX shard manifest")
+    if not isinstance(data.get("version"), int) or data["version"] > VERSION:
+        raise ManifestError(f"{path}: manifest version {data.get('version')} is newer than this SightX ({VERSION})")
+    for key in ("options", "shards", "splits"):
+        if key not in data:
+            raise ManifestError(f"{path}: manifest lacks {key!r}")
+    return data
+
+
+def shards_of(manifest: dict[str, Any], split: str) -> list[dict[str, Any]]:
+    """The finished shards of one split, in order."""
+    return [s for s in manifest["shards"] if s["split"] == split and s.get("done")]

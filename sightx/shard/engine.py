@@ -1,0 +1,336 @@
+"""Run a shard plan on a process pool: resume what is finished, build the rest, account for everything.
+
+The manifest is rewritten atomically after every finished shard, so a run killed at any point
+resumes from the shards it lists (after checking their size and sha256); shards are
+deterministic, so the resumed output is byte-identical to an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import multiprocessing as mp
+import os
+import queue as queue_mod
+import signal
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from sightx import manifest as mf
+from sightx.atomic import atomic_write_text
+from sightx.labels import LabelError, find_images, find_label_file, read_labels
+from sightx.preprocess import PreprocessOptions
+from sightx.shard.plan import Plan, Reject, ShardTask, make_plan
+from sightx.shard.task import BuildOptions, ShardResult, build_shard, file_sha256
+
+SPLITS = ("train", "val", "test")
+
+
+class ShardError(Exception):
+    """A problem the user must fix (bad input, unwritable output, option clash): one line, no traceback."""
+
+
+class ShardInterrupted(Exception):
+    """Ctrl-C: finished shards are kept, the rest is redone on the next run."""
+
+
+@dataclass(frozen=True)
+class ShardOptions:
+    preprocess: PreprocessOptions = PreprocessOptions()
+    shard_size: int = 1000
+    val_fraction: float = 0.1
+    seed: int = 0
+    unlabeled: bool = False
+    min_quality: tuple[tuple[str, float], ...] = ()
+    labels: str | None = None
+    workers: int = 1
+    overwrite: bool = False
+    progress: bool = True
+
+    def recorded(self) -> dict[str, Any]:
+        """The options that change the output, as stored in the manifest."""
+        return {
+            "preprocess": self.preprocess.to_dict(),
+            "shard_size": self.shard_size,
+            "val_fraction": self.val_fraction,
+            "seed": self.seed,
+            "unlabeled": self.unlabeled,
+            "min_quality": [list(r) for r in self.min_quality],
+        }
+
+
+def _shard_files(out: Path) -> list[Path]:
+    return sorted(p for p in out.iterdir() if p.name.split("-")[0] in SPLITS and p.name.endswith((".tar", ".tar.tmp")))
+
+
+def _prepare_output(out: Path, opts: ShardOptions) -> dict[str, Any] | None:
+    """Create/check the output folder; returns the previous manifest when it can be resumed."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".sightx-write-probe"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        raise ShardError(f"cannot write to output folder {out}: {e.strerror or e}") from None
+    previous = None
+    if (out / mf.MANIFEST).exists():
+        try:
+            previous = mf.read(out)
+        except mf.ManifestError as e:
+            if not opts.overwrite:
+                raise ShardError(f"{e}; pass --overwrite to replace it") from None
+    elif any(p.suffix == ".tar" for p in _shard_files(out)) and not opts.overwrite:
+        raise ShardError(f"{out} holds shards but no {mf.MANIFEST}; pass --overwrite to replace them")
+    if previous is not None and previous["options"] != opts.recorded() and not opts.overwrite:
+        changed = sorted(k for k in opts.recorded() if previous["options"].get(k) != opts.recorded()[k])
+        raise ShardError(
+            f"{out} holds shards made with other options ({', '.join(changed)} differ); "
+            "pass --overwrite to rebuild, or choose another folder"
+        )
+    if opts.overwrite:
+        for p in _shard_files(out) + [out / mf.MANIFEST, out / mf.REJECTS]:
+            p.unlink(missing_ok=True)
+        return None
+    for p in _shard_files(out):
+        if p.name.endswith(".tmp"):
+            p.unlink()  # a shard a killed run was writing: redone below
+    return previous
+
+
+def _reusable(out: Path, task: ShardTask, previous: dict[str, Any] | None) -> ShardResult | None:
+    """A finished shard from an earlier run, if its plan, size and hash still match."""
+    if previous is None:
+        return None
+    rec = next((s for s in previous["shards"] if s["name"] == task.name and s.get("done")), None)
+    path = out / task.name
+    if rec is None or rec["digest"] != task.digest() or not path.is_file() or path.stat().st_size != rec["bytes"]:
+        return None
+    if file_sha256(path) != rec["sha256"]:
+        return None
+    return ShardResult(
+        rec["name"], rec["split"], rec["digest"], rec["count"], rec["grades"], rec["bytes"], rec["sha256"],
+        rec["input_bytes"], [Reject(*r) for r in rec["rejects"]], 0.0,
+    )
+
+
+def _record(task: ShardTask, result: ShardResult | None) -> dict[str, Any]:
+    if result is None:
+        return {"name": task.name, "split": task.split, "digest": task.digest(), "planned": len(task.samples), "done": False}
+    return {
+        "name": result.name,
+        "split": result.split,
+        "digest": result.digest,
+        "planned": len(task.samples),
+        "done": True,
+        "count": result.count,
+        "grades": result.grades,
+        "bytes": result.bytes,
+        "sha256": result.sha256,
+        "input_bytes": result.input_bytes,
+        "rejects": [list(asdict(r).values()) for r in result.rejects],
+    }
+
+
+def _manifest(opts: ShardOptions, plan: Plan, results: dict[str, ShardResult], n_inputs: int) -> dict[str, Any]:
+    """The deterministic part of the manifest (no timings)."""
+    shards = [_record(t, results.get(t.name)) for t in plan.tasks]
+    splits = {}
+    for split, planned in plan.split_counts.items():
+        done = [results[t.name] for t in plan.tasks if t.split == split and t.name in results]
+        grades = [sum(r.grades[g] for r in done) for g in range(mf.NUM_GRADES)]
+        splits[split] = {
+            "shards": sum(t.split == split for t in plan.tasks),
+            "count": sum(r.count for r in done),
+            "grades": grades,
+            "planned_grades": planned,
+            # From the planned (labelled) counts: the same numbers each sample's .json carries.
+            "class_weights": mf.class_weights(planned) if split != "test" else None,
+        }
+    rejects = plan.rejects + [r for t in plan.tasks if t.name in results for r in results[t.name].rejects]
+    written = sum(r.count for r in results.values())
+    return {
+        "format": mf.FORMAT,
+        "version": mf.VERSION,
+        "complete": len(results) == len(plan.tasks),
+        "options": opts.recorded(),
+        "shards": shards,
+        "splits": splits,
+        "summary": {
+            "inputs": n_inputs,
+            "written": written,
+            "rejected": len(rejects),
+            "rejected_by_reason": dict(sorted(Counter(r.reason for r in rejects).items())),
+            "labels_without_image": plan.labels_without_image,
+        },
+    }
+
+
+def _write_rejects(out: Path, plan: Plan, results: dict[str, ShardResult]) -> None:
+    rows = sorted(plan.rejects + [r for res in results.values() for r in res.rejects], key=lambda r: r.source)
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["source", "image", "reason", "detail"])
+    w.writerows([r.source, r.image, r.reason, r.detail] for r in rows)
+    atomic_write_text(out / mf.REJECTS, buf.getvalue())
+
+
+def load_inputs(raw: Path, opts: ShardOptions) -> tuple[list[Path], dict[str, int] | None]:
+    """The images under raw/ and the validated labels (None when shard-ing an unlabelled set)."""
+    if not raw.is_dir():
+        raise ShardError(f"input folder {raw} does not exist")
+    label_path = Path(opts.labels) if opts.labels else find_label_file(raw)
+    if label_path is None and not opts.unlabeled:
+        raise ShardError(f"no trainLabels.csv in {raw} or its parent: pass --labels PATH, or --unlabeled for a test set")
+    try:
+        labels = read_labels(label_path) if label_path else None
+    except LabelError as e:
+        raise ShardError(str(e)) from None
+    images = find_images(raw)
+    if not images:
+        raise ShardError(f"no .jpeg/.jpg files under {raw}")
+    return images, labels
+
+
+def run(raw: Path, out: Path, opts: ShardOptions) -> dict[str, Any]:
+    """Shard raw/ into out/; returns the final manifest (with a `run` block of timings)."""
+    start = time.perf_counter()
+    images, labels = load_inputs(raw, opts)
+    plan = make_plan(
+        raw, images, labels, shard_size=opts.shard_size, val_fraction=opts.val_fraction,
+        seed=opts.seed, unlabeled=opts.unlabeled,
+    )
+    previous = _prepare_output(out, opts)
+    results: dict[str, ShardResult] = {}
+    for task in plan.tasks:
+        reused = _reusable(out, task, previous)
+        if reused is not None:
+            results[task.name] = reused
+    resumed = len(results)
+    planned_names = {t.name for t in plan.tasks}
+    for p in _shard_files(out):
+        if p.name not in planned_names:
+            p.unlink()  # left by a larger earlier plan: readers must not pick it up
+    mf.write(out, _manifest(opts, plan, results, len(images)))
+
+    todo = [t for t in plan.tasks if t.name not in results]
+    build = BuildOptions(str(raw), str(out), opts.preprocess, opts.min_quality)
+    total = sum(len(t.samples) for t in todo)
+    bar = tqdm(total=total, unit="img", desc="shard", disable=not opts.progress, smoothing=0.05)
+    rejected = 0
+
+    def tick(was_rejected: bool) -> None:
+        nonlocal rejected
+        rejected += was_rejected
+        bar.update()
+        if was_rejected:
+            bar.set_postfix(rejects=rejected, refresh=False)
+
+    def finished(result: ShardResult) -> None:
+        results[result.name] = result
+        mf.write(out, _manifest(opts, plan, results, len(images)))
+
+    try:
+        _execute(todo, build, opts.workers, tick, finished)
+    except KeyboardInterrupt:
+        raise ShardInterrupted(
+            f"interrupted: {len(results)} of {len(plan.tasks)} shards finished in {out}; "
+            "re-run the same command to resume"
+        ) from None
+    finally:
+        bar.close()
+
+    _write_rejects(out, plan, results)
+    final = _manifest(opts, plan, results, len(images))
+    elapsed = time.perf_counter() - start
+    built = [r for r in results.values() if r.seconds > 0]
+    processed = sum(len(t.samples) for t in todo)
+    final["run"] = {
+        "workers": opts.workers,
+        "elapsed_s": round(elapsed, 2),
+        "resumed_shards": resumed,
+        "built_shards": len(built),
+        "images_per_s": round(processed / elapsed, 2) if elapsed else None,
+        "input_mb_per_s": round(sum(r.input_bytes for r in built) / 1e6 / elapsed, 2) if elapsed else None,
+    }
+    mf.write(out, final)
+    return final
+
+
+_TICKS: Any = None
+
+
+def _init_worker(ticks: Any) -> None:
+    """Worker set-up under spawn or fork: no inherited state is relied on."""
+    import cv2
+
+    global _TICKS
+    _TICKS = ticks
+    cv2.setNumThreads(1)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and stops the pool
+
+
+def _build_in_worker(args: tuple[ShardTask, BuildOptions]) -> ShardResult:
+    task, build = args
+    return build_shard(task, build, tick=_TICKS.put)
+
+
+def _execute(todo: list[ShardTask], build: BuildOptions, workers: int, tick: Any, finished: Any) -> None:
+    """Build the shards, in-process for one worker, else on a spawn pool with progress ticks."""
+    if workers <= 1 or len(todo) <= 1:
+        import cv2
+
+        cv2.setNumThreads(1)
+        for task in todo:
+            finished(build_shard(task, build, tick))
+        return
+    ctx = mp.get_context("spawn")
+    ticks = ctx.Queue()
+    pool = ctx.Pool(min(workers, len(todo)), _init_worker, (ticks,))
+    try:
+        pending = [pool.apply_async(_build_in_worker, ((t, build),)) for t in todo]
+        while pending:
+            try:
+                tick(ticks.get(timeout=0.1))
+                continue
+            except queue_mod.Empty:
+                pass
+            for job in [j for j in pending if j.ready()]:
+                pending.remove(job)
+                finished(job.get())  # re-raises a worker's unexpected error here
+        while True:  # ticks still queued after the last result
+            try:
+                tick(ticks.get_nowait())
+            except queue_mod.Empty:
+                break
+        pool.close()
+    finally:
+        pool.terminate()
+        pool.join()
+
+
+def format_summary(m: dict[str, Any], out: Path) -> str:
+    """The end-of-run report for stdout."""
+    s, r = m["summary"], m.get("run", {})
+    lines = [
+        f"{s['inputs']} inputs: {s['written']} written, {s['rejected']} rejected"
+        + (f" ({', '.join(f'{k} {v}' for k, v in s['rejected_by_reason'].items())})" if s["rejected"] else ""),
+    ]
+    for split, info in m["splits"].items():
+        grades = " ".join(f"{g}:{c}" for g, c in enumerate(info["grades"]))
+        lines.append(f"  {split:5s} {info['count']:6d} samples in {info['shards']} shard(s)" + (f"  grades {grades}" if split != "test" else ""))
+    if s["labels_without_image"]:
+        shown = ", ".join(s["labels_without_image"][:5])
+        more = len(s["labels_without_image"]) - 5
+        lines.append(f"  {len(s['labels_without_image'])} label(s) without an image: {shown}" + (f" and {more} more" if more > 0 else ""))
+    if r:
+        lines.append(
+            f"  {r['elapsed_s']}s, {r['images_per_s']} images/s, {r['input_mb_per_s']} MB/s input, "
+            f"{r['workers']} worker(s); {r['resumed_shards']} shard(s) resumed, {r['built_shards']} built"
+        )
+    lines.append(f"  manifest: {out / mf.MANIFEST}   rejects: {out / mf.REJECTS}")
+    return "\n".join(lines)

@@ -1,0 +1,140 @@
+"""Build one shard: read, preprocess and write each planned sample; reject what cannot be used.
+
+Runs in a worker process. Memory is one image at a time; the tar streams to `*.tar.tmp`, is
+fsynced and renamed, so a crash never leaves a partial shard under its final name.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import tarfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from sightx.manifest import NUM_GRADES
+from sightx.preprocess import PreprocessOptions, Rejected, preprocess_bytes
+from sightx.shard.plan import Reject, SampleRef, ShardTask
+
+QUALITY_METRICS = ("brightness", "contrast", "sharpness", "fov_fraction")
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    """What a worker needs besides the task; picklable."""
+
+    raw: str
+    out: str
+    preprocess: PreprocessOptions
+    min_quality: tuple[tuple[str, float], ...] = ()
+
+
+@dataclass
+class ShardResult:
+    name: str
+    split: str
+    digest: str
+    count: int = 0
+    grades: list[int] = field(default_factory=lambda: [0] * NUM_GRADES)
+    bytes: int = 0
+    sha256: str = ""
+    input_bytes: int = 0
+    rejects: list[Reject] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _member(tar: tarfile.TarFile, name: str, data: bytes) -> None:
+    """A tar member with fixed metadata, so the bytes depend on content alone."""
+    info = tarfile.TarInfo(name)
+    info.size = len(data)
+    info.mtime = 0
+    info.mode = 0o444
+    info.uid = info.gid = 0
+    info.uname = info.gname = ""
+    tar.addfile(info, io.BytesIO(data))
+
+
+def _quality_reject(info: dict[str, Any], rules: tuple[tuple[str, float], ...]) -> str | None:
+    failed = [f"{m}={info[m]:g} < {t:g}" for m, t in rules if info[m] < t]
+    return ", ".join(failed) or None
+
+
+def _metadata(ref: SampleRef, split: str, info: dict[str, Any]) -> bytes:
+    meta = {
+        "image": ref.image,
+        "key": ref.key,
+        "source": ref.source,
+        "patient": ref.patient,
+        "eye": ref.eye,
+        "grade": ref.grade,
+        "split": split,
+        "other_eye": ref.other_eye,
+        "weight": ref.weight,
+        "weight_effective": ref.weight_effective,
+        **info,
+    }
+    return json.dumps(meta, sort_keys=True, separators=(",", ":")).encode()
+
+
+def build_shard(task: ShardTask, opts: BuildOptions, tick: Callable[[bool], None] | None = None) -> ShardResult:
+    """Write `task` as a WebDataset tar; returns counts, hash and rejections.
+
+    `tick(rejected)` is called after each sample so the parent can show progress.
+    """
+    start = time.perf_counter()
+    result = ShardResult(task.name, task.split, task.digest())
+    final = Path(opts.out) / task.name
+    tmp = final.with_name(final.name + ".tmp")
+    with open(tmp, "wb") as f:
+        with tarfile.open(fileobj=f, mode="w", format=tarfile.GNU_FORMAT) as tar:
+            for ref in task.samples:
+                rejected = _add_sample(tar, ref, task.split, opts, result)
+                if tick:
+                    tick(rejected)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, final)
+    result.bytes = final.stat().st_size
+    result.sha256 = file_sha256(final)
+    result.seconds = time.perf_counter() - start
+    return result
+
+
+def _add_sample(tar: tarfile.TarFile, ref: SampleRef, split: str, opts: BuildOptions, result: ShardResult) -> bool:
+    """Append one sample, or record why not. Returns True when rejected."""
+    try:
+        data = (Path(opts.raw) / ref.source).read_bytes()
+    except OSError as e:
+        result.rejects.append(Reject(ref.source, ref.image, "unreadable", e.strerror or str(e)))
+        return True
+    result.input_bytes += len(data)
+    try:
+        processed = preprocess_bytes(data, opts.preprocess)
+        low = _quality_reject(processed.info, opts.min_quality)
+        if low:
+            raise Rejected("low-quality", low)
+    except Rejected as e:
+        result.rejects.append(Reject(ref.source, ref.image, e.reason, e.detail))
+        return True
+    except Exception as e:  # a decoder or maths failure on one odd file must not stop the run
+        result.rejects.append(Reject(ref.source, ref.image, "error", f"{type(e).__name__}: {e}".splitlines()[0]))
+        return True
+    _member(tar, f"{ref.key}.jpg", processed.jpeg)
+    if ref.grade is not None:
+        _member(tar, f"{ref.key}.cls", str(ref.grade).encode())
+        result.grades[ref.grade] += 1
+    _member(tar, f"{ref.key}.json", _metadata(ref, split, processed.info))
+    result.count += 1
+    return False
