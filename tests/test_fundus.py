@@ -142,7 +142,7 @@ def test_square_crop_centres_full_circle() -> None:
     assert crop.shape == (500, 500, 3)
     assert abs(c.cx - 249.5) <= 0.5 and abs(c.cy - 249.5) <= 0.5 and c.r == true.r
     # The crop is the image content, not a resampled copy.
-    assert np.array_equal(crop[100:110, 100:110], img[161:171, 151:161])
+    assert np.array_equal(crop[100:110, 100:110], img[161:171, 251:261])
 
 
 def test_square_crop_pads_cut_off_circle() -> None:
@@ -152,7 +152,7 @@ def test_square_crop_pads_cut_off_circle() -> None:
     assert crop.shape == (1000, 1000, 3)
     assert abs(c.cx - 499.5) <= 0.5 and abs(c.cy - 499.5) <= 0.5
     assert not crop[:100].any() and not crop[-100:].any()  # padding
-    assert crop[100:900, 500].min() > 60  # the retina column, unshifted
+    assert crop[100:900, 500, 0].min() > 120  # the retina column (red), unshifted
 
 
 def test_circle_mask_and_apply_mask() -> None:
@@ -206,7 +206,7 @@ def test_graham_centres_the_field_on_grey() -> None:
     inner = fundus.circle_mask(out.shape[:2], c, 0.85)
     assert out.dtype == np.uint8 and out.shape == img.shape
     assert np.abs(out[inner].mean(axis=0) - 128).max() < 8  # every channel ~128
-    assert out[inner].std() > 10  # texture is kept, even amplified
+    assert out[inner].std() > 6  # texture is kept, even amplified
 
 
 def test_graham_flat_field_becomes_flat_grey() -> None:
@@ -226,11 +226,12 @@ def test_graham_blur_matches_full_resolution_blur() -> None:
 
 
 def test_clahe_raises_local_contrast() -> None:
-    img, _ = _square_fundus()
+    img, c = _square_fundus()
     flat = cv2.addWeighted(img, 0.15, img, 0, 100)  # washed out: low contrast
     out = fundus.clahe(flat)
-    gray_in = cv2.cvtColor(flat, cv2.COLOR_RGB2GRAY)
-    gray_out = cv2.cvtColor(out, cv2.COLOR_RGB2GRAY)
+    inner = fundus.circle_mask(img.shape[:2], c, 0.8)
+    gray_in = cv2.cvtColor(flat, cv2.COLOR_RGB2GRAY)[inner]
+    gray_out = cv2.cvtColor(out, cv2.COLOR_RGB2GRAY)[inner]
     assert out.shape == flat.shape and out.dtype == np.uint8
     assert gray_out.std() > 1.5 * gray_in.std()
 
