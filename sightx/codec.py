@@ -53,8 +53,14 @@ def decode(data: bytes, min_size: tuple[int, int] | None = None) -> tuple[np.nda
         # strict: libjpeg warnings (e.g. premature end of data) raise instead of padding grey.
         img = simplejpeg.decode_jpeg(data, colorspace="RGB", min_width=min_w, min_height=min_h, strict=True)
     except ValueError as e:
-        reason = "truncated" if "premature end" in str(e).lower() else "decode-error"
-        raise CodecError(reason, str(e)) from e
+        if "premature end" in str(e).lower():
+            raise CodecError("truncated", str(e)) from e
+        # Other warnings (e.g. extraneous bytes before a marker) are common in camera archives
+        # and harmless: keep the image if libjpeg can still decode it.
+        try:
+            img = simplejpeg.decode_jpeg(data, colorspace="RGB", min_width=min_w, min_height=min_h, strict=False)
+        except ValueError as e2:
+            raise CodecError("decode-error", str(e2)) from e2
     return img, img.shape[0] / height
 
 

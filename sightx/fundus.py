@@ -7,6 +7,8 @@ known geometry. Coordinates follow OpenCV's pixel-centre convention: pixel
 
 from __future__ import annotations
 
+import math
+
 from dataclasses import dataclass
 
 import cv2
@@ -26,8 +28,8 @@ _INLIER_TOL = 1.5  # rim-point residual (working pixels) that still counts as on
 _RANSAC_ITERS = 128
 _MIN_RIM_POINTS = 24
 _MIN_INLIER_FRAC = 0.5
-_MIN_IOU = 0.85
-_MIN_STEP = 0.5  # drop at the rim, as a fraction of the inner level above background  # the foreground blob must actually look like the fitted disk
+_MIN_IOU = 0.85  # the foreground blob must actually look like the fitted disk
+_MIN_STEP = 0.5  # drop at the rim, as a fraction of the inner level above background
 
 
 @dataclass(frozen=True)
@@ -109,7 +111,7 @@ def _rim_levels(
     outer = work[(d >= o0 * c.r) & (d <= o1 * c.r)]
     if inner.size < 20:
         return None
-    return float(np.median(inner)), float(np.median(outer)) if outer.size >= 20 else bg
+    return float(np.median(inner)), (float(np.median(outer)) if outer.size >= 20 else bg)
 
 
 def _fit_at_threshold(work: np.ndarray, thr: float) -> tuple[Circle, np.ndarray] | None:
@@ -264,6 +266,19 @@ def square_crop(img: np.ndarray, c: Circle) -> tuple[np.ndarray, Circle]:
     if sx1 > sx0 and sy1 > sy0:
         out[sy0 - y0 : sy1 - y0, sx0 - x0 : sx1 - x0] = img[sy0:sy1, sx0:sx1]
     return out, Circle(c.cx - x0, c.cy - y0, c.r)
+
+
+def mask_outside(img: np.ndarray, box: tuple[float, float, float, float], margin: float) -> np.ndarray:
+    """Black outside box (x0, y0, x1, y1) shrunk by margin: hides where a cut-off field's padding
+    meets the retina, which local-contrast normalisation turns into a bright stripe."""
+    h, w = img.shape[:2]
+    x0, y0 = max(0, math.ceil(box[0] + margin)), max(0, math.ceil(box[1] + margin))
+    x1, y1 = min(w, math.floor(box[2] - margin)), min(h, math.floor(box[3] - margin))
+    if (x0, y0, x1, y1) == (0, 0, w, h):
+        return img
+    out = np.zeros_like(img)
+    out[y0:y1, x0:x1] = img[y0:y1, x0:x1]
+    return out
 
 
 def circle_mask(shape_hw: tuple[int, ...], c: Circle, scale: float = 1.0) -> np.ndarray:

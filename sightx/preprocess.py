@@ -91,11 +91,18 @@ def preprocess_bytes(data: bytes, opts: PreprocessOptions) -> Processed:
         scale = new_scale
 
     crop, c = fundus.square_crop(img, circle)
+    k = opts.size / crop.shape[0]
+    dx, dy = circle.cx - c.cx, circle.cy - c.cy  # crop origin in decoded pixels
+    frame = (-dx * k, -dy * k, (img.shape[1] - dx) * k, (img.shape[0] - dy) * k)
     small = fundus.resize(crop, opts.size)
-    c = c.scaled(opts.size / crop.shape[0])
+    c = c.scaled(k)
     metrics = fundus.quality_metrics(small, c)
     out = fundus.normalize(small, opts.normalize, opts.size / 2)
-    out = fundus.apply_mask(out, c, opts.mask_scale if opts.normalize == "graham" else 1.0)
+    if opts.normalize == "graham":
+        out = fundus.apply_mask(out, c, opts.mask_scale)
+        out = fundus.mask_outside(out, frame, opts.size / 60)  # the blur's reach: sigma = r/30
+    else:
+        out = fundus.apply_mask(out, c, 1.0)
 
     orig = circle.scaled(1 / scale)
     info = {

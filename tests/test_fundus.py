@@ -90,6 +90,30 @@ def test_find_fov_cut_off_top_and_bottom() -> None:
     assert_close(fundus.find_fov(img), true)
 
 
+def test_find_fov_cut_off_hard() -> None:
+    # Height = 0.6 D: the frame edges carry as many blob-edge points as the rim does.
+    img, true = synthetic_fundus(1500, 1000, Circle(750, 500, 500))
+    img, true = cut_rows(img, true, 600)
+    assert_close(fundus.find_fov(img), true)
+
+
+def test_find_fov_cut_off_on_all_four_sides() -> None:
+    # Frame 0.8 D square: most blob-edge points lie on the frame, and only the
+    # four short arcs between them are rim.
+    img, true = synthetic_fundus(1000, 1000, Circle(500, 500, 500))
+    img, true = img[100:900, 100:900], Circle(400, 400, 500)
+    assert_close(fundus.find_fov(img), true)
+
+
+def test_find_fov_flat_chords_inside_the_frame() -> None:
+    # Some cameras blacken the top and bottom of the field inside the frame: the flat
+    # chords are blob edges but not rim, and only a robust fit ignores them.
+    img, true = synthetic_fundus(1500, 1000, Circle(750, 500, 450))
+    band = np.random.default_rng(3).normal(6, 2, (140, 1500, 3)).clip(0, 255).astype(np.uint8)
+    img[:140], img[-140:] = band, band
+    assert_close(fundus.find_fov(img), true)
+
+
 def test_find_fov_cut_off_at_one_side() -> None:
     img, true = synthetic_fundus(1500, 1000, Circle(470, 500, 470))
     img, true = img[:, 80:], Circle(true.cx - 80, true.cy, true.r)
