@@ -129,3 +129,78 @@ def shard(
         click.echo(str(e), err=True)
         raise SystemExit(130) from None
     click.echo(format_summary(result, out))
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("shards", type=click.Path(path_type=Path), default=Path("shards"))
+@click.option("--out", default="runs/default", show_default=True, help="Run folder: metrics.jsonl, last.pt, best.pt, PNGs.")
+@click.option("--arch", type=click.Choice(["resnet50", "resnet34", "resnet18"]), default="resnet50", show_default=True)
+@click.option("--head", type=click.Choice(["classify", "regress"]), default="classify", show_default=True,
+              help="5-way cross-entropy, or one score with MSE and kappa-optimised thresholds.")
+@click.option("--weights", default="none", show_default=True, help="none, imagenet (local torch cache only) or a weights file.")
+@click.option("--image-size", type=click.IntRange(32, 2048), default=512, show_default=True)
+@click.option("--epochs", type=click.IntRange(1), default=30, show_default=True)
+@click.option("--batch-size", type=click.IntRange(1), default=32, show_default=True)
+@click.option("--lr", type=click.FloatRange(0, min_open=True), default=3e-4, show_default=True)
+@click.option("--weight-decay", type=click.FloatRange(0), default=0.05, show_default=True)
+@click.option("--optimizer", type=click.Choice(["adamw", "sgd"]), default="adamw", show_default=True)
+@click.option("--schedule", type=click.Choice(["cosine", "onecycle"]), default="cosine", show_default=True)
+@click.option("--warmup-epochs", type=click.FloatRange(0), default=1.0, show_default=True)
+@click.option("--balance", type=click.Choice(["loss", "sample", "progressive", "none"]), default="loss", show_default=True,
+              help="Counter the grade imbalance in the loss, by resampling, by decaying resampling, or not at all.")
+@click.option("--balance-decay", type=click.FloatRange(0, 1), default=0.7, show_default=True, help="progressive: share of balancing kept per epoch.")
+@click.option("--workers", type=click.IntRange(0), default=min(8, default_workers()), show_default=True, help="DataLoader workers.")
+@click.option("--shuffle-buffer", type=click.IntRange(0), default=1000, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--device", default="auto", show_default=True, help="auto (MPS, then CUDA, then CPU), cpu, cuda, cuda:1, mps.")
+@click.option("--amp", type=click.Choice(["auto", "off", "bf16", "fp16"]), default="auto", show_default=True)
+@click.option("--resume", is_flag=True, help="Continue the run in --out from last.pt.")
+@click.option("--tensorboard", is_flag=True, help="Also log to OUT/tensorboard (needs the tensorboard package).")
+@click.option("--quiet", is_flag=True)
+def train(shards: Path, out: str, quiet: bool, **kw: object) -> None:
+    """Train a ResNet on SHARDS (default: shards/) written by sightx-shard, streaming from disk."""
+    from sightx.model import WeightsError
+    from sightx.train import TrainConfig, TrainError
+    from sightx.train import train as run_train
+
+    try:
+        history = run_train(TrainConfig(shards=str(shards), out=out, progress=not quiet, **kw))  # type: ignore[arg-type]
+    except (TrainError, WeightsError) as e:
+        raise click.ClickException(str(e)) from None
+    except KeyboardInterrupt:
+        click.echo(f"interrupted; `--resume --out {out}` continues from the last finished epoch", err=True)
+        raise SystemExit(130) from None
+    if history and "val" in history[-1]:
+        best = max(history, key=lambda h: h["val"]["kappa"])
+        v = best["val"]
+        click.echo(
+            f"best epoch {best['epoch']}: QWK {v['kappa']:.3f} (always-grade-{v['baseline']['grade']}: QWK 0.000, "
+            f"accuracy {v['baseline']['accuracy']:.3f}); checkpoints in {out}"
+        )
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.option("--checkpoint", required=True, type=click.Path(dir_okay=False, path_type=Path), help="best.pt or last.pt from sightx-train.")
+@click.option("--out", "out_csv", default="predictions.csv", show_default=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--batch-size", type=click.IntRange(1), default=32, show_default=True)
+@click.option("--workers", type=click.IntRange(1), default=default_workers(), show_default=True, help="Preprocessing processes.")
+@click.option("--device", default="auto", show_default=True)
+@click.option("--blend-eyes", is_flag=True, help="Mix in the other eye's prediction (Kaggle {patient}_{left|right} names).")
+@click.option("--quiet", is_flag=True)
+def predict(inputs: tuple[Path, ...], checkpoint: Path, out_csv: Path, batch_size: int, workers: int, device: str, blend_eyes: bool, quiet: bool) -> None:
+    """Grade INPUTS (image files, folders, or .tar shards) with the checkpoint's own preprocessing."""
+    from sightx.predict import predict as run_predict
+    from sightx.predict import write_csv
+    from sightx.train import TrainError
+
+    try:
+        rows = run_predict(list(inputs), checkpoint, batch_size=batch_size, workers=workers, device=device,
+                           blend_eyes=blend_eyes, progress=not quiet)
+        write_csv(rows, out_csv)
+    except TrainError as e:
+        raise click.ClickException(str(e)) from None
+    except OSError as e:
+        raise click.ClickException(f"cannot write {out_csv}: {e.strerror or e}") from None
+    failed = sum(bool(r["error"]) for r in rows)
+    click.echo(f"graded {len(rows) - failed} image(s), {failed} failed; wrote {out_csv}")

@@ -1,0 +1,569 @@
+"""Look at a raw archive or a shard folder before training: class balance, galleries, image quality.
+
+Writes PNG charts, one self-contained report.html and a summary.json; never modifies its input.
+Per-image facts come from preprocess_bytes, the code path sightx-shard uses, so the quality
+numbers and rejection reasons shown here are the ones the shards will get. Bad inputs (unreadable
+files, missing or broken labels) are findings for the report, not errors.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import html
+import json
+import tarfile
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+from tqdm import tqdm
+
+from sightx import codec
+from sightx import manifest as mf
+from sightx.atomic import atomic_write_text
+from sightx.labels import LabelError, find_images, find_label_file, image_id, patient_eye, read_labels
+from sightx.metrics import majority_baseline
+from sightx.pool import ordered_map
+from sightx.preprocess import PreprocessOptions, Rejected, preprocess_bytes
+from sightx.sheet import contact_sheet
+
+GRADE_NAMES = ("No DR", "Mild", "Moderate", "Severe", "Proliferative")
+GRADE_COLORS = ("#4c9a5f", "#c9b23c", "#e08a2c", "#c8452f", "#7b2d6b")
+TOO_DARK = 30.0  # mean field brightness (0-255) below which a photo counts as underexposed
+OVER_EXPOSED = 200.0  # ... and above which it counts as over-exposed
+WORST_SHOWN = 8
+WORST_COLS = 4
+TILE = (240, 160)  # contact-sheet cell (width, height): the 3:2 shape of most fundus photos
+CHART_DPI = 100
+# Fixed figure sizes (inches) so every chart's pixel size is known in advance.
+CHART_INCHES = {
+    "classes.png": (10.0, 4.0),
+    "properties.png": (12.0, 7.0),
+    "splits.png": (10.0, 4.0),
+    "shard_balance.png": (12.0, 4.0),
+}
+# Small output, no normalisation: metrics on the photo as taken, rejections as sightx-shard makes them.
+FACTS_OPTIONS = PreprocessOptions(size=256, normalize="none")
+UNREADABLE = ("unreadable", "empty-file", "not-jpeg", "truncated", "decode-error")
+_METRICS = ("brightness", "contrast", "sharpness", "fov_fraction")
+_EXAMPLES = 20  # names listed per finding; the counts are always complete
+_OUTPUTS = ("report.html", "summary.json", "gallery.png", "worst.png", "before_after.png", *CHART_INCHES)
+
+
+class ExploreError(Exception):
+    """Nothing to explore or nowhere to write: one line for the user, no traceback."""
+
+
+@dataclass(frozen=True)
+class ExploreOptions:
+    per_grade: int = 2
+    seed: int = 0
+    sample: int = 2000  # images measured for the properties section; 0 = all
+    workers: int = 1
+    labels: str | None = None  # label CSV; default: trainLabels.csv beside the images
+    raw: str | None = None  # raw folder the shards were made from, for the before/after gallery
+    progress: bool = True
+
+
+def explore(path: Path, out: Path, opts: ExploreOptions) -> dict[str, Any]:
+    """Report on `path` (a shard folder if it holds manifest.json, else raw images) into `out`."""
+    if not path.is_dir():
+        raise ExploreError(f"{path} is not a folder")
+    report = _Report(out)
+    report.prepare()
+    if (path / mf.MANIFEST).is_file():
+        return _explore_shards(path, report, opts)
+    return _explore_raw(path, report, opts)
+
+
+# --- raw archives ------------------------------------------------------------------
+
+
+def images_folder(path: Path) -> Path:
+    """Kaggle keeps labelled photos in train/ beside test/: explore train/ when it is there."""
+    return path / "train" if (path / "train").is_dir() else path
+
+
+def _explore_raw(path: Path, report: _Report, opts: ExploreOptions) -> dict[str, Any]:
+    folder = images_folder(path)
+    images = find_images(folder)
+    labels, label_info = _load_labels(folder, opts.labels, images)
+    if not images and labels is None:
+        raise ExploreError(f"no .jpeg/.jpg files and no label file under {path}: nothing to explore")
+    summary: dict[str, Any] = {"kind": "raw", "folder": str(path), "images_folder": str(folder), "images": len(images)}
+    summary["labels"] = label_info
+    report.section("Inputs", _inputs_html(summary, label_info))
+    summary["classes"] = _classes_section(report, labels, images) if labels is not None else None
+    summary["gallery"] = _gallery_section(report, labels, images, opts)
+    summary["properties"] = _properties_section(report, folder, images, opts)
+    report.finish(f"SightX: {path}", summary)
+    return summary
+
+
+def _load_labels(folder: Path, override: str | None, images: list[Path]) -> tuple[dict[str, int] | None, dict[str, Any]]:
+    """The label file and how it matches the images; a missing or broken file is a finding."""
+    label_path = Path(override) if override else find_label_file(folder)
+    info: dict[str, Any] = {"file": str(label_path) if label_path else None, "rows": 0, "error": None}
+    if label_path is None:
+        info["error"] = f"no trainLabels.csv in {folder} or its parent: class distribution and gallery skipped"
+        return None, info
+    try:
+        labels = read_labels(label_path)
+    except LabelError as e:
+        info["error"] = f"{e}: class distribution and gallery skipped"
+        return None, info
+    ids = {image_id(p) for p in images}
+    info["rows"] = len(labels)
+    info["images_without_label"] = _examples(sorted(p.name for p in images if image_id(p) not in labels))
+    info["labels_without_image"] = _examples(sorted(set(labels) - ids))
+    return labels, info
+
+
+def _examples(items: list[str]) -> dict[str, Any]:
+    return {"count": len(items), "examples": items[:_EXAMPLES]}
+
+
+def class_stats(labels: dict[str, int], present: set[str]) -> dict[str, Any]:
+    """Grade counts over the label file, per eye, eye agreement per patient, and the constant baseline."""
+    grades = np.array(list(labels.values()), dtype=np.int64)
+    counts = np.bincount(grades, minlength=mf.NUM_GRADES).tolist()
+    by_eye: dict[str, list[int]] = {}
+    eyes: dict[str, dict[str, int]] = {}
+    for image, grade in labels.items():
+        patient, eye = patient_eye(image)
+        by_eye.setdefault(eye or "unknown", [0] * mf.NUM_GRADES)[grade] += 1
+        if eye:
+            eyes.setdefault(patient, {})[eye] = grade
+    both = {p: e for p, e in sorted(eyes.items()) if len(e) == 2}
+    discordant = [{"patient": p, "left": e["left"], "right": e["right"]} for p, e in both.items() if e["left"] != e["right"]]
+    return {
+        "total": len(labels),
+        "counts": counts,
+        "percent": [_pct(c, len(labels)) for c in counts],
+        "present": np.bincount([g for i, g in labels.items() if i in present], minlength=mf.NUM_GRADES).tolist(),
+        "by_eye": dict(sorted(by_eye.items())),
+        "patients": len({patient_eye(i)[0] for i in labels}),
+        "patients_with_both_eyes": len(both),
+        "discordant_patients": len(discordant),
+        "discordant_by_difference": dict(sorted(Counter(str(abs(d["left"] - d["right"])) for d in discordant).items())),
+        "discordant_examples": discordant[:_EXAMPLES],
+        "baseline": _baseline(grades),
+    }
+
+
+def _pct(part: float, whole: float) -> float:
+    return round(100 * part / whole, 2) if whole else 0.0
+
+
+def _baseline(grades: np.ndarray) -> dict[str, Any]:
+    """What a model that ignores the image scores: the bar every model must clear."""
+    b = majority_baseline(grades)
+    text = (
+        f"Always predicting grade {b['grade']} ({GRADE_NAMES[b['grade']]}) is right for {b['accuracy']:.1%} of images "
+        f"and has quadratic weighted kappa {b['kappa']:.3f}. An accuracy near {b['accuracy']:.0%} therefore says "
+        "nothing; judge models by kappa and per-grade recall."
+    )
+    return {"grade": b["grade"], "accuracy": round(b["accuracy"], 4), "kappa": round(b["kappa"], 4), "text": text}
+
+
+def _classes_section(report: _Report, labels: dict[str, int], images: list[Path]) -> dict[str, Any]:
+    stats = class_stats(labels, {image_id(p) for p in images})
+    eyes = list(stats["by_eye"])
+    rows = [
+        [g, GRADE_NAMES[g], stats["counts"][g], f"{stats['percent'][g]:.2f}%", stats["present"][g]]
+        + [stats["by_eye"][e][g] for e in eyes]
+        for g in range(mf.NUM_GRADES)
+    ]
+    agreement = (
+        f"{stats['patients']} patients, {stats['patients_with_both_eyes']} with both eyes labelled; "
+        f"{stats['discordant_patients']} of those have eyes of different grades "
+        f"({_pct(stats['discordant_patients'], stats['patients_with_both_eyes']):.1f}%), "
+        f"by grade difference: {_pairs(stats['discordant_by_difference']) or 'none'}."
+    )
+    report.section(
+        "Class distribution",
+        _table(["grade", "name", "labels", "share", "with image", *eyes], rows),
+        report.chart("classes.png", lambda fig: _draw_classes(fig, stats)),
+        _para(agreement),
+        _para(stats["baseline"]["text"]),
+    )
+    return stats
+
+
+def _pairs(d: dict[str, Any]) -> str:
+    return ", ".join(f"{k}: {v}" for k, v in d.items())
+
+
+def _draw_classes(fig: Any, stats: dict[str, Any]) -> None:
+    left, right = fig.subplots(1, 2)
+    grades = np.arange(mf.NUM_GRADES)
+    bars = left.bar(grades, stats["counts"], color=GRADE_COLORS)
+    left.bar_label(bars, [f"{c} ({p:.1f}%)" for c, p in zip(stats["counts"], stats["percent"])], fontsize=8)
+    left.set(title="Labels per grade", xlabel="grade", ylabel="images", xticks=grades)
+    width = 0.8 / len(stats["by_eye"])
+    for i, (eye, counts) in enumerate(stats["by_eye"].items()):
+        right.bar(grades + (i - (len(stats["by_eye"]) - 1) / 2) * width, counts, width, label=eye)
+    right.set(title="Per eye", xlabel="grade", ylabel="images", xticks=grades)
+    right.legend()
+
+
+def _gallery_section(report: _Report, labels: dict[str, int] | None, images: list[Path], opts: ExploreOptions) -> dict[str, Any]:
+    if labels is None:
+        report.section("Grade gallery", _para("Skipped: no usable label file."))
+        return {"shown": 0, "note": "no usable label file"}
+    by_grade: dict[int, list[Path]] = {}
+    for p in images:
+        if image_id(p) in labels:
+            by_grade.setdefault(labels[image_id(p)], []).append(p)
+    rng = np.random.default_rng([opts.seed, 1])
+    tiles: list[np.ndarray | None] = []
+    captions: list[str] = []
+    for grade in range(mf.NUM_GRADES):
+        picked = _first_readable(by_grade.get(grade, []), rng, opts.per_grade)
+        tiles += [img for img, _ in picked] + [None] * (opts.per_grade - len(picked))
+        captions += [f"grade {grade} | {p.name}" for _, p in picked]
+        captions += [f"grade {grade} | no image"] * (opts.per_grade - len(picked))
+    sheet = contact_sheet(tiles, captions, cols=opts.per_grade, rows=mf.NUM_GRADES, tile=TILE)
+    note = f"{opts.per_grade} random photo(s) per grade (seed {opts.seed}), one row per grade."
+    report.section("Grade gallery", _para(note), report.picture("gallery.png", sheet))
+    return {"shown": sum(t is not None for t in tiles), "images": [c.split(" | ")[1] for c, t in zip(captions, tiles) if t is not None]}
+
+
+def _first_readable(paths: list[Path], rng: np.random.Generator, n: int) -> list[tuple[np.ndarray, Path]]:
+    """Up to n thumbnails from paths in a seeded random order, passing over unreadable files."""
+    picked = []
+    for i in rng.permutation(len(paths)):
+        thumb = thumbnail(paths[i])
+        if thumb is not None:
+            picked.append((thumb, paths[i]))
+        if len(picked) == n:
+            break
+    return picked
+
+
+def thumbnail(path: Path) -> np.ndarray | None:
+    """A decode at the smallest DCT scale that still fills a tile: fast even for 12 MP photos."""
+    try:
+        return codec.decode(path.read_bytes(), TILE)[0]
+    except (OSError, codec.CodecError):
+        return None
+
+
+# --- image properties --------------------------------------------------------------
+
+
+def image_facts(path: str) -> dict[str, Any]:
+    """Header size, file size and quality metrics of one file; runs in a worker and never raises."""
+    facts: dict[str, Any] = {"path": path, "bytes": None, "resolution": None, "reason": None, "detail": ""}
+    try:
+        data = Path(path).read_bytes()
+    except OSError as e:
+        return {**facts, "reason": "unreadable", "detail": e.strerror or str(e)}
+    facts["bytes"] = len(data)
+    try:
+        facts["resolution"] = "{}x{}".format(*codec.read_size(data))
+        info = preprocess_bytes(data, FACTS_OPTIONS).info
+    except (codec.CodecError, Rejected) as e:
+        return {**facts, "reason": e.reason, "detail": str(e)}
+    except Exception as e:  # one odd file must not end a scan of 100 GB
+        return {**facts, "reason": "error", "detail": f"{type(e).__name__}: {e}".splitlines()[0]}
+    return {**facts, **{m: info[m] for m in _METRICS}}
+
+
+def sample_images(images: list[Path], n: int, seed: int) -> list[Path]:
+    """A seeded random subset of n images in folder order; all of them when n is 0 or too big."""
+    if n == 0 or n >= len(images):
+        return images
+    keep = np.sort(np.random.default_rng([seed, 2]).choice(len(images), n, replace=False))
+    return [images[i] for i in keep]
+
+
+def _measure(images: list[Path], opts: ExploreOptions) -> pd.DataFrame:
+    paths = [str(p) for p in sample_images(images, opts.sample, opts.seed)]
+    facts = ordered_map(image_facts, paths, min(opts.workers, max(1, len(paths))))
+    rows = list(tqdm(facts, total=len(paths), desc="explore", unit="img", disable=not opts.progress))
+    return pd.DataFrame(rows, columns=["path", "bytes", "resolution", "reason", "detail", *_METRICS])
+
+
+def _stats(values: pd.Series) -> dict[str, float] | None:
+    v = values.dropna().to_numpy(dtype=np.float64)
+    if v.size == 0:
+        return None
+    q = np.percentile(v, [0, 5, 50, 95, 100])
+    return {k: round(float(x), 3) for k, x in zip(("min", "p05", "median", "p95", "max"), q)} | {"mean": round(float(v.mean()), 3)}
+
+
+def property_stats(df: pd.DataFrame, folder: Path, n_images: int) -> dict[str, Any]:
+    """The numbers of the properties section, from one row of image_facts per sampled file."""
+    ok = df[df["reason"].isna()]
+    failed = df[df["reason"].notna()]
+    return {
+        "sampled": len(df),
+        "of": n_images,
+        "measured": len(ok),
+        "unreadable": int(failed["reason"].isin(UNREADABLE).sum()),
+        "failed_by_reason": {str(k): int(v) for k, v in sorted(Counter(failed["reason"]).items())},
+        "failed": [
+            {"image": Path(r.path).relative_to(folder).as_posix(), "reason": r.reason, "detail": r.detail}
+            for r in failed.itertuples()
+        ],
+        "resolutions": {str(k): int(v) for k, v in df["resolution"].value_counts().items()},
+        "file_bytes": _stats(df["bytes"]),
+        **{m: _stats(ok[m]) for m in _METRICS},
+        "too_dark": int((ok["brightness"] < TOO_DARK).sum()),
+        "over_exposed": int((ok["brightness"] > OVER_EXPOSED).sum()),
+        "fov_cut_off": int((ok["fov_fraction"] < 1).sum()),
+        "fov_cut_off_rate": round(float((ok["fov_fraction"] < 1).mean()), 4) if len(ok) else None,
+    }
+
+
+def _properties_section(report: _Report, folder: Path, images: list[Path], opts: ExploreOptions) -> dict[str, Any]:
+    df = _measure(images, opts)
+    stats = property_stats(df, folder, len(images))
+    rows = [
+        ["sampled", f"{stats['sampled']} of {stats['of']} (seed {opts.seed})"],
+        ["measured (field of view found)", stats["measured"]],
+        ["unreadable (I/O or JPEG errors)", stats["unreadable"]],
+        ["not usable, by reason", _pairs(stats["failed_by_reason"]) or "none"],
+        ["resolutions", _pairs(stats["resolutions"]) or "none"],
+        [f"too dark (brightness < {TOO_DARK:g})", stats["too_dark"]],
+        [f"over-exposed (brightness > {OVER_EXPOSED:g})", stats["over_exposed"]],
+        ["field cut off by the frame", f"{stats['fov_cut_off']} ({_pct(stats['fov_cut_off'], stats['measured']):.1f}%)"],
+    ]
+    dist = [[k, *(("" if stats[k] is None else stats[k][s]) for s in ("min", "p05", "median", "mean", "p95", "max"))] for k in ("file_bytes", *_METRICS)]
+    failed = [[f["image"], f["reason"], f["detail"]] for f in stats["failed"][:_EXAMPLES]]
+    worst = _worst(df, WORST_SHOWN)
+    stats["worst"] = [{"image": Path(p).relative_to(folder).as_posix(), "why": why} for p, why, _ in worst]
+    parts = [
+        _para("Measured on the preprocessing path sightx-shard uses (256 px field crop, no normalisation); "
+              "brightness is the mean grey level inside the field of view, sharpness the Laplacian variance."),
+        _table(["property", "value"], rows),
+        _table(["metric", "min", "5%", "median", "mean", "95%", "max"], dist),
+        report.chart("properties.png", lambda fig: _draw_properties(fig, df)),
+    ]
+    if failed:
+        parts += [_para(f"Files that could not be measured ({len(stats['failed'])}):"), _table(["image", "reason", "detail"], failed)]
+    if worst:
+        sheet = contact_sheet([img for _, _, img in worst], [f"{Path(p).stem}: {why}" for p, why, _ in worst],
+                              cols=WORST_COLS, tile=TILE)
+        parts += [_para("Worst-quality photos in the sample (rejected by preprocessing first, then lowest on any metric):"),
+                  report.picture("worst.png", sheet)]
+    report.section("Image properties", *parts)
+    return stats
+
+
+def _worst(df: pd.DataFrame, k: int) -> list[tuple[str, str, np.ndarray]]:
+    """Up to k decodable photos, worst first: rejected ones, then by their lowest percentile.
+
+    Percentiles (sharpness, closeness to the median brightness, visible field) make the metrics
+    comparable without thresholds, so a photo that is bad in any one way ranks low.
+    """
+    rejected = df[df["reason"].notna() & ~df["reason"].isin(UNREADABLE)]
+    ok = df[df["reason"].isna()]
+    pct = pd.DataFrame({
+        "sharpness": ok["sharpness"].rank(pct=True),
+        "brightness": (-(ok["brightness"] - ok["brightness"].median()).abs()).rank(pct=True),
+        "fov_fraction": ok["fov_fraction"].rank(pct=True),
+    })
+    order = pct.min(axis=1).sort_values(kind="stable").index
+    metric = pct.idxmin(axis=1) if len(ok) else pd.Series(dtype=str)
+    candidates = [(r.path, r.reason) for r in rejected.itertuples()]
+    candidates += [(ok.at[i, "path"], f"{metric[i]} {ok.at[i, metric[i]]:.3g}") for i in order]
+    worst = []
+    for path, why in candidates:
+        img = thumbnail(Path(path))
+        if img is not None:
+            worst.append((path, why, img))
+        if len(worst) == k:
+            break
+    return worst
+
+
+def _draw_properties(fig: Any, df: pd.DataFrame) -> None:
+    axes = fig.subplots(2, 3).ravel()
+    mix = df["resolution"].value_counts().head(8)[::-1]
+    axes[0].barh(mix.index.astype(str), mix.to_numpy())
+    axes[0].set(title="Resolution mix (top 8)", xlabel="images")
+    _hist(axes[1], df["bytes"] / 1e6, "File size", "MB")
+    ok = df[df["reason"].isna()]
+    _hist(axes[2], ok["brightness"], "Exposure: mean field brightness", "grey level (0-255)", bins=np.linspace(0, 255, 52))
+    axes[2].axvline(TOO_DARK, color="k", ls="--", lw=1)
+    axes[2].axvline(OVER_EXPOSED, color="k", ls="--", lw=1)
+    sharp = ok["sharpness"].clip(lower=1e-3)
+    log_bins = np.geomspace(sharp.min(), sharp.max() * 1.001, 31) if len(sharp) else None
+    _hist(axes[3], sharp, "Sharpness", "Laplacian variance (log)", bins=log_bins)
+    if len(sharp):
+        axes[3].set_xscale("log")
+    _hist(axes[4], ok["contrast"], "Contrast", "grey-level std")
+    _hist(axes[5], ok["fov_fraction"], "Visible field of view", "fraction of the circle in frame", bins=np.linspace(0, 1, 41))
+
+
+def _hist(ax: Any, values: pd.Series, title: str, xlabel: str, bins: Any = None) -> None:
+    """A histogram, or 'no data' in its place so the chart layout never changes."""
+    v = values.dropna().to_numpy(dtype=np.float64)
+    if v.size:
+        ax.hist(v, bins=bins if bins is not None else 30, color="#4a78a8")
+    else:
+        ax.text(0.5, 0.5, "no data", ha="center", va="center", transform=ax.transAxes)
+    ax.set(title=title, xlabel=xlabel, ylabel="images")
+
+
+# --- shard folders -----------------------------------------------------------------
+
+
+def _explore_shards(path: Path, report: _Report, opts: ExploreOptions) -> dict[str, Any]:
+    try:
+        manifest = mf.read(path)
+    except mf.ManifestError as e:
+        raise ExploreError(str(e)) from None
+    done = [s for s in manifest["shards"] if s.get("done")]
+    s = manifest.get("summary", {})
+    summary: dict[str, Any] = {
+        "kind": "shards",
+        "folder": str(path),
+        "complete": bool(manifest.get("complete")),
+        "preprocess": manifest["options"].get("preprocess"),
+        "inputs": s.get("inputs"),
+        "written": s.get("written"),
+        "splits": split_stats(manifest),
+        "shards": [{"name": x["name"], "split": x["split"], "count": x["count"], "grades": x["grades"]} for x in done],
+        "pending_shards": [x["name"] for x in manifest["shards"] if not x.get("done")],
+        "rejects": _rejects(path, s),
+    }
+    _splits_section(report, summary)
+    _rejects_section(report, summary["rejects"])
+    summary["before_after"] = _before_after_section(report, path, done, opts)
+    report.finish(f"SightX shards: {path}", summary)
+    return summary
+
+
+def split_stats(manifest: dict[str, Any]) -> dict[str, Any]:
+    """Per split: shards, samples, grade counts and shares, and the class weights stored for training."""
+    return {
+        name: {
+            "shards": info["shards"],
+            "count": info["count"],
+            "grades": info["grades"],
+            "percent": [_pct(c, sum(info["grades"])) for c in info["grades"]],
+            "class_weights": info.get("class_weights"),
+        }
+        for name, info in manifest["splits"].items()
+    }
+
+
+def _rejects(path: Path, manifest_summary: dict[str, Any]) -> dict[str, Any]:
+    """Rejections by reason from the manifest, with example rows from rejects.csv when present."""
+    out: dict[str, Any] = {"count": manifest_summary.get("rejected", 0), "by_reason": manifest_summary.get("rejected_by_reason", {})}
+    try:
+        with open(path / mf.REJECTS, newline="") as f:
+            out["examples"] = list(csv.DictReader(f))[:_EXAMPLES]
+    except OSError:
+        out["examples"] = []
+        out["note"] = f"{mf.REJECTS} not found (the shard run has not finished)"
+    return out
+
+
+def _splits_section(report: _Report, summary: dict[str, Any]) -> None:
+    splits = summary["splits"]
+    rows = [
+        [name, info["shards"], info["count"], *(f"{c} ({p:.1f}%)" if name != "test" else "-" for c, p in zip(info["grades"], info["percent"]))]
+        for name, info in splits.items()
+    ]
+    weights = [
+        [f"{name} ({kind})", *info["class_weights"][kind]]
+        for name, info in splits.items() if info["class_weights"] for kind in ("inverse", "effective")
+    ]
+    status = "complete" if summary["complete"] else f"incomplete: {len(summary['pending_shards'])} shard(s) not built"
+    labelled = [x for x in summary["shards"] if x["split"] != "test"]
+    report.section(
+        "Splits and class mix",
+        _para(f"{summary['inputs']} inputs, {summary['written']} samples written; {status}. "
+              f"Preprocessing: {_pairs(summary['preprocess'] or {})}."),
+        _table(["split", "shards", "samples", *(f"grade {g}" for g in range(mf.NUM_GRADES))], rows),
+        report.chart("splits.png", lambda fig: _draw_splits(fig, splits)),
+        report.chart("shard_balance.png", lambda fig: _draw_shard_balance(fig, labelled)),
+        _para("Class weights stored per split (mean weight over the split's samples is 1); "
+              "the trainer reads the train split's."),
+        _table(["split (weighting)", *(f"grade {g}" for g in range(mf.NUM_GRADES))], weights),
+    )
+
+
+def _draw_splits(fig: Any, splits: dict[str, Any]) -> None:
+    ax = fig.subplots()
+    labelled = {k: v for k, v in splits.items() if k != "test"}
+    grades = np.arange(mf.NUM_GRADES)
+    width = 0.8 / max(1, len(labelled))
+    for i, (name, info) in enumerate(labelled.items()):
+        bars = ax.bar(grades + (i - (len(labelled) - 1) / 2) * width, info["percent"], width, label=f"{name} ({info['count']})")
+        ax.bar_label(bars, [f"{p:.1f}" for p in info["percent"]], fontsize=7)
+    ax.set(title="Class mix per split", xlabel="grade", ylabel="% of split", xticks=grades)
+    if labelled:
+        ax.legend()
+
+
+def _draw_shard_balance(fig: Any, shards: list[dict[str, Any]]) -> None:
+    """Stacked grade shares per shard: stratified shards should all look alike."""
+    ax = fig.subplots()
+    x = np.arange(len(shards))
+    shares = np.array([[_pct(c, sum(s["grades"])) for c in s["grades"]] for s in shards]).reshape(-1, mf.NUM_GRADES)
+    bottom = np.zeros(len(shards))
+    for g in range(mf.NUM_GRADES):
+        ax.bar(x, shares[:, g], 0.8, bottom=bottom, color=GRADE_COLORS[g], label=f"grade {g}")
+        bottom += shares[:, g]
+    step = max(1, len(shards) // 30)  # at most ~30 tick labels, however many shards
+    ax.set_xticks(x[::step], [f"{s['split']} {int(s['name'].split('-')[1].split('.')[0])}" for s in shards[::step]], rotation=90, fontsize=7)
+    ax.set(title="Class mix per shard", ylabel="% of shard", ylim=(0, 100))
+    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)
+
+
+def _rejects_section(report: _Report, rejects: dict[str, Any]) -> None:
+    parts = [_table(["reason", "images"], [[k, v] for k, v in rejects["by_reason"].items()]) if rejects["by_reason"] else _para("No rejections.")]
+    if rejects["examples"]:
+        parts += [_para(f"First {len(rejects['examples'])} rows of {mf.REJECTS}:"),
+                  _table(["source", "reason", "detail"], [[r["source"], r["reason"], r["detail"]] for r in rejects["examples"]])]
+    if rejects.get("note"):
+        parts.append(_para(rejects["note"]))
+    report.section(f"Rejected inputs ({rejects['count']})", *parts)
+
+
+def raw_root(raw: Path, sources: list[str]) -> Path | None:
+    """The folder the shard sources are relative to: raw itself, or its Kaggle train/ subfolder."""
+    for folder in (raw, raw / "train"):
+        if any((folder / s).is_file() for s in sources):
+            return folder
+    return None
+
+
+def _before_after_section(report: _Report, path: Path, shards: list[dict[str, Any]], opts: ExploreOptions) -> dict[str, Any]:
+    title = "Before and after preprocessing"
+    labelled = [s for s in shards if s["split"] != "test"]
+    if opts.raw is None:
+        note = "Skipped: pass --raw PATH (the folder given to sightx-shard) to see raw photos beside their preprocessed versions."
+        report.section(title, _para(note))
+        return {"raw": None, "shown": 0, "note": note}
+    samples = shard_samples(path, labelled, opts.per_grade, opts.seed)
+    root = raw_root(Path(opts.raw), [m["source"] for picked in samples.values() for m, _ in picked])
+    if root is None:
+        note = f"Skipped: none of the sampled source files were found under {opts.raw} (or its train/ folder)."
+        report.section(title, _para(note))
+        return {"raw": opts.raw, "shown": 0, "note": note}
+    tiles: list[np.ndarray | None] = []
+    captions: list[str] = []
+    for grade, picked in sorted(samples.items()):
+        for meta, jpg in picked:
+            tiles += [thumbnail(root / meta["source"]), codec.decode(jpg)[0]]
+            captions += [f"grade {grade} | {Path(meta['source']).stem}", f"grade {grade} | preprocessed"]
+    cols = 2 * opts.per_grade
+    rows = [tiles[i : i + 2 * len(p)] for i, p in zip(np.cumsum([0] + [2 * len(p) for p in samples.values()]), samples.values())]
+    padded_tiles, padded_caps = _pad_rows(tiles, captions, [2 * len(p) for _, p in sorted(samples.items())], cols)
+    del rows
+    sheet = contact_sheet(padded_tiles, padded_caps, cols=cols, tile=TILE)
+    note = f"Raw photo (left) and the stored sample (right), {opts.per_grade} per grade, seed {opts.seed}; raw files from {root}."
+    report.section(title, _para(note), report.picture("before_after.png", sheet))
+    return {"raw": str(root), "shown": sum(len(p) for p in samples.values()), "note": None}

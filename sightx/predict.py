@@ -1,0 +1,196 @@
+"""Grade new images with a trained checkpoint, through exactly the training preprocessing.
+
+Raw photos go through `preprocess_bytes` with the options stored in the checkpoint (the same
+function and options sightx-shard used), are JPEG-encoded and decoded exactly as stored in a
+shard, then see the validation transform: no train/serve skew. Shards are read as they are.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import json
+import tarfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from sightx import metrics
+from sightx.atomic import atomic_write_text
+from sightx.labels import IMAGE_SUFFIXES, image_id, patient_eye
+from sightx.model import autocast_dtype, build_model, pick_device
+from sightx.pool import ordered_map
+from sightx.preprocess import PreprocessOptions, Rejected, preprocess_bytes
+from sightx.stream import decode_image, eval_transform, normalize_batch, wanted_member
+from sightx.train import load_checkpoint
+
+# Share of the other eye in a blended prediction (both eyes of a patient are strongly correlated).
+OTHER_EYE_WEIGHT = 0.25
+
+
+@dataclass(frozen=True)
+class Item:
+    """One input: preprocessed JPEG bytes, or why there are none."""
+
+    image: str
+    jpeg: bytes | None
+    error: str = ""
+
+
+def expand_inputs(paths: list[Path]) -> tuple[list[Path], list[Path]]:
+    """Split inputs into raw images and shard tars; folders are searched recursively."""
+    images, shards = [], []
+    for p in paths:
+        if p.is_dir():
+            images += sorted(q for q in p.rglob("*") if q.suffix.lower() in IMAGE_SUFFIXES and q.is_file())
+            shards += sorted(p.rglob("*.tar"))
+        elif p.suffix == ".tar":
+            shards.append(p)
+        else:
+            images.append(p)
+    return images, shards
+
+
+def _preprocess_file(args: tuple[str, PreprocessOptions]) -> Item:
+    """Worker: read and preprocess one raw image; errors become a row, not a crash."""
+    path, opts = args
+    name = image_id(Path(path))
+    try:
+        return Item(name, preprocess_bytes(Path(path).read_bytes(), opts).jpeg)
+    except OSError as e:
+        return Item(name, None, f"unreadable: {e.strerror or e}")
+    except Rejected as e:
+        return Item(name, None, str(e))
+    except Exception as e:  # one odd file must not stop a batch job
+        return Item(name, None, f"error: {type(e).__name__}: {e}".splitlines()[0])
+
+
+def _shard_items(path: Path) -> Iterator[Item]:
+    """Samples of a shard, reading only .jpg/.json members (nothing is unpickled)."""
+    with tarfile.open(path) as tar:
+        current: dict[str, bytes] = {}
+        key = None
+        for member in tar:
+            if not member.isfile() or not wanted_member(member.name):
+                continue
+            k = member.name.split("/")[-1].split(".", 1)[0]
+            if key is not None and k != key:
+                yield _shard_item(key, current)
+                current = {}
+            key = k
+            current[member.name.rsplit(".", 1)[1]] = tar.extractfile(member).read()  # type: ignore[union-attr]
+        if key is not None:
+            yield _shard_item(key, current)
+
+
+def _shard_item(key: str, members: dict[str, bytes]) -> Item:
+    image = json.loads(members["json"]).get("image", key) if "json" in members else key
+    return Item(image, members.get("jpg"), "" if "jpg" in members else "no .jpg in sample")
+
+
+class Predictor:
+    """A checkpoint ready for inference, with the preprocessing it was trained on."""
+
+    def __init__(self, checkpoint: Path, device: str = "auto") -> None:
+        state = load_checkpoint(checkpoint)
+        self.head = state["head"]
+        self.image_size = state["image_size"]
+        self.thresholds = tuple(state["thresholds"])
+        self.preprocess = PreprocessOptions.from_dict(state["preprocess"])
+        self.device = pick_device(device)
+        self.model = build_model(state["arch"], self.head).to(self.device).eval()
+        self.model.load_state_dict(state["model"])
+        self.amp = autocast_dtype(self.device, "auto")
+        self.transform = eval_transform(self.image_size)
+
+    @torch.no_grad()
+    def outputs(self, jpegs: list[bytes]) -> np.ndarray:
+        """Per-grade probabilities (classify) or scores (regress) for preprocessed JPEGs."""
+        images = torch.stack([self.transform(decode_image(j)) for j in jpegs])
+        x = normalize_batch(images, self.device, channels_last=False)
+        with torch.autocast(self.device.type, dtype=self.amp) if self.amp else contextlib.nullcontext():
+            out = self.model(x).float()
+        return (out.softmax(1) if self.head == "classify" else out.squeeze(1)).cpu().numpy()
+
+    def grades(self, out: np.ndarray) -> np.ndarray:
+        if self.head == "classify":
+            return out.argmax(1)
+        return metrics.apply_thresholds(out, self.thresholds)
+
+
+def predict(
+    inputs: list[Path],
+    checkpoint: Path,
+    *,
+    batch_size: int = 32,
+    workers: int = 1,
+    device: str = "auto",
+    blend_eyes: bool = False,
+    progress: bool = True,
+) -> list[dict[str, Any]]:
+    """One row per input image: image, level, probabilities or score, error."""
+    predictor = Predictor(checkpoint, device)
+    raw, shards = expand_inputs(inputs)
+    items = ordered_map(_preprocess_file, [(str(p), predictor.preprocess) for p in raw], workers)
+    stream = (item for source in (items, *(_shard_items(s) for s in shards)) for item in source)
+    rows: list[dict[str, Any]] = []
+    batch: list[Item] = []
+    bar = tqdm(desc="predict", unit="img", disable=not progress)
+
+    def flush() -> None:
+        good = [b for b in batch if b.jpeg is not None]
+        out = predictor.outputs([b.jpeg for b in good]) if good else np.zeros((0, 5))  # type: ignore[misc]
+        results = dict(zip((id(b) for b in good), out))
+        for b in batch:
+            rows.append({"image": b.image, "output": results.get(id(b)), "error": b.error})
+        bar.update(len(batch))
+        batch.clear()
+
+    for item in stream:
+        batch.append(item)
+        if len(batch) == batch_size:
+            flush()
+    flush()
+    bar.close()
+    if blend_eyes:
+        _blend(rows)
+    return [_row(r, predictor) for r in rows]
+
+
+def _blend(rows: list[dict[str, Any]]) -> None:
+    """Mix in the other eye's output: lesions of one eye raise the odds for the other."""
+    by_eye = {patient_eye(r["image"]): r["output"] for r in rows if r["output"] is not None}
+    for r in rows:
+        patient, eye = patient_eye(r["image"])
+        other = by_eye.get((patient, {"left": "right", "right": "left"}.get(eye or "", "")))
+        if r["output"] is not None and other is not None:
+            r["output"] = (1 - OTHER_EYE_WEIGHT) * r["output"] + OTHER_EYE_WEIGHT * other
+
+
+def _row(r: dict[str, Any], predictor: Predictor) -> dict[str, Any]:
+    out = r["output"]
+    row: dict[str, Any] = {"image": r["image"], "level": ""}
+    if predictor.head == "classify":
+        row.update({f"p{g}": "" if out is None else round(float(out[g]), 6) for g in range(5)})
+    else:
+        row["score"] = "" if out is None else round(float(out), 6)
+    if out is not None:
+        row["level"] = int(predictor.grades(np.asarray(out)[None])[0])
+    row["error"] = r["error"]
+    return row
+
+
+def write_csv(rows: list[dict[str, Any]], path: Path) -> None:
+    """Kaggle's submission columns first (image,level), then probabilities and errors."""
+    buf = io.StringIO()
+    fields = list(rows[0]) if rows else ["image", "level", "error"]
+    writer = csv.DictWriter(buf, fields, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(path, buf.getvalue())
