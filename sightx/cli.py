@@ -204,3 +204,37 @@ def predict(inputs: tuple[Path, ...], checkpoint: Path, out_csv: Path, batch_siz
         raise click.ClickException(f"cannot write {out_csv}: {e.strerror or e}") from None
     failed = sum(bool(r["error"]) for r in rows)
     click.echo(f"graded {len(rows) - failed} image(s), {failed} failed; wrote {out_csv}")
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("path", type=click.Path(path_type=Path))
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Report folder; default: reports/<name of PATH>.")
+@click.option("--per-grade", type=click.IntRange(1, 20), default=2, show_default=True, help="Gallery photos per grade.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seeds the gallery and the sample.")
+@click.option("--sample", type=click.IntRange(0), default=2000, show_default=True, help="Images measured for the properties; 0 = all.")
+@click.option("--labels", type=click.Path(dir_okay=False), help="Label CSV (image,level); default: trainLabels.csv beside the images.")
+@click.option("--raw", type=click.Path(file_okay=False), help="Shards only: the raw folder they were made from, for the before/after gallery.")
+@click.option("--workers", type=click.IntRange(1), default=default_workers(), show_default=True)
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def explore(
+    path: Path,
+    out: Path | None,
+    per_grade: int,
+    seed: int,
+    sample: int,
+    labels: str | None,
+    raw: str | None,
+    workers: int,
+    quiet: bool,
+) -> None:
+    """Report on a raw archive (images + trainLabels.csv) or a shard folder (manifest.json): HTML, PNG, JSON."""
+    from sightx.explore import ExploreError, ExploreOptions, format_summary
+    from sightx.explore import explore as run_explore
+
+    out = out or Path("reports") / path.resolve().name
+    opts = ExploreOptions(per_grade, seed, sample, workers, labels, raw, not quiet)
+    try:
+        summary = run_explore(path, out, opts)
+    except ExploreError as e:
+        raise click.ClickException(str(e)) from None
+    click.echo(format_summary(summary, out))

@@ -53,6 +53,7 @@ FACTS_OPTIONS = PreprocessOptions(size=256, normalize="none")
 UNREADABLE = ("unreadable", "empty-file", "not-jpeg", "truncated", "decode-error")
 _METRICS = ("brightness", "contrast", "sharpness", "fov_fraction")
 _EXAMPLES = 20  # names listed per finding; the counts are always complete
+Sample = tuple[dict[str, Any], bytes]  # a stored sample's metadata and preprocessed JPEG
 _OUTPUTS = ("report.html", "summary.json", "gallery.png", "worst.png", "before_after.png", *CHART_INCHES)
 
 
@@ -76,7 +77,6 @@ def explore(path: Path, out: Path, opts: ExploreOptions) -> dict[str, Any]:
     if not path.is_dir():
         raise ExploreError(f"{path} is not a folder")
     report = _Report(out)
-    report.prepare()
     if (path / mf.MANIFEST).is_file():
         return _explore_shards(path, report, opts)
     return _explore_raw(path, report, opts)
@@ -96,6 +96,7 @@ def _explore_raw(path: Path, report: _Report, opts: ExploreOptions) -> dict[str,
     labels, label_info = _load_labels(folder, opts.labels, images)
     if not images and labels is None:
         raise ExploreError(f"no .jpeg/.jpg files and no label file under {path}: nothing to explore")
+    report.prepare()
     summary: dict[str, Any] = {"kind": "raw", "folder": str(path), "images_folder": str(folder), "images": len(images)}
     summary["labels"] = label_info
     report.section("Inputs", _inputs_html(summary, label_info))
@@ -120,7 +121,8 @@ def _load_labels(folder: Path, override: str | None, images: list[Path]) -> tupl
         return None, info
     ids = {image_id(p) for p in images}
     info["rows"] = len(labels)
-    info["images_without_label"] = _examples(sorted(p.name for p in images if image_id(p) not in labels))
+    unlabelled = [p.relative_to(folder).as_posix() for p in images if image_id(p) not in labels]
+    info["images_without_label"] = _examples(sorted(unlabelled))
     info["labels_without_image"] = _examples(sorted(set(labels) - ids))
     return labels, info
 
@@ -224,15 +226,17 @@ def _gallery_section(report: _Report, labels: dict[str, int] | None, images: lis
     rng = np.random.default_rng([opts.seed, 1])
     tiles: list[np.ndarray | None] = []
     captions: list[str] = []
+    shown: list[str] = []
     for grade in range(mf.NUM_GRADES):
         picked = _first_readable(by_grade.get(grade, []), rng, opts.per_grade)
-        tiles += [img for img, _ in picked] + [None] * (opts.per_grade - len(picked))
-        captions += [f"grade {grade} | {p.name}" for _, p in picked]
-        captions += [f"grade {grade} | no image"] * (opts.per_grade - len(picked))
+        missing = opts.per_grade - len(picked)
+        tiles += [img for img, _ in picked] + [None] * missing
+        captions += [f"grade {grade} | {p.name}" for _, p in picked] + [f"grade {grade} | no image"] * missing
+        shown += [p.name for _, p in picked]
     sheet = contact_sheet(tiles, captions, cols=opts.per_grade, rows=mf.NUM_GRADES, tile=TILE)
     note = f"{opts.per_grade} random photo(s) per grade (seed {opts.seed}), one row per grade."
     report.section("Grade gallery", _para(note), report.picture("gallery.png", sheet))
-    return {"shown": sum(t is not None for t in tiles), "images": [c.split(" | ")[1] for c, t in zip(captions, tiles) if t is not None]}
+    return {"shown": len(shown), "images": shown}
 
 
 def _first_readable(paths: list[Path], rng: np.random.Generator, n: int) -> list[tuple[np.ndarray, Path]]:
@@ -266,14 +270,22 @@ def image_facts(path: str) -> dict[str, Any]:
     except OSError as e:
         return {**facts, "reason": "unreadable", "detail": e.strerror or str(e)}
     facts["bytes"] = len(data)
+    facts["resolution"] = _resolution(data)
     try:
-        facts["resolution"] = "{}x{}".format(*codec.read_size(data))
         info = preprocess_bytes(data, FACTS_OPTIONS).info
-    except (codec.CodecError, Rejected) as e:
-        return {**facts, "reason": e.reason, "detail": str(e)}
+    except Rejected as e:
+        return {**facts, "reason": e.reason, "detail": e.detail}
     except Exception as e:  # one odd file must not end a scan of 100 GB
         return {**facts, "reason": "error", "detail": f"{type(e).__name__}: {e}".splitlines()[0]}
     return {**facts, **{m: info[m] for m in _METRICS}}
+
+
+def _resolution(data: bytes) -> str | None:
+    """'WIDTHxHEIGHT' from the JPEG header alone; None when there is no readable header."""
+    try:
+        return "{}x{}".format(*codec.read_size(data))
+    except codec.CodecError:
+        return None
 
 
 def sample_images(images: list[Path], n: int, seed: int) -> list[Path]:
@@ -295,8 +307,9 @@ def _stats(values: pd.Series) -> dict[str, float] | None:
     v = values.dropna().to_numpy(dtype=np.float64)
     if v.size == 0:
         return None
-    q = np.percentile(v, [0, 5, 50, 95, 100])
-    return {k: round(float(x), 3) for k, x in zip(("min", "p05", "median", "p95", "max"), q)} | {"mean": round(float(v.mean()), 3)}
+    lo, p05, median, p95, hi = np.percentile(v, [0, 5, 50, 95, 100])
+    stats = {"min": lo, "p05": p05, "median": median, "mean": v.mean(), "p95": p95, "max": hi}
+    return {k: round(float(x), 3) for k, x in stats.items()}
 
 
 def property_stats(df: pd.DataFrame, folder: Path, n_images: int) -> dict[str, Any]:
@@ -326,36 +339,42 @@ def property_stats(df: pd.DataFrame, folder: Path, n_images: int) -> dict[str, A
 def _properties_section(report: _Report, folder: Path, images: list[Path], opts: ExploreOptions) -> dict[str, Any]:
     df = _measure(images, opts)
     stats = property_stats(df, folder, len(images))
-    rows = [
-        ["sampled", f"{stats['sampled']} of {stats['of']} (seed {opts.seed})"],
-        ["measured (field of view found)", stats["measured"]],
-        ["unreadable (I/O or JPEG errors)", stats["unreadable"]],
-        ["not usable, by reason", _pairs(stats["failed_by_reason"]) or "none"],
-        ["resolutions", _pairs(stats["resolutions"]) or "none"],
-        [f"too dark (brightness < {TOO_DARK:g})", stats["too_dark"]],
-        [f"over-exposed (brightness > {OVER_EXPOSED:g})", stats["over_exposed"]],
-        ["field cut off by the frame", f"{stats['fov_cut_off']} ({_pct(stats['fov_cut_off'], stats['measured']):.1f}%)"],
-    ]
-    dist = [[k, *(("" if stats[k] is None else stats[k][s]) for s in ("min", "p05", "median", "mean", "p95", "max"))] for k in ("file_bytes", *_METRICS)]
-    failed = [[f["image"], f["reason"], f["detail"]] for f in stats["failed"][:_EXAMPLES]]
+    parts = [*_properties_tables(stats, opts.seed), report.chart("properties.png", lambda fig: _draw_properties(fig, df))]
+    if stats["failed"]:
+        failed = [[f["image"], f["reason"], f["detail"]] for f in stats["failed"][:_EXAMPLES]]
+        parts += [_para(f"Files that could not be measured ({len(stats['failed'])}):"),
+                  _table(["image", "reason", "detail"], failed)]
     worst = _worst(df, WORST_SHOWN)
     stats["worst"] = [{"image": Path(p).relative_to(folder).as_posix(), "why": why} for p, why, _ in worst]
-    parts = [
-        _para("Measured on the preprocessing path sightx-shard uses (256 px field crop, no normalisation); "
-              "brightness is the mean grey level inside the field of view, sharpness the Laplacian variance."),
-        _table(["property", "value"], rows),
-        _table(["metric", "min", "5%", "median", "mean", "95%", "max"], dist),
-        report.chart("properties.png", lambda fig: _draw_properties(fig, df)),
-    ]
-    if failed:
-        parts += [_para(f"Files that could not be measured ({len(stats['failed'])}):"), _table(["image", "reason", "detail"], failed)]
     if worst:
-        sheet = contact_sheet([img for _, _, img in worst], [f"{Path(p).stem}: {why}" for p, why, _ in worst],
-                              cols=WORST_COLS, tile=TILE)
+        captions = [f"{Path(p).stem}: {why}" for p, why, _ in worst]
+        sheet = contact_sheet([img for _, _, img in worst], captions, cols=WORST_COLS, tile=TILE)
         parts += [_para("Worst-quality photos in the sample (rejected by preprocessing first, then lowest on any metric):"),
                   report.picture("worst.png", sheet)]
     report.section("Image properties", *parts)
     return stats
+
+
+def _properties_tables(stats: dict[str, Any], seed: int) -> list[str]:
+    cut = f"{stats['fov_cut_off']} ({_pct(stats['fov_cut_off'], stats['measured']):.1f}%)"
+    rows = [
+        ["sampled", f"{stats['sampled']} of {stats['of']} (seed {seed})"],
+        ["measured (field of view found)", stats["measured"]],
+        ["unreadable (I/O or JPEG errors)", stats["unreadable"]],
+        ["not usable, by reason", _pairs(stats["failed_by_reason"]) or "none"],
+        ["resolutions (most common first)", _pairs(dict(list(stats["resolutions"].items())[:10])) or "none"],
+        [f"too dark (brightness < {TOO_DARK:g})", stats["too_dark"]],
+        [f"over-exposed (brightness > {OVER_EXPOSED:g})", stats["over_exposed"]],
+        ["field cut off by the frame", cut],
+    ]
+    columns = ("min", "p05", "median", "mean", "p95", "max")
+    dist = [[k, *(stats[k][c] if stats[k] else "" for c in columns)] for k in ("file_bytes", *_METRICS)]
+    return [
+        _para("Measured on the preprocessing path sightx-shard uses (256 px field crop, no normalisation); "
+              "brightness is the mean grey level inside the field of view, sharpness the Laplacian variance."),
+        _table(["property", "value"], rows),
+        _table(["metric", *columns], dist),
+    ]
 
 
 def _worst(df: pd.DataFrame, k: int) -> list[tuple[str, str, np.ndarray]]:
@@ -422,6 +441,7 @@ def _explore_shards(path: Path, report: _Report, opts: ExploreOptions) -> dict[s
         manifest = mf.read(path)
     except mf.ManifestError as e:
         raise ExploreError(str(e)) from None
+    report.prepare()
     done = [s for s in manifest["shards"] if s.get("done")]
     s = manifest.get("summary", {})
     summary: dict[str, Any] = {
@@ -459,7 +479,10 @@ def split_stats(manifest: dict[str, Any]) -> dict[str, Any]:
 
 def _rejects(path: Path, manifest_summary: dict[str, Any]) -> dict[str, Any]:
     """Rejections by reason from the manifest, with example rows from rejects.csv when present."""
-    out: dict[str, Any] = {"count": manifest_summary.get("rejected", 0), "by_reason": manifest_summary.get("rejected_by_reason", {})}
+    out: dict[str, Any] = {
+        "count": manifest_summary.get("rejected", 0),
+        "by_reason": manifest_summary.get("rejected_by_reason", {}),
+    }
     try:
         with open(path / mf.REJECTS, newline="") as f:
             out["examples"] = list(csv.DictReader(f))[:_EXAMPLES]
@@ -471,10 +494,7 @@ def _rejects(path: Path, manifest_summary: dict[str, Any]) -> dict[str, Any]:
 
 def _splits_section(report: _Report, summary: dict[str, Any]) -> None:
     splits = summary["splits"]
-    rows = [
-        [name, info["shards"], info["count"], *(f"{c} ({p:.1f}%)" if name != "test" else "-" for c, p in zip(info["grades"], info["percent"]))]
-        for name, info in splits.items()
-    ]
+    rows = [[name, info["shards"], info["count"], *_grade_cells(name, info)] for name, info in splits.items()]
     weights = [
         [f"{name} ({kind})", *info["class_weights"][kind]]
         for name, info in splits.items() if info["class_weights"] for kind in ("inverse", "effective")
@@ -488,10 +508,17 @@ def _splits_section(report: _Report, summary: dict[str, Any]) -> None:
         _table(["split", "shards", "samples", *(f"grade {g}" for g in range(mf.NUM_GRADES))], rows),
         report.chart("splits.png", lambda fig: _draw_splits(fig, splits)),
         report.chart("shard_balance.png", lambda fig: _draw_shard_balance(fig, labelled)),
-        _para("Class weights stored per split (mean weight over the split's samples is 1); "
-              "the trainer reads the train split's."),
+        _para("Class weights stored per split (the mean weight over a split's samples is 1). sightx-train's "
+              "loss balancing uses the train split's inverse weights, which every sample's .json carries."),
         _table(["split (weighting)", *(f"grade {g}" for g in range(mf.NUM_GRADES))], weights),
     )
+
+
+def _grade_cells(split: str, info: dict[str, Any]) -> list[str]:
+    """'count (share%)' per grade; the unlabelled test split has none."""
+    if split == "test":
+        return ["-"] * mf.NUM_GRADES
+    return [f"{c} ({p:.1f}%)" for c, p in zip(info["grades"], info["percent"])]
 
 
 def _draw_splits(fig: Any, splits: dict[str, Any]) -> None:
@@ -517,16 +544,23 @@ def _draw_shard_balance(fig: Any, shards: list[dict[str, Any]]) -> None:
         ax.bar(x, shares[:, g], 0.8, bottom=bottom, color=GRADE_COLORS[g], label=f"grade {g}")
         bottom += shares[:, g]
     step = max(1, len(shards) // 30)  # at most ~30 tick labels, however many shards
-    ax.set_xticks(x[::step], [f"{s['split']} {int(s['name'].split('-')[1].split('.')[0])}" for s in shards[::step]], rotation=90, fontsize=7)
+    ax.set_xticks(x[::step], [_shard_label(s["name"]) for s in shards[::step]], rotation=90, fontsize=7)
     ax.set(title="Class mix per shard", ylabel="% of shard", ylim=(0, 100))
     ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)
 
 
+def _shard_label(name: str) -> str:
+    """'train-000012.tar' -> 'train 12': short enough for a tick label."""
+    split, _, index = name.removesuffix(".tar").partition("-")
+    return f"{split} {int(index)}"
+
+
 def _rejects_section(report: _Report, rejects: dict[str, Any]) -> None:
-    parts = [_table(["reason", "images"], [[k, v] for k, v in rejects["by_reason"].items()]) if rejects["by_reason"] else _para("No rejections.")]
+    by_reason = [[k, v] for k, v in rejects["by_reason"].items()]
+    parts = [_table(["reason", "images"], by_reason) if by_reason else _para("No rejections.")]
     if rejects["examples"]:
-        parts += [_para(f"First {len(rejects['examples'])} rows of {mf.REJECTS}:"),
-                  _table(["source", "reason", "detail"], [[r["source"], r["reason"], r["detail"]] for r in rejects["examples"]])]
+        examples = [[r["source"], r["reason"], r["detail"]] for r in rejects["examples"]]
+        parts += [_para(f"First {len(examples)} rows of {mf.REJECTS}:"), _table(["source", "reason", "detail"], examples)]
     if rejects.get("note"):
         parts.append(_para(rejects["note"]))
     report.section(f"Rejected inputs ({rejects['count']})", *parts)
@@ -542,28 +576,214 @@ def raw_root(raw: Path, sources: list[str]) -> Path | None:
 
 def _before_after_section(report: _Report, path: Path, shards: list[dict[str, Any]], opts: ExploreOptions) -> dict[str, Any]:
     title = "Before and after preprocessing"
-    labelled = [s for s in shards if s["split"] != "test"]
-    if opts.raw is None:
-        note = "Skipped: pass --raw PATH (the folder given to sightx-shard) to see raw photos beside their preprocessed versions."
-        report.section(title, _para(note))
-        return {"raw": None, "shown": 0, "note": note}
-    samples = shard_samples(path, labelled, opts.per_grade, opts.seed)
-    root = raw_root(Path(opts.raw), [m["source"] for picked in samples.values() for m, _ in picked])
-    if root is None:
-        note = f"Skipped: none of the sampled source files were found under {opts.raw} (or its train/ folder)."
-        report.section(title, _para(note))
-        return {"raw": opts.raw, "shown": 0, "note": note}
+    found = _before_after_inputs(path, shards, opts)
+    if isinstance(found, str):
+        report.section(title, _para(found))
+        return {"raw": opts.raw, "shown": 0, "note": found}
+    samples, root = found
+    cols = 2 * opts.per_grade
     tiles: list[np.ndarray | None] = []
     captions: list[str] = []
     for grade, picked in sorted(samples.items()):
         for meta, jpg in picked:
             tiles += [thumbnail(root / meta["source"]), codec.decode(jpg)[0]]
             captions += [f"grade {grade} | {Path(meta['source']).stem}", f"grade {grade} | preprocessed"]
-    cols = 2 * opts.per_grade
-    rows = [tiles[i : i + 2 * len(p)] for i, p in zip(np.cumsum([0] + [2 * len(p) for p in samples.values()]), samples.values())]
-    padded_tiles, padded_caps = _pad_rows(tiles, captions, [2 * len(p) for _, p in sorted(samples.items())], cols)
-    del rows
-    sheet = contact_sheet(padded_tiles, padded_caps, cols=cols, tile=TILE)
-    note = f"Raw photo (left) and the stored sample (right), {opts.per_grade} per grade, seed {opts.seed}; raw files from {root}."
+        blank = cols - 2 * len(picked)  # a rare grade may have fewer samples: keep one row per grade
+        tiles += [None] * blank
+        captions += [""] * blank
+    sheet = contact_sheet(tiles, captions, cols=cols, rows=len(samples), tile=TILE)
+    note = (f"Raw photo (left) beside the stored sample (right), {opts.per_grade} per grade, "
+            f"seed {opts.seed}; raw files from {root}.")
     report.section(title, _para(note), report.picture("before_after.png", sheet))
     return {"raw": str(root), "shown": sum(len(p) for p in samples.values()), "note": None}
+
+
+def _before_after_inputs(
+    path: Path, shards: list[dict[str, Any]], opts: ExploreOptions
+) -> tuple[dict[int, list[Sample]], Path] | str:
+    """The samples to show and the raw folder their sources are in, or why the gallery is skipped."""
+    if opts.raw is None:
+        return "Skipped: pass --raw PATH (the folder given to sightx-shard) to see raw photos beside their preprocessed versions."
+    try:
+        samples = shard_samples(path, [s for s in shards if s["split"] != "test"], opts.per_grade, opts.seed)
+    except (OSError, tarfile.TarError) as e:
+        return f"Skipped: cannot read the shards ({e})."
+    if not samples:
+        return "Skipped: the shards hold no labelled samples."
+    root = raw_root(Path(opts.raw), [m["source"] for picked in samples.values() for m, _ in picked])
+    if root is None:
+        return f"Skipped: none of the sampled source files were found under {opts.raw} (or its train/ folder)."
+    return samples, root
+
+
+def shard_samples(path: Path, shards: list[dict[str, Any]], per_grade: int, seed: int) -> dict[int, list[Sample]]:
+    """Up to per_grade seeded random samples of each grade, reading only as many shards as needed.
+
+    Shards are stratified, so one or two usually hold every grade; the rest of a large set is never read.
+    """
+    rng = np.random.default_rng([seed, 3])
+    wanted = {g for s in shards for g in range(mf.NUM_GRADES) if s["grades"][g]}
+    found: dict[int, list[Sample]] = {}
+    for i in rng.permutation(len(shards)):
+        for meta, jpg in read_samples(path / shards[i]["name"]):
+            found.setdefault(meta["grade"], []).append((meta, jpg))
+        if all(len(found.get(g, [])) >= per_grade for g in wanted):
+            break
+    return {g: [found[g][j] for j in sorted(rng.permutation(len(found[g]))[:per_grade])] for g in sorted(found)}
+
+
+def read_samples(tar_path: Path) -> Iterator[Sample]:
+    """(metadata, preprocessed JPEG) per sample of a WebDataset tar, streamed in order."""
+    current: str | None = None
+    parts: dict[str, bytes] = {}
+    with tarfile.open(tar_path, "r|") as tar:
+        for member in tar:
+            key, _, ext = member.name.partition(".")
+            if key != current:
+                yield from _complete(parts)
+                current, parts = key, {}
+            f = tar.extractfile(member)
+            if f is not None:
+                parts[ext] = f.read()
+    yield from _complete(parts)
+
+
+def _complete(parts: dict[str, bytes]) -> Iterator[Sample]:
+    if "json" in parts and "jpg" in parts:
+        meta = json.loads(parts["json"])
+        if meta.get("grade") is not None:
+            yield meta, parts["jpg"]
+
+
+# --- report output -----------------------------------------------------------------
+
+
+def _pyplot() -> Any:
+    """pyplot on Agg, imported on first use: headless, and worker processes never pay for it."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+@dataclass
+class _Report:
+    """Collects the report's sections and writes its PNGs, report.html and summary.json into one folder."""
+
+    out: Path
+    sections: list[str] = field(default_factory=list)
+    figures: dict[str, list[int]] = field(default_factory=dict)
+
+    def prepare(self) -> None:
+        """Create the folder and drop outputs of an earlier run, which this run may not rewrite."""
+        try:
+            self.out.mkdir(parents=True, exist_ok=True)
+            for name in _OUTPUTS:
+                (self.out / name).unlink(missing_ok=True)
+        except OSError as e:
+            raise ExploreError(f"cannot write to {self.out}: {e.strerror or e}") from None
+
+    def section(self, title: str, *parts: str) -> None:
+        self.sections.append(f"<h2>{html.escape(title)}</h2>\n" + "\n".join(parts))
+
+    def chart(self, name: str, draw: Callable[[Any], None]) -> str:
+        """A matplotlib chart of the fixed size CHART_INCHES[name] at CHART_DPI, as PNG; returns its <img>."""
+        plt = _pyplot()
+        inches = CHART_INCHES[name]
+        fig = plt.figure(figsize=inches, dpi=CHART_DPI, layout="constrained")
+        try:
+            draw(fig)
+            fig.savefig(self.out / name, dpi=CHART_DPI)
+        finally:
+            plt.close(fig)
+        self.figures[name] = [round(inches[0] * CHART_DPI), round(inches[1] * CHART_DPI)]
+        return self._img(name)
+
+    def picture(self, name: str, rgb: np.ndarray) -> str:
+        """An RGB array (a contact sheet) as PNG; returns its <img>."""
+        Image.fromarray(rgb).save(self.out / name)
+        self.figures[name] = [rgb.shape[1], rgb.shape[0]]
+        return self._img(name)
+
+    def _img(self, name: str) -> str:
+        data = base64.b64encode((self.out / name).read_bytes()).decode()
+        w, h = self.figures[name]
+        return f'<p><img alt="{name}" width="{w}" height="{h}" src="data:image/png;base64,{data}"></p>'
+
+    def finish(self, title: str, summary: dict[str, Any]) -> None:
+        summary["figures"] = self.figures
+        atomic_write_text(self.out / "summary.json", json.dumps(summary, indent=1) + "\n")
+        page = _PAGE.format(title=html.escape(title), body="\n".join(self.sections))
+        atomic_write_text(self.out / "report.html", page)
+
+
+_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{title}</title>
+<style>
+body {{ font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1250px; color: #222; }}
+table {{ border-collapse: collapse; margin: 0.5em 0 1em; font-size: 0.9em; }}
+th, td {{ border: 1px solid #ccc; padding: 0.2em 0.6em; text-align: left; }}
+th {{ background: #f2f2f2; }}
+img {{ max-width: 100%; height: auto; }}
+.problem {{ color: #a02020; }}
+</style></head>
+<body><h1>{title}</h1>
+{body}
+</body></html>
+"""
+
+
+def _table(header: list[str], rows: list[list[Any]]) -> str:
+    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>" for row in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def _para(text: str, cls: str = "") -> str:
+    attr = f' class="{cls}"' if cls else ""
+    return f"<p{attr}>{html.escape(text)}</p>"
+
+
+def _inputs_html(summary: dict[str, Any], labels: dict[str, Any]) -> str:
+    """Where the data came from, and the mismatches between images and labels."""
+    parts = [_para(f"{summary['images']} images in {summary['images_folder']}; "
+                   f"label file: {labels['file'] or 'none'} ({labels['rows']} rows).")]
+    if labels["error"]:
+        parts.append(_para(labels["error"], "problem"))
+    mismatches = {"images_without_label": "image(s) without a label row", "labels_without_image": "label row(s) without an image"}
+    for key, what in mismatches.items():
+        found = labels.get(key)
+        if found and found["count"]:
+            shown = ", ".join(found["examples"]) + (" ..." if found["count"] > len(found["examples"]) else "")
+            parts.append(_para(f"{found['count']} {what}: {shown}", "problem"))
+    return "\n".join(parts)
+
+
+def format_summary(summary: dict[str, Any], out: Path) -> str:
+    """The few lines the command prints; the rest is in the report."""
+    lines = []
+    if summary["kind"] == "raw":
+        classes, props = summary["classes"], summary["properties"]
+        lines.append(f"{summary['images']} images in {summary['images_folder']}")
+        if classes:
+            b = classes["baseline"]
+            grades = " ".join(f"{g}:{c}" for g, c in enumerate(classes["counts"]))
+            lines.append(f"  labels: {classes['total']} rows, grades {grades}; always-{b['grade']} baseline: "
+                         f"accuracy {b['accuracy']:.1%}, kappa {b['kappa']:.3f}")
+        else:
+            lines.append(f"  labels: {summary['labels']['error']}")
+        lines.append(f"  sampled {props['sampled']}: {props['unreadable']} unreadable, {props['too_dark']} too dark, "
+                     f"{props['over_exposed']} over-exposed, {props['fov_cut_off']} field cut off")
+    else:
+        state = "complete" if summary["complete"] else f"{len(summary['pending_shards'])} shard(s) not built yet"
+        lines.append(f"shards in {summary['folder']} ({state})")
+        for name, info in summary["splits"].items():
+            lines.append(f"  {name:5s} {info['count']:6d} samples in {info['shards']} shard(s)")
+        rejects = summary["rejects"]
+        lines.append(f"  {rejects['count']} rejected" + (f" ({_pairs(rejects['by_reason'])})" if rejects["count"] else ""))
+        if summary["before_after"]["note"]:
+            lines.append(f"  {summary['before_after']['note']}")
+    lines.append(f"  report: {out / 'report.html'}   summary: {out / 'summary.json'}")
+    return "\n".join(lines)

@@ -53,6 +53,8 @@ def write(out: Path, manifest: dict[str, Any]) -> None:
 
 def read(path: Path) -> dict[str, Any]:
     """Load and validate a manifest (a file or the shard folder holding one)."""
+    if not path.exists():
+        raise ManifestError(f"{path} does not exist")
     if path.is_dir():
         path = path / MANIFEST
     try:

@@ -17,6 +17,7 @@ _FONT = cv2.FONT_HERSHEY_SIMPLEX
 _FONT_SCALE = 0.42
 _PAD = 2  # white margin inside a tile, so adjacent dark photos stay apart
 _BACKGROUND = 255
+_BLANK = 235  # light grey marks a cell left empty on purpose
 _INK = (20, 20, 20)
 
 
@@ -39,8 +40,8 @@ def contact_sheet(
 ) -> np.ndarray:
     """Images row-major in a cols x rows grid of tile=(width, height) cells, captions below.
 
-    Images keep their aspect ratio (fitted and centred); None leaves a cell blank but still
-    captioned, so a grid can show a missing sample in its place.
+    Images keep their aspect ratio (fitted and centred); None gives a grey cell, still captioned,
+    so a grid can show a missing sample in its place.
     """
     if len(images) != len(captions):
         raise ValueError(f"{len(images)} images but {len(captions)} captions")
@@ -53,8 +54,11 @@ def contact_sheet(
     for i, (img, caption) in enumerate(zip(images, captions)):
         x = (i % cols) * tile[0]
         y = (i // cols) * (tile[1] + CAPTION_HEIGHT)
-        if img is not None:
-            _paste_fitted(out[y : y + tile[1], x : x + tile[0]], _check(img))
+        cell = out[y : y + tile[1], x : x + tile[0]]
+        if img is None:
+            cell[_PAD:-_PAD, _PAD:-_PAD] = _BLANK
+        else:
+            _paste_fitted(cell, _check(img))
         _caption(out, caption, x, y + tile[1], tile[0])
     return out
 

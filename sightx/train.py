@@ -219,7 +219,7 @@ class Trainer:
             self.best_kappa = state["best_kappa"]
             self.thresholds = list(state["thresholds"])
             # Epochs after the checkpoint (a crash between the metrics line and last.pt) are redone, not duplicated.
-            self.history = [h for h in self._read_history() if h["epoch"] <= state["epoch"]]
+            self.history = [h for h in self._read_history() if h["epoch"] <= self.start_epoch]
             if self.dist.main:
                 self._write_history()
 
@@ -273,6 +273,10 @@ class Trainer:
                 bar.set_postfix(loss=f"{loss_sum / seen:.3f}", img_s=f"{seen / elapsed:.1f}", data=f"{wait / elapsed:.0%}", refresh=False)
         bar.close()
         elapsed = time.perf_counter() - start
+        if self.dist.world > 1:  # report the epoch as a whole, not rank 0's part of it
+            totals = torch.tensor([float(seen), loss_sum], dtype=torch.float64)
+            dist.all_reduce(totals)
+            seen, loss_sum = int(totals[0]), float(totals[1])
         return {
             "train_loss": round(loss_sum / max(seen, 1), 5),
             "train_images": seen,
@@ -312,7 +316,7 @@ class Trainer:
             referable = out[:, 2:].sum(1)
             loss = float(-np.log(np.clip(out[np.arange(len(y)), y], 1e-7, 1)).mean())
         else:
-            self.thresholds = list(metrics.optimize_thresholds(out, y))
+            self.thresholds = [float(t) for t in metrics.optimize_thresholds(out, y)]
             pred = metrics.apply_thresholds(out, metrics.DEFAULT_THRESHOLDS)
             referable = out
             loss = float(((out - y) ** 2).mean())
@@ -341,7 +345,7 @@ class Trainer:
             "scaler": self.scaler.state_dict(),
             "best_kappa": self.best_kappa,
             "rng": {"torch": torch.get_rng_state(), "python": random.getstate()},
-            "val": val,
+            "val": json.loads(json.dumps(val)),  # plain types only: weights_only loading refuses numpy scalars
         }
 
     def fit(self) -> list[dict[str, Any]]:

@@ -1,0 +1,65 @@
+"""Run one measurement in a fresh process, so its peak memory and warm state are its own.
+
+ru_maxrss of a process and of its waited-for children is the peak RSS of the largest single
+process: the figure that decides how many workers fit in RAM.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import resource
+import statistics
+import sys
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from sightx.bench.options import BenchError
+
+T = TypeVar("T")
+
+
+def peak_rss_mb() -> float:
+    """Largest RSS of this process and of every child it has waited for, in MB."""
+    peak = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+    per_mb = 1e6 if sys.platform == "darwin" else 1e3  # bytes on macOS, KiB on Linux
+    return round(peak / per_mb, 1)
+
+
+def _child(conn: Any, fn: Callable[[T], dict[str, Any]], arg: T) -> None:
+    try:
+        result = fn(arg)
+        conn.send(("ok", {**result, "peak_rss_mb": peak_rss_mb()}))
+    except Exception as e:  # reported by the parent as this measurement's error
+        message = str(e) if isinstance(e, BenchError) else f"{type(e).__name__}: {e}"
+        conn.send(("error", (message.splitlines() or [""])[0]))
+    finally:
+        conn.close()
+
+
+def isolated(fn: Callable[[T], dict[str, Any]], arg: T) -> dict[str, Any]:
+    """fn(arg) in a new spawn process (not a daemon: it may start its own pool), plus peak_rss_mb."""
+    ctx = mp.get_context("spawn")
+    receive, send = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=_child, args=(send, fn, arg))
+    proc.start()
+    send.close()
+    try:
+        status, payload = receive.recv()
+    except EOFError:
+        proc.join()
+        raise BenchError(f"measurement process died (exit code {proc.exitcode})") from None
+    finally:
+        receive.close()
+    proc.join()
+    if status == "error":
+        raise BenchError(payload)
+    return payload
+
+
+def spread(values: list[float], digits: int = 2) -> dict[str, float]:
+    """Median with min-max: the median resists one disturbed repetition on a shared machine."""
+    return {
+        "median": round(statistics.median(values), digits),
+        "min": round(min(values), digits),
+        "max": round(max(values), digits),
+    }

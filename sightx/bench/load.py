@@ -1,0 +1,166 @@
+"""Load stage: images/s the training stream delivers against torchvision ImageFolder.
+
+Both read the same preprocessed JPEGs (SightX shards vs the same bytes as loose files), apply
+sightx.stream.train_transform, balance classes (stream resampling vs WeightedRandomSampler) and
+use the same DataLoader settings: spawn workers, kept alive, prefetch 4. The first epoch starts
+the workers and is not timed.
+"""
+
+from __future__ import annotations
+
+import gc
+import math
+import tarfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sightx.bench.inputs import Inputs
+from sightx.bench.isolate import isolated, spread
+from sightx.bench.options import BenchError, BenchOptions
+from sightx.bench.tars import TarOut
+
+PIPELINES = ("sightx", "imagefolder")
+LABELS = {"sightx": "SightX stream (shards)", "imagefolder": "ImageFolder + WeightedRandomSampler"}
+
+
+@dataclass(frozen=True)
+class LoadRun:
+    pipeline: str
+    shards: tuple[str, ...]
+    folder: str
+    counts: tuple[int, ...]
+    image_size: int
+    batch_size: int
+    workers: int
+    reps: int
+    warmup: bool
+
+
+def measure(run: LoadRun) -> dict[str, Any]:
+    """Untimed first epoch (worker start-up), then `reps` timed epochs; in its own process."""
+    loader, epoch = _sightx_loader(run) if run.pipeline == "sightx" else _imagefolder_loader(run)
+    if run.warmup:
+        _epoch(loader, epoch, 0)
+    rates, images = [], 0
+    for rep in range(1, run.reps + 1):
+        images, seconds = _epoch(loader, epoch, rep)
+        rates.append(images / seconds)
+    del loader  # shuts the persistent workers down, so their peak RSS is counted
+    gc.collect()
+    return {"rates": rates, "images_per_epoch": images}
+
+
+def _epoch(loader: Any, epoch: Any, number: int) -> tuple[int, float]:
+    if epoch is not None:
+        epoch.value = number
+    start = time.perf_counter()
+    images = sum(len(batch[0]) for batch in loader)
+    return images, time.perf_counter() - start
+
+
+def _loader_kwargs(run: LoadRun) -> dict[str, Any]:
+    """The settings SightX's make_loader uses, so only the dataset differs."""
+    import torch
+
+    workers = run.workers
+    return dict(
+        batch_size=run.batch_size, num_workers=workers, persistent_workers=workers > 0,
+        multiprocessing_context=torch.multiprocessing.get_context("spawn") if workers > 0 else None,
+        prefetch_factor=4 if workers > 0 else None,
+    )
+
+
+def _sightx_loader(run: LoadRun) -> tuple[Any, Any]:
+    from sightx.stream import StreamConfig, make_loader
+
+    cfg = StreamConfig(run.shards, run.image_size, train=True, balance="sample", counts=run.counts)
+    return make_loader(cfg, run.batch_size, run.workers)
+
+
+def _imagefolder_loader(run: LoadRun) -> tuple[Any, None]:
+    """The common baseline: PIL loader, PILToTensor, the same augmentation, inverse-frequency sampling."""
+    import torch
+    from torch.utils.data import DataLoader, WeightedRandomSampler
+    from torchvision.datasets import ImageFolder
+    from torchvision.transforms import v2
+
+    from sightx.stream import train_transform
+
+    dataset = ImageFolder(run.folder, transform=v2.Compose([v2.PILToTensor(), train_transform(run.image_size)]))
+    per_class = [dataset.targets.count(c) for c in range(len(dataset.classes))]
+    weights = [1.0 / per_class[t] for t in dataset.targets]
+    sampler = WeightedRandomSampler(weights, len(dataset), generator=torch.Generator().manual_seed(0))
+    return DataLoader(dataset, sampler=sampler, **_loader_kwargs(run)), None
+
+
+def prepare(opts: BenchOptions, inputs: Inputs, work: Path) -> tuple[tuple[str, ...], Path, tuple[int, ...]]:
+    """SightX-preprocessed images of the bench inputs, cycled to --load-samples, written both as
+    shards (four per loader worker) and as an ImageFolder tree of the same bytes."""
+    from sightx.preprocess import PreprocessOptions
+    from sightx.shard import ShardOptions, run
+
+    src = work / "load-source"
+    pre = PreprocessOptions(size=opts.size, quality=opts.quality)
+    run(Path(inputs.full.train), src, ShardOptions(pre, unlabeled=not inputs.full.labelled, workers=opts.workers, progress=False))
+    samples = _read_samples(src)
+    if not samples:
+        raise BenchError("the engine wrote no images to load")
+    shards_dir, folder = work / "load-shards", work / "load-folder"
+    shards_dir.mkdir()
+    counts = [0] * 5
+    with TarOut(shards_dir, math.ceil(opts.load_samples / (4 * opts.workers)), prefix="train-") as tars:
+        for i in range(opts.load_samples):
+            jpeg, grade = samples[i % len(samples)]
+            counts[grade] += 1
+            key = f"s{i:06d}"
+            tars.add(key, {"jpg": jpeg, "cls": str(grade).encode(), "json": b"{}"})
+            (folder / str(grade)).mkdir(parents=True, exist_ok=True)
+            (folder / str(grade) / f"{key}.jpg").write_bytes(jpeg)
+    return tuple(str(p) for p in sorted(shards_dir.glob("*.tar"))), folder, tuple(counts)
+
+
+def _read_samples(shards: Path) -> list[tuple[bytes, int]]:
+    """(jpeg, grade) of every sample the engine wrote; grade 0 where unlabelled."""
+    found: dict[str, dict[str, bytes]] = {}
+    for path in sorted(shards.glob("*.tar")):
+        with tarfile.open(path) as tar:
+            for member in tar:
+                key, _, ext = member.name.partition(".")
+                found.setdefault(key, {})[ext] = tar.extractfile(member).read()  # type: ignore[union-attr]
+    return [(s["jpg"], int(s.get("cls", b"0"))) for s in found.values()]
+
+
+def stage(opts: BenchOptions, inputs: Inputs, work: Path, log: Callable[[str], None]) -> dict[str, Any]:
+    """Both pipelines at --workers DataLoader workers, each in a fresh process."""
+    shards, folder, counts = prepare(opts, inputs, work)
+    pipelines: dict[str, Any] = {}
+    for name in PIPELINES:
+        run = LoadRun(name, shards, str(folder), counts, opts.image_size, opts.batch_size, opts.workers, opts.reps, opts.warmup)
+        try:
+            raw = isolated(measure, run)
+        except BenchError as e:
+            pipelines[name] = {"label": LABELS[name], "error": str(e)}
+            log(f"load   {LABELS[name]}: failed: {e}")
+            continue
+        pipelines[name] = {
+            "label": LABELS[name],
+            "images_per_s": spread(raw["rates"]),
+            "images_per_epoch": raw["images_per_epoch"],
+            "peak_rss_mb": raw["peak_rss_mb"],
+        }
+        log(f"load   {LABELS[name]:<36} {pipelines[name]['images_per_s']['median']} images/s")
+    result: dict[str, Any] = {
+        "samples": opts.load_samples,
+        "distinct_images": len(inputs.full.files),
+        "workers": opts.workers,
+        "batch_size": opts.batch_size,
+        "image_size": opts.image_size,
+        "pipelines": pipelines,
+    }
+    if all("error" not in p for p in pipelines.values()):
+        ours, theirs = (pipelines[p]["images_per_s"]["median"] for p in PIPELINES)
+        result["sightx_ratio"] = round(ours / theirs, 2)
+    return result

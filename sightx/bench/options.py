@@ -1,0 +1,68 @@
+"""What a benchmark run measures and how long it may take; plain data so it pickles to workers."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+STAGES = ("shard", "load", "train")
+EYEPACS_IMAGES = 88_702  # Kaggle 2015: 35,126 train + 53,576 test originals
+
+
+class BenchError(Exception):
+    """A problem the user must fix (bad input folder, unknown device); one line, no traceback."""
+
+
+@dataclass(frozen=True)
+class BenchOptions:
+    """Defaults are sized so `all` finishes in under 10 minutes on a 2-core laptop."""
+
+    stages: tuple[str, ...] = STAGES
+    input: str | None = None  # raw folder; None = synthetic EyePACS camera mix
+    images: int = 64
+    workers: int = 2
+    reps: int = 3
+    warmup: bool = True
+    shard_size: int | None = None  # None: enough shards for every worker
+    size: int = 512
+    quality: int = 95
+    load_samples: int = 256
+    arch: str = "resnet50"
+    image_size: int = 512
+    batch_size: int = 8
+    train_steps: int = 2
+    device: str = "auto"
+    img2dataset: str | None = None  # executable; None = look on PATH and beside this Python
+    work: str | None = None  # scratch folder; None = a temporary one, removed afterwards
+    seed: int = 0
+    camera_sizes: tuple[tuple[int, int], ...] | None = None  # None = the EyePACS resolution mix
+    quick: bool = False
+
+    def __post_init__(self) -> None:
+        unknown = set(self.stages) - set(STAGES)
+        if unknown or not self.stages:
+            raise BenchError(f"stages must be among {', '.join(STAGES)}, got {', '.join(self.stages) or 'none'}")
+        if min(self.images, self.workers, self.reps, self.load_samples, self.batch_size, self.train_steps) < 1:
+            raise BenchError("images, workers, reps, load samples, batch size and train steps must be >= 1")
+        if self.images < 2 * self.workers:
+            raise BenchError(f"--images must be at least twice --workers ({2 * self.workers}) to separate start-up")
+
+    @classmethod
+    def smoke(cls, **overrides: Any) -> BenchOptions:
+        """--quick: tiny images, one repetition, small model; checks the plumbing, not the speed."""
+        base: dict[str, Any] = dict(
+            images=6, reps=1, warmup=False, load_samples=24, arch="resnet18", image_size=96,
+            batch_size=4, train_steps=1, size=128, camera_sizes=((1024, 683),), quick=True,
+        )
+        return cls(**{**base, **overrides})
+
+    @property
+    def shard_size_for_run(self) -> int:
+        """Four shards per worker by default, so no worker idles while another finishes."""
+        return self.shard_size or max(1, self.images // (4 * self.workers))
+
+    def worker_counts(self) -> tuple[int, ...]:
+        return (1,) if self.workers == 1 else (1, self.workers)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)

@@ -1,0 +1,160 @@
+"""The benchmark result as a plain-text table (stdout) or Markdown (for the README), and the
+per-core targets it is judged against."""
+
+from __future__ import annotations
+
+from typing import Any
+
+# (description, where to look, comparison, threshold): per core, i.e. at 1 worker.
+TARGETS = (
+    ("SightX >= 5x naive PIL per core", ("shard", "sightx_ratio", "naive-pil", "1"), ">=", 5.0),
+    ("SightX time <= 1.3x decode floor per core", ("shard", "decode_floor_multiple", "1"), "<=", 1.3),
+    ("SightX >= 4x img2dataset per core", ("shard", "sightx_ratio", "img2dataset", "1"), ">=", 4.0),
+    ("SightX stream >= ImageFolder", ("load", "sightx_ratio"), ">=", 1.0),
+)
+
+
+def targets(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each target with its measured value (None when that part did not run)."""
+    rows = []
+    for name, path, op, threshold in TARGETS:
+        value: Any = result
+        for key in path:
+            value = value.get(key) if isinstance(value, dict) else None
+        met = None if value is None else (value >= threshold if op == ">=" else value <= threshold)
+        rows.append({"target": name, "value": value, "met": met})
+    return rows
+
+
+def render(result: dict[str, Any], markdown: bool) -> str:
+    """Every section that ran, in order, with the notes a reader needs to trust the numbers."""
+    parts = [_heading(result, markdown)]
+    if "shard" in result:
+        parts += _shard(result["shard"], markdown)
+    if "load" in result:
+        parts += _load(result["load"], markdown)
+    if "train" in result:
+        parts += _train(result["train"], markdown)
+    parts.append(_table(["target (per core)", "measured", "met"], [_target_row(t) for t in result["targets"]], markdown))
+    return "\n\n".join(parts) + "\n"
+
+
+def _heading(result: dict[str, Any], markdown: bool) -> str:
+    m, o = result["machine"], result["options"]
+    runs = f"median of {o['reps']} repetition(s)" + (" after a warm-up" if o["warmup"] else ", no warm-up") + ", (min-max)"
+    line = f"sightx-bench on {m['cpus']} CPU core(s), {m['platform']}, Python {m['python']}; {runs}; {result['elapsed_s']} s in all"
+    if o["quick"]:
+        line += "; --quick: smoke-test sizes, the numbers mean nothing"
+    return ("### " if markdown else "") + line
+
+
+def _rate(fig: dict[str, float]) -> str:
+    return f"{fig['median']:g} ({fig['min']:g}-{fig['max']:g})"
+
+
+def _shard(s: dict[str, Any], markdown: bool) -> list[str]:
+    inp = s["input"]
+    counts = sorted({int(w) for e in s["engines"].values() for w in e.get("runs", {})})
+    top = counts[-1]
+    kind = "synthetic, EyePACS camera mix" if inp["synthetic"] else "from --input"
+    title = (
+        f"shard: {inp['images']} full-resolution images ({kind}), {inp['mb']} MB -> {s['recipe']['size']} px q{s['recipe']['quality']}; "
+        f"images/s in steady state (start-up, timed on {inp['startup_images']} image(s), excluded), shard size {s['shard_size']}"
+    )
+    headers = ["engine"] + [f"images/s, {w} worker(s)" for w in counts] + [
+        f"MB/s ({top} w)", "scaling", "SightX x (" + " / ".join(f"{w} w" for w in counts) + ")",
+        "start-up s", "peak RSS MB", "retina/side", "output",
+    ]
+    rows = []
+    for name, e in s["engines"].items():
+        if "error" in e:
+            rows.append([e["label"], f"not available: {e['error']}"] + [""] * (len(headers) - 2))
+            continue
+        runs = [e["runs"][str(w)] for w in counts]
+        ratio = s["sightx_ratio"].get(name, {})
+        rows.append(
+            [e["label"]] + [_rate(r["images_per_s"]) for r in runs] + [
+                f"{runs[-1]['mb_per_s']:g}",
+                f"{s['scaling_efficiency'][name]:.0%}" if top > 1 else "-",
+                " / ".join(f"{ratio[str(w)]:g}" for w in counts) if ratio else "-",
+                f"{runs[-1]['startup_s']:g}",
+                f"{max(r['peak_rss_mb'] for r in runs):g}",
+                "-" if runs[-1]["field_fill"] is None else f"{runs[-1]['field_fill']:g}",
+                e["output"],
+            ]
+        )
+    notes = [
+        f"scaling = images/s at {top} workers / ({top} x images/s at 1); retina/side = median field-of-view diameter over the output side.",
+    ]
+    floor = s["decode_floor_multiple"]
+    if floor:
+        notes.append("SightX time per image = " + " / ".join(f"{v:g}x at {w} w" for w, v in floor.items()) + " the decode-only floor (DCT-scaled decode alone).")
+    p = s["projection"]
+    proj = [[s["engines"][e]["label"], _hours(h["2"]), _hours(h["10"])] for e, h in p["hours"].items() if e != "decode-floor"]
+    return [
+        _title(title, markdown),
+        _table(headers, rows, markdown),
+        _notes(notes, markdown),
+        _title(f"projection for the full {p['images']:,}-image EyePACS set ({p['basis']})", markdown),
+        _table(["engine", "2 workers", "10 workers"], proj, markdown),
+    ]
+
+
+def _hours(h: float) -> str:
+    return f"{h:.1f} h" if h >= 1 else f"{h * 60:.0f} min"
+
+
+def _load(s: dict[str, Any], markdown: bool) -> list[str]:
+    title = (
+        f"load: {s['samples']} samples ({s['distinct_images']} distinct SightX-preprocessed images) -> train_transform at "
+        f"{s['image_size']} px, batch {s['batch_size']}, {s['workers']} DataLoader worker(s), class-balanced sampling"
+    )
+    rows = []
+    for name, p in s["pipelines"].items():
+        if "error" in p:
+            rows.append([p["label"], f"failed: {p['error']}", "", ""])
+            continue
+        ratio = f"{s['sightx_ratio']:g}" if "sightx_ratio" in s else "-"
+        rows.append([p["label"], _rate(p["images_per_s"]), "1" if name == "sightx" else ratio, f"{p['peak_rss_mb']:g}"])
+    return [_title(title, markdown), _table(["pipeline", "images/s", "SightX x", "peak RSS MB"], rows, markdown)]
+
+
+def _train(s: dict[str, Any], markdown: bool) -> list[str]:
+    title = f"train: {s['arch']} at {s['image_size']} px, batch {s['batch_size']}, forward + backward + AdamW step on fixed batches"
+    if "error" in s:
+        return [_title(title, markdown), f"failed: {s['error']}"]
+    keeps = s.get("loader_over_model")
+    verdict = "-" if keeps is None else ("keeps up" if keeps >= 1 else "loader-bound")
+    row = [
+        f"{s['device']} (amp {s['amp']}, {s['threads']} threads)", _rate(s["images_per_s"]),
+        f"{s['loader_images_per_s']:g}" if keeps is not None else "-", "-" if keeps is None else f"{keeps:g}", verdict, f"{s['peak_rss_mb']:g}",
+    ]
+    notes = ["loader/model >= 1: the stream feeds the model fast enough. On a CPU device the two share the cores, so the real margin is smaller."]
+    return [
+        _title(title, markdown),
+        _table(["device", "model images/s", "loader images/s", "loader/model", "", "peak RSS MB"], [row], markdown),
+        _notes(notes, markdown),
+    ]
+
+
+def _target_row(t: dict[str, Any]) -> list[str]:
+    value = "-" if t["value"] is None else f"{t['value']:g}x"
+    met = "not measured" if t["met"] is None else ("yes" if t["met"] else "NO")
+    return [t["target"], value, met]
+
+
+def _title(text: str, markdown: bool) -> str:
+    return f"**{text}**" if markdown else text
+
+
+def _notes(lines: list[str], markdown: bool) -> str:
+    return "\n".join(("- " if markdown else "  ") + line for line in lines)
+
+
+def _table(headers: list[str], rows: list[list[str]], markdown: bool) -> str:
+    if markdown:
+        out = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+        return "\n".join(out + ["| " + " | ".join(r) + " |" for r in rows])
+    widths = [max(len(str(x)) for x in col) for col in zip(headers, *rows)]
+    fmt = "  ".join(f"{{:<{w}}}" for w in widths)
+    return "\n".join(fmt.format(*r).rstrip() for r in [headers, ["-" * w for w in widths], *rows])

@@ -1,0 +1,151 @@
+"""Shard stage: images/s and MB/s of every engine at 1 and N workers on the same files.
+
+Throughput is steady state: each repetition also runs the engine on one image per worker
+(one shard each, so pools start as in the full run), and the full run's extra images over its
+extra time is the rate. Start-up (pool spawn, imports; about 3 s for img2dataset) is reported apart.
+"""
+
+from __future__ import annotations
+
+import shutil
+import statistics
+import tarfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from sightx.bench.baselines import Recipe
+from sightx.bench.engines import ENGINES, LABELS, OUTPUTS, EngineRun, find_img2dataset, run_engine
+from sightx.bench.inputs import Inputs, InputSet
+from sightx.bench.isolate import isolated, spread
+from sightx.bench.options import EYEPACS_IMAGES, BenchError, BenchOptions
+
+_FILL_SAMPLES = 16  # outputs checked for how much of the frame the retina fills
+
+
+@dataclass(frozen=True)
+class Measure:
+    """One engine at one worker count: what the measurement process needs."""
+
+    run: EngineRun
+    full: InputSet
+    startup: InputSet
+    reps: int
+    warmup: bool
+    scratch: str
+
+
+def measure(m: Measure) -> dict[str, Any]:
+    """Warm-up, then `reps` x (start-up run, full run); in its own process."""
+    out = Path(m.scratch)
+    tiny = replace(m.run, shard_size=1)  # one shard per image: every worker starts
+    if m.warmup:
+        run_engine(m.run, m.full, out)
+    full_s, startup_s, written = [], [], 0
+    for _ in range(m.reps):
+        startup_s.append(_timed(run_engine, tiny, m.startup, out)[0])
+        seconds, written = _timed(run_engine, m.run, m.full, out)
+        full_s.append(seconds)
+    fill = field_fill(out)
+    shutil.rmtree(out, ignore_errors=True)
+    return {"full_s": full_s, "startup_s": startup_s, "written": written, "field_fill": fill}
+
+
+def _timed(fn: Callable[..., int], *args: Any) -> tuple[float, int]:
+    start = time.perf_counter()
+    result = fn(*args)
+    return time.perf_counter() - start, result
+
+
+def field_fill(out: Path) -> float | None:
+    """Median field-of-view diameter over the output side: how many of the pixels show retina."""
+    from sightx import codec, fundus
+
+    fills = []
+    for jpeg in _some_jpegs(out, _FILL_SAMPLES):
+        img, _ = codec.decode(jpeg)
+        circle = fundus.find_fov(img)
+        if circle is not None:
+            fills.append(2 * circle.r / max(img.shape[:2]))
+    return round(statistics.median(fills), 3) if fills else None
+
+
+def _some_jpegs(out: Path, n: int) -> list[bytes]:
+    found: list[bytes] = []
+    for path in sorted(out.rglob("*.tar")):
+        with tarfile.open(path) as tar:
+            for member in tar:
+                if member.name.endswith(".jpg") and len(found) < n:
+                    found.append(tar.extractfile(member).read())  # type: ignore[union-attr]
+    return found
+
+
+def summarise(raw: dict[str, Any], n: int, k: int, workers: int, mb: float) -> dict[str, Any]:
+    """Steady-state rate (n - k extra images over the extra time) with the run's other facts."""
+    startup = statistics.median(raw["startup_s"])
+    extra = [t - startup for t in raw["full_s"]]
+    excluded = min(extra) > 0  # noise can swamp tiny --quick runs: fall back to end-to-end
+    rates = [(n - k) / e for e in extra] if excluded else [n / t for t in raw["full_s"]]
+    rate = statistics.median(rates)
+    return {
+        "workers": workers,
+        "images_per_s": spread(rates),
+        "mb_per_s": round(rate * mb / n, 2),
+        "end_to_end_images_per_s": round(n / statistics.median(raw["full_s"]), 2),
+        "startup_s": round(max(0.0, startup - k / rate), 2),  # less the k images it also processed
+        "startup_excluded": excluded,
+        "written": raw["written"],
+        "field_fill": raw["field_fill"],
+        "peak_rss_mb": raw["peak_rss_mb"],
+    }
+
+
+def stage(opts: BenchOptions, inputs: Inputs, work: Path, log: Callable[[str], None]) -> dict[str, Any]:
+    """Every engine at 1 and --workers workers, each in a fresh process; errors become rows."""
+    recipe = Recipe(opts.size, opts.quality)
+    exe = find_img2dataset(opts.img2dataset)
+    n, k, mb = len(inputs.full.files), len(inputs.tiny.files), inputs.full.bytes() / 1e6
+    engines: dict[str, Any] = {}
+    for engine in ENGINES:
+        row: dict[str, Any] = {"label": LABELS[engine], "output": OUTPUTS[engine], "runs": {}}
+        for w in opts.worker_counts():
+            run = EngineRun(engine, w, opts.shard_size_for_run, recipe, exe)
+            m = Measure(run, inputs.full, inputs.tiny, opts.reps, opts.warmup, str(work / f"out-{engine}-{w}"))
+            try:
+                result = summarise(isolated(measure, m), n, k, w, mb)
+            except BenchError as e:
+                row = {**row, "error": str(e)}
+                log(f"shard  {LABELS[engine]}: not available: {e}")
+                break
+            row["runs"][str(w)] = result
+            log(f"shard  {LABELS[engine]:<20} {w} worker(s): {result['images_per_s']['median']} images/s")
+        engines[engine] = row
+    return {
+        "input": inputs.describe(),
+        "shard_size": opts.shard_size_for_run,
+        "recipe": {"size": opts.size, "quality": opts.quality, "normalize": "graham"},
+        "engines": engines,
+        **compare(engines, opts.worker_counts()),
+    }
+
+
+def compare(engines: dict[str, Any], counts: tuple[int, ...]) -> dict[str, Any]:
+    """SightX's ratio to each engine, scaling efficiency, the floor multiple and the projections."""
+    top = counts[-1]
+    rates = {e: {w: row["runs"][str(w)]["images_per_s"]["median"] for w in counts} for e, row in engines.items() if "error" not in row}
+    scaling = {e: r[top] / (top * r[1]) for e, r in rates.items()}
+    sightx = rates.get("sightx")
+    ratios = {e: {str(w): round(sightx[w] / r[w], 2) for w in counts} for e, r in rates.items()} if sightx else {}
+    return {
+        "scaling_efficiency": {e: round(s, 3) for e, s in scaling.items()},
+        "sightx_ratio": ratios,
+        # SightX's time per image as a multiple of only decoding it: the inverse of the rate ratio.
+        "decode_floor_multiple": {w: round(1 / r, 2) for w, r in ratios.get("decode-floor", {}).items()},
+        "projection": {
+            "images": EYEPACS_IMAGES,
+            "basis": f"measured 1-worker images/s x workers x scaling efficiency measured at {top} worker(s); a projection, not a measurement",
+            "hours": {e: {str(w): round(EYEPACS_IMAGES / (r[1] * w * scaling[e]) / 3600, 2) for w in (2, 10)} for e, r in rates.items()},
+        },
+    }

@@ -1,0 +1,82 @@
+"""Train stage: model images/s (forward, backward, AdamW step, as sightx-train runs it) on fixed
+batches, so the figure is the model's alone; the load stage says whether the stream keeps up."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from sightx.bench.isolate import isolated, spread
+from sightx.bench.options import BenchError, BenchOptions
+
+
+@dataclass(frozen=True)
+class TrainRun:
+    arch: str
+    image_size: int
+    batch_size: int
+    steps: int
+    reps: int
+    warmup: bool
+    device: str
+
+
+def measure(run: TrainRun) -> dict[str, Any]:
+    """One untimed step (allocator, cuDNN autotuning), then `reps` x `steps` timed steps."""
+    import torch
+    import torch.nn.functional as F
+
+    from sightx.model import autocast_dtype, build_model, pick_device
+    from sightx.stream import normalize_batch
+
+    device = pick_device(run.device)
+    channels_last = device.type in ("cuda", "cpu")  # as the trainer does
+    model = build_model(run.arch, "classify").to(device)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    model.train()
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-4)
+    amp = autocast_dtype(device, "auto")
+    images = torch.randint(0, 256, (run.batch_size, 3, run.image_size, run.image_size), dtype=torch.uint8)
+    grades = torch.randint(0, 5, (run.batch_size,), device=device)
+
+    def step() -> None:
+        x = normalize_batch(images, device, channels_last)
+        with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
+            out = model(x)
+        loss = F.cross_entropy(out.float(), grades)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+
+    if run.warmup:
+        step()
+    rates = []
+    for _ in range(run.reps):
+        start = time.perf_counter()
+        for _ in range(run.steps):
+            step()
+        rates.append(run.batch_size * run.steps / (time.perf_counter() - start))
+    return {"rates": rates, "device": str(device), "amp": str(amp).replace("torch.", "") if amp else "off", "threads": torch.get_num_threads()}
+
+
+def stage(opts: BenchOptions, load: dict[str, Any] | None, log: Callable[[str], None]) -> dict[str, Any]:
+    """Model images/s and, when the load stage ran, loader images/s over it (>= 1: it keeps up)."""
+    run = TrainRun(opts.arch, opts.image_size, opts.batch_size, opts.train_steps, opts.reps, opts.warmup, opts.device)
+    result: dict[str, Any] = {"arch": opts.arch, "image_size": opts.image_size, "batch_size": opts.batch_size}
+    try:
+        raw = isolated(measure, run)
+    except BenchError as e:
+        log(f"train  {opts.arch}: failed: {e}")
+        return {**result, "error": str(e)}
+    result.update(device=raw["device"], amp=raw["amp"], threads=raw["threads"], images_per_s=spread(raw["rates"]), peak_rss_mb=raw["peak_rss_mb"])
+    log(f"train  {opts.arch} @{opts.image_size} on {raw['device']}: {result['images_per_s']['median']} images/s")
+    stream = (load or {}).get("pipelines", {}).get("sightx", {}).get("images_per_s")
+    if stream:
+        result["loader_images_per_s"] = stream["median"]
+        result["loader_over_model"] = round(stream["median"] / result["images_per_s"]["median"], 2)
+    return result

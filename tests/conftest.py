@@ -1,0 +1,28 @@
+"""Shared synthetic data: generated once per session, with the real generator and shard engine."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from sightx.preprocess import PreprocessOptions
+from sightx.shard import ShardOptions, run
+from sightx.synth.generate import SynthOptions, generate
+
+
+@pytest.fixture(scope="session")
+def tiny_raw(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A balanced 40-image Kaggle-layout set at a small camera size."""
+    root = tmp_path_factory.mktemp("tiny_raw")
+    generate(root, SynthOptions(n=40, seed=21, sizes=((640, 427),), balanced=True, workers=2, progress=False))
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_shards(tiny_raw: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """64 px shards of tiny_raw, 4 samples each, so workers and ranks have several shards to split."""
+    out = tmp_path_factory.mktemp("tiny_shards")
+    run(tiny_raw / "train", out, ShardOptions(PreprocessOptions(size=64, quality=90), shard_size=4, val_fraction=0.25,
+                                              seed=2, workers=1, progress=False))
+    return out

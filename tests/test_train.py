@@ -1,0 +1,202 @@
+"""Trainer, checkpoints, resume, DDP and prediction: real torch, real processes, tiny models."""
+
+from __future__ import annotations
+
+import io
+import json
+import signal
+import subprocess
+import sys
+import tarfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import simplejpeg
+from click.testing import CliRunner
+
+from sightx import manifest as mf
+from sightx.cli import train as train_cli
+from sightx.model import WeightsError, build_model
+from sightx.predict import predict
+from sightx.train import TrainConfig, TrainError, load_checkpoint, train
+
+SCRIPT = str(Path(sys.executable).parent / "sightx-train")  # the installed entry point
+FAST = ["--arch", "resnet18", "--image-size", "32", "--batch-size", "8", "--workers", "0", "--quiet"]
+
+
+def _cfg(shards: Path, out: Path, **kw) -> TrainConfig:
+    base = dict(arch="resnet18", image_size=32, batch_size=8, workers=0, epochs=2, progress=False, lr=1e-3)
+    return TrainConfig(shards=str(shards), out=str(out), **{**base, **kw})
+
+
+def _history(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_shards: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("run")
+    train(_cfg(tiny_shards, out))
+    return out
+
+
+def test_run_folder_has_metrics_checkpoints_and_charts(trained: Path, tiny_shards: Path) -> None:
+    history = _history(trained)
+    assert [h["epoch"] for h in history] == [1, 2]
+    val = history[-1]["val"]
+    n_val = mf.read(tiny_shards)["splits"]["val"]["count"]
+    assert val["n"] == n_val and sum(map(sum, val["confusion"])) == n_val
+    assert {"kappa", "accuracy", "per_grade_recall", "referable", "baseline", "loss"} <= set(val)
+    assert history[-1]["train_images"] == mf.read(tiny_shards)["splits"]["train"]["count"]
+    assert 0 <= history[-1]["data_wait"] <= 1 and history[-1]["images_per_s"] > 0
+    for name in ("best.pt", "last.pt", "confusion.png", "learning_curve.png"):
+        assert (trained / name).stat().st_size > 0
+    state = load_checkpoint(trained / "best.pt")
+    assert state["preprocess"] == mf.read(tiny_shards)["options"]["preprocess"] and state["arch"] == "resnet18"
+
+
+def test_resume_after_sigkill_has_no_duplicated_epoch(tiny_shards: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    cmd = [SCRIPT, str(tiny_shards), "--out", str(out), "--epochs", "4", *FAST]
+    proc = subprocess.Popen(cmd)
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        if (out / "metrics.jsonl").exists() and len(_history(out)) >= 2:
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, "finished before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done = load_checkpoint(out / "last.pt")["epoch"] + 1
+    assert 1 <= done < 4  # metrics.jsonl may already hold the next epoch: the resume must drop it
+    refused = subprocess.run(cmd, capture_output=True, text=True)
+    assert refused.returncode == 1 and "--resume" in refused.stderr
+    subprocess.run(cmd + ["--resume"], check=True)
+    assert [h["epoch"] for h in _history(out)] == [1, 2, 3, 4]
+    assert load_checkpoint(out / "last.pt")["epoch"] == 3
+
+
+def test_regression_head_tunes_thresholds(tiny_shards: Path, tmp_path: Path) -> None:
+    train(_cfg(tiny_shards, tmp_path, head="regress", epochs=1))
+    val = _history(tmp_path)[-1]["val"]
+    assert len(val["thresholds"]) == 4 and val["thresholds"] == sorted(val["thresholds"])
+    assert val["kappa_tuned_thresholds"] >= val["kappa"] - 1e-9 or val["kappa"] == 0
+    assert load_checkpoint(tmp_path / "best.pt")["thresholds"] == pytest.approx(val["thresholds"], abs=1e-4)
+
+
+@pytest.mark.parametrize("balance", ["sample", "progressive"])
+def test_resampling_modes_train(tiny_shards: Path, tmp_path: Path, balance: str) -> None:
+    train(_cfg(tiny_shards, tmp_path, balance=balance, epochs=1))
+    assert _history(tmp_path)[0]["train_images"] > 0
+
+
+def test_predict_on_raw_images_equals_predict_on_their_shards(trained: Path, tiny_raw: Path, tiny_shards: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "broken.jpeg"
+    bad.write_bytes(b"not a jpeg")
+    from_raw = {r["image"]: r for r in predict([tiny_raw / "train", bad], trained / "best.pt", workers=2, device="cpu", progress=False)}
+    from_shards = predict(sorted(tiny_shards.glob("*.tar")), trained / "best.pt", device="cpu", progress=False)
+    assert len(from_shards) == mf.read(tiny_shards)["summary"]["written"]
+    for row in from_shards:
+        twin = from_raw[row["image"]]
+        assert twin["level"] == row["level"] and not twin["error"]
+        assert [twin[f"p{g}"] for g in range(5)] == pytest.approx([row[f"p{g}"] for g in range(5)], abs=1e-5)
+        assert sum(row[f"p{g}"] for g in range(5)) == pytest.approx(1, abs=1e-4)
+    assert from_raw["broken"]["error"].startswith("not-jpeg") and from_raw["broken"]["level"] == ""
+
+
+def test_predict_cli_writes_kaggle_csv_and_blends_eyes(trained: Path, tiny_raw: Path, tmp_path: Path) -> None:
+    from sightx.cli import predict as predict_cli
+
+    out = tmp_path / "pred.csv"
+    res = CliRunner().invoke(predict_cli, [str(tiny_raw / "train"), "--checkpoint", str(trained / "best.pt"),
+                                           "--out", str(out), "--blend-eyes", "--workers", "1", "--quiet", "--device", "cpu"])
+    assert res.exit_code == 0, res.output
+    lines = out.read_text().splitlines()
+    assert lines[0].startswith("image,level,p0") and len(lines) == 41
+
+
+def test_ddp_two_cpu_processes(tiny_shards: Path, tmp_path: Path) -> None:
+    out = tmp_path / "ddp"
+    subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", SCRIPT,
+         str(tiny_shards), "--out", str(out), "--epochs", "2", "--balance", "none", "--device", "cpu", *FAST],
+        check=True, timeout=300,
+    )
+    history = _history(out)
+    assert [h["epoch"] for h in history] == [1, 2]
+    # Shards are split across the two ranks and the epoch is still exact.
+    assert all(h["train_images"] == mf.read(tiny_shards)["splits"]["train"]["count"] for h in history)
+    assert history[-1]["val"]["n"] == mf.read(tiny_shards)["splits"]["val"]["count"]
+
+
+def _peak_rss_mb(args: list[str]) -> float:
+    """Peak RSS of one training process, measured by a wrapper whose only child it is."""
+    probe = (
+        "import resource, subprocess, sys; subprocess.run(sys.argv[1:], check=True); "
+        "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"
+    )
+    res = subprocess.run([sys.executable, "-c", probe, *args], capture_output=True, text=True, check=True)
+    return int(res.stdout.split()[-1]) / 1024
+
+
+def _write_shards(out: Path, n: int) -> None:
+    """n real 384 px JPEG samples in shards of 50 with a valid manifest (pixels decoded: 440 KB each)."""
+    out.mkdir()
+    rng = np.random.default_rng(0)
+    jpg = simplejpeg.encode_jpeg(rng.integers(0, 255, (384, 384, 3), dtype=np.uint8), quality=90)
+    shards, grades = [], [0] * 5
+    for s in range(0, n, 50):
+        name = f"train-{s // 50:06d}.tar"
+        counts = [0] * 5
+        with tarfile.open(out / name, "w") as tar:
+            for i in range(s, min(n, s + 50)):
+                g = i % 5
+                counts[g] += 1
+                for ext, data in (("jpg", jpg), ("cls", str(g).encode()), ("json", json.dumps({"grade": g}).encode())):
+                    info = tarfile.TarInfo(f"s{i}.{ext}")
+                    info.size = len(data)
+                    tar.addfile(info, io.BytesIO(data))
+        grades = [a + b for a, b in zip(grades, counts)]
+        shards.append({"name": name, "split": "train", "done": True, "count": sum(counts), "grades": counts})
+    mf.write(out, {"format": mf.FORMAT, "version": mf.VERSION, "options": {"preprocess": {}}, "shards": shards,
+                   "splits": {"train": {"count": n, "grades": grades}}})
+
+
+def test_memory_does_not_grow_with_the_dataset(tmp_path: Path) -> None:
+    small, large = tmp_path / "small", tmp_path / "large"
+    _write_shards(small, 100)
+    _write_shards(large, 800)  # holding it decoded would take 350 MB more
+    # The shuffle buffer is the one place that holds samples: bounded by its size, not the dataset's.
+    args = [SCRIPT, "--epochs", "1", "--shuffle-buffer", "50", *FAST]
+    rss_small = _peak_rss_mb(args + [str(small), "--out", str(tmp_path / "a")])
+    rss_large = _peak_rss_mb(args + [str(large), "--out", str(tmp_path / "b")])
+    assert rss_large < rss_small * 1.1 + 40, (rss_small, rss_large)
+
+
+def test_cli_errors_are_one_line(tiny_shards: Path, trained: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    runner = CliRunner()
+    res = runner.invoke(train_cli, [str(tmp_path / "nowhere"), *FAST])
+    assert res.exit_code == 1 and "does not exist" in res.output
+    res = runner.invoke(train_cli, [str(tmp_path), *FAST])
+    assert res.exit_code == 1 and "manifest.json not found" in res.output
+    res = runner.invoke(train_cli, [str(tiny_shards), "--out", str(trained), *FAST])
+    assert res.exit_code == 1 and "already holds a run" in res.output
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty-cache"))
+    res = runner.invoke(train_cli, [str(tiny_shards), "--out", str(tmp_path / "x"), "--weights", "imagenet", *FAST])
+    assert res.exit_code == 1 and "not in the local torch cache" in res.output and "Traceback" not in res.output
+    with pytest.raises(WeightsError, match="not a tensor-only weights file"):
+        evil = tmp_path / "evil.pt"
+        evil.write_bytes(b"\x80\x04\x95garbage")
+        build_model("resnet18", "classify", str(evil))
+    with pytest.raises(TrainError, match="--balance"):
+        TrainConfig(shards="x", balance="magic")
+
+
+def test_weights_from_a_checkpoint_file(trained: Path) -> None:
+    import torch
+
+    model = build_model("resnet18", "classify", str(trained / "best.pt"))
+    state = load_checkpoint(trained / "best.pt")["model"]
+    assert torch.equal(model.state_dict()["conv1.weight"], state["conv1.weight"])
