@@ -238,3 +238,41 @@ def explore(
     except ExploreError as e:
         raise click.ClickException(str(e)) from None
     click.echo(format_summary(summary, out))
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("stage", type=click.Choice(["shard", "load", "train", "all"]), default="all")
+@click.option("--input", "input", type=click.Path(file_okay=False), help="Raw fundus folder to measure on; default: synthetic images at the EyePACS camera mix.")
+@click.option("--images", type=click.IntRange(2), help="Full-resolution images every shard engine processes.  [default: 64; --quick: 6]")
+@click.option("--workers", type=click.IntRange(1), default=default_workers(), show_default=True, help="Workers for the multi-worker figures.")
+@click.option("--reps", type=click.IntRange(1), help="Timed repetitions per figure (median, min-max).  [default: 3; --quick: 1]")
+@click.option("--shard-size", type=click.IntRange(1), help="Samples per shard.  [default: images / (4 x workers)]")
+@click.option("--load-samples", type=click.IntRange(1), help="Samples per loader epoch.  [default: 256]")
+@click.option("--arch", type=click.Choice(["resnet50", "resnet34", "resnet18"]), help="Model for the train stage.  [default: resnet50]")
+@click.option("--image-size", type=click.IntRange(32, 2048), help="Training input size.  [default: 512]")
+@click.option("--batch-size", type=click.IntRange(1), help="Batch size for load and train.  [default: 8]")
+@click.option("--train-steps", type=click.IntRange(1), help="Optimizer steps per timed repetition.  [default: 1]")
+@click.option("--device", help="auto (MPS, then CUDA, then CPU), cpu, cuda, mps.  [default: auto]")
+@click.option("--img2dataset", help="img2dataset executable.  [default: on PATH, or beside this Python]")
+@click.option("--work", type=click.Path(file_okay=False), help="Keep the scratch files here instead of a temporary folder.")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="Also write the full result as JSON.")
+@click.option("--markdown", is_flag=True, help="Print the tables as Markdown, for the README.")
+@click.option("--quick", is_flag=True, help="Smoke run on tiny images: checks the plumbing in seconds; the numbers mean nothing.")
+@click.option("--quiet", is_flag=True, help="No progress lines on stderr.")
+def bench(stage: str, json_path: Path | None, markdown: bool, quick: bool, quiet: bool, **kw: object) -> None:
+    """Throughput of SightX against naive PIL, OpenCV, img2dataset and ImageFolder, on this machine."""
+    from sightx.atomic import atomic_write_text
+    from sightx.bench import STAGES, BenchError, BenchOptions, report, run_bench
+
+    given = {k: v for k, v in kw.items() if v is not None}
+    given["stages"] = STAGES if stage == "all" else (stage,)
+    try:
+        opts = BenchOptions.smoke(**given) if quick else BenchOptions(**given)  # type: ignore[arg-type]
+        result = run_bench(opts, log=(lambda _: None) if quiet else (lambda line: click.echo(line, err=True)))
+    except BenchError as e:
+        raise click.ClickException(str(e)) from None
+    if json_path is not None:
+        import json
+
+        atomic_write_text(json_path, json.dumps(result, indent=1) + "\n")
+    click.echo(report.render(result, markdown), nl=False)

@@ -30,7 +30,7 @@ class BenchOptions:
     arch: str = "resnet50"
     image_size: int = 512
     batch_size: int = 8
-    train_steps: int = 2
+    train_steps: int = 1
     device: str = "auto"
     img2dataset: str | None = None  # executable; None = look on PATH and beside this Python
     work: str | None = None  # scratch folder; None = a temporary one, removed afterwards

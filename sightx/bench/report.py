@@ -76,7 +76,7 @@ def _shard(s: dict[str, Any], markdown: bool) -> list[str]:
             [e["label"]] + [_rate(r["images_per_s"]) for r in runs] + [
                 f"{runs[-1]['mb_per_s']:g}",
                 f"{s['scaling_efficiency'][name]:.0%}" if top > 1 else "-",
-                " / ".join(f"{ratio[str(w)]:g}" for w in counts) if ratio else "-",
+                " / ".join(f"{ratio[str(w)]:g}" for w in counts) if ratio and name != "sightx" else "-",
                 f"{runs[-1]['startup_s']:g}",
                 f"{max(r['peak_rss_mb'] for r in runs):g}",
                 "-" if runs[-1]["field_fill"] is None else f"{runs[-1]['field_fill']:g}",
@@ -84,7 +84,7 @@ def _shard(s: dict[str, Any], markdown: bool) -> list[str]:
             ]
         )
     notes = [
-        f"scaling = images/s at {top} workers / ({top} x images/s at 1); retina/side = median field-of-view diameter over the output side.",
+        f"scaling = images/s at {top} workers / ({top} x images/s at 1); retina/side = median width of the visible retina over the output side (resolution spent on the eye).",
     ]
     floor = s["decode_floor_multiple"]
     if floor:
@@ -132,7 +132,7 @@ def _train(s: dict[str, Any], markdown: bool) -> list[str]:
     notes = ["loader/model >= 1: the stream feeds the model fast enough. On a CPU device the two share the cores, so the real margin is smaller."]
     return [
         _title(title, markdown),
-        _table(["device", "model images/s", "loader images/s", "loader/model", "", "peak RSS MB"], [row], markdown),
+        _table(["device", "model images/s", "loader images/s", "loader/model", "verdict", "peak RSS MB"], [row], markdown),
         _notes(notes, markdown),
     ]
 

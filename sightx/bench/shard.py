@@ -16,6 +16,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from sightx.bench.baselines import Recipe
 from sightx.bench.engines import ENGINES, LABELS, OUTPUTS, EngineRun, find_img2dataset, run_engine
 from sightx.bench.inputs import Inputs, InputSet
@@ -23,6 +25,7 @@ from sightx.bench.isolate import isolated, spread
 from sightx.bench.options import EYEPACS_IMAGES, BenchError, BenchOptions
 
 _FILL_SAMPLES = 16  # outputs checked for how much of the frame the retina fills
+_DARK, _WHITE = 15, 250  # below: background or mask; above: white padding
 
 
 @dataclass(frozen=True)
@@ -38,11 +41,11 @@ class Measure:
 
 
 def measure(m: Measure) -> dict[str, Any]:
-    """Warm-up, then `reps` x (start-up run, full run); in its own process."""
+    """An untimed start-up run (imports, lazy set-up), then `reps` x (start-up run, full run)."""
     out = Path(m.scratch)
     tiny = replace(m.run, shard_size=1)  # one shard per image: every worker starts
     if m.warmup:
-        run_engine(m.run, m.full, out)
+        run_engine(tiny, m.startup, out)
     full_s, startup_s, written = [], [], 0
     for _ in range(m.reps):
         startup_s.append(_timed(run_engine, tiny, m.startup, out)[0])
@@ -60,16 +63,22 @@ def _timed(fn: Callable[..., int], *args: Any) -> tuple[float, int]:
 
 
 def field_fill(out: Path) -> float | None:
-    """Median field-of-view diameter over the output side: how many of the pixels show retina."""
-    from sightx import codec, fundus
+    """Median width of the visible retina over the output side: how much of the frame is retina.
 
-    fills = []
+    Counted as columns with enough pixels that are neither background nor padding (img2dataset
+    pads with white), so it reads normalised and raw-looking outputs alike.
+    """
+    from sightx import codec
+
+    widths = []
     for jpeg in _some_jpegs(out, _FILL_SAMPLES):
         img, _ = codec.decode(jpeg)
-        circle = fundus.find_fov(img)
-        if circle is not None:
-            fills.append(2 * circle.r / max(img.shape[:2]))
-    return round(statistics.median(fills), 3) if fills else None
+        level = img.max(axis=2)
+        per_column = ((level > _DARK) & (level < _WHITE)).sum(axis=0)
+        cols = np.flatnonzero(per_column >= img.shape[0] / 20)  # ignores JPEG ringing at padding edges
+        if cols.size:
+            widths.append((cols[-1] - cols[0] + 1) / img.shape[1])
+    return round(statistics.median(widths), 3) if widths else None
 
 
 def _some_jpegs(out: Path, n: int) -> list[bytes]:

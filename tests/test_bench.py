@@ -1,0 +1,97 @@
+"""sightx-bench --quick end to end on tiny generated images: real processes, the result's shape,
+every figure positive. Never asserts speed: that depends on the machine."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from sightx.bench import BenchError, BenchOptions, run_bench
+from sightx.bench.engines import ENGINES
+from sightx.bench.load import PIPELINES
+from sightx.bench.report import TARGETS, render
+from sightx.cli import bench as bench_cli
+
+# Figures that must be positive wherever they appear; ratios and shares are checked by name below.
+FIGURES = {"median", "min", "max", "mb_per_s", "end_to_end_images_per_s", "peak_rss_mb", "images_per_epoch"}
+
+
+@pytest.fixture(scope="module")
+def result(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    work = tmp_path_factory.mktemp("bench")
+    # img2dataset is not a test dependency: point at nothing so its row is "not available" everywhere.
+    return run_bench(BenchOptions.smoke(workers=2, work=str(work), img2dataset=str(work / "no-img2dataset")))
+
+
+def _numbers(node: Any, key: str = "") -> Iterator[tuple[str, float]]:
+    if isinstance(node, dict):
+        for k, v in node.items():
+            yield from _numbers(v, k)
+    elif isinstance(node, (int, float)) and not isinstance(node, bool):
+        yield key, node
+
+
+def test_result_shape(result: dict[str, Any]) -> None:
+    assert result["format"] == "sightx-bench" and result["version"] == 1
+    assert {"machine", "options", "shard", "load", "train", "targets", "elapsed_s"} <= set(result)
+    shard = result["shard"]
+    assert list(shard["engines"]) == list(ENGINES)
+    for name, engine in shard["engines"].items():
+        if name == "img2dataset":
+            assert engine["error"] and not engine["runs"]
+            continue
+        assert set(engine["runs"]) == {"1", "2"}, name
+        for w, run in engine["runs"].items():
+            assert run["workers"] == int(w)
+            assert run["written"] == (0 if name == "decode-floor" else shard["input"]["images"])
+    assert set(shard["sightx_ratio"]) == set(ENGINES) - {"img2dataset"}
+    assert set(shard["decode_floor_multiple"]) == {"1", "2"}
+    assert set(shard["projection"]["hours"]["sightx"]) == {"2", "10"}
+    assert list(result["load"]["pipelines"]) == list(PIPELINES)
+    assert [t["target"] for t in result["targets"]] == [t[0] for t in TARGETS]
+    json.loads(json.dumps(result))  # plain JSON all the way down
+
+
+def test_every_figure_is_positive(result: dict[str, Any]) -> None:
+    figures = [(k, v) for k, v in _numbers(result) if k in FIGURES]
+    assert len(figures) > 40 and all(v > 0 for _, v in figures), [f for f in figures if f[1] <= 0]
+    shard = result["shard"]
+    assert all(v > 0 for r in shard["sightx_ratio"].values() for v in r.values())
+    assert all(v > 0 for v in shard["scaling_efficiency"].values())
+    assert all(v > 0 for h in shard["projection"]["hours"].values() for v in h.values())
+    assert all(r["field_fill"] > 0 for e, row in shard["engines"].items() if e != "decode-floor" for r in row["runs"].values())
+    assert result["load"]["sightx_ratio"] > 0
+    assert result["train"]["images_per_s"]["median"] > 0 and result["train"]["loader_over_model"] > 0
+    assert all(t["value"] is None or t["value"] > 0 for t in result["targets"])
+
+
+def test_tables_name_every_row(result: dict[str, Any]) -> None:
+    text, md = render(result, markdown=False), render(result, markdown=True)
+    for label in [e["label"] for e in result["shard"]["engines"].values()] + [p["label"] for p in result["load"]["pipelines"].values()]:
+        assert label in text and f"| {label} |" in md
+    assert "not available:" in text and "projection" in text and "88,702" in md
+
+
+def test_cli_quick_single_stage(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    res = CliRunner().invoke(bench_cli, ["train", "--quick", "--quiet", "--markdown", "--json", str(out)])
+    assert res.exit_code == 0, res.output
+    data = json.loads(out.read_text())
+    assert "train" in data and "shard" not in data and "load" not in data
+    assert data["train"]["images_per_s"]["median"] > 0
+    assert "| cpu" in res.output or "| cuda" in res.output or "| mps" in res.output
+
+
+def test_cli_reports_bad_input_in_one_line(tmp_path: Path) -> None:
+    res = CliRunner().invoke(bench_cli, ["shard", "--quick", "--quiet", "--input", str(tmp_path / "missing")])
+    assert res.exit_code == 1 and "Error: --input" in res.output and "Traceback" not in res.output
+
+
+def test_options_refuse_too_few_images() -> None:
+    with pytest.raises(BenchError, match="twice --workers"):
+        BenchOptions(images=3, workers=2)
