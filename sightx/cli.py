@@ -146,8 +146,8 @@ def shard(
 @click.option("--optimizer", type=click.Choice(["adamw", "sgd"]), default="adamw", show_default=True)
 @click.option("--schedule", type=click.Choice(["cosine", "onecycle"]), default="cosine", show_default=True)
 @click.option("--warmup-epochs", type=click.FloatRange(0), default=1.0, show_default=True)
-@click.option("--balance", type=click.Choice(["loss", "sample", "progressive", "none"]), default="loss", show_default=True,
-              help="Counter the grade imbalance in the loss, by resampling, by decaying resampling, or not at all.")
+@click.option("--balance", type=click.Choice(["loss", "sample", "progressive", "none"]), default="progressive", show_default=True,
+              help="Counter the grade imbalance: resampling decaying towards the natural mix (default, best measured kappa), in the loss, by resampling, or not at all.")
 @click.option("--balance-decay", type=click.FloatRange(0, 1), default=0.7, show_default=True, help="progressive: share of balancing kept per epoch.")
 @click.option("--workers", type=click.IntRange(0), default=min(8, default_workers()), show_default=True, help="DataLoader workers.")
 @click.option("--shuffle-buffer", type=click.IntRange(0), default=1000, show_default=True)
@@ -242,12 +242,12 @@ def explore(
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("stage", type=click.Choice(["shard", "load", "train", "all"]), default="all")
-@click.option("--input", "input", type=click.Path(file_okay=False), help="Raw fundus folder to measure on; default: synthetic images at the EyePACS camera mix.")
-@click.option("--images", type=click.IntRange(2), help="Full-resolution images every shard engine processes.  [default: 64; --quick: 6]")
-@click.option("--workers", type=click.IntRange(1), default=default_workers(), show_default=True, help="Workers for the multi-worker figures.")
+@click.option("--input", type=click.Path(file_okay=False), help="Raw fundus folder to measure on; default: synthetic EyePACS camera mix.")
+@click.option("--images", type=click.IntRange(2), help="Full-resolution images each shard engine processes.  [default: 64; --quick: 6]")
+@click.option("--workers", type=click.IntRange(1), default=default_workers(), show_default=True, help="Workers for the multi-worker runs.")
 @click.option("--reps", type=click.IntRange(1), help="Timed repetitions per figure (median, min-max).  [default: 3; --quick: 1]")
 @click.option("--shard-size", type=click.IntRange(1), help="Samples per shard.  [default: images / (4 x workers)]")
-@click.option("--load-samples", type=click.IntRange(1), help="Samples per loader epoch.  [default: 256]")
+@click.option("--load-samples", type=click.IntRange(1), help="Samples per loader epoch.  [default: 512]")
 @click.option("--arch", type=click.Choice(["resnet50", "resnet34", "resnet18"]), help="Model for the train stage.  [default: resnet50]")
 @click.option("--image-size", type=click.IntRange(32, 2048), help="Training input size.  [default: 512]")
 @click.option("--batch-size", type=click.IntRange(1), help="Batch size for load and train.  [default: 8]")

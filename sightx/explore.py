@@ -31,6 +31,7 @@ from sightx.labels import LabelError, find_images, find_label_file, image_id, pa
 from sightx.metrics import majority_baseline
 from sightx.pool import ordered_map
 from sightx.preprocess import PreprocessOptions, Rejected, preprocess_bytes
+from sightx.shard.reader import read_samples
 from sightx.sheet import contact_sheet
 
 GRADE_NAMES = ("No DR", "Mild", "Moderate", "Severe", "Proliferative")
@@ -625,34 +626,20 @@ def shard_samples(path: Path, shards: list[dict[str, Any]], per_grade: int, seed
     wanted = {g for s in shards for g in range(mf.NUM_GRADES) if s["grades"][g]}
     found: dict[int, list[Sample]] = {}
     for i in rng.permutation(len(shards)):
-        for meta, jpg in read_samples(path / shards[i]["name"]):
+        for meta, jpg in labelled_samples(path / shards[i]["name"]):
             found.setdefault(meta["grade"], []).append((meta, jpg))
         if all(len(found.get(g, [])) >= per_grade for g in wanted):
             break
     return {g: [found[g][j] for j in sorted(rng.permutation(len(found[g]))[:per_grade])] for g in sorted(found)}
 
 
-def read_samples(tar_path: Path) -> Iterator[Sample]:
-    """(metadata, preprocessed JPEG) per sample of a WebDataset tar, streamed in order."""
-    current: str | None = None
-    parts: dict[str, bytes] = {}
-    with tarfile.open(tar_path, "r|") as tar:
-        for member in tar:
-            key, _, ext = member.name.partition(".")
-            if key != current:
-                yield from _complete(parts)
-                current, parts = key, {}
-            f = tar.extractfile(member)
-            if f is not None:
-                parts[ext] = f.read()
-    yield from _complete(parts)
-
-
-def _complete(parts: dict[str, bytes]) -> Iterator[Sample]:
-    if "json" in parts and "jpg" in parts:
-        meta = json.loads(parts["json"])
-        if meta.get("grade") is not None:
-            yield meta, parts["jpg"]
+def labelled_samples(tar_path: Path) -> Iterator[Sample]:
+    """(metadata, preprocessed JPEG) per labelled sample of a shard, streamed in order."""
+    for _, parts in read_samples(tar_path):
+        if "json" in parts and "jpg" in parts:
+            meta = json.loads(parts["json"])
+            if meta.get("grade") is not None:
+                yield meta, parts["jpg"]
 
 
 # --- report output -----------------------------------------------------------------

@@ -11,7 +11,6 @@ import contextlib
 import csv
 import io
 import json
-import tarfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +26,8 @@ from sightx.labels import IMAGE_SUFFIXES, image_id, patient_eye
 from sightx.model import autocast_dtype, build_model, pick_device
 from sightx.pool import ordered_map
 from sightx.preprocess import PreprocessOptions, Rejected, preprocess_bytes
-from sightx.stream import decode_image, eval_transform, normalize_batch, wanted_member
+from sightx.shard.reader import read_samples
+from sightx.stream import decode_image, eval_transform, normalize_batch
 from sightx.train import load_checkpoint
 
 # Share of the other eye in a blended prediction (both eyes of a patient are strongly correlated).
@@ -72,26 +72,10 @@ def _preprocess_file(args: tuple[str, PreprocessOptions]) -> Item:
 
 
 def _shard_items(path: Path) -> Iterator[Item]:
-    """Samples of a shard, reading only .jpg/.json members (nothing is unpickled)."""
-    with tarfile.open(path) as tar:
-        current: dict[str, bytes] = {}
-        key = None
-        for member in tar:
-            if not member.isfile() or not wanted_member(member.name):
-                continue
-            k = member.name.split("/")[-1].split(".", 1)[0]
-            if key is not None and k != key:
-                yield _shard_item(key, current)
-                current = {}
-            key = k
-            current[member.name.rsplit(".", 1)[1]] = tar.extractfile(member).read()  # type: ignore[union-attr]
-        if key is not None:
-            yield _shard_item(key, current)
-
-
-def _shard_item(key: str, members: dict[str, bytes]) -> Item:
-    image = json.loads(members["json"]).get("image", key) if "json" in members else key
-    return Item(image, members.get("jpg"), "" if "jpg" in members else "no .jpg in sample")
+    """Samples of a shard as stored (already preprocessed)."""
+    for key, parts in read_samples(path):
+        image = json.loads(parts["json"]).get("image", key) if "json" in parts else key
+        yield Item(image, parts.get("jpg"), "" if "jpg" in parts else "no .jpg in sample")
 
 
 class Predictor:

@@ -23,15 +23,10 @@ from torchvision.transforms import v2
 
 from sightx import balance, codec
 from sightx import manifest as mf
+from sightx.shard.reader import wanted_member
 
-WANTED = (".jpg", ".cls", ".json")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-
-
-def wanted_member(name: str) -> bool:
-    """Only these members are ever read: a shard is data, and .pyd/.pth members could be pickles."""
-    return name.endswith(WANTED)
 
 
 def shard_paths(shard_dir: Path, manifest: dict[str, Any], split: str) -> list[str]:

@@ -54,7 +54,7 @@ class TrainConfig:
     optimizer: str = "adamw"
     schedule: str = "cosine"
     warmup_epochs: float = 1.0
-    balance: str = "loss"
+    balance: str = "progressive"
     balance_decay: float = 0.7
     workers: int = 2
     shuffle_buffer: int = 1000

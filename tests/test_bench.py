@@ -48,10 +48,13 @@ def test_result_shape(result: dict[str, Any]) -> None:
         assert set(engine["runs"]) == {"1", "2"}, name
         for w, run in engine["runs"].items():
             assert run["workers"] == int(w)
-            assert run["written"] == (0 if name == "decode-floor" else shard["input"]["images"])
+            expected = range(0, 1) if name == "decode-floor" else range(1, shard["input"]["images"] + 1)
+            assert run["written"] in expected, (name, w)  # SightX may reject an ungradable shot
     assert set(shard["sightx_ratio"]) == set(ENGINES) - {"img2dataset"}
     assert set(shard["decode_floor_multiple"]) == {"1", "2"}
     assert set(shard["projection"]["hours"]["sightx"]) == {"2", "10"}
+    steps = shard["breakdown"]["steps_ms"]
+    assert steps["decode at reduced DCT scale"] > 0 and steps["field-of-view search"] > 0 and shard["breakdown"]["engine_ms"] > 0
     assert list(result["load"]["pipelines"]) == list(PIPELINES)
     assert [t["target"] for t in result["targets"]] == [t[0] for t in TARGETS]
     json.loads(json.dumps(result))  # plain JSON all the way down

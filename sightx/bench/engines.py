@@ -69,7 +69,7 @@ def _pooled(fn: Callable[[str, Recipe], bytes], job: EngineRun, inputs: InputSet
     from sightx.pool import ordered_map
 
     with TarOut(out, job.shard_size) as tars:
-        for path, jpeg in zip(inputs.files, ordered_map(partial(fn, recipe=job.recipe), inputs.files, job.workers)):
+        for path, jpeg in zip(inputs.files, ordered_map(partial(fn, recipe=job.recipe), inputs.files, job.workers), strict=True):
             if jpeg:
                 tars.add(Path(path).stem, {"jpg": jpeg})
     return tars.count
@@ -80,6 +80,8 @@ def _img2dataset(job: EngineRun, inputs: InputSet, out: Path) -> int:
     exe = job.img2dataset
     if exe is None:
         raise BenchError("not installed (pip install img2dataset, or pass --img2dataset PATH)")
+    if shutil.which(exe) is None:
+        raise BenchError(f"{exe} is not an executable")
     urls = out / "urls.txt"
     urls.write_text("".join(Path(f).resolve().as_uri() + "\n" for f in inputs.files))
     cmd = [
@@ -94,7 +96,11 @@ def _img2dataset(job: EngineRun, inputs: InputSet, out: Path) -> int:
         last = (done.stderr.strip().splitlines() or ["no output"])[-1]
         raise BenchError(f"img2dataset exited {done.returncode}: {last}")
     stats = [json.loads(p.read_text()) for p in (out / "shards").glob("*_stats.json")]
-    return sum(s["successes"] for s in stats)
+    written = sum(s["successes"] for s in stats)
+    if written == 0:
+        errors = sorted({k for s in stats for k in s.get("status_dict", {}) if k != "success"})
+        raise BenchError(f"img2dataset wrote none of {len(inputs.files)} images ({'; '.join(errors) or 'no stats'})")
+    return written
 
 
 _RUNNERS: dict[str, Callable[[EngineRun, InputSet, Path], int]] = {

@@ -12,7 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from sightx.bench.options import BenchError, BenchOptions
-from sightx.labels import LABEL_FILE, LabelError, find_images, find_label_file, image_id, read_labels
+
+# sightx.labels (pandas) is imported where used: measurement workers unpickle InputSet, and a
+# baseline's workers should weigh what a user's script would.
 
 
 @dataclass(frozen=True)
@@ -34,7 +36,7 @@ class InputSet:
 @dataclass(frozen=True)
 class Inputs:
     full: InputSet
-    tiny: InputSet  # one image per worker: the start-up cost of each engine
+    startup: InputSet  # one image per worker: the start-up cost of each engine
     synthetic: bool
 
     def describe(self) -> dict[str, Any]:
@@ -42,12 +44,14 @@ class Inputs:
             "images": len(self.full.files),
             "mb": round(self.full.bytes() / 1e6, 1),
             "synthetic": self.synthetic,
-            "startup_images": len(self.tiny.files),
+            "startup_images": len(self.startup.files),
         }
 
 
 def prepare(opts: BenchOptions, work: Path) -> Inputs:
     """Generate (or link from --input) the bench images, once per run."""
+    from sightx.labels import LABEL_FILE, find_images, read_labels
+
     raw = work / "raw"
     if opts.input is None:
         from sightx.synth.generate import SynthOptions, generate
@@ -61,14 +65,16 @@ def prepare(opts: BenchOptions, work: Path) -> Inputs:
     full = _set(raw, labels)
     for f in full.files:  # into the page cache: every engine then reads from memory alike
         Path(f).read_bytes()
-    tiny_raw = work / "raw-startup"
-    _link([Path(f) for f in full.files[: opts.workers]], tiny_raw, labels)
-    return Inputs(full, _set(tiny_raw, labels), opts.input is None)
+    startup_raw = work / "raw-startup"
+    _link([Path(f) for f in full.files[: opts.workers]], startup_raw, labels)
+    return Inputs(full, _set(startup_raw, labels), opts.input is None)
 
 
 def _existing(folder: Path, n: int) -> tuple[dict[str, int] | None, list[Path]]:
     """The first n images of a user's folder; only labelled ones when it has labels, since
     the engine drops unlabelled images before decoding and the baselines would not."""
+    from sightx.labels import LabelError, find_images, find_label_file, image_id, read_labels
+
     if not folder.is_dir():
         raise BenchError(f"--input {folder} is not a folder")
     label_path = find_label_file(folder)
@@ -84,6 +90,8 @@ def _existing(folder: Path, n: int) -> tuple[dict[str, int] | None, list[Path]]:
 
 def _link(sources: list[Path], raw: Path, labels: dict[str, int] | None) -> None:
     """Symlink the files into a Kaggle layout (copy where links are not allowed)."""
+    from sightx.labels import LABEL_FILE, image_id
+
     train = raw / "train"
     train.mkdir(parents=True, exist_ok=True)
     for src in sources:
@@ -98,4 +106,6 @@ def _link(sources: list[Path], raw: Path, labels: dict[str, int] | None) -> None
 
 
 def _set(raw: Path, labels: dict[str, int] | None) -> InputSet:
+    from sightx.labels import find_images
+
     return InputSet(str(raw), tuple(str(p) for p in find_images(raw / "train")), labels is not None)

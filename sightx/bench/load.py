@@ -27,11 +27,19 @@ LABELS = {"sightx": "SightX stream (shards)", "imagefolder": "ImageFolder + Weig
 
 
 @dataclass(frozen=True)
-class LoadRun:
-    pipeline: str
+class LoadData:
+    """The load stage's samples: shards and an ImageFolder tree holding the same bytes."""
+
     shards: tuple[str, ...]
     folder: str
-    counts: tuple[int, ...]
+    counts: tuple[int, ...]  # samples per grade, for the stream's resampling
+    distinct: int  # preprocessed images the samples cycle through
+
+
+@dataclass(frozen=True)
+class LoadRun:
+    pipeline: str
+    data: LoadData
     image_size: int
     batch_size: int
     workers: int
@@ -76,7 +84,7 @@ def _loader_kwargs(run: LoadRun) -> dict[str, Any]:
 def _sightx_loader(run: LoadRun) -> tuple[Any, Any]:
     from sightx.stream import StreamConfig, make_loader
 
-    cfg = StreamConfig(run.shards, run.image_size, train=True, balance="sample", counts=run.counts)
+    cfg = StreamConfig(run.data.shards, run.image_size, train=True, balance="sample", counts=run.data.counts)
     return make_loader(cfg, run.batch_size, run.workers)
 
 
@@ -89,14 +97,14 @@ def _imagefolder_loader(run: LoadRun) -> tuple[Any, None]:
 
     from sightx.stream import train_transform
 
-    dataset = ImageFolder(run.folder, transform=v2.Compose([v2.PILToTensor(), train_transform(run.image_size)]))
+    dataset = ImageFolder(run.data.folder, transform=v2.Compose([v2.PILToTensor(), train_transform(run.image_size)]))
     per_class = [dataset.targets.count(c) for c in range(len(dataset.classes))]
     weights = [1.0 / per_class[t] for t in dataset.targets]
     sampler = WeightedRandomSampler(weights, len(dataset), generator=torch.Generator().manual_seed(0))
     return DataLoader(dataset, sampler=sampler, **_loader_kwargs(run)), None
 
 
-def prepare(opts: BenchOptions, inputs: Inputs, work: Path) -> tuple[tuple[str, ...], Path, tuple[int, ...]]:
+def prepare(opts: BenchOptions, inputs: Inputs, work: Path) -> LoadData:
     """SightX-preprocessed images of the bench inputs, cycled to --load-samples, written both as
     shards (four per loader worker) and as an ImageFolder tree of the same bytes."""
     from sightx.preprocess import PreprocessOptions
@@ -119,7 +127,7 @@ def prepare(opts: BenchOptions, inputs: Inputs, work: Path) -> tuple[tuple[str, 
             tars.add(key, {"jpg": jpeg, "cls": str(grade).encode(), "json": b"{}"})
             (folder / str(grade)).mkdir(parents=True, exist_ok=True)
             (folder / str(grade) / f"{key}.jpg").write_bytes(jpeg)
-    return tuple(str(p) for p in sorted(shards_dir.glob("*.tar"))), folder, tuple(counts)
+    return LoadData(tuple(str(p) for p in sorted(shards_dir.glob("*.tar"))), str(folder), tuple(counts), len(samples))
 
 
 def _read_samples(shards: Path) -> list[tuple[bytes, int]]:
@@ -135,10 +143,10 @@ def _read_samples(shards: Path) -> list[tuple[bytes, int]]:
 
 def stage(opts: BenchOptions, inputs: Inputs, work: Path, log: Callable[[str], None]) -> dict[str, Any]:
     """Both pipelines at --workers DataLoader workers, each in a fresh process."""
-    shards, folder, counts = prepare(opts, inputs, work)
+    data = prepare(opts, inputs, work)
     pipelines: dict[str, Any] = {}
     for name in PIPELINES:
-        run = LoadRun(name, shards, str(folder), counts, opts.image_size, opts.batch_size, opts.workers, opts.reps, opts.warmup)
+        run = LoadRun(name, data, opts.image_size, opts.batch_size, opts.workers, opts.reps, opts.warmup)
         try:
             raw = isolated(measure, run)
         except BenchError as e:
@@ -154,7 +162,7 @@ def stage(opts: BenchOptions, inputs: Inputs, work: Path, log: Callable[[str], N
         log(f"load   {LABELS[name]:<36} {pipelines[name]['images_per_s']['median']} images/s")
     result: dict[str, Any] = {
         "samples": opts.load_samples,
-        "distinct_images": len(inputs.full.files),
+        "distinct_images": data.distinct,
         "workers": opts.workers,
         "batch_size": opts.batch_size,
         "image_size": opts.image_size,

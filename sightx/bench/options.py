@@ -26,7 +26,7 @@ class BenchOptions:
     shard_size: int | None = None  # None: enough shards for every worker
     size: int = 512
     quality: int = 95
-    load_samples: int = 256
+    load_samples: int = 512
     arch: str = "resnet50"
     image_size: int = 512
     batch_size: int = 8

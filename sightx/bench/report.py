@@ -43,6 +43,8 @@ def _heading(result: dict[str, Any], markdown: bool) -> str:
     m, o = result["machine"], result["options"]
     runs = f"median of {o['reps']} repetition(s)" + (" after a warm-up" if o["warmup"] else ", no warm-up") + ", (min-max)"
     line = f"sightx-bench on {m['cpus']} CPU core(s), {m['platform']}, Python {m['python']}; {runs}; {result['elapsed_s']} s in all"
+    if m["load_average_start"] is not None:
+        line += f"; load average {m['load_average_start']:g} at start, {m['load_average_end']:g} at end"
     if o["quick"]:
         line += "; --quick: smoke-test sizes, the numbers mean nothing"
     return ("### " if markdown else "") + line
@@ -54,7 +56,7 @@ def _rate(fig: dict[str, float]) -> str:
 
 def _shard(s: dict[str, Any], markdown: bool) -> list[str]:
     inp = s["input"]
-    counts = sorted({int(w) for e in s["engines"].values() for w in e.get("runs", {})})
+    counts = s["worker_counts"]
     top = counts[-1]
     kind = "synthetic, EyePACS camera mix" if inp["synthetic"] else "from --input"
     title = (
@@ -84,20 +86,31 @@ def _shard(s: dict[str, Any], markdown: bool) -> list[str]:
             ]
         )
     notes = [
-        f"scaling = images/s at {top} workers / ({top} x images/s at 1); retina/side = median width of the visible retina over the output side (resolution spent on the eye).",
+        f"scaling = images/s at {top} workers / ({top} x images/s at 1); "
+        "retina/side = median width of the visible retina over the output side (resolution spent on the eye).",
     ]
     floor = s["decode_floor_multiple"]
     if floor:
-        notes.append("SightX time per image = " + " / ".join(f"{v:g}x at {w} w" for w, v in floor.items()) + " the decode-only floor (DCT-scaled decode alone).")
+        times = " / ".join(f"{v:g}x at {w} w" for w, v in floor.items())
+        notes.append(f"SightX time per image = {times} the decode-only floor (DCT-scaled decode alone).")
+    parts = [_title(title, markdown), _table(headers, rows, markdown), _notes(notes, markdown)]
+    if "steps_ms" in s["breakdown"]:
+        parts += _breakdown(s["breakdown"], markdown)
     p = s["projection"]
     proj = [[s["engines"][e]["label"], _hours(h["2"]), _hours(h["10"])] for e, h in p["hours"].items() if e != "decode-floor"]
-    return [
-        _title(title, markdown),
-        _table(headers, rows, markdown),
-        _notes(notes, markdown),
+    return parts + [
         _title(f"projection for the full {p['images']:,}-image EyePACS set ({p['basis']})", markdown),
         _table(["engine", "2 workers", "10 workers"], proj, markdown),
     ]
+
+
+def _breakdown(b: dict[str, Any], markdown: bool) -> list[str]:
+    """Each step's ms per image and its share of the engine's time (or of preprocessing alone)."""
+    total = b.get("engine_ms", b["preprocess_ms"])
+    rows = [[step, f"{ms:.2f}", f"{ms / total:.0%}"] for step, ms in b["steps_ms"].items()]
+    rows.append(["total" + (" (engine, 1 worker, steady state)" if "engine_ms" in b else " (preprocess_bytes)"), f"{total:.2f}", "100%"])
+    title = "where SightX's time goes: cProfile of preprocess_bytes on the same files, 1 thread (the profiler adds a little)"
+    return [_title(title, markdown), _table(["step", "ms/image", "share"], rows, markdown)]
 
 
 def _hours(h: float) -> str:
@@ -125,11 +138,12 @@ def _train(s: dict[str, Any], markdown: bool) -> list[str]:
         return [_title(title, markdown), f"failed: {s['error']}"]
     keeps = s.get("loader_over_model")
     verdict = "-" if keeps is None else ("keeps up" if keeps >= 1 else "loader-bound")
+    loader = "-" if keeps is None else f"{s['loader_images_per_s']:g}"
     row = [
         f"{s['device']} (amp {s['amp']}, {s['threads']} threads)", _rate(s["images_per_s"]),
-        f"{s['loader_images_per_s']:g}" if keeps is not None else "-", "-" if keeps is None else f"{keeps:g}", verdict, f"{s['peak_rss_mb']:g}",
+        loader, "-" if keeps is None else f"{keeps:g}", verdict, f"{s['peak_rss_mb']:g}",
     ]
-    notes = ["loader/model >= 1: the stream feeds the model fast enough. On a CPU device the two share the cores, so the real margin is smaller."]
+    notes = ["loader/model >= 1: the stream feeds the model fast enough. On a CPU device both share the cores: the real margin is smaller."]
     return [
         _title(title, markdown),
         _table(["device", "model images/s", "loader images/s", "loader/model", "verdict", "peak RSS MB"], [row], markdown),
@@ -155,6 +169,6 @@ def _table(headers: list[str], rows: list[list[str]], markdown: bool) -> str:
     if markdown:
         out = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
         return "\n".join(out + ["| " + " | ".join(r) + " |" for r in rows])
-    widths = [max(len(str(x)) for x in col) for col in zip(headers, *rows)]
+    widths = [max(len(str(x)) for x in col) for col in zip(headers, *rows, strict=True)]
     fmt = "  ".join(f"{{:<{w}}}" for w in widths)
     return "\n".join(fmt.format(*r).rstrip() for r in [headers, ["-" * w for w in widths], *rows])

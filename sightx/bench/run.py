@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import platform
 import tempfile
 import time
@@ -27,15 +28,16 @@ def run_bench(opts: BenchOptions, log: Callable[[str], None] = lambda _: None) -
     start = time.perf_counter()
     result: dict[str, Any] = {"format": FORMAT, "version": VERSION, "machine": machine(), "options": opts.to_dict()}
     with _scratch(opts.work) as work:
-        data = inputs.prepare(opts, work) if {"shard", "load"} & set(opts.stages) else None
-        if data is not None:
+        if {"shard", "load"} & set(opts.stages):
+            data = inputs.prepare(opts, work)
             log(f"input  {len(data.full.files)} images, {data.full.bytes() / 1e6:.1f} MB in {data.full.raw}")
-        if "shard" in opts.stages:
-            result["shard"] = shard.stage(opts, data, work, log)  # type: ignore[arg-type]
-        if "load" in opts.stages:
-            result["load"] = load.stage(opts, data, work, log)  # type: ignore[arg-type]
+            if "shard" in opts.stages:
+                result["shard"] = shard.stage(opts, data, work, log)
+            if "load" in opts.stages:
+                result["load"] = load.stage(opts, data, work, log)
         if "train" in opts.stages:
             result["train"] = train.stage(opts, result.get("load"), log)
+    result["machine"]["load_average_end"] = _load_average()
     result["targets"] = report.targets(result)
     result["elapsed_s"] = round(time.perf_counter() - start, 1)
     return result
@@ -64,4 +66,14 @@ def machine() -> dict[str, Any]:
         "processor": platform.processor() or None,
         "python": platform.python_version(),
         "versions": versions,
+        # Other work on the machine slows every engine, the scaling figures most.
+        "load_average_start": _load_average(),
     }
+
+
+def _load_average() -> float | None:
+    """1-minute load average (None where the OS has none)."""
+    try:
+        return round(os.getloadavg()[0], 2)
+    except (AttributeError, OSError):
+        return None

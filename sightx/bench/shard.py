@@ -43,12 +43,12 @@ class Measure:
 def measure(m: Measure) -> dict[str, Any]:
     """An untimed start-up run (imports, lazy set-up), then `reps` x (start-up run, full run)."""
     out = Path(m.scratch)
-    tiny = replace(m.run, shard_size=1)  # one shard per image: every worker starts
+    startup = replace(m.run, shard_size=1)  # one shard per image: every worker starts
     if m.warmup:
-        run_engine(tiny, m.startup, out)
+        run_engine(startup, m.startup, out)
     full_s, startup_s, written = [], [], 0
     for _ in range(m.reps):
-        startup_s.append(_timed(run_engine, tiny, m.startup, out)[0])
+        startup_s.append(_timed(run_engine, startup, m.startup, out)[0])
         seconds, written = _timed(run_engine, m.run, m.full, out)
         full_s.append(seconds)
     fill = field_fill(out)
@@ -115,13 +115,13 @@ def stage(opts: BenchOptions, inputs: Inputs, work: Path, log: Callable[[str], N
     """Every engine at 1 and --workers workers, each in a fresh process; errors become rows."""
     recipe = Recipe(opts.size, opts.quality)
     exe = find_img2dataset(opts.img2dataset)
-    n, k, mb = len(inputs.full.files), len(inputs.tiny.files), inputs.full.bytes() / 1e6
+    n, k, mb = len(inputs.full.files), len(inputs.startup.files), inputs.full.bytes() / 1e6
     engines: dict[str, Any] = {}
     for engine in ENGINES:
         row: dict[str, Any] = {"label": LABELS[engine], "output": OUTPUTS[engine], "runs": {}}
         for w in opts.worker_counts():
             run = EngineRun(engine, w, opts.shard_size_for_run, recipe, exe)
-            m = Measure(run, inputs.full, inputs.tiny, opts.reps, opts.warmup, str(work / f"out-{engine}-{w}"))
+            m = Measure(run, inputs.full, inputs.startup, opts.reps, opts.warmup, str(work / f"out-{engine}-{w}"))
             try:
                 result = summarise(isolated(measure, m), n, k, w, mb)
             except BenchError as e:
@@ -133,11 +133,25 @@ def stage(opts: BenchOptions, inputs: Inputs, work: Path, log: Callable[[str], N
         engines[engine] = row
     return {
         "input": inputs.describe(),
+        "breakdown": _breakdown(opts, inputs, engines, log),
         "shard_size": opts.shard_size_for_run,
+        "worker_counts": list(opts.worker_counts()),
         "recipe": {"size": opts.size, "quality": opts.quality, "normalize": "graham"},
         "engines": engines,
         **compare(engines, opts.worker_counts()),
     }
+
+
+def _breakdown(opts: BenchOptions, inputs: Inputs, engines: dict[str, Any], log: Callable[[str], None]) -> dict[str, Any]:
+    from sightx.bench import breakdown
+
+    one = engines["sightx"].get("runs", {}).get("1")
+    try:
+        result = breakdown.stage(inputs.full.files, opts.size, opts.quality, one and one["images_per_s"]["median"])
+    except BenchError as e:
+        return {"error": str(e)}
+    log(f"shard  SightX time profiled: {result['preprocess_ms']} ms/image in preprocess_bytes")
+    return result
 
 
 def compare(engines: dict[str, Any], counts: tuple[int, ...]) -> dict[str, Any]:
@@ -154,7 +168,8 @@ def compare(engines: dict[str, Any], counts: tuple[int, ...]) -> dict[str, Any]:
         "decode_floor_multiple": {w: round(1 / r, 2) for w, r in ratios.get("decode-floor", {}).items()},
         "projection": {
             "images": EYEPACS_IMAGES,
-            "basis": f"measured 1-worker images/s x workers x scaling efficiency measured at {top} worker(s); a projection, not a measurement",
+            "basis": "a projection, not a measurement: 1-worker images/s x workers x "
+            + (f"the scaling efficiency measured at {top} workers" if top > 1 else "100% scaling (only 1 worker measured)"),
             "hours": {e: {str(w): round(EYEPACS_IMAGES / (r[1] * w * scaling[e]) / 3600, 2) for w in (2, 10)} for e, r in rates.items()},
         },
     }

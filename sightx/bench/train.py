@@ -61,7 +61,8 @@ def measure(run: TrainRun) -> dict[str, Any]:
         for _ in range(run.steps):
             step()
         rates.append(run.batch_size * run.steps / (time.perf_counter() - start))
-    return {"rates": rates, "device": str(device), "amp": str(amp).replace("torch.", "") if amp else "off", "threads": torch.get_num_threads()}
+    amp_name = str(amp).replace("torch.", "") if amp else "off"
+    return {"rates": rates, "device": str(device), "amp": amp_name, "threads": torch.get_num_threads()}
 
 
 def stage(opts: BenchOptions, load: dict[str, Any] | None, log: Callable[[str], None]) -> dict[str, Any]:
@@ -73,7 +74,7 @@ def stage(opts: BenchOptions, load: dict[str, Any] | None, log: Callable[[str], 
     except BenchError as e:
         log(f"train  {opts.arch}: failed: {e}")
         return {**result, "error": str(e)}
-    result.update(device=raw["device"], amp=raw["amp"], threads=raw["threads"], images_per_s=spread(raw["rates"]), peak_rss_mb=raw["peak_rss_mb"])
+    result.update({k: raw[k] for k in ("device", "amp", "threads", "peak_rss_mb")}, images_per_s=spread(raw["rates"]))
     log(f"train  {opts.arch} @{opts.image_size} on {raw['device']}: {result['images_per_s']['median']} images/s")
     stream = (load or {}).get("pipelines", {}).get("sightx", {}).get("images_per_s")
     if stream:
