@@ -15,6 +15,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from PIL import Image
 
 from sightx.sheet import contact_sheet
 from sightx.synth.render import ImageSpec, render
@@ -33,7 +34,12 @@ def grade_sheet(out: Path) -> None:
             images.append(cv2.cvtColor(img, cv2.COLOR_BGR2RGB))
             captions.append(f"grade {grade}")
     sheet = contact_sheet(images, captions, cols=PER_GRADE, tile=(240, 170))
-    cv2.imwrite(str(out / "synthetic_grades.png"), cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR))
+    save_small(Image.fromarray(sheet), out / "synthetic_grades.png")
+
+
+def save_small(img: Image.Image, path: Path) -> None:
+    """256-colour PNG: photos in the repo at a third of the size, indistinguishable at this scale."""
+    img.convert("RGB").quantize(256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE).save(path, optimize=True)
 
 
 def run(command: str, *args: str) -> None:
@@ -49,7 +55,7 @@ def explore_charts(out: Path) -> None:
         run("sightx-shard", str(t / "raw"), str(t / "shards"), "--size", "128", "--shard-size", "40", "--quiet")
         run("sightx-explore", str(t / "shards"), "--out", str(t / "rep_shards"), "--quiet")
         shutil.copy(t / "rep_raw" / "classes.png", out / "classes.png")
-        shutil.copy(t / "rep_raw" / "gallery.png", out / "gallery.png")
+        save_small(Image.open(t / "rep_raw" / "gallery.png"), out / "gallery.png")
         shutil.copy(t / "rep_shards" / "shard_balance.png", out / "shard_balance.png")
 
 
