@@ -54,7 +54,7 @@ def test_result_shape(result: dict[str, Any]) -> None:
     assert set(shard["decode_floor_multiple"]) == {"1", "2"}
     assert set(shard["projection"]["hours"]["sightx"]) == {"2", "10"}
     steps = shard["breakdown"]["steps_ms"]
-    assert steps["decode at reduced DCT scale"] > 0 and steps["field-of-view search"] > 0 and shard["breakdown"]["engine_ms"] > 0
+    assert steps["decode at reduced DCT scale"] > 0 and steps["field-of-view search"] > 0 and shard["breakdown"]["total_ms"] > 0
     assert list(result["load"]["pipelines"]) == list(PIPELINES)
     assert [t["target"] for t in result["targets"]] == [t[0] for t in TARGETS]
     json.loads(json.dumps(result))  # plain JSON all the way down
@@ -93,6 +93,13 @@ def test_cli_quick_single_stage(tmp_path: Path) -> None:
 def test_cli_reports_bad_input_in_one_line(tmp_path: Path) -> None:
     res = CliRunner().invoke(bench_cli, ["shard", "--quick", "--quiet", "--input", str(tmp_path / "missing")])
     assert res.exit_code == 1 and "Error: --input" in res.output and "Traceback" not in res.output
+
+
+def test_work_folder_must_be_empty(tmp_path: Path) -> None:
+    (tmp_path / "keep.txt").write_text("user data")
+    with pytest.raises(BenchError, match="not empty"):
+        run_bench(BenchOptions.smoke(stages=("train",), work=str(tmp_path)))
+    assert (tmp_path / "keep.txt").read_text() == "user data"
 
 
 def test_options_refuse_too_few_images() -> None:

@@ -1,20 +1,22 @@
-"""Where SightX's time goes: preprocess_bytes under cProfile on the bench files, split by step.
+"""Where SightX's time goes: one 1-worker engine run under cProfile, split by preprocessing step.
 
 Steps are matched by the function that does them, so a renamed function shows up as "other"
-rather than as a wrong figure. The engine's own share (file reads, tar, sha256, manifest) is its
-measured time per image less the profiled preprocessing.
+rather than as a wrong figure. The engine's own share (file reads, plan, tar, sha256, manifest)
+is the whole run less preprocess_bytes.
 """
 
 from __future__ import annotations
 
-import contextlib
 import cProfile
 import pstats
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sightx.bench.engines import EngineRun, run_engine
+from sightx.bench.inputs import InputSet
 from sightx.bench.isolate import isolated
+from sightx.bench.stats import sig
 
 STEPS: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
     ("decode at reduced DCT scale", (("codec.py", "decode"),)),
@@ -24,50 +26,38 @@ STEPS: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
     ("Graham + masks", (("fundus.py", "normalize"), ("fundus.py", "apply_mask"), ("fundus.py", "mask_outside"))),
     ("encode", (("codec.py", "encode"),)),
 )
+ENGINE_STEP = "engine: read, plan, tar, sha256, manifest"
 
 
 @dataclass(frozen=True)
 class BreakdownRun:
-    files: tuple[str, ...]
-    size: int
-    quality: int
+    run: EngineRun  # the SightX engine at 1 worker
+    inputs: InputSet
+    scratch: str
 
 
-def measure(run: BreakdownRun) -> dict[str, Any]:
-    """ms per image of each step, one thread, files already in memory."""
-    import cv2
-
-    from sightx.preprocess import PreprocessOptions, Rejected, preprocess_bytes
-
-    cv2.setNumThreads(1)
-    opts = PreprocessOptions(size=run.size, quality=run.quality)
-    data = [Path(f).read_bytes() for f in run.files]
+def measure(job: BreakdownRun) -> dict[str, float]:
+    """ms per image of each step: an untimed run warms caches, the second is profiled."""
+    out = Path(job.scratch)
+    run_engine(job.run, job.inputs, out)
     profile = cProfile.Profile()
-    for timed in (False, True):  # the first pass warms caches and lazy imports
-        with profile if timed else contextlib.nullcontext():
-            for d in data:
-                with contextlib.suppress(Rejected):  # rejected images cost the engine time too
-                    preprocess_bytes(d, opts)
+    with profile:
+        run_engine(job.run, job.inputs, out)
     stats = pstats.Stats(profile).stats  # type: ignore[attr-defined]
+    n = len(job.inputs.files)
 
     def ms(file: str, name: str) -> float:
-        seconds = sum(v[3] for (path, _, fn), v in stats.items() if path.endswith(file) and fn == name)
-        return 1000 * seconds / len(data)
+        return 1000 * sum(v[3] for (path, _, fn), v in stats.items() if path.endswith(file) and fn == name) / n
 
-    steps = {label: sum(ms(f, n) for f, n in funcs) for label, funcs in STEPS}
-    total = ms("preprocess.py", "preprocess_bytes")
-    steps["other preprocessing"] = max(0.0, total - sum(steps.values()))
-    return {"steps_ms": steps, "preprocess_ms": total}
+    steps = {label: sum(ms(f, name) for f, name in funcs) for label, funcs in STEPS}
+    preprocess = ms("preprocess.py", "preprocess_bytes")
+    steps["other preprocessing"] = max(0.0, preprocess - sum(steps.values()))
+    steps[ENGINE_STEP] = ms("engine.py", "run") - preprocess
+    return steps
 
 
-def stage(files: tuple[str, ...], size: int, quality: int, engine_rate: float | None) -> dict[str, Any]:
-    """Per-step ms/image, plus the engine's own share when its 1-worker rate is known."""
-    raw = isolated(measure, BreakdownRun(files, size, quality))
-    steps = {k: round(v, 2) for k, v in raw["steps_ms"].items()}
-    result: dict[str, Any] = {"steps_ms": steps, "preprocess_ms": round(raw["preprocess_ms"], 2)}
-    if engine_rate:
-        engine_ms = 1000 / engine_rate
-        # cProfile slows the profiled code a little, so this share can read low (never below 0).
-        steps["engine: read, tar, sha256, manifest"] = round(max(0.0, engine_ms - raw["preprocess_ms"]), 2)
-        result["engine_ms"] = round(engine_ms, 2)
-    return result
+def stage(run: EngineRun, inputs: InputSet, scratch: Path) -> dict[str, Any]:
+    """Per-step ms/image and their total, from a fresh process."""
+    steps = isolated(measure, BreakdownRun(run, inputs, str(scratch)))
+    steps.pop("peak_rss_mb")
+    return {"steps_ms": {k: sig(v, 3) for k, v in steps.items()}, "total_ms": sig(sum(steps.values()), 3)}

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import resource
-import statistics
 import sys
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -54,12 +53,3 @@ def isolated(fn: Callable[[T], dict[str, Any]], arg: T) -> dict[str, Any]:
     if status == "error":
         raise BenchError(payload)
     return payload
-
-
-def spread(values: list[float], digits: int = 2) -> dict[str, float]:
-    """Median with min-max: the median resists one disturbed repetition on a shared machine."""
-    return {
-        "median": round(statistics.median(values), digits),
-        "min": round(min(values), digits),
-        "max": round(max(values), digits),
-    }

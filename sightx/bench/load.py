@@ -18,8 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from sightx.bench.inputs import Inputs
-from sightx.bench.isolate import isolated, spread
+from sightx.bench.isolate import isolated
 from sightx.bench.options import BenchError, BenchOptions
+from sightx.bench.stats import sig, spread
 from sightx.bench.tars import TarOut
 
 PIPELINES = ("sightx", "imagefolder")
@@ -170,5 +171,5 @@ def stage(opts: BenchOptions, inputs: Inputs, work: Path, log: Callable[[str], N
     }
     if all("error" not in p for p in pipelines.values()):
         ours, theirs = (pipelines[p]["images_per_s"]["median"] for p in PIPELINES)
-        result["sightx_ratio"] = round(ours / theirs, 2)
+        result["sightx_ratio"] = sig(ours / theirs, 3)
     return result

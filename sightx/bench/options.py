@@ -56,10 +56,10 @@ class BenchOptions:
         )
         return cls(**{**base, **overrides})
 
-    @property
-    def shard_size_for_run(self) -> int:
-        """Four shards per worker by default, so no worker idles while another finishes."""
-        return self.shard_size or max(1, self.images // (4 * self.workers))
+    def shard_size_for(self, workers: int) -> int:
+        """Four shards per worker by default: no worker idles while another finishes, and
+        img2dataset, which respawns its workers every 5 shards, does not do so mid-run."""
+        return self.shard_size or max(1, self.images // (4 * workers))
 
     def worker_counts(self) -> tuple[int, ...]:
         return (1,) if self.workers == 1 else (1, self.workers)

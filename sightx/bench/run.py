@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from sightx.bench import inputs, report
-from sightx.bench.options import BenchOptions
+from sightx.bench.options import BenchError, BenchOptions
 from sightx.pool import default_workers
 
 FORMAT = "sightx-bench"
@@ -47,8 +47,11 @@ def run_bench(opts: BenchOptions, log: Callable[[str], None] = lambda _: None) -
 def _scratch(work: str | None) -> Iterator[Path]:
     """--work is kept for inspection; otherwise a temporary folder, removed afterwards."""
     if work is not None:
-        Path(work).mkdir(parents=True, exist_ok=True)
-        yield Path(work)
+        path = Path(work)
+        if path.exists() and any(path.iterdir()):
+            raise BenchError(f"--work {path} is not empty: choose a new or empty folder")
+        path.mkdir(parents=True, exist_ok=True)
+        yield path
         return
     with tempfile.TemporaryDirectory(prefix="sightx-bench-") as tmp:
         yield Path(tmp)

@@ -19,10 +19,18 @@ from typing import Any
 import numpy as np
 
 from sightx.bench.baselines import Recipe
-from sightx.bench.engines import ENGINES, LABELS, OUTPUTS, EngineRun, find_img2dataset, run_engine
+from sightx.bench.engines import (
+    ENGINES,
+    LABELS,
+    OUTPUTS,
+    EngineRun,
+    find_img2dataset,
+    run_engine,
+)
 from sightx.bench.inputs import Inputs, InputSet
-from sightx.bench.isolate import isolated, spread
+from sightx.bench.isolate import isolated
 from sightx.bench.options import EYEPACS_IMAGES, BenchError, BenchOptions
+from sightx.bench.stats import sig, spread
 
 _FILL_SAMPLES = 16  # outputs checked for how much of the frame the retina fills
 _DARK, _WHITE = 15, 250  # below: background or mask; above: white padding
@@ -101,8 +109,8 @@ def summarise(raw: dict[str, Any], n: int, k: int, workers: int, mb: float) -> d
     return {
         "workers": workers,
         "images_per_s": spread(rates),
-        "mb_per_s": round(rate * mb / n, 2),
-        "end_to_end_images_per_s": round(n / statistics.median(raw["full_s"]), 2),
+        "mb_per_s": sig(rate * mb / n),
+        "end_to_end_images_per_s": sig(n / statistics.median(raw["full_s"])),
         "startup_s": round(max(0.0, startup - k / rate), 2),  # less the k images it also processed
         "startup_excluded": excluded,
         "written": raw["written"],
@@ -120,7 +128,7 @@ def stage(opts: BenchOptions, inputs: Inputs, work: Path, log: Callable[[str], N
     for engine in ENGINES:
         row: dict[str, Any] = {"label": LABELS[engine], "output": OUTPUTS[engine], "runs": {}}
         for w in opts.worker_counts():
-            run = EngineRun(engine, w, opts.shard_size_for_run, recipe, exe)
+            run = EngineRun(engine, w, opts.shard_size_for(w), recipe, exe)
             m = Measure(run, inputs.full, inputs.startup, opts.reps, opts.warmup, str(work / f"out-{engine}-{w}"))
             try:
                 result = summarise(isolated(measure, m), n, k, w, mb)
@@ -133,8 +141,8 @@ def stage(opts: BenchOptions, inputs: Inputs, work: Path, log: Callable[[str], N
         engines[engine] = row
     return {
         "input": inputs.describe(),
-        "breakdown": _breakdown(opts, inputs, engines, log),
-        "shard_size": opts.shard_size_for_run,
+        "breakdown": _breakdown(opts, inputs, work, log),
+        "shard_size": {str(w): opts.shard_size_for(w) for w in opts.worker_counts()},
         "worker_counts": list(opts.worker_counts()),
         "recipe": {"size": opts.size, "quality": opts.quality, "normalize": "graham"},
         "engines": engines,
@@ -142,15 +150,15 @@ def stage(opts: BenchOptions, inputs: Inputs, work: Path, log: Callable[[str], N
     }
 
 
-def _breakdown(opts: BenchOptions, inputs: Inputs, engines: dict[str, Any], log: Callable[[str], None]) -> dict[str, Any]:
+def _breakdown(opts: BenchOptions, inputs: Inputs, work: Path, log: Callable[[str], None]) -> dict[str, Any]:
     from sightx.bench import breakdown
 
-    one = engines["sightx"].get("runs", {}).get("1")
+    run = EngineRun("sightx", 1, opts.shard_size_for(1), Recipe(opts.size, opts.quality))
     try:
-        result = breakdown.stage(inputs.full.files, opts.size, opts.quality, one and one["images_per_s"]["median"])
+        result = breakdown.stage(run, inputs.full, work / "out-profile")
     except BenchError as e:
         return {"error": str(e)}
-    log(f"shard  SightX time profiled: {result['preprocess_ms']} ms/image in preprocess_bytes")
+    log(f"shard  SightX profiled: {result['total_ms']} ms/image at 1 worker under cProfile")
     return result
 
 
@@ -160,16 +168,17 @@ def compare(engines: dict[str, Any], counts: tuple[int, ...]) -> dict[str, Any]:
     rates = {e: {w: row["runs"][str(w)]["images_per_s"]["median"] for w in counts} for e, row in engines.items() if "error" not in row}
     scaling = {e: r[top] / (top * r[1]) for e, r in rates.items()}
     sightx = rates.get("sightx")
-    ratios = {e: {str(w): round(sightx[w] / r[w], 2) for w in counts} for e, r in rates.items()} if sightx else {}
+    floor = rates.get("decode-floor")
+    ratios = {e: {str(w): sig(sightx[w] / r[w], 3) for w in counts} for e, r in rates.items()} if sightx else {}
     return {
-        "scaling_efficiency": {e: round(s, 3) for e, s in scaling.items()},
+        "scaling_efficiency": {e: sig(s, 3) for e, s in scaling.items()},
         "sightx_ratio": ratios,
         # SightX's time per image as a multiple of only decoding it: the inverse of the rate ratio.
-        "decode_floor_multiple": {w: round(1 / r, 2) for w, r in ratios.get("decode-floor", {}).items()},
+        "decode_floor_multiple": {str(w): sig(floor[w] / sightx[w], 3) for w in counts} if sightx and floor else {},
         "projection": {
             "images": EYEPACS_IMAGES,
             "basis": "a projection, not a measurement: 1-worker images/s x workers x "
             + (f"the scaling efficiency measured at {top} workers" if top > 1 else "100% scaling (only 1 worker measured)"),
-            "hours": {e: {str(w): round(EYEPACS_IMAGES / (r[1] * w * scaling[e]) / 3600, 2) for w in (2, 10)} for e, r in rates.items()},
+            "hours": {e: {str(w): sig(EYEPACS_IMAGES / (r[1] * w * scaling[e]) / 3600, 3) for w in (2, 10)} for e, r in rates.items()},
         },
     }

@@ -8,8 +8,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sightx.bench.isolate import isolated, spread
+from sightx.bench.isolate import isolated
 from sightx.bench.options import BenchError, BenchOptions
+from sightx.bench.stats import sig, spread
 
 
 @dataclass(frozen=True)
@@ -79,5 +80,5 @@ def stage(opts: BenchOptions, load: dict[str, Any] | None, log: Callable[[str], 
     stream = (load or {}).get("pipelines", {}).get("sightx", {}).get("images_per_s")
     if stream:
         result["loader_images_per_s"] = stream["median"]
-        result["loader_over_model"] = round(stream["median"] / result["images_per_s"]["median"], 2)
+        result["loader_over_model"] = sig(stream["median"] / result["images_per_s"]["median"], 3)
     return result
