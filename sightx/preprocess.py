@@ -90,12 +90,7 @@ def preprocess_bytes(data: bytes, opts: PreprocessOptions) -> Processed:
         circle = circle.scaled(new_scale / scale)
         scale = new_scale
 
-    crop, c = fundus.square_crop(img, circle)
-    k = opts.size / crop.shape[0]
-    dx, dy = circle.cx - c.cx, circle.cy - c.cy  # crop origin in decoded pixels
-    frame = (-dx * k, -dy * k, (img.shape[1] - dx) * k, (img.shape[0] - dy) * k)
-    small = fundus.resize(crop, opts.size)
-    c = c.scaled(k)
+    small, c, frame = fundus.crop_resize(img, circle, opts.size)
     metrics = fundus.quality_metrics(small, c)
     out = fundus.normalize(small, opts.normalize, opts.size / 2)
     if opts.normalize == "graham":

@@ -21,7 +21,7 @@ from sightx.bench.stats import sig
 STEPS: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
     ("decode at reduced DCT scale", (("codec.py", "decode"),)),
     ("field-of-view search", (("fundus.py", "find_fov"),)),
-    ("crop + resize", (("fundus.py", "square_crop"), ("fundus.py", "resize"))),
+    ("crop + resize", (("fundus.py", "crop_resize"),)),
     ("quality metrics", (("fundus.py", "quality_metrics"),)),
     ("Graham + masks", (("fundus.py", "normalize"), ("fundus.py", "apply_mask"), ("fundus.py", "mask_outside"))),
     ("encode", (("codec.py", "encode"),)),
