@@ -14,7 +14,7 @@ import tarfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, BinaryIO, Callable
 
 from sightx.manifest import NUM_GRADES
 from sightx.preprocess import PreprocessOptions, Rejected, preprocess_bytes
@@ -53,6 +53,23 @@ def file_sha256(path: Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
+
+
+class _HashingWriter:
+    """A write-only file that hashes what passes through, so a shard is never read back."""
+
+    def __init__(self, f: BinaryIO) -> None:
+        self.f = f
+        self.sha256 = hashlib.sha256()
+        self.size = 0
+
+    def write(self, data: bytes) -> int:
+        self.sha256.update(data)
+        self.size += len(data)
+        return self.f.write(data)
+
+    def tell(self) -> int:
+        return self.size
 
 
 def _member(tar: tarfile.TarFile, name: str, data: bytes) -> None:
@@ -98,7 +115,8 @@ def build_shard(task: ShardTask, opts: BuildOptions, tick: Callable[[bool], None
     final = Path(opts.out) / task.name
     tmp = final.with_name(final.name + ".tmp")
     with open(tmp, "wb") as f:
-        with tarfile.open(fileobj=f, mode="w", format=tarfile.GNU_FORMAT) as tar:
+        out = _HashingWriter(f)
+        with tarfile.open(fileobj=out, mode="w", format=tarfile.GNU_FORMAT) as tar:  # type: ignore[call-overload]
             for ref in task.samples:
                 rejected = _add_sample(tar, ref, task.split, opts, result)
                 if tick:
@@ -106,8 +124,8 @@ def build_shard(task: ShardTask, opts: BuildOptions, tick: Callable[[bool], None
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, final)
-    result.bytes = final.stat().st_size
-    result.sha256 = file_sha256(final)
+    result.bytes = out.size
+    result.sha256 = out.sha256.hexdigest()
     result.seconds = time.perf_counter() - start
     return result
 
