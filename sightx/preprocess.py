@@ -110,11 +110,6 @@ def preprocess_bytes(data: bytes, opts: PreprocessOptions) -> Processed:
     return Processed(jpeg=codec.encode(out, opts.quality), image=out, info=info)
 
 
-def decode_preprocessed(jpeg: bytes) -> np.ndarray:
-    """The stored sample as the trainer sees it, for replay at prediction time."""
-    return codec.decode(jpeg)[0]
-
-
 def _read_size(data: bytes) -> tuple[int, int]:
     try:
         return codec.read_size(data)

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from sightx import codec, fundus
-from sightx.preprocess import PreprocessOptions, Processed, Rejected, decode_preprocessed, preprocess_bytes
+from sightx.preprocess import PreprocessOptions, Processed, Rejected, preprocess_bytes
+from sightx.stream import decode_image
 
 REAL = Path(__file__).resolve().parents[1] / ".." / "shared" / "fundus-real"
 
@@ -80,9 +81,9 @@ def test_other_normalizers_mask_at_full_radius(eyepacs_like: bytes, method: str)
     assert img[ring][:, 0].mean() > 100  # the red retina is kept out to the rim
 
 
-def test_decode_preprocessed_replays_the_sample(eyepacs_like: bytes) -> None:
+def test_the_loader_decodes_the_stored_sample_back(eyepacs_like: bytes) -> None:
     out = preprocess_bytes(eyepacs_like, PreprocessOptions())
-    replay = decode_preprocessed(out.jpeg)
+    replay = decode_image(out.jpeg).permute(1, 2, 0).numpy()
     assert replay.shape == (512, 512, 3)
     assert np.abs(replay.astype(int) - out.image.astype(int)).mean() < 2
 
