@@ -159,13 +159,13 @@ def shard(
 @click.option("--quiet", is_flag=True)
 def train(shards: Path, out: str, quiet: bool, **kw: object) -> None:
     """Train a ResNet on SHARDS (default: shards/) written by sightx-shard, streaming from disk."""
-    from sightx.model import WeightsError
+    from sightx.model import DeviceError, WeightsError
     from sightx.train import TrainConfig, TrainError
     from sightx.train import train as run_train
 
     try:
         history = run_train(TrainConfig(shards=str(shards), out=out, progress=not quiet, **kw))  # type: ignore[arg-type]
-    except (TrainError, WeightsError) as e:
+    except (TrainError, WeightsError, DeviceError) as e:
         raise click.ClickException(str(e)) from None
     except KeyboardInterrupt:
         click.echo(f"interrupted; `--resume --out {out}` continues from the last finished epoch", err=True)
@@ -190,6 +190,7 @@ def train(shards: Path, out: str, quiet: bool, **kw: object) -> None:
 @click.option("--quiet", is_flag=True)
 def predict(inputs: tuple[Path, ...], checkpoint: Path, out_csv: Path, batch_size: int, workers: int, device: str, blend_eyes: bool, quiet: bool) -> None:
     """Grade INPUTS (image files, folders, or .tar shards) with the checkpoint's own preprocessing."""
+    from sightx.model import DeviceError
     from sightx.predict import predict as run_predict
     from sightx.predict import write_csv
     from sightx.train import TrainError
@@ -197,9 +198,10 @@ def predict(inputs: tuple[Path, ...], checkpoint: Path, out_csv: Path, batch_siz
     try:
         rows = run_predict(list(inputs), checkpoint, batch_size=batch_size, workers=workers, device=device,
                            blend_eyes=blend_eyes, progress=not quiet)
-        write_csv(rows, out_csv)
-    except TrainError as e:
+    except (TrainError, DeviceError) as e:
         raise click.ClickException(str(e)) from None
+    try:
+        write_csv(rows, out_csv)
     except OSError as e:
         raise click.ClickException(f"cannot write {out_csv}: {e.strerror or e}") from None
     failed = sum(bool(r["error"]) for r in rows)

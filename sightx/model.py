@@ -63,10 +63,25 @@ def load_backbone(model: nn.Module, path: Path) -> None:
     model.load_state_dict(usable, strict=False)
 
 
+class DeviceError(Exception):
+    """A device that does not exist here; reported as one line."""
+
+
 def pick_device(name: str = "auto") -> torch.device:
     """auto: Apple MPS, then CUDA, then CPU."""
     if name != "auto":
-        return torch.device(name)
+        try:
+            device = torch.device(name)
+        except RuntimeError:
+            raise DeviceError(f"unknown device {name!r}: use auto, cpu, cuda, cuda:N or mps") from None
+        available = {
+            "cpu": True,
+            "cuda": torch.cuda.is_available() and (device.index or 0) < torch.cuda.device_count(),
+            "mps": bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()),
+        }
+        if not available.get(device.type, False):
+            raise DeviceError(f"device {name!r} is not available on this machine")
+        return device
     if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
         return torch.device("mps")
     if torch.cuda.is_available():

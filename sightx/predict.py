@@ -11,6 +11,7 @@ import contextlib
 import csv
 import io
 import json
+import tarfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +23,8 @@ from tqdm import tqdm
 
 from sightx import metrics
 from sightx.atomic import atomic_write_text
-from sightx.labels import IMAGE_SUFFIXES, image_id, patient_eye
+from sightx.codec import CodecError
+from sightx.labels import find_images, image_id, patient_eye
 from sightx.model import autocast_dtype, build_model, pick_device
 from sightx.pool import ordered_map
 from sightx.preprocess import PreprocessOptions, Rejected, preprocess_bytes
@@ -48,7 +50,7 @@ def expand_inputs(paths: list[Path]) -> tuple[list[Path], list[Path]]:
     images, shards = [], []
     for p in paths:
         if p.is_dir():
-            images += sorted(q for q in p.rglob("*") if q.suffix.lower() in IMAGE_SUFFIXES and q.is_file())
+            images += find_images(p)
             shards += sorted(p.rglob("*.tar"))
         elif p.suffix == ".tar":
             shards.append(p)
@@ -72,10 +74,16 @@ def _preprocess_file(args: tuple[str, PreprocessOptions]) -> Item:
 
 
 def _shard_items(path: Path) -> Iterator[Item]:
-    """Samples of a shard as stored (already preprocessed)."""
-    for key, parts in read_samples(path):
-        image = json.loads(parts["json"]).get("image", key) if "json" in parts else key
-        yield Item(image, parts.get("jpg"), "" if "jpg" in parts else "no .jpg in sample")
+    """Samples of a shard as stored (already preprocessed); a broken shard becomes an error row."""
+    try:
+        for key, parts in read_samples(path):
+            try:
+                image = json.loads(parts["json"]).get("image", key) if "json" in parts else key
+            except (ValueError, AttributeError):
+                image = key
+            yield Item(image, parts.get("jpg"), "" if "jpg" in parts else "no .jpg in sample")
+    except (OSError, tarfile.TarError) as e:
+        yield Item(path.name, None, f"unreadable shard: {e}")
 
 
 class Predictor:
@@ -93,11 +101,14 @@ class Predictor:
         self.amp = autocast_dtype(self.device, "auto")
         self.transform = eval_transform(self.image_size)
 
+    def tensor(self, jpeg: bytes) -> torch.Tensor:
+        """A stored sample as the model sees it at validation; CodecError if it is not a JPEG."""
+        return self.transform(decode_image(jpeg))
+
     @torch.no_grad()
-    def outputs(self, jpegs: list[bytes]) -> np.ndarray:
-        """Per-grade probabilities (classify) or scores (regress) for preprocessed JPEGs."""
-        images = torch.stack([self.transform(decode_image(j)) for j in jpegs])
-        x = normalize_batch(images, self.device, channels_last=False)
+    def outputs(self, images: list[torch.Tensor]) -> np.ndarray:
+        """Per-grade probabilities (classify) or scores (regress) for tensors from `tensor`."""
+        x = normalize_batch(torch.stack(images), self.device, channels_last=False)
         with torch.autocast(self.device.type, dtype=self.amp) if self.amp else contextlib.nullcontext():
             out = self.model(x).float()
         return (out.softmax(1) if self.head == "classify" else out.squeeze(1)).cpu().numpy()
@@ -128,11 +139,19 @@ def predict(
     bar = tqdm(desc="predict", unit="img", disable=not progress)
 
     def flush() -> None:
-        good = [b for b in batch if b.jpeg is not None]
-        out = predictor.outputs([b.jpeg for b in good]) if good else np.zeros((0, 5))  # type: ignore[misc]
-        results = dict(zip((id(b) for b in good), out))
-        for b in batch:
-            rows.append({"image": b.image, "output": results.get(id(b)), "error": b.error})
+        tensors: dict[int, torch.Tensor] = {}
+        errors: dict[int, str] = {}
+        for i, b in enumerate(batch):
+            if b.jpeg is None:
+                continue
+            try:
+                tensors[i] = predictor.tensor(b.jpeg)
+            except CodecError as e:  # a corrupt sample inside a shard
+                errors[i] = f"corrupt sample: {e}"
+        out = predictor.outputs(list(tensors.values())) if tensors else []
+        results = dict(zip(tensors, out))
+        for i, b in enumerate(batch):
+            rows.append({"image": b.image, "output": results.get(i), "error": errors.get(i, b.error)})
         bar.update(len(batch))
         batch.clear()
 

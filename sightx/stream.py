@@ -85,7 +85,8 @@ class ShardStream(IterableDataset):
         epoch = int(self.epoch.value)
         rank, _, worker, _ = wds.utils.pytorch_worker_info()
         seeds = [cfg.seed, epoch, rank, worker]
-        torch.manual_seed(int(np.random.SeedSequence(seeds).generate_state(1)[0]))
+        if torch.utils.data.get_worker_info() is not None:  # never reseed the trainer's own process
+            torch.manual_seed(int(np.random.SeedSequence(seeds).generate_state(1)[0]))
         shards = list(cfg.shards)
         if cfg.train:
             random.Random(f"{cfg.seed}-{epoch}").shuffle(shards)  # identical on every rank and worker

@@ -8,6 +8,7 @@ optimiser/schedule -> per-epoch train + evaluate -> checkpoint. Runs single-proc
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import math
 import os
@@ -26,7 +27,7 @@ from tqdm import tqdm
 
 from sightx import manifest as mf
 from sightx import metrics
-from sightx.atomic import atomic_write_text
+from sightx.atomic import atomic_write_bytes, atomic_write_text
 from sightx.balance import MODES
 from sightx.model import autocast_dtype, build_model, pick_device
 from sightx.plots import confusion_png, learning_curve_png
@@ -113,9 +114,9 @@ def _lr_lambda(total_steps: int, warmup_steps: int, schedule: str) -> Any:
 
 
 def _checkpoint(path: Path, state: dict[str, Any]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    atomic_write_bytes(path, buf.getvalue())
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
@@ -143,6 +144,8 @@ class Trainer:
             raise TrainError(str(e)) from None
         self.train_shards = shard_paths(shard_dir, self.manifest, "train")
         self.val_shards = shard_paths(shard_dir, self.manifest, "val")
+        if not self.manifest.get("complete", False):
+            raise TrainError(f"{shard_dir}: the shards are incomplete (an interrupted sightx-shard?): re-run it to finish them")
         if not self.train_shards:
             raise TrainError(f"{shard_dir}: no finished train shards in the manifest")
         self.counts = self.manifest["splits"]["train"]["grades"]
@@ -209,6 +212,9 @@ class Trainer:
             self.out.mkdir(parents=True, exist_ok=True)
         if self.cfg.resume and last.exists():
             state = load_checkpoint(last)
+            for key in ("arch", "head"):
+                if state[key] != getattr(self.cfg, key):
+                    raise TrainError(f"{last} was trained with --{key} {state[key]}, not {getattr(self.cfg, key)}: resume with the same options")
             self.model.load_state_dict(state["model"])
             self.opt.load_state_dict(state["optimizer"])
             self.sched.load_state_dict(state["scheduler"])

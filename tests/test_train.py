@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import shutil
 import signal
 import subprocess
 import sys
@@ -160,7 +161,7 @@ def _write_shards(out: Path, n: int) -> None:
                     tar.addfile(info, io.BytesIO(data))
         grades = [a + b for a, b in zip(grades, counts)]
         shards.append({"name": name, "split": "train", "done": True, "count": sum(counts), "grades": counts})
-    mf.write(out, {"format": mf.FORMAT, "version": mf.VERSION, "options": {"preprocess": {}}, "shards": shards,
+    mf.write(out, {"format": mf.FORMAT, "version": mf.VERSION, "complete": True, "options": {"preprocess": {}}, "shards": shards,
                    "splits": {"train": {"count": n, "grades": grades}}})
 
 
@@ -200,3 +201,38 @@ def test_weights_from_a_checkpoint_file(trained: Path) -> None:
     model = build_model("resnet18", "classify", str(trained / "best.pt"))
     state = load_checkpoint(trained / "best.pt")["model"]
     assert torch.equal(model.state_dict()["conv1.weight"], state["conv1.weight"])
+
+
+def test_predict_survives_broken_shards(trained: Path, tiny_shards: Path, tmp_path: Path) -> None:
+    src = sorted(tiny_shards.glob("train-*.tar"))[0]
+    broken = tmp_path / "broken-sample.tar"
+    with tarfile.open(src) as tin, tarfile.open(broken, "w") as tout:
+        for i, member in enumerate(tin):
+            data = tin.extractfile(member).read()
+            if member.name.endswith(".jpg") and i < 3:
+                data = data[:100]  # a truncated JPEG inside a shard
+            member.size = len(data)
+            tout.addfile(member, io.BytesIO(data))
+    not_tar = tmp_path / "not-a.tar"
+    not_tar.write_bytes(b"plain text, not a tar")
+    rows = predict([broken, not_tar], trained / "best.pt", device="cpu", progress=False)
+    errors = [r for r in rows if r["error"]]
+    assert any(r["error"].startswith("corrupt sample") for r in errors)
+    assert any(r["image"] == "not-a.tar" and r["error"].startswith("unreadable shard") for r in errors)
+    assert any(r["level"] != "" for r in rows)
+
+
+def test_refuses_incomplete_shards_wrong_device_and_changed_arch(tiny_shards: Path, trained: Path, tmp_path: Path) -> None:
+    runner = CliRunner()
+    partial = tmp_path / "partial"
+    shutil.copytree(tiny_shards, partial)
+    m = mf.read(partial)
+    m["complete"] = False
+    mf.write(partial, m)
+    res = runner.invoke(train_cli, [str(partial), "--out", str(tmp_path / "a"), *FAST])
+    assert res.exit_code == 1 and "incomplete" in res.output
+    res = runner.invoke(train_cli, [str(tiny_shards), "--out", str(tmp_path / "b"), "--device", "cuda:7", *FAST])
+    assert res.exit_code == 1 and "not available" in res.output and "Traceback" not in res.output
+    res = runner.invoke(train_cli, [str(tiny_shards), "--out", str(trained), "--resume", "--epochs", "3", *FAST[:-1],
+                                    "--arch", "resnet34", "--quiet"])
+    assert res.exit_code == 1 and "--arch resnet18" in res.output

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import gc
 import math
-import tarfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -109,11 +108,14 @@ def prepare(opts: BenchOptions, inputs: Inputs, work: Path) -> LoadData:
     """SightX-preprocessed images of the bench inputs, cycled to --load-samples, written both as
     shards (four per loader worker) and as an ImageFolder tree of the same bytes."""
     from sightx.preprocess import PreprocessOptions
-    from sightx.shard import ShardOptions, run
+    from sightx.shard import ShardError, ShardOptions, run
 
     src = work / "load-source"
     pre = PreprocessOptions(size=opts.size, quality=opts.quality)
-    run(Path(inputs.full.train), src, ShardOptions(pre, unlabeled=not inputs.full.labelled, workers=opts.workers, progress=False))
+    try:
+        run(Path(inputs.full.train), src, ShardOptions(pre, unlabeled=not inputs.full.labelled, workers=opts.workers, progress=False))
+    except ShardError as e:
+        raise BenchError(str(e)) from None
     samples = _read_samples(src)
     if not samples:
         raise BenchError("the engine wrote no images to load")
@@ -133,13 +135,13 @@ def prepare(opts: BenchOptions, inputs: Inputs, work: Path) -> LoadData:
 
 def _read_samples(shards: Path) -> list[tuple[bytes, int]]:
     """(jpeg, grade) of every sample the engine wrote; grade 0 where unlabelled."""
-    found: dict[str, dict[str, bytes]] = {}
-    for path in sorted(shards.glob("*.tar")):
-        with tarfile.open(path) as tar:
-            for member in tar:
-                key, _, ext = member.name.partition(".")
-                found.setdefault(key, {})[ext] = tar.extractfile(member).read()  # type: ignore[union-attr]
-    return [(s["jpg"], int(s.get("cls", b"0"))) for s in found.values()]
+    from sightx.shard.reader import read_samples
+
+    return [
+        (parts["jpg"], int(parts.get("cls", b"0")))
+        for path in sorted(shards.glob("*.tar"))
+        for _, parts in read_samples(path)
+    ]
 
 
 def stage(opts: BenchOptions, inputs: Inputs, work: Path, log: Callable[[str], None]) -> dict[str, Any]:

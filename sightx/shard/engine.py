@@ -236,6 +236,8 @@ def run(raw: Path, out: Path, opts: ShardOptions) -> dict[str, Any]:
 
     try:
         _execute(todo, build, opts.workers, tick, finished)
+    except OSError as e:  # disk full, permissions: the finished shards stay valid for a resume
+        raise ShardError(f"cannot write shards in {out}: {e.strerror or e}") from None
     except KeyboardInterrupt:
         raise ShardInterrupted(
             f"interrupted: {len(results)} of {len(plan.tasks)} shards finished in {out}; "
