@@ -99,6 +99,9 @@ def _prepare_output(out: Path, opts: ShardOptions) -> dict[str, Any] | None:
     for p in _shard_files(out):
         if p.name.endswith(".tmp"):
             p.unlink()  # a shard a killed run was writing: redone below
+    for name in (mf.MANIFEST, mf.REJECTS):
+        for p in out.glob(f".{name}.*.tmp"):
+            p.unlink()  # an atomic write a killed run left behind
     return previous
 
 
