@@ -108,9 +108,9 @@ class ShardStream(IterableDataset):
             yield self._decode(sample, transform)
 
     def _decode(self, sample: dict[str, Any], transform: v2.Transform) -> tuple[torch.Tensor, int, float, str]:
-        meta = json.loads(sample["json"])
         grade = int(sample["cls"]) if "cls" in sample else -1
-        weight = float(meta.get("weight") or 1.0) if self.cfg.loss_weights else 1.0
+        # The metadata is parsed only when its weight is used: this runs once per sample per epoch.
+        weight = float(json.loads(sample["json"]).get("weight") or 1.0) if self.cfg.loss_weights else 1.0
         return transform(decode_image(sample["jpg"])), grade, weight, sample["__key__"]
 
 
