@@ -226,11 +226,11 @@ def run(raw: Path, out: Path, opts: ShardOptions) -> dict[str, Any]:
     bar = tqdm(total=total, unit="img", desc="shard", disable=not opts.progress, smoothing=0.05)
     rejected = 0
 
-    def tick(was_rejected: bool) -> None:
+    def tick(done: int, were_rejected: int) -> None:
         nonlocal rejected
-        rejected += was_rejected
-        bar.update()
-        if was_rejected:
+        rejected += were_rejected
+        bar.update(done)
+        if were_rejected:
             bar.set_postfix(rejects=rejected, refresh=False)
 
     def finished(result: ShardResult) -> None:
@@ -267,6 +267,28 @@ def run(raw: Path, out: Path, opts: ShardOptions) -> dict[str, Any]:
 
 
 _TICKS: Any = None
+_TICK_EVERY_S = 0.25  # a worker reports progress this often, not per image: fewer wake-ups on busy cores
+
+
+class _Ticks:
+    """Per-sample progress from build_shard, sent to the parent's queue in batches."""
+
+    def __init__(self, queue: Any) -> None:
+        self.queue = queue
+        self.done = self.rejected = 0
+        self.last = time.monotonic()
+
+    def __call__(self, rejected: bool) -> None:
+        self.done += 1
+        self.rejected += rejected
+        if time.monotonic() - self.last >= _TICK_EVERY_S:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.done:
+            self.queue.put((self.done, self.rejected))
+        self.done = self.rejected = 0
+        self.last = time.monotonic()
 
 
 def _init_worker(ticks: Any) -> None:
@@ -274,14 +296,33 @@ def _init_worker(ticks: Any) -> None:
     import cv2
 
     global _TICKS
-    _TICKS = ticks
+    _TICKS = _Ticks(ticks)
     cv2.setNumThreads(1)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and stops the pool
 
 
 def _build_in_worker(args: tuple[ShardTask, BuildOptions]) -> ShardResult:
     task, build = args
-    return build_shard(task, build, tick=_TICKS.put)
+    try:
+        return build_shard(task, build, tick=_TICKS)
+    finally:
+        _TICKS.flush()  # before the result, so the bar is complete when the shard is
+
+
+def _longest_first(todo: list[ShardTask], raw: Path) -> list[ShardTask]:
+    """Shards by input bytes, largest first: the pool's last shards are its shortest, so
+    workers finish together (which shard runs when never changes its bytes)."""
+
+    def size(task: ShardTask) -> int:
+        total = 0
+        for ref in task.samples:
+            try:
+                total += (raw / ref.source).stat().st_size
+            except OSError:
+                pass  # unreadable: build_shard records the rejection
+        return total
+
+    return sorted(todo, key=size, reverse=True)
 
 
 def _execute(todo: list[ShardTask], build: BuildOptions, workers: int, tick: Any, finished: Any) -> None:
@@ -291,16 +332,16 @@ def _execute(todo: list[ShardTask], build: BuildOptions, workers: int, tick: Any
 
         cv2.setNumThreads(1)
         for task in todo:
-            finished(build_shard(task, build, tick))
+            finished(build_shard(task, build, lambda rejected: tick(1, int(rejected))))
         return
     ctx = mp.get_context("spawn")
     ticks = ctx.Queue()
     pool = ctx.Pool(min(workers, len(todo)), _init_worker, (ticks,))
     try:
-        pending = [pool.apply_async(_build_in_worker, ((t, build),)) for t in todo]
+        pending = [pool.apply_async(_build_in_worker, ((t, build),)) for t in _longest_first(todo, Path(build.raw))]
         while pending:
             try:
-                tick(ticks.get(timeout=0.1))
+                tick(*ticks.get(timeout=0.1))
                 continue
             except queue_mod.Empty:
                 pass
@@ -309,7 +350,7 @@ def _execute(todo: list[ShardTask], build: BuildOptions, workers: int, tick: Any
                 finished(job.get())  # re-raises a worker's unexpected error here
         while True:  # ticks still queued after the last result
             try:
-                tick(ticks.get_nowait())
+                tick(*ticks.get_nowait())
             except queue_mod.Empty:
                 break
         pool.close()
