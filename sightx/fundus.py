@@ -30,6 +30,7 @@ _RANSAC_ITERS = 128
 _RANSAC_VOTERS = 200
 _MIN_RIM_POINTS = 24
 _MIN_INLIER_FRAC = 0.5
+_OPEN_KERNEL = np.ones((3, 3), np.uint8)
 _QUICK_INLIER_FRAC = 0.8  # a fit to all rim points holding this share of them is taken without RANSAC
 _MIN_IOU = 0.85  # the foreground blob must actually look like the fitted disk
 _MIN_STEP = 0.5  # drop at the rim, as a fraction of the inner level above background
@@ -144,16 +145,20 @@ def _ring_histogram(work: np.ndarray, d2: np.ndarray, r0: float, r1: float) -> n
 
 
 def _fit_at_threshold(work: np.ndarray, thr: float, near: Circle | None = None) -> tuple[Circle, np.ndarray] | None:
-    """Circle fitted to the rim of the largest blob brighter than thr, plus that blob.
+    """Circle fitted to the outline of the largest blob brighter than thr, plus that blob filled
+    (vessels and lesions make holes, not rim). Outer contours find it 8x cheaper than labelling.
 
     With `near` (the first pass's circle), the fit starts from it instead of a RANSAC search.
     """
-    mask = (work > thr).astype(np.uint8)
-    mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
-    blob = _largest_filled_blob(mask)
-    if blob is None:
+    _, mask = cv2.threshold(work, thr, 1, cv2.THRESH_BINARY)
+    mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN, _OPEN_KERNEL)
+    contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+    if not contours:
         return None
-    pts = _rim_points(blob)
+    outline = max(contours, key=cv2.contourArea)
+    blob = np.zeros_like(mask)
+    cv2.drawContours(blob, [outline], -1, 1, thickness=cv2.FILLED)
+    pts = _outline_points(outline, mask.shape)
     if len(pts) < _MIN_RIM_POINTS:
         return None
     fit = _robust_circle(pts, near)
@@ -162,42 +167,15 @@ def _fit_at_threshold(work: np.ndarray, thr: float, near: Circle | None = None) 
     c, inlier_frac = fit
     if inlier_frac < _MIN_INLIER_FRAC:
         return None
-    return c, blob
+    return Circle(c.cx, c.cy, c.r + 0.5), blob  # outline points are pixel centres, half a pixel inside the edge
 
 
-def _largest_filled_blob(mask: np.ndarray) -> np.ndarray | None:
-    """Largest blob (by outline area) with holes filled (vessels and lesions are not rim).
-
-    Outer contours alone find it: 8x cheaper than labelling every component.
-    """
-    contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
-    if not contours:
-        return None
-    filled = np.zeros_like(mask)
-    cv2.drawContours(filled, [max(contours, key=cv2.contourArea)], -1, 1, thickness=cv2.FILLED)
-    return filled.astype(bool)
-
-
-def _rim_points(blob: np.ndarray) -> np.ndarray:
-    """Per-row left/right and per-column top/bottom blob edges, minus those on the frame.
-
-    Edge points that touch the image border are where the camera cut the circle
-    off, not the rim. The +-0.5 puts each point on the pixel boundary.
-    """
-    h, w = blob.shape
-    rows = np.flatnonzero(blob.any(axis=1))
-    cols = np.flatnonzero(blob.any(axis=0))
-    left = blob[rows].argmax(axis=1)
-    right = w - 1 - blob[rows, ::-1].argmax(axis=1)
-    top = blob[:, cols].argmax(axis=0)
-    bottom = h - 1 - blob[::-1, cols].argmax(axis=0)
-    parts = [
-        np.column_stack([left - 0.5, rows])[left > 0],
-        np.column_stack([right + 0.5, rows])[right < w - 1],
-        np.column_stack([cols, top - 0.5])[top > 0],
-        np.column_stack([cols, bottom + 0.5])[bottom < h - 1],
-    ]
-    return np.concatenate(parts).astype(np.float64)
+def _outline_points(outline: np.ndarray, shape_hw: tuple[int, ...]) -> np.ndarray:
+    """Outline pixel centres that do not touch the frame (there the camera cut the circle off)."""
+    h, w = shape_hw[:2]
+    xy = outline.reshape(-1, 2)
+    inside = (xy[:, 0] > 0) & (xy[:, 0] < w - 1) & (xy[:, 1] > 0) & (xy[:, 1] < h - 1)
+    return xy[inside].astype(np.float64)
 
 
 def _robust_circle(pts: np.ndarray, near: Circle | None = None) -> tuple[Circle, float] | None:
