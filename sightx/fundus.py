@@ -285,13 +285,17 @@ def _distance2_map(shape_hw: tuple[int, ...], c: Circle) -> np.ndarray:
 def visible_fraction(shape_hw: tuple[int, ...], c: Circle) -> float:
     """Fraction of the circle's area inside an image frame: < 1 for cut-off fields."""
     h, w = shape_hw[:2]
+    if c.r <= 0:
+        return 0.0
+    if c.cx - c.r >= -0.5 and c.cy - c.r >= -0.5 and c.cx + c.r <= w - 0.5 and c.cy + c.r <= h - 0.5:
+        return 1.0
     n = 2048  # midpoint rule over x, exact over y: error far below 1e-3
     x = c.cx - c.r + (np.arange(n) + 0.5) * (2 * c.r / n)
     half = np.sqrt(np.maximum(c.r**2 - (x - c.cx) ** 2, 0.0))
     span = np.clip(np.minimum(c.cy + half, h - 0.5) - np.maximum(c.cy - half, -0.5), 0.0, None)
     inside_x = (x >= -0.5) & (x <= w - 0.5)
     area = float(np.sum(span * inside_x) * (2 * c.r / n))
-    return area / (np.pi * c.r**2) if c.r > 0 else 0.0
+    return area / (np.pi * c.r**2)
 
 
 # --- geometry ----------------------------------------------------------------------
