@@ -15,6 +15,7 @@ import queue as queue_mod
 import signal
 import time
 from collections import Counter
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,7 @@ from sightx.atomic import atomic_write_text
 from sightx.labels import LabelError, find_images, find_label_file, read_labels
 from sightx.preprocess import PreprocessOptions
 from sightx.shard.plan import Plan, Reject, ShardTask, make_plan
-from sightx.shard.task import BuildOptions, ShardResult, build_shard, file_sha256
+from sightx.shard.task import BuildOptions, ShardResult, build_shard, commit_shard, file_sha256
 
 SPLITS = ("train", "val", "test")
 
@@ -234,6 +235,7 @@ def run(raw: Path, out: Path, opts: ShardOptions) -> dict[str, Any]:
             bar.set_postfix(rejects=rejected, refresh=False)
 
     def finished(result: ShardResult) -> None:
+        commit_shard(out, result.name)
         results[result.name] = result
         mf.write(out, _manifest(opts, plan, results, len(images)))
 
@@ -331,8 +333,20 @@ def _execute(todo: list[ShardTask], build: BuildOptions, workers: int, tick: Any
         import cv2
 
         cv2.setNumThreads(1)
-        for task in todo:
-            finished(build_shard(task, build, lambda rejected: tick(1, int(rejected))))
+        # One committer thread: a shard's fsync (the GIL is released) overlaps building the next.
+        with ThreadPoolExecutor(1) as committer:
+            commits: list[Future[None]] = []
+            for task in todo:
+                result = build_shard(task, build, lambda rejected: tick(1, int(rejected)))
+                running = []
+                for c in commits:
+                    if c.done():
+                        c.result()  # re-raises a failed commit (disk full) now, not at the end
+                    else:
+                        running.append(c)
+                commits = [*running, committer.submit(finished, result)]
+            for c in commits:
+                c.result()
         return
     ctx = mp.get_context("spawn")
     ticks = ctx.Queue()

@@ -1,7 +1,8 @@
 """Build one shard: read, preprocess and write each planned sample; reject what cannot be used.
 
-Runs in a worker process. Memory is one image at a time; the tar streams to `*.tar.tmp`, is
-fsynced and renamed, so a crash never leaves a partial shard under its final name.
+Runs in a worker process. Memory is one image at a time; the tar streams to `*.tar.tmp`, which
+the parent fsyncs and renames (commit_shard), so a crash never leaves a partial shard under its
+final name.
 """
 
 from __future__ import annotations
@@ -106,15 +107,14 @@ def _metadata(ref: SampleRef, split: str, info: dict[str, Any]) -> bytes:
 
 
 def build_shard(task: ShardTask, opts: BuildOptions, tick: Callable[[bool], None] | None = None) -> ShardResult:
-    """Write `task` as a WebDataset tar; returns counts, hash and rejections.
+    """Write `task` as a WebDataset tar under its temporary name; returns counts, hash and rejections.
 
-    `tick(rejected)` is called after each sample so the parent can show progress.
+    `commit_shard` then makes it durable and final, off the worker: building the next shard
+    does not wait for the disk. `tick(rejected)` is called after each sample for progress.
     """
     start = time.perf_counter()
     result = ShardResult(task.name, task.split, task.digest())
-    final = Path(opts.out) / task.name
-    tmp = final.with_name(final.name + ".tmp")
-    with open(tmp, "wb") as f:
+    with open(_temporary(Path(opts.out) / task.name), "wb") as f:
         out = _HashingWriter(f)
         # One write per member (the default copies in 16 KiB pieces, each hashed and written apart).
         with tarfile.open(fileobj=out, mode="w", format=tarfile.GNU_FORMAT, copybufsize=1 << 22) as tar:  # type: ignore[call-overload]
@@ -122,13 +122,26 @@ def build_shard(task: ShardTask, opts: BuildOptions, tick: Callable[[bool], None
                 rejected = _add_sample(tar, ref, task.split, opts, result)
                 if tick:
                     tick(rejected)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, final)
     result.bytes = out.size
     result.sha256 = out.sha256.hexdigest()
     result.seconds = time.perf_counter() - start
     return result
+
+
+def commit_shard(out: Path, name: str) -> None:
+    """fsync a built shard and rename it to its final name, so a crash never leaves a partial
+    shard under that name. (The manifest's atomic write then fsyncs the folder.)"""
+    tmp = _temporary(out / name)
+    fd = os.open(tmp, os.O_RDWR)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, out / name)
+
+
+def _temporary(final: Path) -> Path:
+    return final.with_name(final.name + ".tmp")
 
 
 def _add_sample(tar: tarfile.TarFile, ref: SampleRef, split: str, opts: BuildOptions, result: ShardResult) -> bool:
