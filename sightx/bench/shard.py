@@ -171,7 +171,7 @@ def compare(engines: dict[str, Any], counts: tuple[int, ...]) -> dict[str, Any]:
     floor = rates.get("decode-floor")
     ratios = {e: {str(w): sig(sightx[w] / r[w], 3) for w in counts} for e, r in rates.items()} if sightx else {}
     return {
-        "scaling_efficiency": {e: sig(s, 3) for e, s in scaling.items()},
+        "scaling_efficiency": {e: sig(s, 3) for e, s in scaling.items()} if top > 1 else {},
         "sightx_ratio": ratios,
         # SightX's time per image as a multiple of only decoding it: the inverse of the rate ratio.
         "decode_floor_multiple": {str(w): sig(floor[w] / sightx[w], 3) for w in counts} if sightx and floor else {},
