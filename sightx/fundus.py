@@ -48,8 +48,9 @@ class Circle:
     r: float
 
     def scaled(self, s: float) -> Circle:
-        """The same circle in an image resized by factor s (e.g. a DCT-scaled decode)."""
-        return Circle(self.cx * s, self.cy * s, self.r * s)
+        """The same circle in an image resized by factor s (a DCT-scaled decode, cv2.resize):
+        pixel edges scale, so a centre maps as (x + 0.5) * s - 0.5."""
+        return Circle((self.cx + 0.5) * s - 0.5, (self.cy + 0.5) * s - 0.5, self.r * s)
 
 
 # --- field of view -----------------------------------------------------------------

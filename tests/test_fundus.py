@@ -156,8 +156,44 @@ def test_find_fov_is_deterministic() -> None:
 # --- geometry --------------------------------------------------------------------------
 
 
+def test_kasa_closed_form_is_the_least_squares_circle() -> None:
+    rng = np.random.default_rng(1)
+    t = rng.uniform(0, 2 * np.pi, 300)
+    pts = np.column_stack([40 + 25 * np.cos(t), -7 + 25 * np.sin(t)]) + rng.normal(0, 0.8, (300, 2))
+    a = np.column_stack([pts[:, 0], pts[:, 1], np.ones(len(pts))])
+    (p, q, c), *_ = np.linalg.lstsq(a, (pts**2).sum(axis=1), rcond=None)
+    expected = (p / 2, q / 2, np.sqrt(c + p**2 / 4 + q**2 / 4))
+    assert fundus._kasa(pts) == pytest.approx(expected, rel=1e-9)
+    assert fundus._kasa(np.column_stack([np.arange(50.0), 2 * np.arange(50.0)])) is None  # collinear
+
+
+def test_robust_circle_searches_when_many_points_are_off_the_rim() -> None:
+    # 40% clutter: a fit to all points holds too few of them, so RANSAC must find the rim.
+    rng = np.random.default_rng(2)
+    t = rng.uniform(0, 2 * np.pi, 300)
+    rim = np.column_stack([120 + 80 * np.cos(t), 90 + 80 * np.sin(t)]) + rng.normal(0, 0.3, (300, 2))
+    clutter = rng.uniform([60, 40], [180, 140], (200, 2))
+    fit = fundus._robust_circle(np.concatenate([rim, clutter]))
+    assert fit is not None
+    c, share = fit
+    assert_close(c, Circle(120, 90, 80), tol=0.01)
+    assert 0.55 <= share <= 0.7
+
+
+def test_crop_resize_shrinking_over_2x_keeps_the_geometry() -> None:
+    # A 1101 px field to 256 px: a whole-number box shrink (4x on a 1104 px square), then bilinear.
+    img, true = synthetic_fundus(1400, 1200, Circle(700.3, 610.8, 550.5), noise=0)
+    out, c, box = fundus.crop_resize(img, true, 256)
+    assert out.shape == (256, 256, 3)
+    assert c.cx == pytest.approx(127.5, abs=0.3) and c.cy == pytest.approx(127.5, abs=0.3)
+    assert c.r == pytest.approx(128 * 1101 / 1104, abs=0.05)
+    assert box[0] < 0 and box[2] > 256  # the photo's frame extends past the square sideways
+    assert fundus.find_fov(out) is not None and abs(fundus.find_fov(out).r - c.r) < 0.02 * c.r
+
+
 def test_circle_scaled() -> None:
-    assert Circle(10, 20, 5).scaled(0.5) == Circle(5, 10, 2.5)
+    assert Circle(10, 20, 5).scaled(0.5) == Circle(4.75, 9.75, 2.5)  # pixel centres: (x + 0.5) * s - 0.5
+    assert Circle(10, 20, 5).scaled(4).scaled(0.25) == Circle(10, 20, 5)
 
 
 def test_square_crop_centres_full_circle() -> None:
@@ -199,10 +235,12 @@ def test_resize_is_square(side: int) -> None:
     assert out.shape == (512, 512, 3) and out.dtype == np.uint8
 
 
-def test_resize_antialiases_when_shrinking() -> None:
+@pytest.mark.parametrize("size", [300, 256, 200])  # area averaging; exact 4x box; 5x box then bilinear
+def test_resize_antialiases_when_shrinking(size: int) -> None:
     # A one-pixel checkerboard must average to grey, not alias into stripes.
     board = ((np.indices((1024, 1024)).sum(axis=0) % 2) * 255).astype(np.uint8)
-    out = fundus.resize(np.repeat(board[..., None], 3, axis=2), 300)
+    out = fundus.resize(np.repeat(board[..., None], 3, axis=2), size)
+    assert out.shape == (size, size, 3)
     assert abs(float(out.mean()) - 127.5) < 2 and out.std() < 10
 
 
