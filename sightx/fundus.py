@@ -71,14 +71,20 @@ def find_fov(img: np.ndarray) -> Circle | None:
     fg = _hist_median(hist, int(otsu) + 1)
     if fg - bg < max(_MIN_CONTRAST, _NOISE_MULT * noise):
         return None
-    # Pass 1 with a global threshold, pass 2 with levels measured right at the rim,
-    # which corrects for dark peripheries and vignetted backgrounds.
-    fit = _fit_at_threshold(work, max((bg + otsu) / 2, bg + 3 * noise))
-    levels = None if fit is None else _rim_levels(work, _distance2_map(work.shape, fit[0]), fit[0].r, bg, _WIDE_RINGS)
+    # Pass 1 with a global threshold on a half-size copy (it only needs to find the rim),
+    # pass 2 at full working size with levels measured right at the rim, which corrects
+    # for dark peripheries and vignetted backgrounds.
+    coarse = cv2.resize(work, (max(1, work.shape[1] // 2), max(1, work.shape[0] // 2)), interpolation=cv2.INTER_AREA)
+    fit = _fit_at_threshold(coarse, max((bg + otsu) / 2, bg + 3 * noise))
+    if fit is None:
+        return None
+    fx, fy = work.shape[1] / coarse.shape[1], work.shape[0] / coarse.shape[0]
+    rough = Circle((fit[0].cx + 0.5) * fx - 0.5, (fit[0].cy + 0.5) * fy - 0.5, fit[0].r * (fx + fy) / 2)
+    levels = _rim_levels(coarse, _distance2_map(coarse.shape, fit[0]), fit[0].r, bg, _WIDE_RINGS)
     if levels is None:
         return None
     inner, outer = levels
-    fit = _fit_at_threshold(work, max((inner + outer) / 2, outer + 3 * noise), near=fit[0])
+    fit = _fit_at_threshold(work, max((inner + outer) / 2, outer + 3 * noise), near=rough)
     if fit is None or not _is_plausible(work, *fit, bg):
         return None
     c = fit[0]
@@ -146,8 +152,8 @@ def _ring_histogram(work: np.ndarray, d2: np.ndarray, r0: float, r1: float) -> n
 
 
 def _fit_at_threshold(work: np.ndarray, thr: float, near: Circle | None = None) -> tuple[Circle, np.ndarray] | None:
-    """Circle fitted to the outline of the largest blob brighter than thr, plus that blob filled
-    (vessels and lesions make holes, not rim). Outer contours find it 8x cheaper than labelling.
+    """Circle fitted to the outline of the largest blob brighter than thr, plus that outline.
+    Outer contours find it 8x cheaper than labelling, and vessels and lesions (holes) are not rim.
 
     With `near` (the first pass's circle), the fit starts from it instead of a RANSAC search.
     """
@@ -157,8 +163,6 @@ def _fit_at_threshold(work: np.ndarray, thr: float, near: Circle | None = None) 
     if not contours:
         return None
     outline = max(contours, key=cv2.contourArea)
-    blob = np.zeros_like(mask)
-    cv2.drawContours(blob, [outline], -1, 1, thickness=cv2.FILLED)
     pts = _outline_points(outline, mask.shape)
     if len(pts) < _MIN_RIM_POINTS:
         return None
@@ -168,7 +172,7 @@ def _fit_at_threshold(work: np.ndarray, thr: float, near: Circle | None = None) 
     c, inlier_frac = fit
     if inlier_frac < _MIN_INLIER_FRAC:
         return None
-    return Circle(c.cx, c.cy, c.r + 0.5), blob  # outline points are pixel centres, half a pixel inside the edge
+    return Circle(c.cx, c.cy, c.r + 0.5), outline  # outline points are pixel centres, half a pixel inside the edge
 
 
 def _outline_points(outline: np.ndarray, shape_hw: tuple[int, ...]) -> np.ndarray:
@@ -255,13 +259,13 @@ def _kasa(pts: np.ndarray) -> tuple[float, float, float] | None:
     return float(cx + mx), float(cy + my), float(np.sqrt(max(z.mean() + cx**2 + cy**2, 0.0)))
 
 
-def _is_plausible(work: np.ndarray, c: Circle, blob: np.ndarray, bg: float) -> bool:
+def _is_plausible(work: np.ndarray, c: Circle, outline: np.ndarray, bg: float) -> bool:
     """A fundus: centre in frame, a real step at the rim, and a blob shaped like the disk.
 
     The step test (most of the drop happens within a few % of r) rejects smooth
     radial glows, whose iso-contours are circles too.
     """
-    h, w = blob.shape
+    h, w = work.shape
     if not (0 <= c.cx < w and 0 <= c.cy < h and c.r >= 0.05 * min(h, w)):
         return False
     d2 = _distance2_map(work.shape, c)
@@ -271,6 +275,8 @@ def _is_plausible(work: np.ndarray, c: Circle, blob: np.ndarray, bg: float) -> b
         return False
     if narrow[0] - narrow[1] < max(_MIN_CONTRAST, _MIN_STEP * (wide[0] - bg)):
         return False
+    blob = np.zeros_like(work)
+    cv2.drawContours(blob, [outline], -1, 1, thickness=cv2.FILLED)  # filled: holes are not rim
     disk = d2 <= c.r * c.r
     union = np.count_nonzero(disk | blob)
     return np.count_nonzero(disk & blob) >= _MIN_IOU * union

@@ -24,6 +24,7 @@ class PreprocessOptions:
     size: int = 512
     normalize: str = "graham"
     quality: int = 95
+    chroma: str = "420"
     mask_scale: float = 0.92
     min_side: int = 256
     max_pixels: int = 60_000_000
@@ -32,6 +33,8 @@ class PreprocessOptions:
     def __post_init__(self) -> None:
         if self.normalize not in fundus.NORMALIZERS:
             raise ValueError(f"normalize must be one of {fundus.NORMALIZERS}, got {self.normalize!r}")
+        if self.chroma not in codec.CHROMA:
+            raise ValueError(f"chroma must be one of {codec.CHROMA}, got {self.chroma!r}")
         if self.size < 1 or not 1 <= self.quality <= 100 or not 0 < self.mask_scale <= 1:
             raise ValueError(f"invalid options {self}")
 
@@ -44,7 +47,7 @@ class PreprocessOptions:
         unknown = set(d) - {f.name for f in fields(cls)}
         if unknown:
             raise ValueError(f"unknown preprocess options: {sorted(unknown)}")
-        return cls(**d)
+        return cls(**{"chroma": "444", **d})  # saved before chroma was an option: encoded 4:4:4
 
 
 class Rejected(Exception):
@@ -107,7 +110,7 @@ def preprocess_bytes(data: bytes, opts: PreprocessOptions) -> Processed:
         "fov_fraction": round(fundus.visible_fraction((height, width), orig), 3),
         **metrics,
     }
-    return Processed(jpeg=codec.encode(out, opts.quality), image=out, info=info)
+    return Processed(jpeg=codec.encode(out, opts.quality, opts.chroma), image=out, info=info)
 
 
 def _read_size(data: bytes) -> tuple[int, int]:

@@ -73,6 +73,17 @@ def test_encode_is_deterministic_and_validates_input() -> None:
         codec.encode(img[..., 0])
 
 
+def test_encode_chroma_resolution() -> None:
+    img = _gradient(256, 256)
+    img[::2, :, 0] = 255  # one-pixel red stripes: colour detail that 4:2:0 halves
+    assert simplejpeg.decode_jpeg_header(codec.encode(img))[3] == "420"
+    assert simplejpeg.decode_jpeg_header(codec.encode(img, 95, "444"))[3] == "444"
+    err = {c: np.abs(codec.decode(codec.encode(img, 95, c))[0].astype(int) - img).mean() for c in codec.CHROMA}
+    assert err["444"] < err["420"]
+    with pytest.raises(ValueError):
+        codec.encode(img, 95, "411")
+
+
 def test_encode_accepts_non_contiguous_views() -> None:
     img = _gradient(300, 200)
     view = img[:, ::-1]

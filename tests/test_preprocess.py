@@ -151,7 +151,11 @@ def test_rejected_survives_pickling() -> None:
 def test_options_round_trip_and_validation() -> None:
     opts = PreprocessOptions(size=384, normalize="clahe", mask_scale=0.9)
     assert PreprocessOptions.from_dict(opts.to_dict()) == opts
-    assert PreprocessOptions.from_dict({}) == PreprocessOptions()
+    assert PreprocessOptions.from_dict({"chroma": "420"}) == PreprocessOptions()
+    # Checkpoints and manifests from before the option encoded 4:4:4: they replay as made.
+    assert PreprocessOptions.from_dict({}) == PreprocessOptions(chroma="444")
+    with pytest.raises(ValueError):
+        PreprocessOptions(chroma="422")
     with pytest.raises(ValueError):
         PreprocessOptions.from_dict({"size": 512, "sharpen": True})
     with pytest.raises(ValueError):

@@ -14,6 +14,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+import simplejpeg
 import webdataset as wds
 from click.testing import CliRunner
 
@@ -278,3 +279,14 @@ def test_unwritable_output(raw: Path, tmp_path: Path) -> None:
     blocker.write_text("")
     with pytest.raises(ShardError, match="cannot write to output folder"):
         run(raw / "train", blocker / "out", _opts())
+
+
+def test_cli_chroma_option_reaches_the_shards_and_the_manifest(raw: Path, tmp_path: Path) -> None:
+    args = [str(raw / "train"), str(tmp_path / "out"), "--size", "96", "--shard-size", "50", "--quiet", "--workers", "1"]
+    res = CliRunner().invoke(shard_cli, [*args, "--chroma", "444"])
+    assert res.exit_code == 0, res.output
+    assert mf.read(tmp_path / "out")["options"]["preprocess"]["chroma"] == "444"
+    sample = next(iter(wds.WebDataset(str(tmp_path / "out" / "train-000000.tar"), shardshuffle=False)))
+    assert simplejpeg.decode_jpeg_header(sample["jpg"])[3] == "444"
+    res = CliRunner().invoke(shard_cli, args)  # the default, 4:2:0, against 4:4:4 shards: refused
+    assert res.exit_code == 1 and "--overwrite" in res.output

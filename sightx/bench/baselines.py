@@ -4,7 +4,7 @@ Each takes one path (so only a short string crosses to the worker) and returns t
 They make the same kind of output as the engine: a size x size, Graham-normalised, masked q95
 JPEG. They follow the widely copied Kaggle recipe: full decode, crop to the bounding box of
 pixels brighter than 7, square, resize, 4*img - 4*blur(img, r/30) + 128, circle mask at 0.9 r.
-Encoders keep their defaults (4:2:0 chroma), as users do; SightX encodes 4:4:4, which costs more.
+Encoders keep their defaults (4:2:0 chroma), as users do and as SightX does by default.
 """
 
 from __future__ import annotations

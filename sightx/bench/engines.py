@@ -30,7 +30,7 @@ LABELS = {
     "img2dataset": "img2dataset",
 }
 OUTPUTS = {
-    "sightx": "field-of-view crop, Graham, mask, q95 4:4:4",
+    "sightx": "field-of-view crop, Graham, mask, q95 4:2:0",
     "decode-floor": "none (decode at the engine's DCT scale only)",
     "naive-pil": "bbox crop, LANCZOS, Graham, mask, q95 4:2:0",
     "opencv": "bbox crop, INTER_AREA, Graham, mask, q95 4:2:0",
