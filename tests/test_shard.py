@@ -179,10 +179,8 @@ def _stable(out: Path) -> dict[str, bytes]:
 
 
 def _done(out: Path) -> int:
-    try:
-        return sum(s.get("done", False) for s in mf.read(out)["shards"])
-    except (mf.ManifestError, KeyError):
-        return 0
+    """Shards under their final name: the kill lands right after the next one is committed."""
+    return len(list(out.glob("*.tar"))) if out.is_dir() else 0
 
 
 def test_sigkill_and_resume_is_byte_identical(raw: Path, tmp_path: Path) -> None:

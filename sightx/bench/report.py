@@ -64,6 +64,8 @@ def _shard(s: dict[str, Any], markdown: bool) -> list[str]:
         f"shard: {inp['images']} full-resolution images ({kind}), {inp['mb']} MB -> {s['recipe']['size']} px q{s['recipe']['quality']}; "
         f"images/s in steady state (start-up, timed on {inp['startup_images']} image(s), excluded); "
         "shard size " + " / ".join(f"{v} at {w} w" for w, v in s["shard_size"].items())
+        + " (SightX: " + " / ".join(f"{v}" for v in s["sightx_shard_size"].values())
+        + ", eight shards per worker: its unit of work)"
     )
     headers = ["engine"] + [f"images/s, {w} worker(s)" for w in counts] + [
         f"MB/s ({top} w)", "scaling", "SightX x (" + " / ".join(f"{w} w" for w in counts) + ")",

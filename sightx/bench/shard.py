@@ -128,7 +128,7 @@ def stage(opts: BenchOptions, inputs: Inputs, work: Path, log: Callable[[str], N
     for engine in ENGINES:
         row: dict[str, Any] = {"label": LABELS[engine], "output": OUTPUTS[engine], "runs": {}}
         for w in opts.worker_counts():
-            run = EngineRun(engine, w, opts.shard_size_for(w), recipe, exe)
+            run = EngineRun(engine, w, opts.shard_size_for(w, engine), recipe, exe)
             m = Measure(run, inputs.full, inputs.startup, opts.reps, opts.warmup, str(work / f"out-{engine}-{w}"))
             try:
                 result = summarise(isolated(measure, m), n, k, w, mb)
@@ -143,6 +143,7 @@ def stage(opts: BenchOptions, inputs: Inputs, work: Path, log: Callable[[str], N
         "input": inputs.describe(),
         "breakdown": _breakdown(opts, inputs, work, log),
         "shard_size": {str(w): opts.shard_size_for(w) for w in opts.worker_counts()},
+        "sightx_shard_size": {str(w): opts.shard_size_for(w, "sightx") for w in opts.worker_counts()},
         "worker_counts": list(opts.worker_counts()),
         "recipe": {"size": opts.size, "quality": opts.quality, "normalize": "graham"},
         "engines": engines,
@@ -153,7 +154,7 @@ def stage(opts: BenchOptions, inputs: Inputs, work: Path, log: Callable[[str], N
 def _breakdown(opts: BenchOptions, inputs: Inputs, work: Path, log: Callable[[str], None]) -> dict[str, Any]:
     from sightx.bench import breakdown
 
-    run = EngineRun("sightx", 1, opts.shard_size_for(1), Recipe(opts.size, opts.quality))
+    run = EngineRun("sightx", 1, opts.shard_size_for(1, "sightx"), Recipe(opts.size, opts.quality))
     try:
         result = breakdown.stage(run, inputs.full, work / "out-profile")
     except BenchError as e:

@@ -1,7 +1,7 @@
 """Run a shard plan on a process pool: resume what is finished, build the rest, account for everything.
 
-The manifest is rewritten atomically after every finished shard, so a run killed at any point
-resumes from the shards it lists (after checking their size and sha256); shards are
+The manifest is rewritten atomically as shards finish (at most once a second), so a run killed at
+any point resumes from the shards it lists (after checking their size and sha256); shards are
 deterministic, so the resumed output is byte-identical to an uninterrupted run.
 """
 
@@ -234,16 +234,30 @@ def run(raw: Path, out: Path, opts: ShardOptions) -> dict[str, Any]:
         if were_rejected:
             bar.set_postfix(rejects=rejected, refresh=False)
 
+    recorded = time.monotonic()
+
     def finished(result: ShardResult) -> None:
+        nonlocal recorded
         commit_shard(out, result.name)
         results[result.name] = result
-        mf.write(out, _manifest(opts, plan, results, len(images)))
+        if time.monotonic() - recorded >= _RECORD_EVERY_S:
+            mf.write(out, _manifest(opts, plan, results, len(images)))
+            recorded = time.monotonic()
+
+    def record_progress() -> None:
+        """On the way out, so a resume reuses every shard finished so far."""
+        try:
+            mf.write(out, _manifest(opts, plan, results, len(images)))
+        except OSError:
+            pass  # the run is failing anyway; shards not listed are rebuilt by a resume
 
     try:
         _execute(todo, build, opts.workers, tick, finished)
     except OSError as e:  # disk full, permissions: the finished shards stay valid for a resume
+        record_progress()
         raise ShardError(f"cannot write shards in {out}: {e.strerror or e}") from None
     except KeyboardInterrupt:
+        record_progress()
         raise ShardInterrupted(
             f"interrupted: {len(results)} of {len(plan.tasks)} shards finished in {out}; "
             "re-run the same command to resume"
@@ -268,6 +282,10 @@ def run(raw: Path, out: Path, opts: ShardOptions) -> dict[str, Any]:
     return final
 
 
+# The manifest is rewritten (atomically, fsynced) at most this often while shards finish: a run
+# killed in between rebuilds at most this much work on resume, and small shards do not pay a
+# manifest write each.
+_RECORD_EVERY_S = 1.0
 _TICKS: Any = None
 _TICK_EVERY_S = 0.25  # a worker reports progress this often, not per image: fewer wake-ups on busy cores
 
