@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from sightx import metrics
+from sightx import codec, metrics
 from sightx.atomic import atomic_write_text
 from sightx.codec import CodecError
 from sightx.labels import find_images, image_id, patient_eye
@@ -29,7 +29,8 @@ from sightx.model import autocast_dtype, build_model, pick_device
 from sightx.pool import ordered_map
 from sightx.preprocess import PreprocessOptions, Rejected, preprocess_bytes
 from sightx.shard.reader import read_samples
-from sightx.stream import decode_image, eval_transform, normalize_batch
+from sightx.augment import EvalTransform
+from sightx.stream import normalize_batch
 from sightx.train import load_checkpoint
 
 # Share of the other eye in a blended prediction (both eyes of a patient are strongly correlated).
@@ -99,11 +100,11 @@ class Predictor:
         self.model = build_model(state["arch"], self.head).to(self.device).eval()
         self.model.load_state_dict(state["model"])
         self.amp = autocast_dtype(self.device, "auto")
-        self.transform = eval_transform(self.image_size)
+        self.transform = EvalTransform(self.image_size)
 
     def tensor(self, jpeg: bytes) -> torch.Tensor:
         """A stored sample as the model sees it at validation; CodecError if it is not a JPEG."""
-        return self.transform(decode_image(jpeg))
+        return self.transform(codec.decode(jpeg)[0])
 
     @torch.no_grad()
     def outputs(self, images: list[torch.Tensor]) -> np.ndarray:

@@ -2,7 +2,8 @@
 
 webdataset stages, in order: per-epoch shard shuffle (same order on every rank), split_by_node,
 split_by_worker, tar reading restricted to .jpg/.cls/.json (nothing is unpickled), class
-resampling on undecoded samples, a sample shuffle buffer, then JPEG decode and augmentation.
+resampling on undecoded samples, a sample shuffle buffer, then JPEG decode and augmentation
+(sightx.augment, seeded per seed, epoch, rank and worker).
 Workers send uint8 tensors; normalisation happens on the device (4x less IPC than float).
 """
 
@@ -10,8 +11,9 @@ from __future__ import annotations
 
 import json
 import random
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -19,9 +21,9 @@ import numpy as np
 import torch
 import webdataset as wds
 from torch.utils.data import DataLoader, IterableDataset
-from torchvision.transforms import v2
 
 from sightx import balance, codec
+from sightx.augment import Augment, EvalTransform
 from sightx import manifest as mf
 from sightx.shard.reader import wanted_member
 
@@ -32,28 +34,6 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 def shard_paths(shard_dir: Path, manifest: dict[str, Any], split: str) -> list[str]:
     return [str(shard_dir / s["name"]) for s in mf.shards_of(manifest, split)]
 
-
-def decode_image(jpg: bytes) -> torch.Tensor:
-    """JPEG bytes -> uint8 CHW RGB with libjpeg-turbo (simplejpeg), no PIL round trip.
-
-    The HWC buffer is viewed as CHW without a copy, which is already channels-last in memory.
-    """
-    return torch.from_numpy(codec.decode(jpg)[0]).permute(2, 0, 1)
-
-
-def train_transform(image_size: int) -> v2.Transform:
-    """Fundus-appropriate augmentation: any rotation, flips, mild zoom/shift, exposure and colour jitter."""
-    return v2.Compose([
-        v2.Resize(image_size, antialias=True),
-        v2.RandomHorizontalFlip(),
-        v2.RandomVerticalFlip(),
-        v2.RandomAffine(degrees=180, translate=(0.04, 0.04), scale=(0.92, 1.08)),
-        v2.ColorJitter(brightness=0.2, contrast=0.2, saturation=0.15),
-    ])
-
-
-def eval_transform(image_size: int) -> v2.Transform:
-    return v2.Resize(image_size, antialias=True)
 
 
 @dataclass(frozen=True)
@@ -85,8 +65,6 @@ class ShardStream(IterableDataset):
         epoch = int(self.epoch.value)
         rank, _, worker, _ = wds.utils.pytorch_worker_info()
         seeds = [cfg.seed, epoch, rank, worker]
-        if torch.utils.data.get_worker_info() is not None:  # never reseed the trainer's own process
-            torch.manual_seed(int(np.random.SeedSequence(seeds).generate_state(1)[0]))
         shards = list(cfg.shards)
         if cfg.train:
             random.Random(f"{cfg.seed}-{epoch}").shuffle(shards)  # identical on every rank and worker
@@ -103,15 +81,17 @@ class ShardStream(IterableDataset):
             stages.append(lambda src: balance.resample(src, ratios, rng))
         if cfg.train and cfg.shuffle_buffer > 1:
             stages.append(wds.shuffle(cfg.shuffle_buffer, initial=min(100, cfg.shuffle_buffer), rng=random.Random(str(seeds))))
-        transform = train_transform(cfg.image_size) if cfg.train else eval_transform(cfg.image_size)
+        transform: Callable[[np.ndarray], torch.Tensor] = (
+            partial(Augment(cfg.image_size), rng=np.random.default_rng(seeds + [2])) if cfg.train else EvalTransform(cfg.image_size)
+        )
         for sample in wds.DataPipeline(*stages):
             yield self._decode(sample, transform)
 
-    def _decode(self, sample: dict[str, Any], transform: v2.Transform) -> tuple[torch.Tensor, int, float, str]:
+    def _decode(self, sample: dict[str, Any], transform: Callable[[np.ndarray], torch.Tensor]) -> tuple[torch.Tensor, int, float, str]:
         grade = int(sample["cls"]) if "cls" in sample else -1
         # The metadata is parsed only when its weight is used: this runs once per sample per epoch.
         weight = float(json.loads(sample["json"]).get("weight") or 1.0) if self.cfg.loss_weights else 1.0
-        return transform(decode_image(sample["jpg"])), grade, weight, sample["__key__"]
+        return transform(codec.decode(sample["jpg"])[0]), grade, weight, sample["__key__"]
 
 
 def make_loader(cfg: StreamConfig, batch_size: int, workers: int, pin_memory: bool = False) -> tuple[DataLoader, Any]:

@@ -1,7 +1,7 @@
 """Load stage: images/s the training stream delivers against torchvision ImageFolder.
 
 Both read the same preprocessed JPEGs (SightX shards vs the same bytes as loose files), apply
-sightx.stream.train_transform, balance classes (stream resampling vs WeightedRandomSampler) and
+the same augmentation (sightx.augment), balance classes (stream resampling vs WeightedRandomSampler) and
 use the same DataLoader settings: spawn workers, kept alive, prefetch 4. The first epoch starts
 the workers and is not timed.
 """
@@ -88,16 +88,31 @@ def _sightx_loader(run: LoadRun) -> tuple[Any, Any]:
     return make_loader(cfg, run.batch_size, run.workers)
 
 
+class _PilAugment:
+    """SightX's training augmentation on a PIL image, for the baseline; each worker process
+    draws from its own generator (made after unpickling in the worker)."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.rng: Any = None
+
+    def __call__(self, pil: Any) -> Any:
+        import numpy as np
+
+        from sightx.augment import Augment
+
+        if self.rng is None:
+            self.rng = np.random.default_rng()
+        return Augment(self.size)(np.asarray(pil.convert("RGB")), self.rng)
+
+
 def _imagefolder_loader(run: LoadRun) -> tuple[Any, None]:
-    """The common baseline: PIL loader, PILToTensor, the same augmentation, inverse-frequency sampling."""
+    """The common baseline: PIL loader, the same augmentation, inverse-frequency sampling."""
     import torch
     from torch.utils.data import DataLoader, WeightedRandomSampler
     from torchvision.datasets import ImageFolder
-    from torchvision.transforms import v2
 
-    from sightx.stream import train_transform
-
-    dataset = ImageFolder(run.data.folder, transform=v2.Compose([v2.PILToTensor(), train_transform(run.image_size)]))
+    dataset = ImageFolder(run.data.folder, transform=_PilAugment(run.image_size))
     per_class = [dataset.targets.count(c) for c in range(len(dataset.classes))]
     weights = [1.0 / per_class[t] for t in dataset.targets]
     sampler = WeightedRandomSampler(weights, len(dataset), generator=torch.Generator().manual_seed(0))

@@ -122,7 +122,7 @@ def _hours(h: float) -> str:
 
 def _load(s: dict[str, Any], markdown: bool) -> list[str]:
     title = (
-        f"load: {s['samples']} samples ({s['distinct_images']} distinct SightX-preprocessed images) -> train_transform at "
+        f"load: {s['samples']} samples ({s['distinct_images']} distinct SightX-preprocessed images) -> training augmentation at "
         f"{s['image_size']} px, batch {s['batch_size']}, {s['workers']} DataLoader worker(s), class-balanced sampling"
     )
     rows = []
