@@ -23,13 +23,13 @@ from tqdm import tqdm
 
 from sightx import codec, metrics
 from sightx.atomic import atomic_write_text
+from sightx.augment import EvalTransform
 from sightx.codec import CodecError
 from sightx.labels import find_images, image_id, patient_eye
 from sightx.model import autocast_dtype, build_model, pick_device
 from sightx.pool import ordered_map
 from sightx.preprocess import PreprocessOptions, Rejected, preprocess_bytes
 from sightx.shard.reader import read_samples
-from sightx.augment import EvalTransform
 from sightx.stream import normalize_batch
 from sightx.train import load_checkpoint
 

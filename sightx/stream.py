@@ -23,8 +23,8 @@ import webdataset as wds
 from torch.utils.data import DataLoader, IterableDataset
 
 from sightx import balance, codec
-from sightx.augment import Augment, EvalTransform
 from sightx import manifest as mf
+from sightx.augment import Augment, EvalTransform
 from sightx.shard.reader import wanted_member
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
