@@ -94,4 +94,4 @@ class Augment:
         mean_grey = float(np.dot(cv2.mean(img)[:3], _GREY))
         grey = np.tile(_GREY, (3, 1))
         m = c * b * (s * np.eye(3, dtype=np.float32) + (1 - s) * grey)
-        return np.hstack([m, np.full((3, 1), (1 - c) * b * mean_grey, np.float32)]).astype(np.float32)
+        return np.hstack([m, np.full((3, 1), (1 - c) * b * mean_grey, np.float32)])

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 import math
-
+import statistics
 from dataclasses import dataclass
 
 import cv2
@@ -47,10 +47,12 @@ class Circle:
     cy: float
     r: float
 
-    def scaled(self, s: float) -> Circle:
-        """The same circle in an image resized by factor s (a DCT-scaled decode, cv2.resize):
-        pixel edges scale, so a centre maps as (x + 0.5) * s - 0.5."""
-        return Circle((self.cx + 0.5) * s - 0.5, (self.cy + 0.5) * s - 0.5, self.r * s)
+    def scaled(self, sx: float, sy: float | None = None) -> Circle:
+        """The same circle in an image resized by sx (and sy vertically, if different) as a
+        DCT-scaled decode or cv2.resize does: pixel edges scale, so a centre maps as
+        (x + 0.5) * s - 0.5; the radius takes the mean factor."""
+        sy = sx if sy is None else sy
+        return Circle((self.cx + 0.5) * sx - 0.5, (self.cy + 0.5) * sy - 0.5, self.r * (sx + sy) / 2)
 
 
 # --- field of view -----------------------------------------------------------------
@@ -78,8 +80,7 @@ def find_fov(img: np.ndarray) -> Circle | None:
     fit = _fit_at_threshold(coarse, max((bg + otsu) / 2, bg + 3 * noise))
     if fit is None:
         return None
-    fx, fy = work.shape[1] / coarse.shape[1], work.shape[0] / coarse.shape[0]
-    rough = Circle((fit[0].cx + 0.5) * fx - 0.5, (fit[0].cy + 0.5) * fy - 0.5, fit[0].r * (fx + fy) / 2)
+    rough = fit[0].scaled(work.shape[1] / coarse.shape[1], work.shape[0] / coarse.shape[0])
     levels = _rim_levels(coarse, _distance2_map(coarse.shape, fit[0]), fit[0].r, bg, _WIDE_RINGS)
     if levels is None:
         return None
@@ -87,8 +88,7 @@ def find_fov(img: np.ndarray) -> Circle | None:
     fit = _fit_at_threshold(work, max((inner + outer) / 2, outer + 3 * noise), near=rough)
     if fit is None or not _is_plausible(work, *fit, bg):
         return None
-    c = fit[0]
-    return Circle((c.cx + 0.5) * sx - 0.5, (c.cy + 0.5) * sy - 0.5, c.r * (sx + sy) / 2)
+    return fit[0].scaled(sx, sy)
 
 
 def _working_copy(img: np.ndarray) -> tuple[np.ndarray, float, float]:
@@ -115,13 +115,7 @@ def _background(work: np.ndarray) -> tuple[float, float]:
     levels = np.partition(patches, mid, axis=1)[:, mid]
     mads = np.partition(np.abs(patches.astype(np.int16) - levels[:, None]), mid, axis=1)[:, mid]
     # Median over corners: one corner may be clipped by an off-centre circle.
-    return _middle(levels.tolist()), 1.4826 * _middle(mads.tolist())
-
-
-def _middle(values: list[float]) -> float:
-    """Median of a few numbers."""
-    v = sorted(values)
-    return (v[(len(v) - 1) // 2] + v[len(v) // 2]) / 2
+    return statistics.median(levels.tolist()), 1.4826 * statistics.median(mads.tolist())
 
 
 def _hist_median(hist: np.ndarray, lo: int = 0) -> float:

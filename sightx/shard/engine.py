@@ -210,6 +210,10 @@ def run(raw: Path, out: Path, opts: ShardOptions) -> dict[str, Any]:
     )
     previous = _prepare_output(out, opts)
     results: dict[str, ShardResult] = {}
+
+    def record() -> None:
+        mf.write(out, _manifest(opts, plan, results, len(images)))
+
     for task in plan.tasks:
         reused = _reusable(out, task, previous)
         if reused is not None:
@@ -219,7 +223,7 @@ def run(raw: Path, out: Path, opts: ShardOptions) -> dict[str, Any]:
     for p in _shard_files(out):
         if p.name not in planned_names:
             p.unlink()  # left by a larger earlier plan: readers must not pick it up
-    mf.write(out, _manifest(opts, plan, results, len(images)))
+    record()
 
     todo = [t for t in plan.tasks if t.name not in results]
     build = BuildOptions(str(raw), str(out), opts.preprocess, opts.min_quality)
@@ -241,13 +245,13 @@ def run(raw: Path, out: Path, opts: ShardOptions) -> dict[str, Any]:
         commit_shard(out, result.name)
         results[result.name] = result
         if time.monotonic() - recorded >= _RECORD_EVERY_S:
-            mf.write(out, _manifest(opts, plan, results, len(images)))
+            record()
             recorded = time.monotonic()
 
     def record_progress() -> None:
         """On the way out, so a resume reuses every shard finished so far."""
         try:
-            mf.write(out, _manifest(opts, plan, results, len(images)))
+            record()
         except OSError:
             pass  # the run is failing anyway; shards not listed are rebuilt by a resume
 
@@ -269,13 +273,12 @@ def run(raw: Path, out: Path, opts: ShardOptions) -> dict[str, Any]:
     final = _manifest(opts, plan, results, len(images))
     elapsed = time.perf_counter() - start
     built = [r for r in results.values() if r.seconds > 0]
-    processed = sum(len(t.samples) for t in todo)
     final["run"] = {
         "workers": opts.workers,
         "elapsed_s": round(elapsed, 2),
         "resumed_shards": resumed,
         "built_shards": len(built),
-        "images_per_s": round(processed / elapsed, 2) if elapsed else None,
+        "images_per_s": round(total / elapsed, 2) if elapsed else None,
         "input_mb_per_s": round(sum(r.input_bytes for r in built) / 1e6 / elapsed, 2) if elapsed else None,
     }
     mf.write(out, final)
@@ -353,18 +356,14 @@ def _execute(todo: list[ShardTask], build: BuildOptions, workers: int, tick: Any
         cv2.setNumThreads(1)
         # One committer thread: a shard's fsync (the GIL is released) overlaps building the next.
         with ThreadPoolExecutor(1) as committer:
-            commits: list[Future[None]] = []
+            commit: Future[None] | None = None
             for task in todo:
                 result = build_shard(task, build, lambda rejected: tick(1, int(rejected)))
-                running = []
-                for c in commits:
-                    if c.done():
-                        c.result()  # re-raises a failed commit (disk full) now, not at the end
-                    else:
-                        running.append(c)
-                commits = [*running, committer.submit(finished, result)]
-            for c in commits:
-                c.result()
+                if commit is not None:
+                    commit.result()  # the previous shard's, done by now; re-raises a failed commit (disk full)
+                commit = committer.submit(finished, result)
+            if commit is not None:
+                commit.result()
         return
     ctx = mp.get_context("spawn")
     ticks = ctx.Queue()
