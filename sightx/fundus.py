@@ -86,7 +86,7 @@ def find_fov(img: np.ndarray) -> Circle | None:
         return None
     inner, outer = levels
     fit = _fit_at_threshold(work, max((inner + outer) / 2, outer + 3 * noise), near=rough)
-    if fit is None or not _is_plausible(work, *fit, bg):
+    if fit is None or not _is_plausible(work, *fit, bg, inner):
         return None
     return fit[0].scaled(sx, sy)
 
@@ -253,21 +253,21 @@ def _kasa(pts: np.ndarray) -> tuple[float, float, float] | None:
     return float(cx + mx), float(cy + my), float(np.sqrt(max(z.mean() + cx**2 + cy**2, 0.0)))
 
 
-def _is_plausible(work: np.ndarray, c: Circle, outline: np.ndarray, bg: float) -> bool:
+def _is_plausible(work: np.ndarray, c: Circle, outline: np.ndarray, bg: float, inner: float) -> bool:
     """A fundus: centre in frame, a real step at the rim, and a blob shaped like the disk.
 
-    The step test (most of the drop happens within a few % of r) rejects smooth
-    radial glows, whose iso-contours are circles too.
+    The step test (most of the drop from `inner`, the level just inside the rim that set the
+    threshold, happens within a few % of r) rejects smooth radial glows, whose iso-contours
+    are circles too.
     """
     h, w = work.shape
     if not (0 <= c.cx < w and 0 <= c.cy < h and c.r >= 0.05 * min(h, w)):
         return False
     d2 = _distance2_map(work.shape, c)
-    wide = _rim_levels(work, d2, c.r, bg, _WIDE_RINGS)
     narrow = _rim_levels(work, d2, c.r, bg, _NARROW_RINGS)
-    if wide is None or narrow is None:
+    if narrow is None:
         return False
-    if narrow[0] - narrow[1] < max(_MIN_CONTRAST, _MIN_STEP * (wide[0] - bg)):
+    if narrow[0] - narrow[1] < max(_MIN_CONTRAST, _MIN_STEP * (inner - bg)):
         return False
     blob = np.zeros_like(work)
     cv2.drawContours(blob, [outline], -1, 1, thickness=cv2.FILLED)  # filled: holes are not rim
@@ -403,14 +403,17 @@ def graham(img: np.ndarray, r: float) -> np.ndarray:
     """Ben Graham's local average colour subtraction: 4*img - 4*blur(img, r/30) + 128.
 
     Removes illumination and pigmentation differences between cameras and eyes
-    while keeping vessels and lesions. The wide blur runs at reduced resolution
-    (about 8x cheaper, visually identical); the sigma is corrected for the
-    smoothing that the down- and up-sampling add (box (d^2-1)/12, linear (d^2-1)/6).
+    while keeping vessels and lesions. The wide blur runs at 1/d resolution, d a power
+    of two (visually identical, d^2 times fewer pixels to blur): each bilinear halving of an
+    even side averages 2x2 boxes exactly, 6x cheaper than OpenCV's area resize at the same
+    ratio. The sigma is corrected for the smoothing that the down- and up-sampling add
+    (box (d^2-1)/12, linear (d^2-1)/6).
     """
     sigma = r / 30
     h, w = img.shape[:2]
-    d = max(1, int(sigma // 2))  # keeps the reduced-resolution sigma >= ~2 px
-    small = cv2.resize(img, (max(1, round(w / d)), max(1, round(h / d))), interpolation=cv2.INTER_AREA)
+    small = img
+    for _ in range(max(0, int(math.log2(max(sigma / 2, 1))))):  # keeps the reduced sigma >= ~2 px
+        small = cv2.resize(small, (max(1, small.shape[1] // 2), max(1, small.shape[0] // 2)), interpolation=cv2.INTER_LINEAR)
     fd = w / small.shape[1]
     small_sigma = np.sqrt(sigma**2 - (fd**2 - 1) / 4) / fd
     blur = cv2.GaussianBlur(small, (0, 0), small_sigma)
@@ -444,16 +447,28 @@ def quality_metrics(img: np.ndarray, c: Circle) -> dict[str, float]:
 
     Sharpness is measured on the square inscribed in 0.9 r, so the rim's step edge (and the
     padding edge of most cut-off fields) does not count as detail, at 40% of the pixels.
+    Variances come from sums and sums of squares (cv2.mean, cv2.norm), 2-3x cheaper than
+    cv2.meanStdDev on these types.
     """
     gray = cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)
     field = _mask_u8(gray.shape[0], gray.shape[1], c, 1.0)
-    mean, std = cv2.meanStdDev(gray, mask=field)
+    brightness, contrast = _mean_std(gray, field)
     half = 0.9 * c.r / math.sqrt(2)
     x0, y0 = max(0, round(c.cx - half)), max(0, round(c.cy - half))
     centre = gray[y0 : max(y0 + 3, round(c.cy + half) + 1), x0 : max(x0 + 3, round(c.cx + half) + 1)]
-    _, lap_std = cv2.meanStdDev(cv2.Laplacian(centre, cv2.CV_16S))  # exact in int16: |lap| <= 1020
+    _, lap_std = _mean_std(cv2.Laplacian(centre, cv2.CV_16S))  # exact in int16: |lap| <= 1020
     return {
-        "brightness": round(float(mean[0, 0]), 3),
-        "contrast": round(float(std[0, 0]), 3),
-        "sharpness": round(float(lap_std[0, 0]) ** 2, 3),
+        "brightness": round(brightness, 3),
+        "contrast": round(contrast, 3),
+        "sharpness": round(lap_std**2, 3),
     }
+
+
+def _mean_std(values: np.ndarray, mask: np.ndarray | None = None) -> tuple[float, float]:
+    """Mean and (population) standard deviation of a one-channel image, under an optional mask."""
+    n = values.size if mask is None else cv2.countNonZero(mask)
+    if n == 0:
+        return 0.0, 0.0
+    mean = cv2.mean(values, mask=mask)[0]
+    square = cv2.norm(values, cv2.NORM_L2SQR, mask=mask) / n
+    return float(mean), math.sqrt(max(square - mean * mean, 0.0))

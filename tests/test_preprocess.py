@@ -97,6 +97,14 @@ def test_small_field_takes_the_finer_decode() -> None:
     assert out.image.shape == (512, 512, 3)
 
 
+def test_slightly_small_field_is_enlarged_not_decoded_again() -> None:
+    # Diameter 2 * 253 = 506 px at the 1/4 decode: 1% short of 512, within the tolerance.
+    data = fundus_jpeg(3888, 2592, 1900, 1300, 1012)
+    out = preprocess_bytes(data, PreprocessOptions())
+    assert out.info["decode_scale"] == 0.25
+    assert out.image.shape == (512, 512, 3)
+
+
 def test_fov_too_small() -> None:
     data = fundus_jpeg(1800, 1200, 900, 600, 250)
     assert _reject_reason(data, PreprocessOptions()) == "fov-too-small"

@@ -112,7 +112,7 @@ def _reusable(out: Path, task: ShardTask, previous: dict[str, Any] | None) -> Sh
         return None
     rec = next((s for s in previous["shards"] if s["name"] == task.name and s.get("done")), None)
     path = out / task.name
-    if rec is None or rec["digest"] != task.digest() or not path.is_file() or path.stat().st_size != rec["bytes"]:
+    if rec is None or rec["digest"] != task.digest or not path.is_file() or path.stat().st_size != rec["bytes"]:
         return None
     if file_sha256(path) != rec["sha256"]:
         return None
@@ -124,7 +124,7 @@ def _reusable(out: Path, task: ShardTask, previous: dict[str, Any] | None) -> Sh
 
 def _record(task: ShardTask, result: ShardResult | None) -> dict[str, Any]:
     if result is None:
-        return {"name": task.name, "split": task.split, "digest": task.digest(), "planned": len(task.samples), "done": False}
+        return {"name": task.name, "split": task.split, "digest": task.digest, "planned": len(task.samples), "done": False}
     return {
         "name": result.name,
         "split": result.split,

@@ -6,6 +6,7 @@ any time (resume, retry, a cluster later) and the output is byte-identical.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -46,8 +47,10 @@ class ShardTask:
     def name(self) -> str:
         return f"{self.split}-{self.index:06d}.tar"
 
+    @functools.cached_property
     def digest(self) -> str:
-        """Identifies the shard's planned content: a resume reuses a shard only if this matches."""
+        """Identifies the shard's planned content: a resume reuses a shard only if this matches.
+        Cached (and pickled along to the worker): planning and building both need it."""
         payload = json.dumps([asdict(s) for s in self.samples], sort_keys=True).encode()
         return hashlib.sha256(payload).hexdigest()
 

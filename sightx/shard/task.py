@@ -113,7 +113,7 @@ def build_shard(task: ShardTask, opts: BuildOptions, tick: Callable[[bool], None
     does not wait for the disk. `tick(rejected)` is called after each sample for progress.
     """
     start = time.perf_counter()
-    result = ShardResult(task.name, task.split, task.digest())
+    result = ShardResult(task.name, task.split, task.digest)
     with open(_temporary(Path(opts.out) / task.name), "wb") as f:
         out = _HashingWriter(f)
         # One write per member (the default copies in 16 KiB pieces, each hashed and written apart).
