@@ -100,8 +100,7 @@ def preprocess_bytes(data: bytes, opts: PreprocessOptions) -> Processed:
     metrics = fundus.quality_metrics(small, c)
     out = fundus.normalize(small, opts.normalize, opts.size / 2)
     if opts.normalize == "graham":
-        out = fundus.apply_mask(out, c, opts.mask_scale)
-        out = fundus.mask_outside(out, frame, opts.size / 60)  # the blur's reach: sigma = r/30
+        out = fundus.apply_mask(out, c, opts.mask_scale, frame, opts.size / 60)  # margin: the blur's reach, r/30
     else:
         out = fundus.apply_mask(out, c, 1.0)
 

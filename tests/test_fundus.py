@@ -228,6 +228,17 @@ def test_circle_mask_and_apply_mask() -> None:
     assert (out[~half] == 0).all() and (out[half] == 200).all()
 
 
+def test_apply_mask_blanks_outside_the_frame_less_a_margin() -> None:
+    # A field cut off at the top: the photo's frame starts at y = 20 in the output's pixels.
+    c = Circle(49.5, 49.5, 48)
+    img = np.full((100, 100, 3), 200, np.uint8)
+    out = fundus.apply_mask(img, c, 1.0, frame=(-5.0, 20.0, 105.0, 105.0), margin=3.0)
+    assert (out[:23] == 0).all()  # above the frame and within the margin below its edge
+    inside = fundus.circle_mask((100, 100), c)
+    assert (out[23:][inside[23:]] == 200).all() and (out[~inside] == 0).all()
+    assert np.array_equal(fundus.apply_mask(img, c, 1.0, frame=(-5.0, -5.0, 105.0, 105.0), margin=3.0), fundus.apply_mask(img, c))
+
+
 @pytest.mark.parametrize("side", [300, 1000])
 def test_resize_is_square(side: int) -> None:
     img = np.random.default_rng(0).integers(0, 256, (side, side, 3), dtype=np.uint8)

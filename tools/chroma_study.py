@@ -28,8 +28,7 @@ OUT = 512
 def normalised(img: np.ndarray, c: fundus.Circle) -> np.ndarray:
     """The preprocess path from the crop to the masked Graham image, for a given circle."""
     small, cc, frame = fundus.crop_resize(img, c, OUT)
-    out = fundus.apply_mask(fundus.graham(small, OUT / 2), cc, 0.92)
-    return fundus.mask_outside(out, frame, OUT / 60)
+    return fundus.apply_mask(fundus.graham(small, OUT / 2), cc, 0.92, frame, OUT / 60)
 
 
 def dark_spots(healthy: np.ndarray, diseased: np.ndarray) -> int:

@@ -23,7 +23,7 @@ STEPS: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
     ("field-of-view search", (("fundus.py", "find_fov"),)),
     ("crop + resize", (("fundus.py", "crop_resize"),)),
     ("quality metrics", (("fundus.py", "quality_metrics"),)),
-    ("Graham + masks", (("fundus.py", "normalize"), ("fundus.py", "apply_mask"), ("fundus.py", "mask_outside"))),
+    ("Graham + masks", (("fundus.py", "normalize"), ("fundus.py", "apply_mask"))),
     ("encode", (("codec.py", "encode"),)),
 )
 ENGINE_STEP = "engine: read, plan, tar, sha256, manifest"
