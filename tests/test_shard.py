@@ -288,3 +288,26 @@ def test_cli_chroma_option_reaches_the_shards_and_the_manifest(raw: Path, tmp_pa
     assert simplejpeg.decode_jpeg_header(sample["jpg"])[3] == "444"
     res = CliRunner().invoke(shard_cli, args)  # the default, 4:2:0, against 4:4:4 shards: refused
     assert res.exit_code == 1 and "--overwrite" in res.output
+
+
+@pytest.mark.parametrize("samples", [[], [[("a.jpg", b"x" * 700), ("a.cls", b"3")], [("k" * 120 + ".json", b"{}")]]])
+def test_tar_writer_writes_what_tarfile_would(tmp_path: Path, samples: list) -> None:
+    # Byte for byte what tarfile writes (long names included), and the hash is of those bytes.
+    import hashlib
+    import io
+
+    from sightx.shard.task import _TarWriter
+
+    with open(tmp_path / "ours.tar", "wb") as f:
+        ours = _TarWriter(f)
+        for members in samples:
+            ours.add(members)
+        ours.close()
+    with tarfile.open(tmp_path / "ref.tar", "w", format=tarfile.GNU_FORMAT) as ref:
+        for name, data in (m for members in samples for m in members):
+            info = tarfile.TarInfo(name)
+            info.size, info.mtime, info.mode, info.uname, info.gname = len(data), 0, 0o444, "", ""
+            ref.addfile(info, io.BytesIO(data))
+    written = (tmp_path / "ours.tar").read_bytes()
+    assert written == (tmp_path / "ref.tar").read_bytes()
+    assert ours.size == len(written) and ours.sha256.hexdigest() == hashlib.sha256(written).hexdigest()
