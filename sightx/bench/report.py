@@ -62,7 +62,8 @@ def _shard(s: dict[str, Any], markdown: bool) -> list[str]:
     kind = "synthetic, EyePACS camera mix" if inp["synthetic"] else "from --input"
     title = (
         f"shard: {inp['images']} full-resolution images ({kind}), {inp['mb']} MB -> {s['recipe']['size']} px q{s['recipe']['quality']}; "
-        f"images/s in steady state (start-up, timed on {inp['startup_images']} image(s), excluded); "
+        f"images/s in steady state (start-up, timed on {inp['startup_images']} image(s), excluded), "
+        "each repetition a fresh process, the engines taking turns; "
         "shard size " + " / ".join(f"{v} at {w} w" for w, v in s["shard_size"].items())
         + " (SightX: " + " / ".join(f"{v}" for v in s["sightx_shard_size"].values())
         + ", eight shards per worker: its unit of work)"

@@ -1,8 +1,8 @@
 """Shard stage: images/s and MB/s of every engine at 1 and N workers on the same files.
 
-Throughput is steady state: each repetition also runs the engine on one image per worker
-(one shard each, so pools start as in the full run), and the full run's extra images over its
-extra time is the rate. Start-up (pool spawn, imports; about 3 s for img2dataset) is reported apart.
+Throughput is steady state: each repetition, a fresh process, also runs the engine on one image
+per worker (one shard each, so pools start as in the full run), and the full run's extra images
+over its extra time is the rate. Start-up (pool spawn, imports; about 3 s for img2dataset) is reported apart.
 """
 
 from __future__ import annotations
@@ -38,30 +38,26 @@ _DARK, _WHITE = 15, 250  # below: background or mask; above: white padding
 
 @dataclass(frozen=True)
 class Measure:
-    """One engine at one worker count: what the measurement process needs."""
+    """One repetition of one engine at one worker count: what its process needs."""
 
     run: EngineRun
     full: InputSet
     startup: InputSet
-    reps: int
     warmup: bool
     scratch: str
 
 
 def measure(m: Measure) -> dict[str, Any]:
-    """An untimed start-up run (imports, lazy set-up), then `reps` x (start-up run, full run)."""
+    """An untimed start-up run (imports, lazy set-up), then a timed start-up run and full run."""
     out = Path(m.scratch)
     startup = replace(m.run, shard_size=1)  # one shard per image: every worker starts
     if m.warmup:
         run_engine(startup, m.startup, out)
-    full_s, startup_s, written = [], [], 0
-    for _ in range(m.reps):
-        startup_s.append(_timed(run_engine, startup, m.startup, out)[0])
-        seconds, written = _timed(run_engine, m.run, m.full, out)
-        full_s.append(seconds)
+    startup_s = _timed(run_engine, startup, m.startup, out)[0]
+    full_s, written = _timed(run_engine, m.run, m.full, out)
     fill = field_fill(out)
     shutil.rmtree(out, ignore_errors=True)
-    return {"full_s": full_s, "startup_s": startup_s, "written": written, "field_fill": fill}
+    return {"full_s": [full_s], "startup_s": [startup_s], "written": written, "field_fill": fill}
 
 
 def _timed(fn: Callable[..., int], *args: Any) -> tuple[float, int]:
@@ -120,24 +116,44 @@ def summarise(raw: dict[str, Any], n: int, k: int, workers: int, mb: float) -> d
 
 
 def stage(opts: BenchOptions, inputs: Inputs, work: Path, log: Callable[[str], None]) -> dict[str, Any]:
-    """Every engine at 1 and --workers workers, each in a fresh process; errors become rows."""
+    """Every engine at 1 and --workers workers; errors become rows.
+
+    Each repetition is a fresh process and the repetitions go round every engine in turn, so a
+    ratio compares runs made minutes, not a whole stage, apart: on a shared machine the speed of
+    one process (its core, its neighbours) varies by several percent from the next.
+    """
     recipe = Recipe(opts.size, opts.quality)
     exe = find_img2dataset(opts.img2dataset)
     n, k, mb = len(inputs.full.files), len(inputs.startup.files), inputs.full.bytes() / 1e6
+    jobs = {
+        (engine, w): Measure(
+            EngineRun(engine, w, opts.shard_size_for(w, engine), recipe, exe),
+            inputs.full, inputs.startup, opts.warmup, str(work / f"out-{engine}-{w}"),
+        )
+        for engine in ENGINES
+        for w in opts.worker_counts()
+    }
+    raw: dict[tuple[str, int], dict[str, Any]] = {}
+    errors: dict[str, str] = {}
+    for _ in range(opts.reps):
+        for (engine, w), m in jobs.items():
+            if engine in errors:
+                continue
+            try:
+                _merge(raw.setdefault((engine, w), {}), isolated(measure, m))
+            except BenchError as e:
+                errors[engine] = str(e)
+                log(f"shard  {LABELS[engine]}: not available: {e}")
     engines: dict[str, Any] = {}
     for engine in ENGINES:
         row: dict[str, Any] = {"label": LABELS[engine], "output": OUTPUTS[engine], "runs": {}}
-        for w in opts.worker_counts():
-            run = EngineRun(engine, w, opts.shard_size_for(w, engine), recipe, exe)
-            m = Measure(run, inputs.full, inputs.startup, opts.reps, opts.warmup, str(work / f"out-{engine}-{w}"))
-            try:
-                result = summarise(isolated(measure, m), n, k, w, mb)
-            except BenchError as e:
-                row = {**row, "error": str(e)}
-                log(f"shard  {LABELS[engine]}: not available: {e}")
-                break
-            row["runs"][str(w)] = result
-            log(f"shard  {LABELS[engine]:<20} {w} worker(s): {result['images_per_s']['median']} images/s")
+        if engine in errors:
+            row["error"] = errors[engine]
+        else:
+            for w in opts.worker_counts():
+                result = summarise(raw[(engine, w)], n, k, w, mb)
+                row["runs"][str(w)] = result
+                log(f"shard  {LABELS[engine]:<20} {w} worker(s): {result['images_per_s']['median']} images/s")
         engines[engine] = row
     return {
         "input": inputs.describe(),
@@ -149,6 +165,14 @@ def stage(opts: BenchOptions, inputs: Inputs, work: Path, log: Callable[[str], N
         "engines": engines,
         **compare(engines, opts.worker_counts()),
     }
+
+
+def _merge(into: dict[str, Any], rep: dict[str, Any]) -> None:
+    """Add one process's repetition to an engine's figures: times pooled, memory its peak."""
+    for key in ("full_s", "startup_s"):
+        into.setdefault(key, []).extend(rep[key])
+    into["peak_rss_mb"] = max(into.get("peak_rss_mb", 0.0), rep["peak_rss_mb"])
+    into["written"], into["field_fill"] = rep["written"], rep["field_fill"]
 
 
 def _breakdown(opts: BenchOptions, inputs: Inputs, work: Path, log: Callable[[str], None]) -> dict[str, Any]:
