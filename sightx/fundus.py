@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import functools
 import math
-import statistics
 from dataclasses import dataclass
 
 import cv2
@@ -112,11 +111,18 @@ def _background(work: np.ndarray) -> tuple[float, float]:
     h, w = work.shape
     ph, pw = max(2, round(h * _CORNER_FRAC)), max(2, round(w * _CORNER_FRAC))
     patches = np.stack([work[:ph, :pw], work[:ph, -pw:], work[-ph:, :pw], work[-ph:, -pw:]]).reshape(4, -1)
+    patches.sort(axis=1)
     mid = patches.shape[1] // 2
-    levels = np.partition(patches, mid, axis=1)[:, mid]
-    mads = np.partition(np.abs(patches.astype(np.int16) - levels[:, None]), mid, axis=1)[:, mid]
+    levels = patches[:, mid : mid + 1].astype(np.int16)
+    deviations = np.abs(patches - levels)  # int16: no uint8 wrap-around
+    deviations.sort(axis=1)
     # Median over corners: one corner may be clipped by an off-centre circle.
-    return statistics.median(levels.tolist()), 1.4826 * statistics.median(mads.tolist())
+    return _median4(levels.ravel().tolist()), 1.4826 * _median4(deviations[:, mid].tolist())
+
+
+def _median4(values: list[float]) -> float:
+    a, b, c, d = sorted(values)
+    return (b + c) / 2
 
 
 def _hist_median(hist: np.ndarray, lo: int = 0) -> float:
@@ -182,7 +188,7 @@ def _outline_points(outline: np.ndarray, shape_hw: tuple[int, ...]) -> np.ndarra
     """Outline pixel centres that do not touch the frame (there the camera cut the circle off)."""
     h, w = shape_hw[:2]
     xy = outline.reshape(-1, 2)
-    inside = (xy[:, 0] > 0) & (xy[:, 0] < w - 1) & (xy[:, 1] > 0) & (xy[:, 1] < h - 1)
+    inside = ((xy > 0) & (xy < (w - 1, h - 1))).all(axis=1)
     return xy[inside].astype(np.float64)
 
 
@@ -213,25 +219,27 @@ def _robust_circle(pts: np.ndarray, near: Circle | None = None) -> tuple[Circle,
 
 
 def _residuals(pts: np.ndarray, cx: float, cy: float, r: float) -> np.ndarray:
-    return np.abs(np.hypot(pts[:, 0] - cx, pts[:, 1] - cy) - r)
+    d = pts - (cx, cy)
+    return np.abs(np.sqrt(np.einsum("ij,ij->i", d, d)) - r)
 
 
 def _refit(pts: np.ndarray, inliers: np.ndarray) -> tuple[Circle, float] | None:
     """Kasa fits on the inliers, re-selecting inliers after each until they settle (3 at most);
     returns the circle and inlier share."""
     for _ in range(3):
-        if inliers.sum() < _MIN_RIM_POINTS:
+        k = np.count_nonzero(inliers)
+        if k < _MIN_RIM_POINTS:
             return None
-        fit = _kasa(pts[inliers])
+        fit = _kasa(pts if k == len(pts) else pts[inliers])
         if fit is None:
             return None
         cx, cy, r = fit
         again = _residuals(pts, cx, cy, r) < _INLIER_TOL
-        settled = np.array_equal(again, inliers)
+        settled = bool((again == inliers).all())
         inliers = again
         if settled:
             break
-    return Circle(cx, cy, r), float(inliers.mean())
+    return Circle(cx, cy, r), np.count_nonzero(inliers) / len(pts)
 
 
 def _circles_through(tri: np.ndarray) -> np.ndarray:
@@ -248,18 +256,18 @@ def _circles_through(tri: np.ndarray) -> np.ndarray:
 def _kasa(pts: np.ndarray) -> tuple[float, float, float] | None:
     """Algebraic least-squares circle (Kasa) in closed form, on centred points for conditioning:
     x^2 + y^2 = p x + q y + c, where centring decouples c from the 2x2 system for p, q.
-    None for collinear points."""
-    mx, my = pts.mean(axis=0)
-    x, y = pts[:, 0] - mx, pts[:, 1] - my
-    z = x * x + y * y
-    sxx, syy, sxy = x @ x, y @ y, x @ y
+    All the sums come from one 2x3 matrix product. None for collinear points."""
+    n = len(pts)
+    mx, my = (pts.sum(axis=0) / n).tolist()
+    c = pts - (mx, my)
+    z = np.einsum("ij,ij->i", c, c)
+    (sxx, sxy, sxz), (_, syy, syz) = (c.T @ np.column_stack((c, z))).tolist()
     det = sxx * syy - sxy * sxy
     if det <= 1e-9 * max(sxx * syy, 1.0):
         return None
-    sxz, syz = x @ z, y @ z
     cx = (sxz * syy - syz * sxy) / det / 2
     cy = (syz * sxx - sxz * sxy) / det / 2
-    return float(cx + mx), float(cy + my), float(np.sqrt(max(z.mean() + cx**2 + cy**2, 0.0)))
+    return cx + mx, cy + my, math.sqrt(max((sxx + syy) / n + cx * cx + cy * cy, 0.0))
 
 
 def _is_plausible(work: np.ndarray, c: Circle, outline: np.ndarray, bg: float, inner: float) -> bool:

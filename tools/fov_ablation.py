@@ -1,0 +1,118 @@
+"""What the field-of-view search costs inside the shard engine (README evidence for the floor gap).
+
+usage: python tools/fov_ablation.py [ROUNDS] [RAW_FOLDER]
+
+Times, in the same rounds, the decode-only floor and the SightX engine at one worker with its
+field search as shipped, cut down to a bare search (Otsu threshold, outline, one least-squares
+circle: none of the checks), and replaced by a lookup of the circles the real search finds
+(so crops, padding and masks stay the same and only the search's own cost goes). Each run is a
+fresh process, measured like `sightx-bench shard` (start-up excluded); the variants take turns.
+RAW_FOLDER defaults to 64 synthetic photos at the EyePACS camera mix, as the benchmark uses.
+"""
+
+from __future__ import annotations
+
+import statistics
+import sys
+import tempfile
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from sightx import fundus
+from sightx.bench.baselines import Recipe
+from sightx.bench.engines import EngineRun
+from sightx.bench.inputs import InputSet, _link
+from sightx.bench.isolate import isolated
+from sightx.bench.shard import Measure, measure, summarise
+from sightx.labels import LABEL_FILE, find_images, read_labels
+from sightx.preprocess import PreprocessOptions, Rejected, preprocess_bytes
+
+VARIANTS = ("decode floor", "search as shipped", "bare search", "circles looked up")
+Circles = dict[tuple[tuple[int, ...], int], fundus.Circle | None]
+
+
+def _key(img: np.ndarray) -> tuple[tuple[int, ...], int]:
+    return img.shape, zlib.crc32(img[::97, ::89].tobytes())
+
+
+def _bare_search(img: np.ndarray) -> fundus.Circle | None:
+    work, sx, sy = fundus._working_copy(img)
+    _, mask = cv2.threshold(work, 0, 1, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+    contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+    fit = fundus._kasa(fundus._outline_points(max(contours, key=cv2.contourArea), mask.shape))
+    return None if fit is None else fundus.Circle(fit[0], fit[1], fit[2] + 0.5).scaled(sx, sy)
+
+
+@dataclass(frozen=True)
+class Job:
+    variant: str
+    measure: Measure
+    circles: Circles
+
+
+def run_variant(job: Job) -> dict:
+    """In the measurement process: swap the search, then measure as the benchmark does."""
+    if job.variant == "bare search":
+        fundus.find_fov = _bare_search
+    elif job.variant == "circles looked up":
+        fundus.find_fov = lambda img: job.circles[_key(img)]
+    return measure(job.measure)
+
+
+def record_circles(files: tuple[str, ...]) -> Circles:
+    """The circles the shipped search finds, keyed by the decoded image they were found in."""
+    circles: Circles = {}
+    search = fundus.find_fov
+
+    def recording(img: np.ndarray) -> fundus.Circle | None:
+        circles[_key(img)] = found = search(img)
+        return found
+
+    fundus.find_fov = recording
+    try:
+        for f in files:
+            try:
+                preprocess_bytes(Path(f).read_bytes(), PreprocessOptions())
+            except Rejected:
+                pass
+    finally:
+        fundus.find_fov = search
+    return circles
+
+
+def main(rounds: int, raw: Path, scratch: Path) -> None:
+    files = tuple(str(p) for p in find_images(raw / "train"))
+    labels = read_labels(raw / LABEL_FILE)
+    _link([Path(files[0])], scratch / "startup", labels)
+    full = InputSet(str(raw), files, True)
+    startup = InputSet(str(scratch / "startup"), tuple(str(p) for p in find_images(scratch / "startup" / "train")), True)
+    circles = record_circles(files)
+    rates: dict[str, list[float]] = {v: [] for v in VARIANTS}
+    for _ in range(rounds):
+        for v in VARIANTS:
+            engine = "decode-floor" if v == "decode floor" else "sightx"
+            m = Measure(EngineRun(engine, 1, max(1, len(files) // 8), Recipe()), full, startup, True, str(scratch / "out"))
+            raw_result = isolated(run_variant, Job(v, m, circles))
+            rates[v].append(summarise(raw_result, len(files), 1, 1, 1.0)["images_per_s"]["median"])
+    floor = statistics.median(rates["decode floor"])
+    print(f"{len(files)} photos from {raw}, {rounds} round(s), 1 worker")
+    print("| variant | images/s (min-max) | time per image / decode floor |\n|---|---|---|")
+    for v, r in rates.items():
+        print(f"| {v} | {statistics.median(r):.1f} ({min(r):.1f}-{max(r):.1f}) | {floor / statistics.median(r):.3f}x |")
+
+
+if __name__ == "__main__":
+    with tempfile.TemporaryDirectory() as tmp:
+        scratch = Path(tmp)
+        if len(sys.argv) > 2:
+            raw = Path(sys.argv[2])
+        else:
+            from sightx.synth.generate import SynthOptions, generate
+
+            raw = scratch / "raw"
+            generate(raw, SynthOptions(n=64, seed=0, progress=False))
+        main(int(sys.argv[1]) if len(sys.argv) > 1 else 3, raw, scratch)
