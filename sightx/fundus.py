@@ -121,8 +121,8 @@ def _background(work: np.ndarray) -> tuple[float, float]:
 
 
 def _median4(values: list[float]) -> float:
-    a, b, c, d = sorted(values)
-    return (b + c) / 2
+    ordered = sorted(values)
+    return (ordered[1] + ordered[2]) / 2
 
 
 def _hist_median(hist: np.ndarray, lo: int = 0) -> float:

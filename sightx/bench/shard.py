@@ -2,7 +2,8 @@
 
 Throughput is steady state: each repetition, a fresh process, also runs the engine on one image
 per worker (one shard each, so pools start as in the full run), and the full run's extra images
-over its extra time is the rate. Start-up (pool spawn, imports; about 3 s for img2dataset) is reported apart.
+over its extra time is the rate. Start-up (pool spawn, imports; about 3 s for img2dataset) is
+reported apart.
 """
 
 from __future__ import annotations

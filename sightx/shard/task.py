@@ -59,9 +59,9 @@ class _TarWriter:
     """Streams a tar to `f` and hashes it on the way, so a shard is never read back.
 
     A sample's members go out in one write and one hash update (tarfile.addfile makes three of
-    each per member, with Python bookkeeping that cost about as much as the hashing). Headers
-    are tarfile's own (GNU format, fixed metadata) and the end of the archive is written as
-    tarfile closes one, so the bytes are those `tarfile.open(mode="w")` would write.
+    each per member, plus a copy of the header object and a copy loop). Headers are tarfile's
+    own (GNU format, fixed metadata) and the end of the archive is written as tarfile closes
+    one, so the bytes are those `tarfile.open(mode="w")` would write.
     """
 
     def __init__(self, f: BinaryIO) -> None:
