@@ -7,7 +7,9 @@ field search as shipped, cut down to a bare search (Otsu threshold, outline, one
 circle: none of the checks), and replaced by a lookup of the circles the real search finds
 (so crops, padding and masks stay the same and only the search's own cost goes). Each run is a
 fresh process, measured like `sightx-bench shard` (start-up excluded); the variants take turns.
-RAW_FOLDER defaults to 64 synthetic photos at the EyePACS camera mix, as the benchmark uses.
+RAW_FOLDER (Kaggle layout: train/*.jpeg and trainLabels.csv) defaults to 64 synthetic photos at
+the EyePACS camera mix, as the benchmark uses. The table also gives the images each variant wrote:
+a variant that rejects images (a failed lookup, a bare search finding nothing) would look faster.
 """
 
 from __future__ import annotations
@@ -85,6 +87,8 @@ def record_circles(files: tuple[str, ...]) -> Circles:
 
 
 def main(rounds: int, raw: Path, scratch: Path) -> None:
+    if not (raw / LABEL_FILE).is_file():
+        sys.exit(f"fov_ablation: {raw / LABEL_FILE} not found (a Kaggle-layout folder is needed)")
     files = tuple(str(p) for p in find_images(raw / "train"))
     labels = read_labels(raw / LABEL_FILE)
     _link([Path(files[0])], scratch / "startup", labels)
@@ -92,17 +96,20 @@ def main(rounds: int, raw: Path, scratch: Path) -> None:
     startup = InputSet(str(scratch / "startup"), tuple(str(p) for p in find_images(scratch / "startup" / "train")), True)
     circles = record_circles(files)
     rates: dict[str, list[float]] = {v: [] for v in VARIANTS}
+    written: dict[str, int] = {}
     for _ in range(rounds):
         for v in VARIANTS:
             engine = "decode-floor" if v == "decode floor" else "sightx"
             m = Measure(EngineRun(engine, 1, max(1, len(files) // 8), Recipe()), full, startup, True, str(scratch / "out"))
             raw_result = isolated(run_variant, Job(v, m, circles))
+            if v != "decode floor":  # it decodes only: nothing to write
+                written[v] = raw_result["written"]
             rates[v].append(summarise(raw_result, len(files), 1, 1, 1.0)["images_per_s"]["median"])
     floor = statistics.median(rates["decode floor"])
     print(f"{len(files)} photos from {raw}, {rounds} round(s), 1 worker")
-    print("| variant | images/s (min-max) | time per image / decode floor |\n|---|---|---|")
+    print("| variant | images/s (min-max) | time per image / decode floor | images written |\n|---|---|---|---|")
     for v, r in rates.items():
-        print(f"| {v} | {statistics.median(r):.1f} ({min(r):.1f}-{max(r):.1f}) | {floor / statistics.median(r):.3f}x |")
+        print(f"| {v} | {statistics.median(r):.1f} ({min(r):.1f}-{max(r):.1f}) | {floor / statistics.median(r):.3f}x | {written.get(v, '-')} |")
 
 
 if __name__ == "__main__":

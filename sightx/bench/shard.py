@@ -136,15 +136,16 @@ def stage(opts: BenchOptions, inputs: Inputs, work: Path, log: Callable[[str], N
     }
     raw: dict[tuple[str, int], dict[str, Any]] = {}
     errors: dict[str, str] = {}
-    for _ in range(opts.reps):
+    for rep in range(1, opts.reps + 1):
         for (engine, w), m in jobs.items():
             if engine in errors:
                 continue
             try:
                 _merge(raw.setdefault((engine, w), {}), isolated(measure, m))
-            except BenchError as e:
+            except BenchError as e:  # its other repetitions go too: a flaky engine is reported as failed
                 errors[engine] = str(e)
                 log(f"shard  {LABELS[engine]}: not available: {e}")
+        log(f"shard  repetition {rep}/{opts.reps} of every engine done")
     engines: dict[str, Any] = {}
     for engine in ENGINES:
         row: dict[str, Any] = {"label": LABELS[engine], "output": OUTPUTS[engine], "runs": {}}

@@ -61,7 +61,7 @@ class _TarWriter:
     A sample's members go out in one write and one hash update (tarfile.addfile makes three of
     each per member, plus a copy of the header object and a copy loop). Headers are tarfile's
     own (GNU format, fixed metadata) and the end of the archive is written as tarfile closes
-    one, so the bytes are those `tarfile.open(mode="w")` would write.
+    one, so the bytes are those `tarfile.open(mode="w", format=GNU_FORMAT)` would write.
     """
 
     def __init__(self, f: BinaryIO) -> None:
