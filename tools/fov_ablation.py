@@ -7,9 +7,10 @@ field search as shipped, cut down to a bare search (Otsu threshold, outline, one
 circle: none of the checks), and replaced by a lookup of the circles the real search finds
 (so crops, padding and masks stay the same and only the search's own cost goes). Each run is a
 fresh process, measured like `sightx-bench shard` (start-up excluded); the variants take turns.
-RAW_FOLDER (Kaggle layout: train/*.jpeg and trainLabels.csv) defaults to 64 synthetic photos at
-the EyePACS camera mix, as the benchmark uses. The table also gives the images each variant wrote:
-a variant that rejects images (a failed lookup, a bare search finding nothing) would look faster.
+The photos are the benchmark's own input set: 64 synthetic ones at the EyePACS camera mix, or
+the first 64 of RAW_FOLDER (as `sightx-bench --input`). The table also gives the images each
+variant wrote: a variant that rejects images (a failed lookup, a bare search finding nothing)
+would look faster.
 """
 
 from __future__ import annotations
@@ -27,10 +28,10 @@ import numpy as np
 from sightx import fundus
 from sightx.bench.baselines import Recipe
 from sightx.bench.engines import EngineRun
-from sightx.bench.inputs import InputSet, _link
+from sightx.bench.inputs import prepare
 from sightx.bench.isolate import isolated
+from sightx.bench.options import BenchError, BenchOptions
 from sightx.bench.shard import Measure, measure, summarise
-from sightx.labels import LABEL_FILE, find_images, read_labels
 from sightx.preprocess import PreprocessOptions, Rejected, preprocess_bytes
 
 VARIANTS = ("decode floor", "search as shipped", "bare search", "circles looked up")
@@ -86,40 +87,31 @@ def record_circles(files: tuple[str, ...]) -> Circles:
     return circles
 
 
-def main(rounds: int, raw: Path, scratch: Path) -> None:
-    if not (raw / LABEL_FILE).is_file():
-        sys.exit(f"fov_ablation: {raw / LABEL_FILE} not found (a Kaggle-layout folder is needed)")
-    files = tuple(str(p) for p in find_images(raw / "train"))
-    labels = read_labels(raw / LABEL_FILE)
-    _link([Path(files[0])], scratch / "startup", labels)
-    full = InputSet(str(raw), files, True)
-    startup = InputSet(str(scratch / "startup"), tuple(str(p) for p in find_images(scratch / "startup" / "train")), True)
+def main(rounds: int, opts: BenchOptions, scratch: Path) -> None:
+    inputs = prepare(opts, scratch)  # the benchmark's own input set: generated, or linked from --input
+    files = inputs.full.files
     circles = record_circles(files)
     rates: dict[str, list[float]] = {v: [] for v in VARIANTS}
     written: dict[str, int] = {}
     for _ in range(rounds):
         for v in VARIANTS:
             engine = "decode-floor" if v == "decode floor" else "sightx"
-            m = Measure(EngineRun(engine, 1, max(1, len(files) // 8), Recipe()), full, startup, True, str(scratch / "out"))
-            raw_result = isolated(run_variant, Job(v, m, circles))
+            run = EngineRun(engine, 1, opts.shard_size_for(1, engine), Recipe())
+            raw_result = isolated(run_variant, Job(v, Measure(run, inputs.full, inputs.startup, True, str(scratch / "out")), circles))
             if v != "decode floor":  # it decodes only: nothing to write
                 written[v] = raw_result["written"]
-            rates[v].append(summarise(raw_result, len(files), 1, 1, 1.0)["images_per_s"]["median"])
+            rates[v].append(summarise(raw_result, len(files), len(inputs.startup.files), 1, 1.0)["images_per_s"]["median"])
     floor = statistics.median(rates["decode floor"])
-    print(f"{len(files)} photos from {raw}, {rounds} round(s), 1 worker")
+    print(f"{len(files)} photos from {opts.input or 'the synthetic EyePACS camera mix'}, {rounds} round(s), 1 worker")
     print("| variant | images/s (min-max) | time per image / decode floor | images written |\n|---|---|---|---|")
     for v, r in rates.items():
         print(f"| {v} | {statistics.median(r):.1f} ({min(r):.1f}-{max(r):.1f}) | {floor / statistics.median(r):.3f}x | {written.get(v, '-')} |")
 
 
 if __name__ == "__main__":
-    with tempfile.TemporaryDirectory() as tmp:
-        scratch = Path(tmp)
-        if len(sys.argv) > 2:
-            raw = Path(sys.argv[2])
-        else:
-            from sightx.synth.generate import SynthOptions, generate
-
-            raw = scratch / "raw"
-            generate(raw, SynthOptions(n=64, seed=0, progress=False))
-        main(int(sys.argv[1]) if len(sys.argv) > 1 else 3, raw, scratch)
+    try:
+        bench_opts = BenchOptions(stages=("shard",), input=sys.argv[2] if len(sys.argv) > 2 else None)
+        with tempfile.TemporaryDirectory() as tmp:
+            main(int(sys.argv[1]) if len(sys.argv) > 1 else 3, bench_opts, Path(tmp))
+    except BenchError as e:
+        sys.exit(f"fov_ablation: {e}")
