@@ -626,7 +626,7 @@ def shard_samples(path: Path, shards: list[dict[str, Any]], per_grade: int, seed
     wanted = {g for s in shards for g in range(mf.NUM_GRADES) if s["grades"][g]}
     found: dict[int, list[Sample]] = {}
     for i in rng.permutation(len(shards)):
-        for meta, jpg in labelled_samples(path / shards[i]["name"]):
+        for meta, jpg in labelled_samples(mf.shard_file(path, shards[i])):
             found.setdefault(meta["grade"], []).append((meta, jpg))
         if all(len(found.get(g, [])) >= per_grade for g in wanted):
             break

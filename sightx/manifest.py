@@ -8,6 +8,7 @@ and per-split class counts and weights for training-time balancing.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,10 @@ VERSION = 1
 MANIFEST = "manifest.json"
 REJECTS = "rejects.csv"
 NUM_GRADES = 5
+SPLITS = ("train", "val", "test")
+# The only shard names a manifest may hold. Names are data read from a file someone else may have
+# written: anything else (a URL, "pipe:cmd", an absolute path, "../x") is refused, never opened.
+SHARD_NAME = re.compile(r"(?:train|val|test)-[0-9]{6}\.tar")
 # Cui et al. 2019, "Class-balanced loss based on effective number of samples".
 EFFECTIVE_BETA = 0.999
 
@@ -70,9 +75,29 @@ def read(path: Path) -> dict[str, Any]:
     for key in ("options", "shards", "splits"):
         if key not in data:
             raise ManifestError(f"{path}: manifest lacks {key!r}")
+    if not isinstance(data["shards"], list):
+        raise ManifestError(f"{path}: manifest field 'shards' is not a list")
+    for i, record in enumerate(data["shards"]):
+        name = record.get("name") if isinstance(record, dict) else None
+        if not isinstance(name, str) or not SHARD_NAME.fullmatch(name):
+            raise ManifestError(f"{path}: manifest field shards[{i}].name is {name!r}, not a SightX shard name ({{split}}-NNNNNN.tar)")
+        if record.get("split") not in SPLITS or not name.startswith(f"{record['split']}-"):
+            raise ManifestError(f"{path}: manifest field shards[{i}].split is {record.get('split')!r}, which does not match {name!r}")
     return data
 
 
 def shards_of(manifest: dict[str, Any], split: str) -> list[dict[str, Any]]:
     """The finished shards of one split, in order."""
     return [s for s in manifest["shards"] if s["split"] == split and s.get("done")]
+
+
+def shard_file(shard_dir: Path, record: dict[str, Any]) -> Path:
+    """The local file of a shard record: a plain name joined to the (absolute) shard folder.
+
+    The result is absolute, so no reader (webdataset's `gopen` included) can take it for a URL or a
+    `pipe:` command, whatever folder the user runs from.
+    """
+    name = record.get("name")
+    if not isinstance(name, str) or not SHARD_NAME.fullmatch(name):
+        raise ManifestError(f"manifest field 'name' is {name!r}, not a SightX shard name ({{split}}-NNNNNN.tar)")
+    return shard_dir.absolute() / name

@@ -32,8 +32,8 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def shard_paths(shard_dir: Path, manifest: dict[str, Any], split: str) -> list[str]:
-    return [str(shard_dir / s["name"]) for s in mf.shards_of(manifest, split)]
-
+    """Absolute local paths of a split's finished shards (names checked by `manifest.shard_file`)."""
+    return [str(mf.shard_file(shard_dir, s)) for s in mf.shards_of(manifest, split)]
 
 
 @dataclass(frozen=True)
