@@ -62,8 +62,12 @@ class Augment:
         if self.size < min(img.shape[:2]):
             img = resize(img, self.size)  # shrink anti-aliased first: the warp's bilinear is not
         out = cv2.warpAffine(
-            img, self.geometry(img.shape[:2], rng), (self.size, self.size),
-            flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0),
+            img,
+            self.geometry(img.shape[:2], rng),
+            (self.size, self.size),
+            flags=cv2.INTER_LINEAR,
+            borderMode=cv2.BORDER_CONSTANT,
+            borderValue=(0, 0, 0),
         )
         return to_tensor(cv2.transform(out, self.colour(out, rng)))
 

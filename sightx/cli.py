@@ -90,8 +90,13 @@ def _quality_rules(_ctx: click.Context, _param: click.Parameter, value: str | No
 @click.option("--size", type=click.IntRange(32, 4096), default=512, show_default=True, help="Output side in pixels.")
 @click.option("--normalize", type=click.Choice(["graham", "clahe", "none"]), default="graham", show_default=True)
 @click.option("--quality", type=click.IntRange(50, 100), default=95, show_default=True, help="Output JPEG quality.")
-@click.option("--chroma", type=click.Choice(["420", "444"]), default="420", show_default=True,
-              help="JPEG colour resolution: 420 halves it (the usual default), 444 keeps it (40% larger shards).")
+@click.option(
+    "--chroma",
+    type=click.Choice(["420", "444"]),
+    default="420",
+    show_default=True,
+    help="JPEG colour resolution: 420 halves it (the usual default), 444 keeps it (40% larger shards).",
+)
 @click.option("--shard-size", type=click.IntRange(1), default=1000, show_default=True, help="Samples per shard.")
 @click.option("--val-fraction", type=click.FloatRange(0, 0.9), default=0.1, show_default=True, help="Share of patients held out.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seeds the split and the shuffling.")
@@ -138,8 +143,13 @@ def shard(
 @click.argument("shards", type=click.Path(path_type=Path), default=Path("shards"))
 @click.option("--out", default="runs/default", show_default=True, help="Run folder: metrics.jsonl, last.pt, best.pt, PNGs.")
 @click.option("--arch", type=click.Choice(["resnet50", "resnet34", "resnet18"]), default="resnet50", show_default=True)
-@click.option("--head", type=click.Choice(["classify", "regress"]), default="classify", show_default=True,
-              help="5-way cross-entropy, or one score with MSE and kappa-optimised thresholds.")
+@click.option(
+    "--head",
+    type=click.Choice(["classify", "regress"]),
+    default="classify",
+    show_default=True,
+    help="5-way cross-entropy, or one score with MSE and kappa-optimised thresholds.",
+)
 @click.option("--weights", default="none", show_default=True, help="none, imagenet (local torch cache only) or a weights file.")
 @click.option("--image-size", type=click.IntRange(32, 2048), default=512, show_default=True)
 @click.option("--epochs", type=click.IntRange(1), default=30, show_default=True)
@@ -149,9 +159,17 @@ def shard(
 @click.option("--optimizer", type=click.Choice(["adamw", "sgd"]), default="adamw", show_default=True)
 @click.option("--schedule", type=click.Choice(["cosine", "onecycle"]), default="cosine", show_default=True)
 @click.option("--warmup-epochs", type=click.FloatRange(0), default=1.0, show_default=True)
-@click.option("--balance", type=click.Choice(["loss", "sample", "progressive", "none"]), default="progressive", show_default=True,
-              help="Counter the grade imbalance: resampling decaying towards the natural mix (default, best measured kappa), in the loss, by resampling, or not at all.")
-@click.option("--balance-decay", type=click.FloatRange(0, 1), default=0.7, show_default=True, help="progressive: share of balancing kept per epoch.")
+@click.option(
+    "--balance",
+    type=click.Choice(["loss", "sample", "progressive", "none"]),
+    default="progressive",
+    show_default=True,
+    help="Counter the grade imbalance: resampling decaying towards the natural mix (default, best measured kappa), "
+    "in the loss, by resampling, or not at all.",
+)
+@click.option(
+    "--balance-decay", type=click.FloatRange(0, 1), default=0.7, show_default=True, help="progressive: share of balancing kept per epoch."
+)
 @click.option("--workers", type=click.IntRange(0), default=min(8, default_workers()), show_default=True, help="DataLoader workers.")
 @click.option("--shuffle-buffer", type=click.IntRange(0), default=1000, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
@@ -191,7 +209,9 @@ def train(shards: Path, out: str, quiet: bool, **kw: object) -> None:
 @click.option("--device", default="auto", show_default=True)
 @click.option("--blend-eyes", is_flag=True, help="Mix in the other eye's prediction (Kaggle {patient}_{left|right} names).")
 @click.option("--quiet", is_flag=True)
-def predict(inputs: tuple[Path, ...], checkpoint: Path, out_csv: Path, batch_size: int, workers: int, device: str, blend_eyes: bool, quiet: bool) -> None:
+def predict(
+    inputs: tuple[Path, ...], checkpoint: Path, out_csv: Path, batch_size: int, workers: int, device: str, blend_eyes: bool, quiet: bool
+) -> None:
     """Grade INPUTS (image files, folders, or .tar shards) with the checkpoint's own preprocessing."""
     from sightx.model import DeviceError
     from sightx.predict import predict as run_predict
@@ -199,8 +219,9 @@ def predict(inputs: tuple[Path, ...], checkpoint: Path, out_csv: Path, batch_siz
     from sightx.train import TrainError
 
     try:
-        rows = run_predict(list(inputs), checkpoint, batch_size=batch_size, workers=workers, device=device,
-                           blend_eyes=blend_eyes, progress=not quiet)
+        rows = run_predict(
+            list(inputs), checkpoint, batch_size=batch_size, workers=workers, device=device, blend_eyes=blend_eyes, progress=not quiet
+        )
     except (TrainError, DeviceError) as e:
         raise click.ClickException(str(e)) from None
     try:
@@ -218,7 +239,9 @@ def predict(inputs: tuple[Path, ...], checkpoint: Path, out_csv: Path, batch_siz
 @click.option("--seed", type=int, default=0, show_default=True, help="Seeds the gallery and the sample.")
 @click.option("--sample", type=click.IntRange(0), default=2000, show_default=True, help="Images measured for the properties; 0 = all.")
 @click.option("--labels", type=click.Path(dir_okay=False), help="Label CSV (image,level); default: trainLabels.csv beside the images.")
-@click.option("--raw", type=click.Path(file_okay=False), help="Shards only: the raw folder they were made from, for the before/after gallery.")
+@click.option(
+    "--raw", type=click.Path(file_okay=False), help="Shards only: the raw folder they were made from, for the before/after gallery."
+)
 @click.option("--workers", type=click.IntRange(1), default=default_workers(), show_default=True)
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def explore(

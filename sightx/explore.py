@@ -179,8 +179,7 @@ def _classes_section(report: _Report, labels: dict[str, int], images: list[Path]
     stats = class_stats(labels, {image_id(p) for p in images})
     eyes = list(stats["by_eye"])
     rows = [
-        [g, GRADE_NAMES[g], stats["counts"][g], f"{stats['percent'][g]:.2f}%", stats["present"][g]]
-        + [stats["by_eye"][e][g] for e in eyes]
+        [g, GRADE_NAMES[g], stats["counts"][g], f"{stats['percent'][g]:.2f}%", stats["present"][g]] + [stats["by_eye"][e][g] for e in eyes]
         for g in range(mf.NUM_GRADES)
     ]
     agreement = (
@@ -324,8 +323,7 @@ def property_stats(df: pd.DataFrame, folder: Path, n_images: int) -> dict[str, A
         "unreadable": int(failed["reason"].isin(UNREADABLE).sum()),
         "failed_by_reason": {str(k): int(v) for k, v in sorted(Counter(failed["reason"]).items())},
         "failed": [
-            {"image": Path(r.path).relative_to(folder).as_posix(), "reason": r.reason, "detail": r.detail}
-            for r in failed.itertuples()
+            {"image": Path(r.path).relative_to(folder).as_posix(), "reason": r.reason, "detail": r.detail} for r in failed.itertuples()
         ],
         "resolutions": {str(k): int(v) for k, v in df["resolution"].value_counts().items()},
         "file_bytes": _stats(df["bytes"]),
@@ -343,15 +341,16 @@ def _properties_section(report: _Report, folder: Path, images: list[Path], opts:
     parts = [*_properties_tables(stats, opts.seed), report.chart("properties.png", lambda fig: _draw_properties(fig, df))]
     if stats["failed"]:
         failed = [[f["image"], f["reason"], f["detail"]] for f in stats["failed"][:_EXAMPLES]]
-        parts += [_para(f"Files that could not be measured ({len(stats['failed'])}):"),
-                  _table(["image", "reason", "detail"], failed)]
+        parts += [_para(f"Files that could not be measured ({len(stats['failed'])}):"), _table(["image", "reason", "detail"], failed)]
     worst = _worst(df, WORST_SHOWN)
     stats["worst"] = [{"image": Path(p).relative_to(folder).as_posix(), "why": why} for p, why, _ in worst]
     if worst:
         captions = [f"{Path(p).stem}: {why}" for p, why, _ in worst]
         sheet = contact_sheet([img for _, _, img in worst], captions, cols=WORST_COLS, tile=TILE)
-        parts += [_para("Worst-quality photos in the sample (rejected by preprocessing first, then lowest on any metric):"),
-                  report.picture("worst.png", sheet)]
+        parts += [
+            _para("Worst-quality photos in the sample (rejected by preprocessing first, then lowest on any metric):"),
+            report.picture("worst.png", sheet),
+        ]
     report.section("Image properties", *parts)
     return stats
 
@@ -371,8 +370,10 @@ def _properties_tables(stats: dict[str, Any], seed: int) -> list[str]:
     columns = ("min", "p05", "median", "mean", "p95", "max")
     dist = [[k, *(stats[k][c] if stats[k] else "" for c in columns)] for k in ("file_bytes", *_METRICS)]
     return [
-        _para("Measured on the preprocessing path sightx-shard uses (256 px field crop, no normalisation); "
-              "brightness is the mean grey level inside the field of view, sharpness the Laplacian variance."),
+        _para(
+            "Measured on the preprocessing path sightx-shard uses (256 px field crop, no normalisation); "
+            "brightness is the mean grey level inside the field of view, sharpness the Laplacian variance."
+        ),
         _table(["property", "value"], rows),
         _table(["metric", *columns], dist),
     ]
@@ -386,11 +387,13 @@ def _worst(df: pd.DataFrame, k: int) -> list[tuple[str, str, np.ndarray]]:
     """
     rejected = df[df["reason"].notna() & ~df["reason"].isin(UNREADABLE)]
     ok = df[df["reason"].isna()]
-    pct = pd.DataFrame({
-        "sharpness": ok["sharpness"].rank(pct=True),
-        "brightness": (-(ok["brightness"] - ok["brightness"].median()).abs()).rank(pct=True),
-        "fov_fraction": ok["fov_fraction"].rank(pct=True),
-    })
+    pct = pd.DataFrame(
+        {
+            "sharpness": ok["sharpness"].rank(pct=True),
+            "brightness": (-(ok["brightness"] - ok["brightness"].median()).abs()).rank(pct=True),
+            "fov_fraction": ok["fov_fraction"].rank(pct=True),
+        }
+    )
     order = pct.min(axis=1).sort_values(kind="stable").index
     metric = pct.idxmin(axis=1) if len(ok) else pd.Series(dtype=str)
     candidates = [(r.path, r.reason) for r in rejected.itertuples()]
@@ -498,19 +501,25 @@ def _splits_section(report: _Report, summary: dict[str, Any]) -> None:
     rows = [[name, info["shards"], info["count"], *_grade_cells(name, info)] for name, info in splits.items()]
     weights = [
         [f"{name} ({kind})", *info["class_weights"][kind]]
-        for name, info in splits.items() if info["class_weights"] for kind in ("inverse", "effective")
+        for name, info in splits.items()
+        if info["class_weights"]
+        for kind in ("inverse", "effective")
     ]
     status = "complete" if summary["complete"] else f"incomplete: {len(summary['pending_shards'])} shard(s) not built"
     labelled = [x for x in summary["shards"] if x["split"] != "test"]
     report.section(
         "Splits and class mix",
-        _para(f"{summary['inputs']} inputs, {summary['written']} samples written; {status}. "
-              f"Preprocessing: {_pairs(summary['preprocess'] or {})}."),
+        _para(
+            f"{summary['inputs']} inputs, {summary['written']} samples written; {status}. "
+            f"Preprocessing: {_pairs(summary['preprocess'] or {})}."
+        ),
         _table(["split", "shards", "samples", *(f"grade {g}" for g in range(mf.NUM_GRADES))], rows),
         report.chart("splits.png", lambda fig: _draw_splits(fig, splits)),
         report.chart("shard_balance.png", lambda fig: _draw_shard_balance(fig, labelled)),
-        _para("Class weights stored per split (the mean weight over a split's samples is 1). sightx-train's "
-              "loss balancing uses the train split's inverse weights, which every sample's .json carries."),
+        _para(
+            "Class weights stored per split (the mean weight over a split's samples is 1). sightx-train's "
+            "loss balancing uses the train split's inverse weights, which every sample's .json carries."
+        ),
         _table(["split (weighting)", *(f"grade {g}" for g in range(mf.NUM_GRADES))], weights),
     )
 
@@ -593,15 +602,12 @@ def _before_after_section(report: _Report, path: Path, shards: list[dict[str, An
         tiles += [None] * blank
         captions += [""] * blank
     sheet = contact_sheet(tiles, captions, cols=cols, rows=len(samples), tile=TILE)
-    note = (f"Raw photo (left) beside the stored sample (right), {opts.per_grade} per grade, "
-            f"seed {opts.seed}; raw files from {root}.")
+    note = f"Raw photo (left) beside the stored sample (right), {opts.per_grade} per grade, seed {opts.seed}; raw files from {root}."
     report.section(title, _para(note), report.picture("before_after.png", sheet))
     return {"raw": str(root), "shown": sum(len(p) for p in samples.values()), "note": None}
 
 
-def _before_after_inputs(
-    path: Path, shards: list[dict[str, Any]], opts: ExploreOptions
-) -> tuple[dict[int, list[Sample]], Path] | str:
+def _before_after_inputs(path: Path, shards: list[dict[str, Any]], opts: ExploreOptions) -> tuple[dict[int, list[Sample]], Path] | str:
     """The samples to show and the raw folder their sources are in, or why the gallery is skipped."""
     if opts.raw is None:
         return "Skipped: pass --raw PATH (the folder given to sightx-shard) to see raw photos beside their preprocessed versions."
@@ -735,8 +741,9 @@ def _para(text: str, cls: str = "") -> str:
 
 def _inputs_html(summary: dict[str, Any], labels: dict[str, Any]) -> str:
     """Where the data came from, and the mismatches between images and labels."""
-    parts = [_para(f"{summary['images']} images in {summary['images_folder']}; "
-                   f"label file: {labels['file'] or 'none'} ({labels['rows']} rows).")]
+    parts = [
+        _para(f"{summary['images']} images in {summary['images_folder']}; label file: {labels['file'] or 'none'} ({labels['rows']} rows).")
+    ]
     if labels["error"]:
         parts.append(_para(labels["error"], "problem"))
     mismatches = {"images_without_label": "image(s) without a label row", "labels_without_image": "label row(s) without an image"}
@@ -757,12 +764,16 @@ def format_summary(summary: dict[str, Any], out: Path) -> str:
         if classes:
             b = classes["baseline"]
             grades = " ".join(f"{g}:{c}" for g, c in enumerate(classes["counts"]))
-            lines.append(f"  labels: {classes['total']} rows, grades {grades}; always-{b['grade']} baseline: "
-                         f"accuracy {b['accuracy']:.1%}, kappa {b['kappa']:.3f}")
+            lines.append(
+                f"  labels: {classes['total']} rows, grades {grades}; always-{b['grade']} baseline: "
+                f"accuracy {b['accuracy']:.1%}, kappa {b['kappa']:.3f}"
+            )
         else:
             lines.append(f"  labels: {summary['labels']['error']}")
-        lines.append(f"  sampled {props['sampled']}: {props['unreadable']} unreadable, {props['too_dark']} too dark, "
-                     f"{props['over_exposed']} over-exposed, {props['fov_cut_off']} field cut off")
+        lines.append(
+            f"  sampled {props['sampled']}: {props['unreadable']} unreadable, {props['too_dark']} too dark, "
+            f"{props['over_exposed']} over-exposed, {props['fov_cut_off']} field cut off"
+        )
     else:
         state = "complete" if summary["complete"] else f"{len(summary['pending_shards'])} shard(s) not built yet"
         lines.append(f"shards in {summary['folder']} ({state})")

@@ -106,8 +106,6 @@ def split_patients(patient_grades: dict[str, int], val_fraction: float, seed: in
     order = sorted(range(len(patients)), key=lambda i: (patient_grades[patients[i]], tiebreak[i]))
     offset = rng.random()
     val = {
-        patients[i]
-        for rank, i in enumerate(order)
-        if np.floor((rank + 1) * val_fraction + offset) > np.floor(rank * val_fraction + offset)
+        patients[i] for rank, i in enumerate(order) if np.floor((rank + 1) * val_fraction + offset) > np.floor(rank * val_fraction + offset)
     }
     return Split(train=frozenset(patients) - frozenset(val), val=frozenset(val))

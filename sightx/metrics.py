@@ -104,9 +104,7 @@ def roc_auc(is_positive: ArrayLike, score: ArrayLike) -> float | None:
     return float((rank_sum - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
 
 
-def referable_metrics(
-    y_true: ArrayLike, y_pred: ArrayLike, referable_score: ArrayLike | None = None
-) -> dict[str, float | None]:
+def referable_metrics(y_true: ArrayLike, y_pred: ArrayLike, referable_score: ArrayLike | None = None) -> dict[str, float | None]:
     """Sensitivity/specificity for referable DR (grade >= 2) at the predicted grades, plus AUC.
 
     Screening cares about "refer or not" more than the exact grade.  The hard
@@ -145,9 +143,7 @@ def _round(x: float | None) -> float | None:
     return None if x is None else round(float(x), 4)
 
 
-def evaluate(
-    y_true: ArrayLike, y_pred: ArrayLike, referable_score: ArrayLike | None = None
-) -> dict:
+def evaluate(y_true: ArrayLike, y_pred: ArrayLike, referable_score: ArrayLike | None = None) -> dict:
     """All metrics in one JSON-serialisable dict (plain Python types, floats to 4 decimals)."""
     t, p = _pair(y_true, y_pred, NUM_GRADES)
     cm = confusion_matrix(t, p)

@@ -180,14 +180,25 @@ class Trainer:
 
         stream = dict(image_size=cfg.image_size, seed=cfg.seed, counts=tuple(self.counts))
         self.train_loader, self.epoch_value = make_loader(
-            StreamConfig(tuple(self.train_shards), train=True, shuffle_buffer=cfg.shuffle_buffer, balance=cfg.balance,
-                         decay=cfg.balance_decay, loss_weights=cfg.balance == "loss", **stream),
-            cfg.batch_size, cfg.workers, pin_memory=device.type == "cuda",
+            StreamConfig(
+                tuple(self.train_shards),
+                train=True,
+                shuffle_buffer=cfg.shuffle_buffer,
+                balance=cfg.balance,
+                decay=cfg.balance_decay,
+                loss_weights=cfg.balance == "loss",
+                **stream,
+            ),
+            cfg.batch_size,
+            cfg.workers,
+            pin_memory=device.type == "cuda",
         )
         self.val_loader = None
         if self.val_shards:
             self.val_loader, _ = make_loader(
-                StreamConfig(tuple(self.val_shards), train=False, **stream), cfg.batch_size, cfg.workers,
+                StreamConfig(tuple(self.val_shards), train=False, **stream),
+                cfg.batch_size,
+                cfg.workers,
                 pin_memory=device.type == "cuda",
             )
         self.start_epoch = 0
@@ -214,7 +225,9 @@ class Trainer:
             state = load_checkpoint(last)
             for key in ("arch", "head"):
                 if state[key] != getattr(self.cfg, key):
-                    raise TrainError(f"{last} was trained with --{key} {state[key]}, not {getattr(self.cfg, key)}: resume with the same options")
+                    raise TrainError(
+                        f"{last} was trained with --{key} {state[key]}, not {getattr(self.cfg, key)}: resume with the same options"
+                    )
             self.model.load_state_dict(state["model"])
             self.opt.load_state_dict(state["optimizer"])
             self.sched.load_state_dict(state["scheduler"])
@@ -248,8 +261,13 @@ class Trainer:
         self.epoch_value.value = epoch
         loss_sum, seen, wait, steps = 0.0, 0, 0.0, 0
         start = time.perf_counter()
-        bar = tqdm(total=self.steps_per_epoch, desc=f"epoch {epoch + 1}/{self.cfg.epochs}", unit="step",
-                   disable=not (self.cfg.progress and self.dist.main), leave=False)
+        bar = tqdm(
+            total=self.steps_per_epoch,
+            desc=f"epoch {epoch + 1}/{self.cfg.epochs}",
+            unit="step",
+            disable=not (self.cfg.progress and self.dist.main),
+            leave=False,
+        )
         join = self.ddp.join() if self.dist.world > 1 else contextlib.nullcontext()
         with join:
             batches = iter(self.train_loader)

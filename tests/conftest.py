@@ -23,6 +23,9 @@ def tiny_raw(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def tiny_shards(tiny_raw: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """64 px shards of tiny_raw, 4 samples each, so workers and ranks have several shards to split."""
     out = tmp_path_factory.mktemp("tiny_shards")
-    run(tiny_raw / "train", out, ShardOptions(PreprocessOptions(size=64, quality=90), shard_size=4, val_fraction=0.25,
-                                              seed=2, workers=1, progress=False))
+    run(
+        tiny_raw / "train",
+        out,
+        ShardOptions(PreprocessOptions(size=64, quality=90), shard_size=4, val_fraction=0.25, seed=2, workers=1, progress=False),
+    )
     return out

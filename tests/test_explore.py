@@ -73,7 +73,7 @@ def _check_pngs(out: Path, summary: dict, expected: dict[str, tuple[int, int]]) 
             assert im.format == "PNG" and im.mode in ("RGB", "RGBA")
             assert im.size == size == tuple(summary["figures"][name])
         assert base64.b64encode((out / name).read_bytes()).decode() in page
-    assert "src=\"http" not in page and "src=\"data:image/png;base64," in page
+    assert 'src="http' not in page and 'src="data:image/png;base64,' in page
 
 
 def _chart(name: str) -> tuple[int, int]:
@@ -164,12 +164,16 @@ def test_unreadable_images_are_findings_not_errors(raw: Path, raw_report: tuple[
 
 def test_raw_pngs(raw_report: tuple[Path, dict]) -> None:
     out, summary = raw_report
-    _check_pngs(out, summary, {
-        "classes.png": _chart("classes.png"),
-        "properties.png": _chart("properties.png"),
-        "gallery.png": (2 * TILE[0], 5 * (TILE[1] + CAPTION_HEIGHT)),
-        "worst.png": (WORST_COLS * TILE[0], 2 * (TILE[1] + CAPTION_HEIGHT)),
-    })
+    _check_pngs(
+        out,
+        summary,
+        {
+            "classes.png": _chart("classes.png"),
+            "properties.png": _chart("properties.png"),
+            "gallery.png": (2 * TILE[0], 5 * (TILE[1] + CAPTION_HEIGHT)),
+            "worst.png": (WORST_COLS * TILE[0], 2 * (TILE[1] + CAPTION_HEIGHT)),
+        },
+    )
 
 
 def test_missing_and_mismatched_labels(raw: Path, tmp_path: Path) -> None:
@@ -207,8 +211,9 @@ def test_cli_broken_label_file_with_workers(raw: Path, tmp_path: Path) -> None:
     bad = tmp_path / "bad.csv"
     bad.write_text("image,level\n11_left,7\n")
     out = tmp_path / "report"
-    result = CliRunner().invoke(explore_cli, [str(raw), "--out", str(out), "--labels", str(bad), "--sample", "4",
-                                              "--workers", "2", "--quiet"])
+    result = CliRunner().invoke(
+        explore_cli, [str(raw), "--out", str(out), "--labels", str(bad), "--sample", "4", "--workers", "2", "--quiet"]
+    )
     assert result.exit_code == 0, result.output
     summary = json.loads((out / "summary.json").read_text())
     assert "grade not in 0-4" in summary["labels"]["error"] and summary["classes"] is None
@@ -256,11 +261,15 @@ def test_before_after_gallery(raw: Path, shards: Path, shard_report: tuple[Path,
     grades = [g for g in range(5) if summary["splits"]["train"]["grades"][g] + summary["splits"]["val"]["grades"][g]]
     assert summary["before_after"]["raw"] == str(raw / "train")  # the Kaggle root resolves to its train/
     assert summary["before_after"]["shown"] == 2 * len(grades)
-    _check_pngs(out, summary, {
-        "splits.png": _chart("splits.png"),
-        "shard_balance.png": _chart("shard_balance.png"),
-        "before_after.png": (4 * TILE[0], len(grades) * (TILE[1] + CAPTION_HEIGHT)),
-    })
+    _check_pngs(
+        out,
+        summary,
+        {
+            "splits.png": _chart("splits.png"),
+            "shard_balance.png": _chart("shard_balance.png"),
+            "before_after.png": (4 * TILE[0], len(grades) * (TILE[1] + CAPTION_HEIGHT)),
+        },
+    )
 
 
 def test_before_after_skipped_without_raw(raw: Path, shards: Path, tmp_path: Path) -> None:

@@ -131,9 +131,7 @@ def test_find_fov_on_large_image_returns_input_coordinates() -> None:
         pytest.param(np.zeros((600, 900, 3), np.uint8), id="black"),
         pytest.param(np.full((600, 900, 3), 128, np.uint8), id="uniform"),
         pytest.param(np.random.default_rng(1).integers(0, 256, (600, 900, 3), dtype=np.uint8), id="noise"),
-        pytest.param(
-            np.clip(np.random.default_rng(2).normal(20, 6, (600, 900, 3)), 0, 255).astype(np.uint8), id="dark-noise"
-        ),
+        pytest.param(np.clip(np.random.default_rng(2).normal(20, 6, (600, 900, 3)), 0, 255).astype(np.uint8), id="dark-noise"),
     ],
 )
 def test_find_fov_none_without_a_field(img: np.ndarray) -> None:

@@ -51,8 +51,24 @@ def test_manifest_with_a_hostile_shard_name_is_refused_naming_the_field(tiny_sha
 def test_train_from_inside_a_hostile_shard_folder_runs_no_command(tiny_shards: Path, tmp_path: Path) -> None:
     """The reported attack: `sightx-train .` inside a downloaded folder whose manifest names a pipe: URL."""
     folder = _hostile_copy(tiny_shards, tmp_path / "s", "pipe:touch PWNED; cat train-000000.tar")
-    for cmd in ([TRAIN, ".", "--out", str(tmp_path / "run"), "--arch", "resnet18", "--image-size", "32",
-                 "--epochs", "1", "--workers", "0", "--quiet"], [EXPLORE, ".", "--out", str(tmp_path / "rep"), "--quiet"]):
+    for cmd in (
+        [
+            TRAIN,
+            ".",
+            "--out",
+            str(tmp_path / "run"),
+            "--arch",
+            "resnet18",
+            "--image-size",
+            "32",
+            "--epochs",
+            "1",
+            "--workers",
+            "0",
+            "--quiet",
+        ],
+        [EXPLORE, ".", "--out", str(tmp_path / "rep"), "--quiet"],
+    ):
         proc = subprocess.run(cmd, cwd=folder, capture_output=True, text=True, timeout=300)
         assert proc.returncode == 1, proc.stderr
         lines = proc.stderr.strip().splitlines()

@@ -154,9 +154,7 @@ def test_evaluate_is_json_serialisable_and_consistent() -> None:
     decoded = json.loads(json.dumps(result))
     assert decoded == result
     assert result["n"] == 500
-    assert result["kappa"] == round(
-        cohen_kappa_score(y_true, y_pred, weights="quadratic", labels=LABELS), 4
-    )
+    assert result["kappa"] == round(cohen_kappa_score(y_true, y_pred, weights="quadratic", labels=LABELS), 4)
     assert result["accuracy"] == round(float((y_true == y_pred).mean()), 4)
     assert result["confusion"] == sk_confusion_matrix(y_true, y_pred, labels=LABELS).tolist()
     assert set(result["referable"]) == {"sensitivity", "specificity", "auc"}
@@ -189,12 +187,8 @@ def test_format_report_contains_key_numbers() -> None:
 
 def test_apply_thresholds_counts_thresholds_at_or_below() -> None:
     scores = np.array([-1.0, 0.49, 0.5, 1.2, 2.5, 3.49, 3.5, 9.0])
-    np.testing.assert_array_equal(
-        M.apply_thresholds(scores, M.DEFAULT_THRESHOLDS), [0, 0, 1, 1, 3, 3, 4, 4]
-    )
-    np.testing.assert_array_equal(
-        M.apply_thresholds(scores, M.DEFAULT_THRESHOLDS), np.digitize(scores, M.DEFAULT_THRESHOLDS)
-    )
+    np.testing.assert_array_equal(M.apply_thresholds(scores, M.DEFAULT_THRESHOLDS), [0, 0, 1, 1, 3, 3, 4, 4])
+    np.testing.assert_array_equal(M.apply_thresholds(scores, M.DEFAULT_THRESHOLDS), np.digitize(scores, M.DEFAULT_THRESHOLDS))
     with pytest.raises(ValueError):
         M.apply_thresholds(scores, (1.5, 0.5, 2.5, 3.5))
 

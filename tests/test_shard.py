@@ -186,8 +186,22 @@ def _done(out: Path) -> int:
 def test_sigkill_and_resume_is_byte_identical(raw: Path, tmp_path: Path) -> None:
     reference, resumed = tmp_path / "reference", tmp_path / "resumed"
     run(raw / "train", reference, _opts(shard_size=2))
-    cmd = [str(Path(sys.executable).parent / "sightx-shard"), str(raw / "train"), str(resumed), "--size", "128", "--quality", "90",
-           "--shard-size", "2", "--val-fraction", "0.25", "--seed", "1", "--quiet"]
+    cmd = [
+        str(Path(sys.executable).parent / "sightx-shard"),
+        str(raw / "train"),
+        str(resumed),
+        "--size",
+        "128",
+        "--quality",
+        "90",
+        "--shard-size",
+        "2",
+        "--val-fraction",
+        "0.25",
+        "--seed",
+        "1",
+        "--quiet",
+    ]
     for workers in ("2", "1"):  # kill twice: once mid-pool, once mid-resume
         before = _done(resumed)
         proc = subprocess.Popen(cmd + ["--workers", workers])

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import io
+import os
 import pickle
 import tarfile
-import os
 from collections import Counter
 from pathlib import Path
 
@@ -21,15 +21,16 @@ from sightx.stream import StreamConfig, make_loader, shard_paths
 def _keys(shards: Path, world: int, workers: int, epoch: int = 0, **kw) -> list[str]:
     """Every key one epoch yields over all ranks (simulated with RANK/WORLD_SIZE, as torchrun sets)."""
     m = mf.read(shards)
-    cfg = StreamConfig(tuple(shard_paths(shards, m, "train")), image_size=32, train=True, seed=5,
-                       counts=tuple(m["splits"]["train"]["grades"]), **kw)
+    cfg = StreamConfig(
+        tuple(shard_paths(shards, m, "train")), image_size=32, train=True, seed=5, counts=tuple(m["splits"]["train"]["grades"]), **kw
+    )
     keys: list[str] = []
     for rank in range(world):
         os.environ.update(RANK=str(rank), WORLD_SIZE=str(world))
         try:
             loader, epoch_value = make_loader(cfg, batch_size=3, workers=workers)
             epoch_value.value = epoch
-            for images, grades, weights, k in loader:
+            for images, _grades, _weights, k in loader:
                 assert images.dtype == torch.uint8 and images.shape[1:] == (3, 32, 32)
                 keys += list(k)
         finally:
@@ -55,8 +56,14 @@ def test_epochs_are_shuffled_differently_but_reproducibly(tiny_shards: Path) -> 
 def test_loss_mode_carries_the_manifest_class_weights(tiny_shards: Path) -> None:
     m = mf.read(tiny_shards)
     weights = m["splits"]["train"]["class_weights"]["inverse"]
-    cfg = StreamConfig(tuple(shard_paths(tiny_shards, m, "train")), 32, True, counts=tuple(m["splits"]["train"]["grades"]),
-                       balance="loss", loss_weights=True)
+    cfg = StreamConfig(
+        tuple(shard_paths(tiny_shards, m, "train")),
+        32,
+        True,
+        counts=tuple(m["splits"]["train"]["grades"]),
+        balance="loss",
+        loss_weights=True,
+    )
     loader, _ = make_loader(cfg, batch_size=4, workers=0)
     for _, grades, w, _ in loader:
         assert torch.allclose(w.float(), torch.tensor([weights[g] for g in grades.tolist()], dtype=torch.float32))

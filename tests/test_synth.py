@@ -149,8 +149,13 @@ def test_same_seed_renders_the_same_eye_at_any_grade() -> None:
 
 def test_red_dot_count_grows_with_grade() -> None:
     def dots(grade: int) -> float:
-        pairs = [(render(ImageSpec((9, i), 0, bool(i), (1600, 1067), 92, 0.0)).jpeg,
-                  render(ImageSpec((9, i), grade, bool(i), (1600, 1067), 92, 0.0)).jpeg) for i in range(3)]
+        pairs = [
+            (
+                render(ImageSpec((9, i), 0, bool(i), (1600, 1067), 92, 0.0)).jpeg,
+                render(ImageSpec((9, i), grade, bool(i), (1600, 1067), 92, 0.0)).jpeg,
+            )
+            for i in range(3)
+        ]
         return float(np.mean([_red_dots(h, d) for h, d in pairs]))
 
     counts = {g: dots(g) for g in (1, 2, 3)}

@@ -111,8 +111,22 @@ def test_predict_cli_writes_kaggle_csv_and_blends_eyes(trained: Path, tiny_raw: 
     from sightx.cli import predict as predict_cli
 
     out = tmp_path / "pred.csv"
-    res = CliRunner().invoke(predict_cli, [str(tiny_raw / "train"), "--checkpoint", str(trained / "best.pt"),
-                                           "--out", str(out), "--blend-eyes", "--workers", "1", "--quiet", "--device", "cpu"])
+    res = CliRunner().invoke(
+        predict_cli,
+        [
+            str(tiny_raw / "train"),
+            "--checkpoint",
+            str(trained / "best.pt"),
+            "--out",
+            str(out),
+            "--blend-eyes",
+            "--workers",
+            "1",
+            "--quiet",
+            "--device",
+            "cpu",
+        ],
+    )
     assert res.exit_code == 0, res.output
     lines = out.read_text().splitlines()
     assert lines[0].startswith("image,level,p0") and len(lines) == 41
@@ -121,9 +135,27 @@ def test_predict_cli_writes_kaggle_csv_and_blends_eyes(trained: Path, tiny_raw: 
 def test_ddp_two_cpu_processes(tiny_shards: Path, tmp_path: Path) -> None:
     out = tmp_path / "ddp"
     subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", SCRIPT,
-         str(tiny_shards), "--out", str(out), "--epochs", "2", "--balance", "none", "--device", "cpu", *FAST],
-        check=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node",
+            "2",
+            SCRIPT,
+            str(tiny_shards),
+            "--out",
+            str(out),
+            "--epochs",
+            "2",
+            "--balance",
+            "none",
+            "--device",
+            "cpu",
+            *FAST,
+        ],
+        check=True,
+        timeout=300,
     )
     history = _history(out)
     assert [h["epoch"] for h in history] == [1, 2]
@@ -161,8 +193,17 @@ def _write_shards(out: Path, n: int) -> None:
                     tar.addfile(info, io.BytesIO(data))
         grades = [a + b for a, b in zip(grades, counts)]
         shards.append({"name": name, "split": "train", "done": True, "count": sum(counts), "grades": counts})
-    mf.write(out, {"format": mf.FORMAT, "version": mf.VERSION, "complete": True, "options": {"preprocess": {}}, "shards": shards,
-                   "splits": {"train": {"count": n, "grades": grades}}})
+    mf.write(
+        out,
+        {
+            "format": mf.FORMAT,
+            "version": mf.VERSION,
+            "complete": True,
+            "options": {"preprocess": {}},
+            "shards": shards,
+            "splits": {"train": {"count": n, "grades": grades}},
+        },
+    )
 
 
 def test_memory_does_not_grow_with_the_dataset(tmp_path: Path) -> None:
@@ -233,6 +274,7 @@ def test_refuses_incomplete_shards_wrong_device_and_changed_arch(tiny_shards: Pa
     assert res.exit_code == 1 and "incomplete" in res.output
     res = runner.invoke(train_cli, [str(tiny_shards), "--out", str(tmp_path / "b"), "--device", "cuda:7", *FAST])
     assert res.exit_code == 1 and "not available" in res.output and "Traceback" not in res.output
-    res = runner.invoke(train_cli, [str(tiny_shards), "--out", str(trained), "--resume", "--epochs", "3", *FAST[:-1],
-                                    "--arch", "resnet34", "--quiet"])
+    res = runner.invoke(
+        train_cli, [str(tiny_shards), "--out", str(trained), "--resume", "--epochs", "3", *FAST[:-1], "--arch", "resnet34", "--quiet"]
+    )
     assert res.exit_code == 1 and "--arch resnet18" in res.output

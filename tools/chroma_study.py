@@ -63,8 +63,10 @@ def main() -> None:
             spots[chroma] += dark_spots(*back)
             sizes[chroma] += [len(j) for j in jpegs]
     r, g, b = np.mean(signal, axis=0)
-    print(f"{n} eyes, {OUT} px, Graham, q95; lesion signal RMS R / G / B {r:.1f} / {g:.1f} / {b:.1f}; "
-          f"dark spots before encoding: {spots['unencoded']}")
+    print(
+        f"{n} eyes, {OUT} px, Graham, q95; lesion signal RMS R / G / B {r:.1f} / {g:.1f} / {b:.1f}; "
+        f"dark spots before encoding: {spots['unencoded']}"
+    )
     print("| --chroma | lesion-signal RMS error R / G / B (grey levels) | dark spots found | mean JPEG KB |")
     print("|---|---|---|---|")
     for chroma in codec.CHROMA:

@@ -105,7 +105,10 @@ def main(rounds: int, opts: BenchOptions, scratch: Path) -> None:
     print(f"{len(files)} photos from {opts.input or 'the synthetic EyePACS camera mix'}, {rounds} round(s), 1 worker")
     print("| variant | images/s (min-max) | time per image / decode floor | images written |\n|---|---|---|---|")
     for v, r in rates.items():
-        print(f"| {v} | {statistics.median(r):.1f} ({min(r):.1f}-{max(r):.1f}) | {floor / statistics.median(r):.3f}x | {written.get(v, '-')} |")
+        print(
+            f"| {v} | {statistics.median(r):.1f} ({min(r):.1f}-{max(r):.1f}) "
+            f"| {floor / statistics.median(r):.3f}x | {written.get(v, '-')} |"
+        )
 
 
 if __name__ == "__main__":

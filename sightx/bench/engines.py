@@ -85,10 +85,29 @@ def _img2dataset(job: EngineRun, inputs: InputSet, out: Path) -> int:
     urls = out / "urls.txt"
     urls.write_text("".join(Path(f).resolve().as_uri() + "\n" for f in inputs.files))
     cmd = [
-        exe, "--url_list", str(urls), "--input_format", "txt", "--output_folder", str(out / "shards"),
-        "--output_format", "webdataset", "--image_size", str(job.recipe.size), "--resize_mode", "border",
-        "--processes_count", str(job.workers), "--thread_count", "1", "--encode_quality", str(job.recipe.quality),
-        "--number_sample_per_shard", str(job.shard_size), "--enable_wandb", "False",
+        exe,
+        "--url_list",
+        str(urls),
+        "--input_format",
+        "txt",
+        "--output_folder",
+        str(out / "shards"),
+        "--output_format",
+        "webdataset",
+        "--image_size",
+        str(job.recipe.size),
+        "--resize_mode",
+        "border",
+        "--processes_count",
+        str(job.workers),
+        "--thread_count",
+        "1",
+        "--encode_quality",
+        str(job.recipe.quality),
+        "--number_sample_per_shard",
+        str(job.shard_size),
+        "--enable_wandb",
+        "False",
     ]
     env = {**os.environ, "NO_ALBUMENTATIONS_UPDATE": "1", "WANDB_MODE": "disabled"}
     done = subprocess.run(cmd, env=env, capture_output=True, text=True)

@@ -75,7 +75,9 @@ def _loader_kwargs(run: LoadRun) -> dict[str, Any]:
 
     workers = run.workers
     return dict(
-        batch_size=run.batch_size, num_workers=workers, persistent_workers=workers > 0,
+        batch_size=run.batch_size,
+        num_workers=workers,
+        persistent_workers=workers > 0,
         multiprocessing_context=torch.multiprocessing.get_context("spawn") if workers > 0 else None,
         prefetch_factor=4 if workers > 0 else None,
     )
@@ -152,11 +154,7 @@ def _read_samples(shards: Path) -> list[tuple[bytes, int]]:
     """(jpeg, grade) of every sample the engine wrote; grade 0 where unlabelled."""
     from sightx.shard.reader import read_samples
 
-    return [
-        (parts["jpg"], int(parts.get("cls", b"0")))
-        for path in sorted(shards.glob("*.tar"))
-        for _, parts in read_samples(path)
-    ]
+    return [(parts["jpg"], int(parts.get("cls", b"0"))) for path in sorted(shards.glob("*.tar")) for _, parts in read_samples(path)]
 
 
 def stage(opts: BenchOptions, inputs: Inputs, work: Path, log: Callable[[str], None]) -> dict[str, Any]:

@@ -51,8 +51,17 @@ class BenchOptions:
     def smoke(cls, **overrides: Any) -> BenchOptions:
         """--quick: tiny images, one repetition, small model; checks the plumbing, not the speed."""
         base: dict[str, Any] = dict(
-            images=6, reps=1, warmup=False, load_samples=24, arch="resnet18", image_size=96,
-            batch_size=4, train_steps=1, size=128, camera_sizes=((1024, 683),), quick=True,
+            images=6,
+            reps=1,
+            warmup=False,
+            load_samples=24,
+            arch="resnet18",
+            image_size=96,
+            batch_size=4,
+            train_steps=1,
+            size=128,
+            camera_sizes=((1024, 683),),
+            quick=True,
         )
         return cls(**{**base, **overrides})
 

@@ -64,14 +64,25 @@ def _shard(s: dict[str, Any], markdown: bool) -> list[str]:
         f"shard: {inp['images']} full-resolution images ({kind}), {inp['mb']} MB -> {s['recipe']['size']} px q{s['recipe']['quality']}; "
         f"images/s in steady state (start-up, timed on {inp['startup_images']} image(s), excluded), "
         "each repetition a fresh process, the engines taking turns; "
-        "shard size " + " / ".join(f"{v} at {w} w" for w, v in s["shard_size"].items())
-        + " (SightX: " + " / ".join(f"{v}" for v in s["sightx_shard_size"].values())
+        "shard size "
+        + " / ".join(f"{v} at {w} w" for w, v in s["shard_size"].items())
+        + " (SightX: "
+        + " / ".join(f"{v}" for v in s["sightx_shard_size"].values())
         + ", eight shards per worker: its unit of work)"
     )
-    headers = ["engine"] + [f"images/s, {w} worker(s)" for w in counts] + [
-        f"MB/s ({top} w)", "scaling", "SightX x (" + " / ".join(f"{w} w" for w in counts) + ")",
-        "start-up s", "peak RSS MB", "retina/side", "output",
-    ]
+    headers = (
+        ["engine"]
+        + [f"images/s, {w} worker(s)" for w in counts]
+        + [
+            f"MB/s ({top} w)",
+            "scaling",
+            "SightX x (" + " / ".join(f"{w} w" for w in counts) + ")",
+            "start-up s",
+            "peak RSS MB",
+            "retina/side",
+            "output",
+        ]
+    )
     rows = []
     for name, e in s["engines"].items():
         if "error" in e:
@@ -80,7 +91,9 @@ def _shard(s: dict[str, Any], markdown: bool) -> list[str]:
         runs = [e["runs"][str(w)] for w in counts]
         ratio = s["sightx_ratio"].get(name, {})
         rows.append(
-            [e["label"]] + [_rate(r["images_per_s"]) for r in runs] + [
+            [e["label"]]
+            + [_rate(r["images_per_s"]) for r in runs]
+            + [
                 f"{runs[-1]['mb_per_s']:g}",
                 f"{s['scaling_efficiency'][name]:.0%}" if top > 1 else "-",
                 " / ".join(f"{ratio[str(w)]:g}" for w in counts) if ratio and name != "sightx" else "-",
@@ -144,8 +157,12 @@ def _train(s: dict[str, Any], markdown: bool) -> list[str]:
     verdict = "-" if keeps is None else ("keeps up" if keeps >= 1 else "loader-bound")
     loader = "-" if keeps is None else f"{s['loader_images_per_s']:g}"
     row = [
-        f"{s['device']} (amp {s['amp']}, {s['threads']} threads)", _rate(s["images_per_s"]),
-        loader, "-" if keeps is None else f"{keeps:g}", verdict, f"{s['peak_rss_mb']:g}",
+        f"{s['device']} (amp {s['amp']}, {s['threads']} threads)",
+        _rate(s["images_per_s"]),
+        loader,
+        "-" if keeps is None else f"{keeps:g}",
+        verdict,
+        f"{s['peak_rss_mb']:g}",
     ]
     notes = ["loader/model >= 1: the stream feeds the model fast enough. On a CPU device both share the cores: the real margin is smaller."]
     return [

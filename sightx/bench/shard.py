@@ -129,7 +129,10 @@ def stage(opts: BenchOptions, inputs: Inputs, work: Path, log: Callable[[str], N
     jobs = {
         (engine, w): Measure(
             EngineRun(engine, w, opts.shard_size_for(w, engine), recipe, exe),
-            inputs.full, inputs.startup, opts.warmup, str(work / f"out-{engine}-{w}"),
+            inputs.full,
+            inputs.startup,
+            opts.warmup,
+            str(work / f"out-{engine}-{w}"),
         )
         for engine in ENGINES
         for w in opts.worker_counts()

@@ -10,7 +10,6 @@ from __future__ import annotations
 import csv
 import io
 import multiprocessing as mp
-import os
 import queue as queue_mod
 import signal
 import time
@@ -117,8 +116,16 @@ def _reusable(out: Path, task: ShardTask, previous: dict[str, Any] | None) -> Sh
     if file_sha256(path) != rec["sha256"]:
         return None
     return ShardResult(
-        rec["name"], rec["split"], rec["digest"], rec["count"], rec["grades"], rec["bytes"], rec["sha256"],
-        rec["input_bytes"], [Reject(*r) for r in rec["rejects"]], 0.0,
+        rec["name"],
+        rec["split"],
+        rec["digest"],
+        rec["count"],
+        rec["grades"],
+        rec["bytes"],
+        rec["sha256"],
+        rec["input_bytes"],
+        [Reject(*r) for r in rec["rejects"]],
+        0.0,
     )
 
 
@@ -205,8 +212,13 @@ def run(raw: Path, out: Path, opts: ShardOptions) -> dict[str, Any]:
     start = time.perf_counter()
     images, labels = load_inputs(raw, opts)
     plan = make_plan(
-        raw, images, labels, shard_size=opts.shard_size, val_fraction=opts.val_fraction,
-        seed=opts.seed, unlabeled=opts.unlabeled,
+        raw,
+        images,
+        labels,
+        shard_size=opts.shard_size,
+        val_fraction=opts.val_fraction,
+        seed=opts.seed,
+        unlabeled=opts.unlabeled,
     )
     previous = _prepare_output(out, opts)
     results: dict[str, ShardResult] = {}
@@ -263,8 +275,7 @@ def run(raw: Path, out: Path, opts: ShardOptions) -> dict[str, Any]:
     except KeyboardInterrupt:
         record_progress()
         raise ShardInterrupted(
-            f"interrupted: {len(results)} of {len(plan.tasks)} shards finished in {out}; "
-            "re-run the same command to resume"
+            f"interrupted: {len(results)} of {len(plan.tasks)} shards finished in {out}; re-run the same command to resume"
         ) from None
     finally:
         bar.close()
@@ -399,7 +410,9 @@ def format_summary(m: dict[str, Any], out: Path) -> str:
     ]
     for split, info in m["splits"].items():
         grades = " ".join(f"{g}:{c}" for g, c in enumerate(info["grades"]))
-        lines.append(f"  {split:5s} {info['count']:6d} samples in {info['shards']} shard(s)" + (f"  grades {grades}" if split != "test" else ""))
+        lines.append(
+            f"  {split:5s} {info['count']:6d} samples in {info['shards']} shard(s)" + (f"  grades {grades}" if split != "test" else "")
+        )
     if s["labels_without_image"]:
         shown = ", ".join(s["labels_without_image"][:5])
         more = len(s["labels_without_image"]) - 5

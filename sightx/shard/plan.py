@@ -126,9 +126,15 @@ def make_plan(
             patient, eye = patient_eye(image)
             other = keys_by_patient_eye.get((patient, {"left": "right", "right": "left"}.get(eye or "", "")))
             return SampleRef(
-                source, image, sample_key(image), patient, eye, grade, other,
-                None if weights is None or grade is None else weights["inverse"][grade],
-                None if weights is None or grade is None else weights["effective"][grade],
+                source,
+                image,
+                sample_key(image),
+                patient,
+                eye,
+                grade,
+                other,
+                None if weights is None or grade is None else weights["inverse"][grade],  # noqa: B023 (called in this iteration)
+                None if weights is None or grade is None else weights["effective"][grade],  # noqa: B023
             )
 
         refs = [ref(*m) for m in sorted(members)]

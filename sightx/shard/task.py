@@ -12,9 +12,10 @@ import json
 import os
 import tarfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO, Callable
+from typing import Any, BinaryIO
 
 from sightx.manifest import NUM_GRADES
 from sightx.preprocess import PreprocessOptions, Rejected, preprocess_bytes

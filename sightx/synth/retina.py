@@ -147,9 +147,7 @@ def _grow(
             width *= rng.uniform(0.82, 0.92)
 
 
-def draw_segments(
-    h: int, w: int, segments: list[Segment], kinds: tuple[int, ...], contrast_width: float
-) -> np.ndarray:
+def draw_segments(h: int, w: int, segments: list[Segment], kinds: tuple[int, ...], contrast_width: float) -> np.ndarray:
     """Rasterise the segments of the given kinds into a coverage map in [0, 1]."""
     canvas = np.zeros((h, w), np.uint8)
     for x0, y0, x1, y1, width, kind in segments:
