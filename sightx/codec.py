@@ -9,21 +9,14 @@ from __future__ import annotations
 import numpy as np
 import simplejpeg
 
+from sightx.errors import Rejection
+
 JPEG_SOI = b"\xff\xd8\xff"
 _JPEG_EOI = b"\xff\xd9"
 
 
-class CodecError(ValueError):
+class CodecError(Rejection, ValueError):
     """Undecodable input; reason is one of empty-file, not-jpeg, truncated, decode-error."""
-
-    def __init__(self, reason: str, message: str = "") -> None:
-        # Both in args so the error survives pickling across worker processes.
-        super().__init__(reason, message)
-        self.reason = reason
-        self.message = message
-
-    def __str__(self) -> str:
-        return f"{self.reason}: {self.message}" if self.message else self.reason
 
 
 def read_size(data: bytes) -> tuple[int, int]:

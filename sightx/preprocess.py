@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from sightx import codec, fundus
+from sightx.errors import Rejection
 
 _FOV_OF_MIN_SIDE = 0.9  # typical field diameter / short image side, to pick the decode scale
 # A field this much smaller than the output is enlarged rather than decoded again at the next
@@ -53,16 +54,8 @@ class PreprocessOptions:
         return cls(**{"chroma": "444", **d})  # saved before chroma was an option: encoded 4:4:4
 
 
-class Rejected(Exception):
+class Rejected(Rejection):
     """An image that cannot or should not become a training sample, with a reason code."""
-
-    def __init__(self, reason: str, detail: str = "") -> None:
-        super().__init__(reason, detail)  # picklable across worker processes
-        self.reason = reason
-        self.detail = detail
-
-    def __str__(self) -> str:
-        return f"{self.reason}: {self.detail}" if self.detail else self.reason
 
 
 @dataclass
@@ -119,11 +112,11 @@ def _read_size(data: bytes) -> tuple[int, int]:
     try:
         return codec.read_size(data)
     except codec.CodecError as e:
-        raise Rejected(e.reason, e.message) from e
+        raise Rejected(e.reason, e.detail) from e
 
 
 def _decode(data: bytes, min_size: tuple[int, int]) -> tuple[np.ndarray, float]:
     try:
         return codec.decode(data, min_size)
     except codec.CodecError as e:
-        raise Rejected(e.reason, e.message) from e
+        raise Rejected(e.reason, e.detail) from e
