@@ -25,13 +25,13 @@ from PIL import Image
 from tqdm import tqdm
 
 from sightx import codec
-from sightx import manifest as mf
 from sightx.atomic import atomic_write_text
+from sightx.contracts import manifest as mf
+from sightx.contracts.sample import read_samples
 from sightx.labels import LabelError, find_images, find_label_file, image_id, patient_eye, read_labels
 from sightx.metrics import majority_baseline
 from sightx.pool import ordered_map
 from sightx.preprocess import PreprocessOptions, Rejected, preprocess_bytes
-from sightx.shard.reader import read_samples
 from sightx.sheet import contact_sheet
 
 GRADE_NAMES = ("No DR", "Mild", "Moderate", "Severe", "Proliferative")

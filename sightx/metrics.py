@@ -13,8 +13,8 @@ from collections.abc import Sequence
 import numpy as np
 from numpy.typing import ArrayLike
 
-NUM_GRADES = 5
-REFERABLE_GRADE = 2
+from sightx.grades import NUM_GRADES, REFERABLE
+
 DEFAULT_THRESHOLDS: tuple[float, ...] = (0.5, 1.5, 2.5, 3.5)
 
 
@@ -112,7 +112,7 @@ def referable_metrics(y_true: ArrayLike, y_pred: ArrayLike, referable_score: Arr
     regression output) gives the threshold-free AUC.  Undefined values are None.
     """
     t, p = _pair(y_true, y_pred, NUM_GRADES)
-    ref_true, ref_pred = t >= REFERABLE_GRADE, p >= REFERABLE_GRADE
+    ref_true, ref_pred = t >= REFERABLE, p >= REFERABLE
     n_ref = int(ref_true.sum())
     n_non = t.size - n_ref
     auc = None if referable_score is None else roc_auc(ref_true, referable_score)
@@ -268,7 +268,7 @@ def format_report(metrics: dict) -> str:
             f"(always-grade-{base['grade']} baseline: accuracy {_fmt(base['accuracy'])}, "
             f"QWK {_fmt(base['kappa'])})",
             f"per-grade recall  {recall}",
-            f"referable (grade>={REFERABLE_GRADE}): sensitivity {_fmt(ref['sensitivity'])}  "
+            f"referable (grade>={REFERABLE}): sensitivity {_fmt(ref['sensitivity'])}  "
             f"specificity {_fmt(ref['specificity'])}  AUC {_fmt(ref['auc'])}",
             "confusion (rows = true grade, columns = predicted grade):",
             header,

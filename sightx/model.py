@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
+from typing import Any
 
 import torch
 import torchvision
 from torch import nn
 
+from sightx import heads
+from sightx.errors import SightXError
+
 ARCHS = ("resnet18", "resnet34", "resnet50")
-HEADS = ("classify", "regress")
 _IMAGENET = {
     "resnet18": torchvision.models.ResNet18_Weights.IMAGENET1K_V1,
     "resnet34": torchvision.models.ResNet34_Weights.IMAGENET1K_V1,
@@ -18,7 +22,7 @@ _IMAGENET = {
 }
 
 
-class WeightsError(Exception):
+class WeightsError(SightXError):
     """Requested weights are not on this machine; nothing is ever downloaded."""
 
 
@@ -29,9 +33,10 @@ def imagenet_weights_path(arch: str) -> Path:
 
 
 def build_model(arch: str, head: str, weights: str = "none") -> nn.Module:
-    """A ResNet with 5 logits (classify) or 1 score (regress); `weights` is none, imagenet or a path."""
-    if arch not in ARCHS or head not in HEADS:
-        raise ValueError(f"arch must be one of {ARCHS} and head one of {HEADS}")
+    """A ResNet whose last layer is the head's width; `weights` is none, imagenet or a path."""
+    if arch not in ARCHS:
+        raise ValueError(f"arch must be one of {ARCHS}, not {arch!r}")
+    width = heads.get(head).width
     model = getattr(torchvision.models, arch)(weights=None)
     if weights == "imagenet":
         path = imagenet_weights_path(arch)
@@ -41,7 +46,7 @@ def build_model(arch: str, head: str, weights: str = "none") -> nn.Module:
                 "copy the file there, pass --weights PATH, or use --weights none"
             )
         model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
-    model.fc = nn.Linear(model.fc.in_features, 5 if head == "classify" else 1)
+    model.fc = nn.Linear(model.fc.in_features, width)
     if weights not in ("none", "imagenet"):
         load_backbone(model, Path(weights))
     return model
@@ -63,7 +68,7 @@ def load_backbone(model: nn.Module, path: Path) -> None:
     model.load_state_dict(usable, strict=False)
 
 
-class DeviceError(Exception):
+class DeviceError(SightXError):
     """A device that does not exist here; reported as one line."""
 
 
@@ -102,3 +107,8 @@ def autocast_dtype(device: torch.device, amp: str) -> torch.dtype | None:
     if device.type == "mps":
         return torch.float16
     return None
+
+
+def autocast(device: torch.device, dtype: torch.dtype | None) -> Any:
+    """The autocast context for `autocast_dtype`'s choice; a no-op when it chose none."""
+    return torch.autocast(device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()

@@ -7,10 +7,8 @@ shard, then see the validation transform: no train/serve skew. Shards are read a
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import io
-import json
 import tarfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -21,17 +19,18 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from sightx import codec, metrics
+from sightx import codec, heads
 from sightx.atomic import atomic_write_text
 from sightx.augment import EvalTransform
-from sightx.codec import CodecError
+from sightx.contracts import checkpoint as ckpt
+from sightx.contracts import sample
+from sightx.errors import Rejection, describe
+from sightx.grades import NUM_GRADES, other_eye
 from sightx.labels import find_images, image_id, patient_eye
-from sightx.model import autocast_dtype, build_model, pick_device
+from sightx.model import autocast, autocast_dtype, build_model, pick_device
 from sightx.pool import ordered_map
-from sightx.preprocess import PreprocessOptions, Rejected, preprocess_bytes
-from sightx.shard.reader import read_samples
+from sightx.preprocess import PreprocessOptions, preprocess_bytes
 from sightx.stream import normalize_batch
-from sightx.train import load_checkpoint
 
 # Share of the other eye in a blended prediction (both eyes of a patient are strongly correlated).
 OTHER_EYE_WEIGHT = 0.25
@@ -68,21 +67,24 @@ def _preprocess_file(args: tuple[str, PreprocessOptions]) -> Item:
         return Item(name, preprocess_bytes(Path(path).read_bytes(), opts).jpeg)
     except OSError as e:
         return Item(name, None, f"unreadable: {e.strerror or e}")
-    except Rejected as e:
+    except Rejection as e:
         return Item(name, None, str(e))
     except Exception as e:  # one odd file must not stop a batch job
-        return Item(name, None, f"error: {type(e).__name__}: {e}".splitlines()[0])
+        return Item(name, None, f"error: {describe(e)}")
 
 
 def _shard_items(path: Path) -> Iterator[Item]:
     """Samples of a shard as stored (already preprocessed); a broken shard becomes an error row."""
     try:
-        for key, parts in read_samples(path):
+        for key, parts in sample.read_samples(path):
             try:
-                image = json.loads(parts["json"]).get("image", key) if "json" in parts else key
-            except (ValueError, AttributeError):
+                image = str(sample.meta_of(parts).get("image", key))
+            except sample.SampleError:
                 image = key
-            yield Item(image, parts.get("jpg"), "" if "jpg" in parts else "no .jpg in sample")
+            try:
+                yield Item(image, sample.image_of(parts))
+            except sample.SampleError as e:
+                yield Item(image, None, str(e))
     except (OSError, tarfile.TarError) as e:
         yield Item(path.name, None, f"unreadable shard: {e}")
 
@@ -91,14 +93,17 @@ class Predictor:
     """A checkpoint ready for inference, with the preprocessing it was trained on."""
 
     def __init__(self, checkpoint: Path, device: str = "auto") -> None:
-        state = load_checkpoint(checkpoint)
-        self.head = state["head"]
-        self.image_size = state["image_size"]
-        self.thresholds = tuple(state["thresholds"])
-        self.preprocess = PreprocessOptions.from_dict(state["preprocess"])
+        state = ckpt.load(checkpoint)
+        self.head = heads.get(state.head)
+        self.image_size = state.image_size
+        self.thresholds = list(state.thresholds)
+        self.preprocess = PreprocessOptions.from_dict(state.preprocess)
         self.device = pick_device(device)
-        self.model = build_model(state["arch"], self.head).to(self.device).eval()
-        self.model.load_state_dict(state["model"])
+        self.model = build_model(state.arch, state.head).to(self.device).eval()
+        try:
+            self.model.load_state_dict(state.model)
+        except RuntimeError:
+            raise ckpt.CheckpointError(f"{checkpoint}: its weights do not fit a {state.arch} with a {state.head} head") from None
         self.amp = autocast_dtype(self.device, "auto")
         self.transform = EvalTransform(self.image_size)
 
@@ -110,14 +115,12 @@ class Predictor:
     def outputs(self, images: list[torch.Tensor]) -> np.ndarray:
         """Per-grade probabilities (classify) or scores (regress) for tensors from `tensor`."""
         x = normalize_batch(torch.stack(images), self.device, channels_last=False)
-        with torch.autocast(self.device.type, dtype=self.amp) if self.amp else contextlib.nullcontext():
-            out = self.model(x).float()
-        return (out.softmax(1) if self.head == "classify" else out.squeeze(1)).cpu().numpy()
+        with autocast(self.device, self.amp):
+            out = self.model(x)
+        return self.head.activate(out).cpu().numpy()
 
     def grades(self, out: np.ndarray) -> np.ndarray:
-        if self.head == "classify":
-            return out.argmax(1)
-        return metrics.apply_thresholds(out, self.thresholds)
+        return self.head.grades(out, self.thresholds)
 
 
 def predict(
@@ -147,7 +150,7 @@ def predict(
                 continue
             try:
                 tensors[i] = predictor.tensor(b.jpeg)
-            except CodecError as e:  # a corrupt sample inside a shard
+            except codec.CodecError as e:  # a corrupt sample inside a shard
                 errors[i] = f"corrupt sample: {e}"
         out = predictor.outputs(list(tensors.values())) if tensors else []
         results = dict(zip(tensors, out))
@@ -172,7 +175,7 @@ def _blend(rows: list[dict[str, Any]]) -> None:
     by_eye = {patient_eye(r["image"]): r["output"] for r in rows if r["output"] is not None}
     for r in rows:
         patient, eye = patient_eye(r["image"])
-        other = by_eye.get((patient, {"left": "right", "right": "left"}.get(eye or "", "")))
+        other = by_eye.get((patient, other_eye(eye)))
         if r["output"] is not None and other is not None:
             r["output"] = (1 - OTHER_EYE_WEIGHT) * r["output"] + OTHER_EYE_WEIGHT * other
 
@@ -180,8 +183,8 @@ def _blend(rows: list[dict[str, Any]]) -> None:
 def _row(r: dict[str, Any], predictor: Predictor) -> dict[str, Any]:
     out = r["output"]
     row: dict[str, Any] = {"image": r["image"], "level": ""}
-    if predictor.head == "classify":
-        row.update({f"p{g}": "" if out is None else round(float(out[g]), 6) for g in range(5)})
+    if predictor.head.width > 1:
+        row.update({f"p{g}": "" if out is None else round(float(out[g]), 6) for g in range(NUM_GRADES)})
     else:
         row["score"] = "" if out is None else round(float(out), 6)
     if out is not None:

@@ -9,7 +9,6 @@ Workers send uint8 tensors; normalisation happens on the device (4x less IPC tha
 
 from __future__ import annotations
 
-import json
 import random
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -23,9 +22,9 @@ import webdataset as wds
 from torch.utils.data import DataLoader, IterableDataset
 
 from sightx import balance, codec
-from sightx import manifest as mf
 from sightx.augment import Augment, EvalTransform
-from sightx.shard.reader import wanted_member
+from sightx.contracts import manifest as mf
+from sightx.contracts import sample as smp
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -72,7 +71,7 @@ class ShardStream(IterableDataset):
             wds.SimpleShardList(shards),
             wds.split_by_node,
             wds.split_by_worker,
-            wds.tarfile_to_samples(select_files=wanted_member),
+            wds.tarfile_to_samples(select_files=smp.wanted_member),
         ]
         if cfg.train and cfg.balance in ("sample", "progressive"):
             target = balance.target_distribution(cfg.balance, list(cfg.counts), epoch, cfg.decay)
@@ -88,10 +87,11 @@ class ShardStream(IterableDataset):
             yield self._decode(sample, transform)
 
     def _decode(self, sample: dict[str, Any], transform: Callable[[np.ndarray], torch.Tensor]) -> tuple[torch.Tensor, int, float, str]:
-        grade = int(sample["cls"]) if "cls" in sample else -1
+        grade = smp.grade_of(sample)
         # The metadata is parsed only when its weight is used: this runs once per sample per epoch.
-        weight = float(json.loads(sample["json"]).get("weight") or 1.0) if self.cfg.loss_weights else 1.0
-        return transform(codec.decode(sample["jpg"])[0]), grade, weight, sample["__key__"]
+        weight = float(smp.meta_of(sample).get("weight") or 1.0) if self.cfg.loss_weights else 1.0
+        image = transform(codec.decode(smp.image_of(sample))[0])
+        return image, -1 if grade is None else grade, weight, sample["__key__"]
 
 
 def make_loader(cfg: StreamConfig, batch_size: int, workers: int, pin_memory: bool = False) -> tuple[DataLoader, Any]:

@@ -25,10 +25,10 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from sightx import manifest as mf
 from sightx import metrics
 from sightx.atomic import atomic_write_bytes, atomic_write_text
 from sightx.balance import MODES
+from sightx.contracts import manifest as mf
 from sightx.model import autocast_dtype, build_model, pick_device
 from sightx.plots import confusion_png, learning_curve_png
 from sightx.stream import StreamConfig, make_loader, normalize_batch, shard_paths

@@ -14,8 +14,8 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from sightx import manifest as mf
 from sightx.cli import explore as explore_cli
+from sightx.contracts import manifest as mf
 from sightx.explore import CHART_DPI, CHART_INCHES, TILE, WORST_COLS, ExploreOptions, explore, sample_images
 from sightx.preprocess import PreprocessOptions
 from sightx.shard import ShardOptions, run

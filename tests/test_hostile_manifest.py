@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from sightx import manifest as mf
+from sightx.contracts import manifest as mf
 from sightx.stream import shard_paths
 
 TRAIN = str(Path(sys.executable).parent / "sightx-train")

@@ -18,8 +18,8 @@ import simplejpeg
 import webdataset as wds
 from click.testing import CliRunner
 
-from sightx import manifest as mf
 from sightx.cli import shard as shard_cli
+from sightx.contracts import manifest as mf
 from sightx.labels import LabelError, read_labels, split_patients
 from sightx.preprocess import PreprocessOptions
 from sightx.shard import ShardError, ShardOptions, run

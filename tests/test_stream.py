@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from sightx import balance
-from sightx import manifest as mf
+from sightx.contracts import manifest as mf
 from sightx.stream import StreamConfig, make_loader, shard_paths
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import shutil
@@ -17,8 +18,8 @@ import pytest
 import simplejpeg
 from click.testing import CliRunner
 
-from sightx import manifest as mf
 from sightx.cli import train as train_cli
+from sightx.contracts import manifest as mf
 from sightx.model import WeightsError, build_model
 from sightx.predict import predict
 from sightx.train import TrainConfig, TrainError, load_checkpoint, train
@@ -192,7 +193,21 @@ def _write_shards(out: Path, n: int) -> None:
                     info.size = len(data)
                     tar.addfile(info, io.BytesIO(data))
         grades = [a + b for a, b in zip(grades, counts)]
-        shards.append({"name": name, "split": "train", "done": True, "count": sum(counts), "grades": counts})
+        data = (out / name).read_bytes()
+        shards.append(
+            {
+                "name": name,
+                "split": "train",
+                "digest": name,
+                "done": True,
+                "count": sum(counts),
+                "grades": counts,
+                "bytes": len(data),
+                "sha256": hashlib.sha256(data).hexdigest(),
+                "input_bytes": 0,
+                "rejects": [],
+            }
+        )
     mf.write(
         out,
         {

@@ -71,7 +71,7 @@ def _pooled(fn: Callable[[str, Recipe], bytes], job: EngineRun, inputs: InputSet
     with TarOut(out, job.shard_size) as tars:
         for path, jpeg in zip(inputs.files, ordered_map(partial(fn, recipe=job.recipe), inputs.files, job.workers), strict=True):
             if jpeg:
-                tars.add(Path(path).stem, {"jpg": jpeg})
+                tars.add([(f"{Path(path).stem}.jpg", jpeg)])
     return tars.count
 
 

@@ -21,6 +21,8 @@ from sightx.bench.isolate import isolated
 from sightx.bench.options import BenchError, BenchOptions
 from sightx.bench.stats import sig, spread
 from sightx.bench.tars import TarOut
+from sightx.contracts import sample
+from sightx.grades import NUM_GRADES
 
 PIPELINES = ("sightx", "imagefolder")
 LABELS = {"sightx": "SightX stream (shards)", "imagefolder": "ImageFolder + WeightedRandomSampler"}
@@ -138,13 +140,13 @@ def prepare(opts: BenchOptions, inputs: Inputs, work: Path) -> LoadData:
         raise BenchError("the engine wrote no images to load")
     shards_dir, folder = work / "load-shards", work / "load-folder"
     shards_dir.mkdir()
-    counts = [0] * 5
+    counts = [0] * NUM_GRADES
     with TarOut(shards_dir, math.ceil(opts.load_samples / (4 * opts.workers)), prefix="train-") as tars:
         for i in range(opts.load_samples):
             jpeg, grade = samples[i % len(samples)]
             counts[grade] += 1
             key = f"s{i:06d}"
-            tars.add(key, {"jpg": jpeg, "cls": str(grade).encode(), "json": b"{}"})
+            tars.add(sample.members(key, jpeg, grade, {}))
             (folder / str(grade)).mkdir(parents=True, exist_ok=True)
             (folder / str(grade) / f"{key}.jpg").write_bytes(jpeg)
     return LoadData(tuple(str(p) for p in sorted(shards_dir.glob("*.tar"))), str(folder), tuple(counts), len(samples))
@@ -152,9 +154,11 @@ def prepare(opts: BenchOptions, inputs: Inputs, work: Path) -> LoadData:
 
 def _read_samples(shards: Path) -> list[tuple[bytes, int]]:
     """(jpeg, grade) of every sample the engine wrote; grade 0 where unlabelled."""
-    from sightx.shard.reader import read_samples
-
-    return [(parts["jpg"], int(parts.get("cls", b"0"))) for path in sorted(shards.glob("*.tar")) for _, parts in read_samples(path)]
+    return [
+        (sample.image_of(parts), sample.grade_of(parts) or 0)
+        for path in sorted(shards.glob("*.tar"))
+        for _, parts in sample.read_samples(path)
+    ]
 
 
 def stage(opts: BenchOptions, inputs: Inputs, work: Path, log: Callable[[str], None]) -> dict[str, Any]:

@@ -21,14 +21,13 @@ from typing import Any
 
 from tqdm import tqdm
 
-from sightx import manifest as mf
 from sightx.atomic import atomic_write_text
+from sightx.contracts import manifest as mf
+from sightx.grades import NUM_GRADES
 from sightx.labels import LabelError, find_images, find_label_file, read_labels
 from sightx.preprocess import PreprocessOptions
 from sightx.shard.plan import Plan, Reject, ShardTask, make_plan
 from sightx.shard.task import BuildOptions, ShardResult, build_shard, commit_shard, file_sha256
-
-SPLITS = ("train", "val", "test")
 
 
 class ShardError(Exception):
@@ -65,7 +64,7 @@ class ShardOptions:
 
 
 def _shard_files(out: Path) -> list[Path]:
-    return sorted(p for p in out.iterdir() if p.name.split("-")[0] in SPLITS and p.name.endswith((".tar", ".tar.tmp")))
+    return sorted(p for p in out.iterdir() if p.name.split("-")[0] in mf.SPLITS and p.name.endswith((".tar", ".tar.tmp")))
 
 
 def _prepare_output(out: Path, opts: ShardOptions) -> dict[str, Any] | None:
@@ -153,7 +152,7 @@ def _manifest(opts: ShardOptions, plan: Plan, results: dict[str, ShardResult], n
     splits = {}
     for split, planned in plan.split_counts.items():
         done = [results[t.name] for t in plan.tasks if t.split == split and t.name in results]
-        grades = [sum(r.grades[g] for r in done) for g in range(mf.NUM_GRADES)]
+        grades = [sum(r.grades[g] for r in done) for g in range(NUM_GRADES)]
         splits[split] = {
             "shards": sum(t.split == split for t in plan.tasks),
             "count": sum(r.count for r in done),

@@ -16,8 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
+from sightx.contracts.manifest import class_weights
+from sightx.grades import NUM_GRADES
 from sightx.labels import image_id, patient_eye, sample_key, split_patients
-from sightx.manifest import NUM_GRADES, class_weights
 
 
 @dataclass(frozen=True)

@@ -8,16 +8,16 @@ final name.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import tarfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from sightx.manifest import NUM_GRADES
+from sightx.contracts import sample
+from sightx.grades import NUM_GRADES
 from sightx.preprocess import PreprocessOptions, Rejected, preprocess_bytes
 from sightx.shard.plan import Reject, SampleRef, ShardTask
 
@@ -102,23 +102,6 @@ def _quality_reject(info: dict[str, Any], rules: tuple[tuple[str, float], ...]) 
     return ", ".join(failed) or None
 
 
-def _metadata(ref: SampleRef, split: str, info: dict[str, Any]) -> bytes:
-    meta = {
-        "image": ref.image,
-        "key": ref.key,
-        "source": ref.source,
-        "patient": ref.patient,
-        "eye": ref.eye,
-        "grade": ref.grade,
-        "split": split,
-        "other_eye": ref.other_eye,
-        "weight": ref.weight,
-        "weight_effective": ref.weight_effective,
-        **info,
-    }
-    return json.dumps(meta, sort_keys=True, separators=(",", ":")).encode()
-
-
 def build_shard(task: ShardTask, opts: BuildOptions, tick: Callable[[bool], None] | None = None) -> ShardResult:
     """Write `task` as a WebDataset tar under its temporary name; returns counts, hash and rejections.
 
@@ -175,11 +158,9 @@ def _add_sample(tar: _TarWriter, ref: SampleRef, split: str, opts: BuildOptions,
     except Exception as e:  # a decoder or maths failure on one odd file must not stop the run
         result.rejects.append(Reject(ref.source, ref.image, "error", f"{type(e).__name__}: {e}".splitlines()[0]))
         return True
-    members = [(f"{ref.key}.jpg", processed.jpeg)]
+    identity = {**asdict(ref), "split": split}
+    tar.add(sample.members(ref.key, processed.jpeg, ref.grade, sample.metadata(identity, processed.info)))
     if ref.grade is not None:
-        members.append((f"{ref.key}.cls", str(ref.grade).encode()))
         result.grades[ref.grade] += 1
-    members.append((f"{ref.key}.json", _metadata(ref, split, processed.info)))
-    tar.add(members)
     result.count += 1
     return False

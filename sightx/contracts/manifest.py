@@ -15,12 +15,13 @@ from typing import Any
 import numpy as np
 
 from sightx.atomic import atomic_write_text
+from sightx.errors import SightXError
+from sightx.grades import NUM_GRADES
 
 FORMAT = "sightx-shards"
 VERSION = 1
 MANIFEST = "manifest.json"
 REJECTS = "rejects.csv"
-NUM_GRADES = 5
 SPLITS = ("train", "val", "test")
 # The only shard names a manifest may hold. Names are data read from a file someone else may have
 # written: anything else (a URL, "pipe:cmd", an absolute path, "../x") is refused, never opened.
@@ -29,8 +30,8 @@ SHARD_NAME = re.compile(r"(?:train|val|test)-[0-9]{6}\.tar")
 EFFECTIVE_BETA = 0.999
 
 
-class ManifestError(ValueError):
-    """A manifest we cannot trust: wrong format, newer version, or missing fields."""
+class ManifestError(SightXError, ValueError):
+    """A manifest we cannot trust: wrong format, newer version, missing fields, inconsistent counts."""
 
 
 def class_weights(counts: list[int]) -> dict[str, list[float]]:
@@ -75,15 +76,60 @@ def read(path: Path) -> dict[str, Any]:
     for key in ("options", "shards", "splits"):
         if key not in data:
             raise ManifestError(f"{path}: manifest lacks {key!r}")
-    if not isinstance(data["shards"], list):
-        raise ManifestError(f"{path}: manifest field 'shards' is not a list")
-    for i, record in enumerate(data["shards"]):
-        name = record.get("name") if isinstance(record, dict) else None
-        if not isinstance(name, str) or not SHARD_NAME.fullmatch(name):
-            raise ManifestError(f"{path}: manifest field shards[{i}].name is {name!r}, not a SightX shard name ({{split}}-NNNNNN.tar)")
-        if record.get("split") not in SPLITS or not name.startswith(f"{record['split']}-"):
-            raise ManifestError(f"{path}: manifest field shards[{i}].split is {record.get('split')!r}, which does not match {name!r}")
+    problem = _inconsistency(data)
+    if problem:
+        raise ManifestError(f"{path}: manifest field {problem}")
     return data
+
+
+def _counts(value: Any, n: int | None = NUM_GRADES) -> bool:
+    """A list of non-negative integer counts (of length n when given)."""
+    return (
+        isinstance(value, list)
+        and (n is None or len(value) == n)
+        and all(isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in value)
+    )
+
+
+def _inconsistency(data: dict[str, Any]) -> str | None:
+    """What is wrong with a manifest's shard records and split counts, or None.
+
+    Names are checked first: they are the one field a reader would act on (open a file).
+    Counts must add up, so an edited or lying manifest cannot steer class weights or a resume.
+    """
+    if not isinstance(data["shards"], list):
+        return "'shards' is not a list"
+    if not isinstance(data["splits"], dict):
+        return "'splits' is not an object"
+    done_grades: dict[str, list[int]] = {}
+    for i, record in enumerate(data["shards"]):
+        if not isinstance(record, dict):
+            return f"shards[{i}] is not an object"
+        name = record.get("name")
+        if not isinstance(name, str) or not SHARD_NAME.fullmatch(name):
+            return f"shards[{i}].name is {name!r}, not a SightX shard name ({{split}}-NNNNNN.tar)"
+        if record.get("split") not in SPLITS or not name.startswith(f"{record['split']}-"):
+            return f"shards[{i}].split is {record.get('split')!r}, which does not match {name!r}"
+        if not isinstance(record.get("digest"), str):
+            return f"shards[{i}].digest is missing"
+        if not record.get("done"):
+            continue
+        for key in ("count", "bytes", "input_bytes"):
+            if not _counts([record.get(key)], None):
+                return f"shards[{i}].{key} is {record.get(key)!r}, not a count"
+        if not _counts(record.get("grades")) or sum(record["grades"]) > record["count"]:
+            return f"shards[{i}].grades is {record.get('grades')!r}: not {NUM_GRADES} counts adding up to at most its count"
+        if not isinstance(record.get("sha256"), str) or not isinstance(record.get("rejects"), list):
+            return f"shards[{i}] lacks its sha256 or rejects"
+        totals = done_grades.setdefault(record["split"], [0] * NUM_GRADES)
+        for g, c in enumerate(record["grades"]):
+            totals[g] += c
+    for split, info in data["splits"].items():
+        if split not in SPLITS or not isinstance(info, dict) or not _counts(info.get("grades")):
+            return f"splits.{split}.grades is not {NUM_GRADES} non-negative counts"
+        if info["grades"] != done_grades.get(split, [0] * NUM_GRADES):
+            return f"splits.{split}.grades {info['grades']} differs from the sum over its finished shards"
+    return None
 
 
 def shards_of(manifest: dict[str, Any], split: str) -> list[dict[str, Any]]:

@@ -1,0 +1,1 @@
+"""The on-disk formats, each written and read by one module: manifest, sample, checkpoint."""

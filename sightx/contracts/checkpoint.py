@@ -1,0 +1,131 @@
+"""A training checkpoint (`best.pt`, `last.pt`): written and read here, versioned, tensors and plain data only.
+
+Loading never runs code (`torch.load(weights_only=True)`), checks the format and version, and checks the
+fields a grader acts on (architecture, head, input size, preprocessing), so an edited or foreign file is
+refused with one line instead of failing deep inside model construction.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from sightx.atomic import atomic_write_bytes
+from sightx.errors import SightXError, one_line
+from sightx.grades import NUM_GRADES
+from sightx.heads import HEADS
+from sightx.model import ARCHS
+from sightx.preprocess import PreprocessOptions
+
+FORMAT = "sightx-checkpoint"
+VERSION = 1
+# The optimiser, scheduler, scaler and RNG states: only a resumed run needs them.
+TRAINING_KEYS = ("optimizer", "scheduler", "scaler", "best_kappa", "rng")
+
+
+class CheckpointError(SightXError):
+    """A checkpoint that is missing, not SightX's, of an unknown version, or edited out of shape."""
+
+
+@dataclass
+class Checkpoint:
+    arch: str
+    head: str
+    image_size: int
+    preprocess: dict[str, Any]
+    thresholds: list[float]
+    model: dict[str, torch.Tensor]
+    epoch: int = 0
+    config: dict[str, Any] = field(default_factory=dict)
+    val: dict[str, Any] | None = None
+    training: dict[str, Any] = field(default_factory=dict)  # TRAINING_KEYS, for --resume
+    sha256: str = ""  # of the file it was read from
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": FORMAT,
+            "version": VERSION,
+            "epoch": self.epoch,
+            "arch": self.arch,
+            "head": self.head,
+            "image_size": self.image_size,
+            "preprocess": self.preprocess,
+            "thresholds": list(self.thresholds),
+            "config": self.config,
+            "model": self.model,
+            **{k: self.training[k] for k in TRAINING_KEYS if k in self.training},
+            "val": self.val,
+        }
+
+
+def save(path: Path, checkpoint: Checkpoint) -> None:
+    """Atomically, so a crash mid-write never leaves a half checkpoint under the final name."""
+    buf = io.BytesIO()
+    torch.save(checkpoint.to_dict(), buf)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def load(path: Path) -> Checkpoint:
+    """Read and check a checkpoint; CheckpointError (one line) for anything SightX did not write."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise CheckpointError(f"checkpoint {path} not found") from None
+    except OSError as e:
+        raise CheckpointError(f"cannot read checkpoint {path}: {e.strerror or e}") from None
+    try:
+        state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    except Exception as e:  # pickled objects, corrupt archives: refused, never unpickled
+        raise CheckpointError(f"{path}: not a SightX checkpoint ({type(e).__name__})") from None
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: not a SightX checkpoint")
+    version = state.get("version")
+    if version != VERSION:
+        raise CheckpointError(f"{path}: checkpoint version {version!r}; this SightX reads version {VERSION}")
+    problem = _problem(state)
+    if problem:
+        raise CheckpointError(f"{path}: {problem}")
+    return Checkpoint(
+        arch=state["arch"],
+        head=state["head"],
+        image_size=state["image_size"],
+        preprocess=state["preprocess"],
+        thresholds=[float(t) for t in state["thresholds"]],
+        model=state["model"],
+        epoch=state.get("epoch", 0),
+        config=state.get("config") or {},
+        val=state.get("val"),
+        training={k: state[k] for k in TRAINING_KEYS if k in state},
+        sha256=hashlib.sha256(data).hexdigest(),
+    )
+
+
+def _problem(state: dict[str, Any]) -> str | None:
+    if state.get("arch") not in ARCHS:
+        return f"arch {state.get('arch')!r} is not one of {', '.join(ARCHS)}"
+    if state.get("head") not in HEADS:
+        return f"head {state.get('head')!r} is not one of {', '.join(HEADS)}"
+    size = state.get("image_size")
+    if not isinstance(size, int) or isinstance(size, bool) or not 16 <= size <= 4096:
+        return f"image_size {size!r} is not a size in pixels"
+    if not isinstance(state.get("preprocess"), dict):
+        return "preprocess options missing"
+    try:
+        PreprocessOptions.from_dict(state["preprocess"])
+    except (TypeError, ValueError) as e:
+        return f"preprocess options are not valid ({one_line(str(e))})"
+    thresholds = state.get("thresholds")
+    if (
+        not isinstance(thresholds, list | tuple)
+        or len(thresholds) != NUM_GRADES - 1
+        or not all(isinstance(t, int | float) for t in thresholds)
+    ):
+        return f"thresholds are not {NUM_GRADES - 1} numbers"
+    if not isinstance(state.get("model"), dict) or not all(isinstance(v, torch.Tensor) for v in state["model"].values()):
+        return "model weights missing"
+    return None

@@ -1,0 +1,108 @@
+"""One shard sample: its tar member names and JSON metadata, written and read here and nowhere else.
+
+A sample is `KEY.jpg` (the preprocessed field of view), `KEY.cls` (the grade, absent for unlabelled
+images) and `KEY.json` (where it came from and what preprocessing measured), the WebDataset key
+convention, so stock webdataset reads the shards too. A shard is data from outside: only these
+three members are ever read (a `.pyd` or `.pth` could be a pickle), and each is checked on read.
+"""
+
+from __future__ import annotations
+
+import json
+import tarfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from sightx.errors import Rejection
+from sightx.grades import is_grade
+
+IMAGE = "jpg"
+GRADE = "cls"
+META = "json"
+MEMBERS = (f".{IMAGE}", f".{GRADE}", f".{META}")
+# The JSON keys every sample carries besides the preprocessing facts (`Processed.info`).
+META_KEYS = ("image", "key", "source", "patient", "eye", "grade", "split", "other_eye", "weight", "weight_effective")
+
+
+class SampleError(Rejection):
+    """A sample whose members are missing or malformed (reason `corrupt-sample`)."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__("corrupt-sample", detail)
+
+
+def wanted_member(name: str) -> bool:
+    """The member filter for tar readers: nothing else in a shard is ever read."""
+    return name.endswith(MEMBERS)
+
+
+def metadata(identity: dict[str, Any], info: dict[str, Any]) -> dict[str, Any]:
+    """The sample's JSON: its identity (the META_KEYS) and the preprocessing facts."""
+    missing = set(META_KEYS) - set(identity)
+    if missing:
+        raise ValueError(f"sample metadata lacks {sorted(missing)}")
+    return {**{k: identity[k] for k in META_KEYS}, **info}
+
+
+def members(key: str, jpeg: bytes, grade: int | None, meta: dict[str, Any]) -> list[tuple[str, bytes]]:
+    """(member name, bytes) in the order they are written to the tar."""
+    out = [(f"{key}.{IMAGE}", jpeg)]
+    if grade is not None:
+        out.append((f"{key}.{GRADE}", str(grade).encode()))
+    out.append((f"{key}.{META}", json.dumps(meta, sort_keys=True, separators=(",", ":")).encode()))
+    return out
+
+
+def image_of(parts: dict[str, bytes]) -> bytes:
+    """The stored JPEG; SampleError if the sample has none."""
+    data = parts.get(IMAGE)
+    if not data:
+        raise SampleError(f"no .{IMAGE} member")
+    return data
+
+
+def grade_of(parts: dict[str, bytes]) -> int | None:
+    """The grade in `.cls` (None when unlabelled); SampleError unless it is 0-4."""
+    raw = parts.get(GRADE)
+    if raw is None:
+        return None
+    try:
+        grade = int(raw.decode("ascii").strip())
+    except (UnicodeDecodeError, ValueError):
+        raise SampleError(f".{GRADE} is {raw[:20]!r}, not a grade") from None
+    if not is_grade(grade):
+        raise SampleError(f".{GRADE} is {grade}, not a grade 0-4")
+    return grade
+
+
+def meta_of(parts: dict[str, bytes]) -> dict[str, Any]:
+    """The parsed `.json` ({} when absent); SampleError when it is not a JSON object."""
+    raw = parts.get(META)
+    if raw is None:
+        return {}
+    try:
+        meta = json.loads(raw)
+    except (UnicodeDecodeError, ValueError):
+        raise SampleError(f".{META} is not valid JSON") from None
+    if not isinstance(meta, dict):
+        raise SampleError(f".{META} is not a JSON object")
+    return meta
+
+
+def read_samples(path: Path) -> Iterator[tuple[str, dict[str, bytes]]]:
+    """(key, {extension: bytes}) per sample of a shard, streamed in tar order."""
+    key: str | None = None
+    parts: dict[str, bytes] = {}
+    with tarfile.open(path, "r|") as tar:
+        for member in tar:
+            if not member.isfile() or not wanted_member(member.name):
+                continue
+            k, _, ext = member.name.rsplit("/", 1)[-1].partition(".")
+            if key is not None and k != key:
+                yield key, parts
+                parts = {}
+            key = k
+            parts[ext] = tar.extractfile(member).read()  # type: ignore[union-attr]
+    if key is not None:
+        yield key, parts
