@@ -3,11 +3,26 @@
 from __future__ import annotations
 
 import time
+from functools import partial
 from pathlib import Path
 
 import click
 
+from sightx.errors import SightXError
 from sightx.pool import default_workers
+
+
+class _Command(click.Command):
+    """Every SightX problem (a SightXError) becomes click's one-line `Error: ...` and exit status 1, here only."""
+
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except SightXError as e:
+            raise click.ClickException(str(e)) from None
+
+
+command = partial(click.command, cls=_Command, context_settings={"help_option_names": ["-h", "--help"]})
 
 
 def _size(_ctx: click.Context, _param: click.Parameter, values: tuple[str, ...]) -> tuple[tuple[int, int], ...] | None:
@@ -24,7 +39,7 @@ def _size(_ctx: click.Context, _param: click.Parameter, values: tuple[str, ...])
     return tuple(sizes) or None
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@command()
 @click.argument("out", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--n", "n", type=click.IntRange(0), default=40, show_default=True, help="Labelled images (both eyes per patient).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Same seed, byte-identical files.")
@@ -52,7 +67,18 @@ def synth(
     """Generate a synthetic EyePACS set in the Kaggle layout: OUT/train/*.jpeg, OUT/trainLabels.csv."""
     from sightx.synth.generate import SynthOptions, generate
 
-    opts = SynthOptions(n, seed, sizes, quality, balanced, workers, corrupt, n_test, ungradable, not quiet)
+    opts = SynthOptions(
+        n=n,
+        seed=seed,
+        sizes=sizes,
+        quality=quality,
+        balanced=balanced,
+        workers=workers,
+        corrupt=corrupt,
+        n_test=n_test,
+        ungradable_rate=ungradable,
+        progress=not quiet,
+    )
     start = time.perf_counter()
     try:
         summary = generate(out, opts)
@@ -82,7 +108,7 @@ def _quality_rules(_ctx: click.Context, _param: click.Parameter, value: str | No
     return tuple(rules)
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@command()
 @click.argument("raw", type=click.Path(path_type=Path))
 @click.argument("out", type=click.Path(path_type=Path), default=Path("shards"))
 @click.option("--labels", type=click.Path(dir_okay=False), help="Label CSV (image,level); default: trainLabels.csv in RAW or its parent.")
@@ -125,21 +151,30 @@ def shard(
 ) -> None:
     """Preprocess RAW fundus JPEGs into WebDataset shards in OUT (default: shards/)."""
     from sightx.preprocess import PreprocessOptions
-    from sightx.shard import ShardError, ShardInterrupted, ShardOptions, format_summary, run
+    from sightx.shard import ShardInterrupted, ShardOptions, format_summary, run
 
     pre = PreprocessOptions(size=size, normalize=normalize, quality=quality, chroma=chroma, max_pixels=max_pixels)
-    opts = ShardOptions(pre, shard_size, val_fraction, seed, unlabeled, min_quality, labels, workers, overwrite, not quiet)
+    opts = ShardOptions(
+        preprocess=pre,
+        shard_size=shard_size,
+        val_fraction=val_fraction,
+        seed=seed,
+        unlabeled=unlabeled,
+        min_quality=min_quality,
+        labels=labels,
+        workers=workers,
+        overwrite=overwrite,
+        progress=not quiet,
+    )
     try:
         result = run(raw, out, opts)
-    except ShardError as e:
-        raise click.ClickException(str(e)) from None
     except ShardInterrupted as e:
         click.echo(str(e), err=True)
         raise SystemExit(130) from None
     click.echo(format_summary(result, out))
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@command()
 @click.argument("shards", type=click.Path(path_type=Path), default=Path("shards"))
 @click.option("--out", default="runs/default", show_default=True, help="Run folder: metrics.jsonl, last.pt, best.pt, PNGs.")
 @click.option("--arch", type=click.Choice(["resnet50", "resnet34", "resnet18"]), default="resnet50", show_default=True)
@@ -180,14 +215,11 @@ def shard(
 @click.option("--quiet", is_flag=True)
 def train(shards: Path, out: str, quiet: bool, **kw: object) -> None:
     """Train a ResNet on SHARDS (default: shards/) written by sightx-shard, streaming from disk."""
-    from sightx.model import DeviceError, WeightsError
-    from sightx.train import TrainConfig, TrainError
+    from sightx.train import TrainConfig
     from sightx.train import train as run_train
 
     try:
         history = run_train(TrainConfig(shards=str(shards), out=out, progress=not quiet, **kw))  # type: ignore[arg-type]
-    except (TrainError, WeightsError, DeviceError) as e:
-        raise click.ClickException(str(e)) from None
     except KeyboardInterrupt:
         click.echo(f"interrupted; `--resume --out {out}` continues from the last finished epoch", err=True)
         raise SystemExit(130) from None
@@ -200,7 +232,7 @@ def train(shards: Path, out: str, quiet: bool, **kw: object) -> None:
         )
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@command()
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
 @click.option("--checkpoint", required=True, type=click.Path(dir_okay=False, path_type=Path), help="best.pt or last.pt from sightx-train.")
 @click.option("--out", "out_csv", default="predictions.csv", show_default=True, type=click.Path(dir_okay=False, path_type=Path))
@@ -213,17 +245,12 @@ def predict(
     inputs: tuple[Path, ...], checkpoint: Path, out_csv: Path, batch_size: int, workers: int, device: str, blend_eyes: bool, quiet: bool
 ) -> None:
     """Grade INPUTS (image files, folders, or .tar shards) with the checkpoint's own preprocessing."""
-    from sightx.model import DeviceError
     from sightx.predict import predict as run_predict
     from sightx.predict import write_csv
-    from sightx.train import TrainError
 
-    try:
-        rows = run_predict(
-            list(inputs), checkpoint, batch_size=batch_size, workers=workers, device=device, blend_eyes=blend_eyes, progress=not quiet
-        )
-    except (TrainError, DeviceError) as e:
-        raise click.ClickException(str(e)) from None
+    rows = run_predict(
+        list(inputs), checkpoint, batch_size=batch_size, workers=workers, device=device, blend_eyes=blend_eyes, progress=not quiet
+    )
     try:
         write_csv(rows, out_csv)
     except OSError as e:
@@ -232,7 +259,7 @@ def predict(
     click.echo(f"graded {len(rows) - failed} image(s), {failed} failed; wrote {out_csv}")
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@command()
 @click.argument("path", type=click.Path(path_type=Path))
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Report folder; default: reports/<name of PATH>.")
 @click.option("--per-grade", type=click.IntRange(1, 20), default=2, show_default=True, help="Gallery photos per grade.")
@@ -256,19 +283,16 @@ def explore(
     quiet: bool,
 ) -> None:
     """Report on a raw archive (images + trainLabels.csv) or a shard folder (manifest.json): HTML, PNG, JSON."""
-    from sightx.explore import ExploreError, ExploreOptions, format_summary
+    from sightx.explore import ExploreOptions, format_summary
     from sightx.explore import explore as run_explore
 
     out = out or Path("reports") / path.resolve().name
-    opts = ExploreOptions(per_grade, seed, sample, workers, labels, raw, not quiet)
-    try:
-        summary = run_explore(path, out, opts)
-    except ExploreError as e:
-        raise click.ClickException(str(e)) from None
+    opts = ExploreOptions(per_grade=per_grade, seed=seed, sample=sample, workers=workers, labels=labels, raw=raw, progress=not quiet)
+    summary = run_explore(path, out, opts)
     click.echo(format_summary(summary, out))
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@command()
 @click.argument("stage", type=click.Choice(["shard", "load", "train", "all"]), default="all")
 @click.option("--input", type=click.Path(file_okay=False), help="Raw fundus folder to measure on; default: synthetic EyePACS camera mix.")
 @click.option("--images", type=click.IntRange(2), help="Full-resolution images each shard engine processes.  [default: 64; --quick: 6]")
@@ -290,15 +314,12 @@ def explore(
 def bench(stage: str, json_path: Path | None, markdown: bool, quick: bool, quiet: bool, **kw: object) -> None:
     """Throughput of SightX against naive PIL, OpenCV, img2dataset and ImageFolder, on this machine."""
     from sightx.atomic import atomic_write_text
-    from sightx.bench import STAGES, BenchError, BenchOptions, report, run_bench
+    from sightx.bench import STAGES, BenchOptions, report, run_bench
 
     given = {k: v for k, v in kw.items() if v is not None}
     given["stages"] = STAGES if stage == "all" else (stage,)
-    try:
-        opts = BenchOptions.smoke(**given) if quick else BenchOptions(**given)  # type: ignore[arg-type]
-        result = run_bench(opts, log=(lambda _: None) if quiet else (lambda line: click.echo(line, err=True)))
-    except BenchError as e:
-        raise click.ClickException(str(e)) from None
+    opts = BenchOptions.smoke(**given) if quick else BenchOptions(**given)  # type: ignore[arg-type]
+    result = run_bench(opts, log=(lambda _: None) if quiet else (lambda line: click.echo(line, err=True)))
     if json_path is not None:
         import json
 

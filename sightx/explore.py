@@ -28,6 +28,7 @@ from sightx import codec
 from sightx.atomic import atomic_write_text
 from sightx.contracts import manifest as mf
 from sightx.contracts.sample import read_samples
+from sightx.errors import SightXError
 from sightx.labels import LabelError, find_images, find_label_file, image_id, patient_eye, read_labels
 from sightx.metrics import majority_baseline
 from sightx.pool import ordered_map
@@ -58,7 +59,7 @@ Sample = tuple[dict[str, Any], bytes]  # a stored sample's metadata and preproce
 _OUTPUTS = ("report.html", "summary.json", "gallery.png", "worst.png", "before_after.png", *CHART_INCHES)
 
 
-class ExploreError(Exception):
+class ExploreError(SightXError):
     """Nothing to explore or nowhere to write: one line for the user, no traceback."""
 
 

@@ -13,12 +13,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from sightx.errors import SightXError
+
 LABEL_FILE = "trainLabels.csv"
 IMAGE_SUFFIXES = (".jpeg", ".jpg")
 _KAGGLE_NAME = re.compile(r"^(?P<patient>.+)_(?P<eye>left|right)$", re.IGNORECASE)
 
 
-class LabelError(ValueError):
+class LabelError(SightXError, ValueError):
     """A label file we refuse to train on; the message names the offending rows."""
 
 

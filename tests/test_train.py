@@ -20,9 +20,10 @@ from click.testing import CliRunner
 
 from sightx.cli import train as train_cli
 from sightx.contracts import manifest as mf
+from sightx.contracts.checkpoint import load as load_checkpoint
 from sightx.model import WeightsError, build_model
 from sightx.predict import predict
-from sightx.train import TrainConfig, TrainError, load_checkpoint, train
+from sightx.train import TrainConfig, TrainError, train
 
 SCRIPT = str(Path(sys.executable).parent / "sightx-train")  # the installed entry point
 FAST = ["--arch", "resnet18", "--image-size", "32", "--batch-size", "8", "--workers", "0", "--quiet"]
@@ -56,7 +57,7 @@ def test_run_folder_has_metrics_checkpoints_and_charts(trained: Path, tiny_shard
     for name in ("best.pt", "last.pt", "confusion.png", "learning_curve.png"):
         assert (trained / name).stat().st_size > 0
     state = load_checkpoint(trained / "best.pt")
-    assert state["preprocess"] == mf.read(tiny_shards)["options"]["preprocess"] and state["arch"] == "resnet18"
+    assert state.preprocess == mf.read(tiny_shards)["options"]["preprocess"] and state.arch == "resnet18"
 
 
 def test_resume_after_sigkill_has_no_duplicated_epoch(tiny_shards: Path, tmp_path: Path) -> None:
@@ -71,13 +72,13 @@ def test_resume_after_sigkill_has_no_duplicated_epoch(tiny_shards: Path, tmp_pat
     assert proc.poll() is None, "finished before it could be killed"
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    done = load_checkpoint(out / "last.pt")["epoch"] + 1
+    done = load_checkpoint(out / "last.pt").epoch + 1
     assert 1 <= done < 4  # metrics.jsonl may already hold the next epoch: the resume must drop it
     refused = subprocess.run(cmd, capture_output=True, text=True)
     assert refused.returncode == 1 and "--resume" in refused.stderr
     subprocess.run(cmd + ["--resume"], check=True)
     assert [h["epoch"] for h in _history(out)] == [1, 2, 3, 4]
-    assert load_checkpoint(out / "last.pt")["epoch"] == 3
+    assert load_checkpoint(out / "last.pt").epoch == 3
 
 
 def test_regression_head_tunes_thresholds(tiny_shards: Path, tmp_path: Path) -> None:
@@ -85,7 +86,7 @@ def test_regression_head_tunes_thresholds(tiny_shards: Path, tmp_path: Path) -> 
     val = _history(tmp_path)[-1]["val"]
     assert len(val["thresholds"]) == 4 and val["thresholds"] == sorted(val["thresholds"])
     assert val["kappa_tuned_thresholds"] >= val["kappa"] - 1e-9 or val["kappa"] == 0
-    assert load_checkpoint(tmp_path / "best.pt")["thresholds"] == pytest.approx(val["thresholds"], abs=1e-4)
+    assert load_checkpoint(tmp_path / "best.pt").thresholds == pytest.approx(val["thresholds"], abs=1e-4)
 
 
 @pytest.mark.parametrize("balance", ["sample", "progressive"])
@@ -255,7 +256,7 @@ def test_weights_from_a_checkpoint_file(trained: Path) -> None:
     import torch
 
     model = build_model("resnet18", "classify", str(trained / "best.pt"))
-    state = load_checkpoint(trained / "best.pt")["model"]
+    state = load_checkpoint(trained / "best.pt").model
     assert torch.equal(model.state_dict()["conv1.weight"], state["conv1.weight"])
 
 

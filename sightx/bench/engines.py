@@ -60,7 +60,7 @@ def _sightx(job: EngineRun, inputs: InputSet, out: Path) -> int:
     from sightx.shard import ShardOptions, run
 
     pre = PreprocessOptions(size=job.recipe.size, quality=job.recipe.quality)
-    opts = ShardOptions(pre, shard_size=job.shard_size, unlabeled=not inputs.labelled, workers=job.workers, progress=False)
+    opts = ShardOptions(preprocess=pre, shard_size=job.shard_size, unlabeled=not inputs.labelled, workers=job.workers, progress=False)
     return run(Path(inputs.train), out, opts)["summary"]["written"]
 
 

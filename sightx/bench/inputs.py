@@ -73,15 +73,12 @@ def prepare(opts: BenchOptions, work: Path) -> Inputs:
 def _existing(folder: Path, n: int) -> tuple[dict[str, int] | None, list[Path]]:
     """The first n images of a user's folder; only labelled ones when it has labels, since
     the engine drops unlabelled images before decoding and the baselines would not."""
-    from sightx.labels import LabelError, find_images, find_label_file, image_id, read_labels
+    from sightx.labels import find_images, find_label_file, image_id, read_labels
 
     if not folder.is_dir():
         raise BenchError(f"--input {folder} is not a folder")
     label_path = find_label_file(folder)
-    try:
-        labels = read_labels(label_path) if label_path else None
-    except LabelError as e:
-        raise BenchError(str(e)) from None
+    labels = read_labels(label_path) if label_path else None
     images = [p for p in find_images(folder) if labels is None or image_id(p) in labels]
     if len(images) < n:
         raise BenchError(f"--input {folder} has {len(images)} usable JPEGs, fewer than --images {n}")

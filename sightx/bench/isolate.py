@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from sightx.bench.options import BenchError
+from sightx.errors import SightXError, describe
 
 T = TypeVar("T")
 
@@ -29,8 +30,7 @@ def _child(conn: Any, fn: Callable[[T], dict[str, Any]], arg: T) -> None:
         result = fn(arg)
         conn.send(("ok", {**result, "peak_rss_mb": peak_rss_mb()}))
     except Exception as e:  # reported by the parent as this measurement's error
-        message = str(e) if isinstance(e, BenchError) else f"{type(e).__name__}: {e}"
-        conn.send(("error", (message.splitlines() or [""])[0]))
+        conn.send(("error", str(e) if isinstance(e, SightXError) else describe(e)))
     finally:
         conn.close()
 

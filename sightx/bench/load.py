@@ -127,14 +127,13 @@ def prepare(opts: BenchOptions, inputs: Inputs, work: Path) -> LoadData:
     """SightX-preprocessed images of the bench inputs, cycled to --load-samples, written both as
     shards (four per loader worker) and as an ImageFolder tree of the same bytes."""
     from sightx.preprocess import PreprocessOptions
-    from sightx.shard import ShardError, ShardOptions, run
+    from sightx.shard import ShardOptions, run
 
     src = work / "load-source"
     pre = PreprocessOptions(size=opts.size, quality=opts.quality)
-    try:
-        run(Path(inputs.full.train), src, ShardOptions(pre, unlabeled=not inputs.full.labelled, workers=opts.workers, progress=False))
-    except ShardError as e:
-        raise BenchError(str(e)) from None
+    run(
+        Path(inputs.full.train), src, ShardOptions(preprocess=pre, unlabeled=not inputs.full.labelled, workers=opts.workers, progress=False)
+    )
     samples = _read_samples(src)
     if not samples:
         raise BenchError("the engine wrote no images to load")

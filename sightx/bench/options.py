@@ -5,11 +5,13 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from sightx.errors import SightXError
+
 STAGES = ("shard", "load", "train")
 EYEPACS_IMAGES = 88_702  # Kaggle 2015: 35,126 train + 53,576 test originals
 
 
-class BenchError(Exception):
+class BenchError(SightXError):
     """A problem the user must fix (bad input folder, unknown device); one line, no traceback."""
 
 

@@ -23,14 +23,15 @@ from tqdm import tqdm
 
 from sightx.atomic import atomic_write_text
 from sightx.contracts import manifest as mf
+from sightx.errors import SightXError
 from sightx.grades import NUM_GRADES
-from sightx.labels import LabelError, find_images, find_label_file, read_labels
+from sightx.labels import find_images, find_label_file, read_labels
 from sightx.preprocess import PreprocessOptions
 from sightx.shard.plan import Plan, Reject, ShardTask, make_plan
 from sightx.shard.task import BuildOptions, ShardResult, build_shard, commit_shard, file_sha256
 
 
-class ShardError(Exception):
+class ShardError(SightXError):
     """A problem the user must fix (bad input, unwritable output, option clash): one line, no traceback."""
 
 
@@ -196,10 +197,7 @@ def load_inputs(raw: Path, opts: ShardOptions) -> tuple[list[Path], dict[str, in
     label_path = Path(opts.labels) if opts.labels else find_label_file(raw)
     if label_path is None and not opts.unlabeled:
         raise ShardError(f"no trainLabels.csv in {raw} or its parent: pass --labels PATH, or --unlabeled for a test set")
-    try:
-        labels = read_labels(label_path) if label_path else None
-    except LabelError as e:
-        raise ShardError(str(e)) from None
+    labels = read_labels(label_path) if label_path else None
     images = find_images(raw)
     if not images:
         raise ShardError(f"no .jpeg/.jpg files under {raw}")

@@ -1,0 +1,64 @@
+"""The training configuration: every option and its default, declared once (the CLI reads them from here)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Any
+
+from sightx.balance import MODES
+from sightx.errors import SightXError
+from sightx.heads import HEADS
+from sightx.model import ARCHS
+from sightx.pool import default_workers
+
+OPTIMIZERS = ("adamw", "sgd")
+SCHEDULES = ("cosine", "onecycle")
+AMP_MODES = ("auto", "off", "bf16", "fp16")
+
+
+class TrainError(SightXError):
+    """A problem the user must fix; reported as one line."""
+
+
+@dataclass
+class TrainConfig:
+    shards: str
+    out: str = "runs/default"
+    arch: str = "resnet50"
+    head: str = "classify"
+    weights: str = "none"
+    image_size: int = 512
+    epochs: int = 30
+    batch_size: int = 32
+    lr: float = 3e-4
+    weight_decay: float = 0.05
+    optimizer: str = "adamw"
+    schedule: str = "cosine"
+    warmup_epochs: float = 1.0
+    balance: str = "progressive"
+    balance_decay: float = 0.7
+    workers: int = min(8, default_workers())
+    shuffle_buffer: int = 1000
+    seed: int = 0
+    device: str = "auto"
+    amp: str = "auto"
+    resume: bool = False
+    tensorboard: bool = False
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        for name, allowed in (
+            ("balance", MODES),
+            ("arch", ARCHS),
+            ("head", tuple(HEADS)),
+            ("optimizer", OPTIMIZERS),
+            ("schedule", SCHEDULES),
+            ("amp", AMP_MODES),
+        ):
+            if getattr(self, name) not in allowed:
+                raise TrainError(f"--{name} must be one of {', '.join(allowed)}")
+
+
+def default(name: str) -> Any:
+    """The library's default for a TrainConfig field, for the CLI's option declarations."""
+    return next(f.default for f in fields(TrainConfig) if f.name == name)

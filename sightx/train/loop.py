@@ -1,0 +1,134 @@
+"""The training loop as free functions, as in torchvision's references/classification/train.py.
+
+`train_step` is one optimiser step on one batch (the benchmark times exactly this); `train_one_epoch`
+runs it over a loader and reports the epoch; `predict` collects a model's outputs over a loader on
+every rank; `evaluate` turns outputs into the DR metrics (pure: arrays in, a dict out).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from sightx import metrics
+from sightx.heads import Head
+from sightx.model import autocast
+from sightx.stream import normalize_batch
+from sightx.train import distributed
+from sightx.train.distributed import Dist
+
+
+@dataclass
+class StepContext:
+    """What a training step needs besides the batch."""
+
+    model: nn.Module  # what the forward pass runs: the DDP wrapper or the model itself
+    head: Head
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+    device: torch.device
+    amp: torch.dtype | None
+    channels_last: bool
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None = None
+
+
+def train_step(ctx: StepContext, images: torch.Tensor, grades: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """One optimiser step on a uint8 NCHW batch; returns the (detached) weighted loss."""
+    x = normalize_batch(images, ctx.device, ctx.channels_last)
+    y = grades.to(ctx.device, non_blocking=True)
+    w = weights.to(ctx.device, dtype=torch.float32, non_blocking=True)
+    with autocast(ctx.device, ctx.amp):
+        out = ctx.model(x)
+    loss = ctx.head.loss(out, y, w)
+    ctx.optimizer.zero_grad(set_to_none=True)
+    ctx.scaler.scale(loss).backward()
+    ctx.scaler.step(ctx.optimizer)
+    ctx.scaler.update()
+    if ctx.scheduler is not None:
+        ctx.scheduler.step()
+    return loss.detach()
+
+
+def train_one_epoch(ctx: StepContext, loader: Any, d: Dist, *, steps: int, desc: str, progress: bool) -> dict[str, Any]:
+    """One pass over `loader`. A batch of one image is never trained on: BatchNorm needs two values
+    per channel (it fails outright when the last feature map is 1x1) and learns nothing useful from one."""
+    ctx.model.train()
+    loss_sum, seen, wait, skipped = 0.0, 0, 0.0, 0
+    start = time.perf_counter()
+    bar = tqdm(total=steps, desc=desc, unit="step", disable=not (progress and d.main), leave=False)
+    join = ctx.model.join() if d.world > 1 else contextlib.nullcontext()  # type: ignore[operator]
+    with join:
+        batches = iter(loader)
+        while True:
+            t = time.perf_counter()
+            try:
+                images, grades, weights, _ = next(batches)
+            except StopIteration:
+                break
+            wait += time.perf_counter() - t
+            if len(grades) < 2:
+                skipped += len(grades)
+                continue
+            loss = train_step(ctx, images, grades, weights)
+            seen += len(grades)
+            loss_sum += float(loss) * len(grades)
+            elapsed = time.perf_counter() - start
+            bar.update()
+            bar.set_postfix(loss=f"{loss_sum / seen:.3f}", img_s=f"{seen / elapsed:.1f}", data=f"{wait / elapsed:.0%}", refresh=False)
+    bar.close()
+    elapsed = time.perf_counter() - start
+    seen_all, loss_all, skipped_all = distributed.sum_over_ranks(d, [float(seen), loss_sum, float(skipped)])
+    lr = ctx.scheduler.get_last_lr()[0] if ctx.scheduler is not None else ctx.optimizer.param_groups[0]["lr"]
+    return {
+        "train_loss": round(loss_all / max(seen_all, 1), 5),
+        "train_images": int(seen_all),
+        "skipped_single_batches": int(skipped_all),
+        "images_per_s": round(seen / elapsed, 2),
+        "data_wait": round(wait / elapsed, 4),
+        "lr": float(lr),
+        "seconds": round(elapsed, 2),
+    }
+
+
+@torch.no_grad()
+def predict(ctx: StepContext, model: nn.Module, loader: Any, d: Dist) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Head outputs (probabilities or scores), grades and keys for every sample of every rank."""
+    model.eval()
+    outs, grades, keys = [], [], []
+    for images, y, _, k in loader:
+        x = normalize_batch(images, ctx.device, ctx.channels_last)
+        with autocast(ctx.device, ctx.amp):
+            out = model(x)
+        outs.append(ctx.head.activate(out).cpu().numpy())
+        grades.append(y.numpy())
+        keys += list(k)
+    parts = distributed.gather(d, (outs, grades, keys))
+    outs = [o for p in parts for o in p[0]]
+    grades = [y for p in parts for y in p[1]]
+    keys = [k for p in parts for k in p[2]]
+    return (
+        np.concatenate(outs) if outs else ctx.head.empty(),
+        np.concatenate(grades) if grades else np.zeros(0, int),
+        keys,
+    )
+
+
+def evaluate(head: Head, outputs: np.ndarray, grades: np.ndarray) -> dict[str, Any]:
+    """DR metrics of validation outputs. A head with thresholds reports kappa at the default ones and
+    at thresholds tuned on these outputs; the tuned ones are returned in `thresholds` for the caller
+    to keep (or not)."""
+    pred = head.grades(outputs, list(metrics.DEFAULT_THRESHOLDS))
+    result = metrics.evaluate(grades, pred, head.referable_score(outputs))
+    result["loss"] = round(head.val_loss(outputs, grades), 5)
+    tuned = head.tune_thresholds(outputs, grades)
+    if tuned is not None:
+        result["kappa_tuned_thresholds"] = round(metrics.quadratic_weighted_kappa(grades, head.grades(outputs, tuned)), 4)
+        result["thresholds"] = [round(t, 4) for t in tuned]
+    return result

@@ -1,0 +1,224 @@
+"""Training wiring: shards -> loaders, model, optimiser, schedule -> epochs of train + evaluate -> checkpoints.
+
+Shaped like torchvision's references/classification/train.py: `train(cfg)` builds everything, then
+runs the free functions of `sightx.train.loop` per epoch. Runs single-process or under `torchrun`
+(DistributedDataParallel; gloo on CPU, nccl on CUDA).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from sightx import heads, metrics
+from sightx.contracts import checkpoint as ckpt
+from sightx.contracts import manifest as mf
+from sightx.model import autocast_dtype, build_model, pick_device
+from sightx.stream import StreamConfig, make_loader, shard_paths
+from sightx.train import distributed, loop
+from sightx.train.config import TrainConfig, TrainError
+from sightx.train.distributed import Dist
+from sightx.train.run_dir import RunDir
+
+
+def lr_lambda(total_steps: int, warmup_steps: int, schedule: str) -> Any:
+    """Linear warm-up, then cosine to zero or (onecycle) linear down from the peak."""
+
+    def f(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+        if schedule == "onecycle":
+            return max(0.0, 1.0 - progress)
+        return 0.5 * (1 + math.cos(math.pi * progress))
+
+    return f
+
+
+def read_shards(shard_dir: Path) -> tuple[dict[str, Any], list[str], list[str]]:
+    """The manifest and the train/val shard paths, refused unless the set is complete."""
+    manifest = mf.read(shard_dir)
+    if not manifest.get("complete", False):
+        raise TrainError(f"{shard_dir}: the shards are incomplete (an interrupted sightx-shard?): re-run it to finish them")
+    train_shards, val_shards = shard_paths(shard_dir, manifest, "train"), shard_paths(shard_dir, manifest, "val")
+    if not train_shards:
+        raise TrainError(f"{shard_dir}: no finished train shards in the manifest")
+    return manifest, train_shards, val_shards
+
+
+def build_optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
+    params = [p for p in model.parameters() if p.requires_grad]
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=0.9, weight_decay=cfg.weight_decay, nesterov=True)
+    return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+@dataclass
+class Progress:
+    """What a checkpoint carries forward besides the weights."""
+
+    start_epoch: int = 0
+    best_kappa: float = -math.inf
+    thresholds: list[float] = field(default_factory=lambda: list(metrics.DEFAULT_THRESHOLDS))
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+class Trainer:
+    """Everything a run holds; `fit` is the epoch loop."""
+
+    def __init__(self, cfg: TrainConfig, d: Dist) -> None:
+        self.cfg, self.dist = cfg, d
+        self.manifest, train_shards, val_shards = read_shards(Path(cfg.shards))
+        counts = self.manifest["splits"]["train"]["grades"]
+        self.head = heads.get(cfg.head)
+
+        device = pick_device(cfg.device)
+        if device.type == "cuda" and d.world > 1:
+            device = torch.device("cuda", d.local_rank)
+            torch.cuda.set_device(device)
+        amp = autocast_dtype(device, cfg.amp)
+        channels_last = device.type in ("cuda", "cpu")
+
+        torch.manual_seed(cfg.seed)
+        random.seed(cfg.seed)
+        model = build_model(cfg.arch, cfg.head, cfg.weights).to(device)
+        if channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        self.model = model
+        opt = build_optimizer(cfg, model)
+        self.steps_per_epoch = max(1, math.ceil(sum(counts) / (cfg.batch_size * d.world)))
+        total = self.steps_per_epoch * cfg.epochs
+        warmup = min(total, max(1, int(cfg.warmup_epochs * self.steps_per_epoch)))
+        self.ctx = loop.StepContext(
+            model=nn.parallel.DistributedDataParallel(model) if d.world > 1 else model,
+            head=self.head,
+            optimizer=opt,
+            scaler=torch.amp.GradScaler(device.type, enabled=amp == torch.float16 and device.type == "cuda"),
+            device=device,
+            amp=amp,
+            channels_last=channels_last,
+            scheduler=torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(total, warmup, cfg.schedule)),
+        )
+
+        stream = dict(image_size=cfg.image_size, seed=cfg.seed, counts=tuple(counts))
+        pin = device.type == "cuda"
+        train_cfg = StreamConfig(
+            tuple(train_shards),
+            train=True,
+            shuffle_buffer=cfg.shuffle_buffer,
+            balance=cfg.balance,
+            decay=cfg.balance_decay,
+            loss_weights=cfg.balance == "loss",
+            **stream,  # type: ignore[arg-type]
+        )
+        self.train_loader, self.epoch_value = make_loader(train_cfg, cfg.batch_size, cfg.workers, pin_memory=pin)
+        self.val_loader = None
+        if val_shards:
+            val_cfg = StreamConfig(tuple(val_shards), train=False, **stream)  # type: ignore[arg-type]
+            self.val_loader, _ = make_loader(val_cfg, cfg.batch_size, cfg.workers, pin_memory=pin)
+
+        out = Path(cfg.out)
+        if (out / "last.pt").exists() and not cfg.resume:
+            raise TrainError(f"{out} already holds a run (last.pt): pass --resume to continue it, or choose another --out")
+        self.run_dir = RunDir(out, tensorboard=cfg.tensorboard, main=d.main)
+        self.progress = self._resume(out / "last.pt") if cfg.resume and (out / "last.pt").exists() else Progress()
+
+    def _resume(self, last: Path) -> Progress:
+        state = ckpt.load(last)
+        for key in ("arch", "head"):
+            if getattr(state, key) != getattr(self.cfg, key):
+                raise TrainError(
+                    f"{last} was trained with --{key} {getattr(state, key)}, not {getattr(self.cfg, key)}: resume with the same options"
+                )
+        t = state.training
+        if set(t) != set(ckpt.TRAINING_KEYS):
+            raise TrainError(f"{last} holds no training state to resume from (a weights-only checkpoint?)")
+        self.model.load_state_dict(state.model)
+        self.ctx.optimizer.load_state_dict(t["optimizer"])
+        self.ctx.scheduler.load_state_dict(t["scheduler"])  # type: ignore[union-attr]
+        self.ctx.scaler.load_state_dict(t["scaler"])
+        torch.set_rng_state(t["rng"]["torch"])
+        random.setstate(t["rng"]["python"])
+        start = state.epoch + 1
+        # Epochs after the checkpoint (a crash between the metrics line and last.pt) are redone, not duplicated.
+        history = [h for h in self.run_dir.read_history() if h["epoch"] <= start]
+        self.run_dir.write_history(history)
+        return Progress(start, t["best_kappa"], list(state.thresholds), history)
+
+    def _checkpoint(self, epoch: int, val: dict[str, Any] | None) -> ckpt.Checkpoint:
+        p = self.progress
+        training = {
+            "optimizer": self.ctx.optimizer.state_dict(),
+            "scheduler": self.ctx.scheduler.state_dict(),  # type: ignore[union-attr]
+            "scaler": self.ctx.scaler.state_dict(),
+            "best_kappa": p.best_kappa,
+            "rng": {"torch": torch.get_rng_state(), "python": random.getstate()},
+        }
+        return ckpt.Checkpoint(
+            arch=self.cfg.arch,
+            head=self.cfg.head,
+            image_size=self.cfg.image_size,
+            preprocess=self.manifest["options"]["preprocess"],
+            thresholds=list(p.thresholds),
+            model=self.model.state_dict(),
+            epoch=epoch,
+            config=asdict(self.cfg),
+            val=json.loads(json.dumps(val)),  # plain types only: weights_only loading refuses numpy scalars
+            training=training,
+        )
+
+    def fit(self) -> list[dict[str, Any]]:
+        cfg, p = self.cfg, self.progress
+        for epoch in range(p.start_epoch, cfg.epochs):
+            self.epoch_value.value = epoch
+            desc = f"epoch {epoch + 1}/{cfg.epochs}"
+            row: dict[str, Any] = {
+                "epoch": epoch + 1,
+                **loop.train_one_epoch(
+                    self.ctx, self.train_loader, self.dist, steps=self.steps_per_epoch, desc=desc, progress=cfg.progress
+                ),
+            }
+            val = None
+            if self.val_loader is not None:
+                outputs, grades, _ = loop.predict(self.ctx, self.model, self.val_loader, self.dist)
+                val = loop.evaluate(self.head, outputs, grades)
+                row["val"] = val
+                if "thresholds" in val:  # the tuned thresholds are what this epoch's checkpoint grades with
+                    p.thresholds = list(val["thresholds"])
+            if not self.dist.main:
+                continue
+            improved = val is not None and val["kappa"] > p.best_kappa
+            if improved:
+                p.best_kappa = val["kappa"]  # type: ignore[index]
+            p.history.append(row)
+            self.run_dir.write_history(p.history)  # before last.pt: a resume drops lines past the checkpoint
+            state = self._checkpoint(epoch, val)
+            if improved or val is None:
+                ckpt.save(Path(cfg.out) / "best.pt", state)
+            ckpt.save(Path(cfg.out) / "last.pt", state)
+            self.run_dir.report(p.history, cfg.epochs, cfg.progress)
+        distributed.barrier(self.dist)
+        return p.history
+
+    def close(self) -> None:
+        self.run_dir.close()
+
+
+def train(cfg: TrainConfig) -> list[dict[str, Any]]:
+    """Train per `cfg`; returns one metrics row per epoch run (all epochs when resumed)."""
+    d = distributed.init(cfg.device)
+    try:
+        trainer = Trainer(cfg, d)
+        try:
+            return trainer.fit()
+        finally:
+            trainer.close()
+    finally:
+        distributed.close(d)
