@@ -4,10 +4,16 @@ from __future__ import annotations
 
 import base64
 import csv
+import io
 import json
+import re
 import shutil
+import subprocess
+import sys
+import tarfile
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -16,7 +22,9 @@ from PIL import Image
 
 from sightx.cli import explore as explore_cli
 from sightx.contracts import manifest as mf
-from sightx.explore import CHART_DPI, CHART_INCHES, TILE, WORST_COLS, ExploreOptions, explore, sample_images
+from sightx.contracts.sample import read_samples
+from sightx.errors import SightXError
+from sightx.explore import CHART_DPI, CHART_INCHES, TILE, WORST_COLS, ExploreError, ExploreOptions, explore, format_summary, sample_images
 from sightx.preprocess import PreprocessOptions
 from sightx.shard import ShardOptions, run
 from sightx.sheet import CAPTION_HEIGHT, contact_sheet, sheet_size
@@ -312,3 +320,275 @@ def test_contact_sheet_rejects_bad_input() -> None:
         contact_sheet([img] * 3, ["a"] * 3, cols=1, rows=2)
     with pytest.raises(ValueError, match="RGB uint8"):
         contact_sheet([np.zeros((10, 10), np.uint8)], ["a"], cols=1)
+
+
+# --- import cost -------------------------------------------------------------------
+
+
+def test_import_loads_no_plotting_or_training_code() -> None:
+    """Exploring must not pay for matplotlib (until it draws), torch or the trainer."""
+    heavy = ("matplotlib", "torch", "torchvision", "webdataset", "sightx.train", "sightx.stream")
+    code = "import sys, sightx.explore, sightx.cli; print(' '.join(sorted(sys.modules)))"
+    loaded = set(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split())
+    assert "sightx.explore.render" in loaded
+    assert not {m for m in loaded if m.split(".")[0] in heavy or m in heavy}
+
+
+def test_explore_error_is_a_sightx_error() -> None:
+    assert issubclass(ExploreError, SightXError)
+    assert str(ExploreError("first line\nsecond")) == "first line"
+
+
+# --- summary.json schema -----------------------------------------------------------
+
+SCHEMA = Path(__file__).resolve().parents[1] / "docs" / "summary-schema.md"
+_DISTRIBUTION = {"min", "p05", "median", "mean", "p95", "max"}
+
+
+def _schema() -> dict[str, dict[str, tuple[str, str]]]:
+    """kind -> {key path: (type, present)} from the tables of docs/summary-schema.md."""
+    kinds: dict[str, dict[str, tuple[str, str]]] = {}
+    rows: dict[str, tuple[str, str]] = {}
+    for line in SCHEMA.read_text().splitlines():
+        heading = re.match(r'## .*"kind": "(\w+)"', line)
+        if heading:
+            rows = kinds.setdefault(heading.group(1), {})
+        elif line.startswith("| `"):
+            cells = [c.strip().replace("\\|", "|") for c in re.split(r"(?<!\\)\|", line)[1:-1]]
+            rows[cells[0].strip("`")] = (cells[1], cells[2])
+    return kinds
+
+
+def _typed(value: Any, typ: str) -> bool:
+    for t in typ.split("|"):
+        inner = re.fullmatch(r"list\[(\w+)\]", t)
+        if inner and isinstance(value, list) and all(_typed(v, inner.group(1)) for v in value):
+            return True
+        if t == "distribution" and isinstance(value, dict) and set(value) == _DISTRIBUTION:
+            if all(_typed(v, "number") for v in value.values()):
+                return True
+        simple = {
+            "int": isinstance(value, int) and not isinstance(value, bool),
+            "number": isinstance(value, int | float) and not isinstance(value, bool),
+            "str": isinstance(value, str),
+            "bool": isinstance(value, bool),
+            "null": value is None,
+            "object": isinstance(value, dict),
+        }
+        if simple.get(t):
+            return True
+    return False
+
+
+def _check_object(obj: dict[str, Any], path: str, rows: dict[str, tuple[str, str]], seen: set[str], errors: list[str]) -> None:
+    prefix = f"{path}." if path else ""
+    children = {k[len(prefix) :] for k in rows if k.startswith(prefix) and "." not in k[len(prefix) :] and "[]" not in k[len(prefix) :]}
+    if not children:
+        return  # opaque
+    if children == {"*"}:
+        for value in obj.values():
+            _check_value(value, f"{prefix}*", rows, seen, errors)
+        return
+    for key, value in obj.items():
+        if key not in children:
+            errors.append(f"{prefix}{key}: written but not documented")
+        else:
+            _check_value(value, prefix + key, rows, seen, errors)
+    errors += [f"{prefix}{k}: documented as always present, missing" for k in children if rows[prefix + k][1] == "always" and k not in obj]
+
+
+def _check_value(value: Any, path: str, rows: dict[str, tuple[str, str]], seen: set[str], errors: list[str]) -> None:
+    seen.add(path)
+    typ = rows[path][0]
+    if not _typed(value, typ):
+        errors.append(f"{path}: {str(value)[:60]} is not {typ}")
+    elif isinstance(value, dict) and typ != "distribution":
+        _check_object(value, path, rows, seen, errors)
+    elif isinstance(value, list) and any(k.startswith(f"{path}[].") for k in rows):
+        seen.add(f"{path}[]")
+        for item in value:
+            _check_object(item, f"{path}[]", rows, seen, errors)
+
+
+@pytest.fixture(scope="module")
+def summaries(
+    raw: Path, shards: Path, raw_report: tuple[Path, dict], shard_report: tuple[Path, dict], tmp_path_factory: pytest.TempPathFactory
+) -> list[dict]:
+    """Summaries covering every optional key: labels missing, discordant eyes, no --raw, no rejects.csv, skips."""
+    tmp = tmp_path_factory.mktemp("schema")
+    quick = ExploreOptions(sample=3, progress=False)
+    found = [raw_report[1], shard_report[1]]
+    shutil.copytree(raw / "train", tmp / "nolabels" / "train")
+    found.append(explore(tmp / "nolabels", tmp / "r1", quick))
+    labels = _label_rows(raw / "trainLabels.csv")
+    labels["1_left"], labels["1_right"] = 0, 2  # one patient with eyes of different grades
+    (tmp / "labels.csv").write_text("image,level\n" + "".join(f"{n},{g}\n" for n, g in labels.items()))
+    found.append(explore(raw, tmp / "r2", ExploreOptions(sample=3, labels=str(tmp / "labels.csv"), progress=False)))
+    shutil.copytree(shards, tmp / "norejects")
+    (tmp / "norejects" / mf.REJECTS).unlink()
+    found.append(explore(tmp / "norejects", tmp / "r3", quick))
+    found.append(explore(_hostile_shards(shards, tmp / "hostile"), tmp / "r4", ExploreOptions(raw=str(raw), per_grade=6, progress=False)))
+    return found
+
+
+def test_summary_matches_the_documented_schema(summaries: list[dict]) -> None:
+    schema = _schema()
+    assert set(schema) == {"raw", "shards"}
+    seen: dict[str, set[str]] = {kind: set() for kind in schema}
+    errors: list[str] = []
+    for summary in summaries:
+        _check_object(summary, "", schema[summary["kind"]], seen[summary["kind"]], errors)
+    assert not errors
+    for kind, rows in schema.items():
+        assert set(rows) - seen[kind] == set(), f"documented {kind} keys no test summary has"
+    assert summaries[3]["classes"]["discordant_examples"] == [{"patient": "1", "left": 0, "right": 2}]
+
+
+# --- hostile shard folders ---------------------------------------------------------
+
+
+def _tar(path: Path, samples: list[tuple[str, dict[str, bytes]]]) -> None:
+    with tarfile.open(path, "w", format=tarfile.GNU_FORMAT) as tar:
+        for key, parts in samples:
+            for ext, data in parts.items():
+                info = tarfile.TarInfo(f"{key}.{ext}")
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+
+
+def _huge_header(jpg: bytes) -> bytes:
+    """The same JPEG with a frame header claiming 50000x50000 pixels."""
+    sof = jpg.index(b"\xff\xc0")
+    return jpg[: sof + 5] + (50000).to_bytes(2, "big") * 2 + jpg[sof + 9 :]
+
+
+HOSTILE_SKIPS = {
+    "bad-json": 2,
+    "bad-cls": 2,
+    "bad-grade": 1,
+    "bad-source": 2,
+    "not-jpeg": 1,
+    "too-large": 1,
+    "truncated": 1,
+    "incomplete-sample": 1,
+    "unreadable-shard": 2,
+}
+
+
+def _hostile_shards(shards: Path, dest: Path) -> Path:
+    """A copy of `shards` whose train tars hold malformed samples, a truncated tar and a tar that is not one."""
+    shutil.copytree(shards, dest)
+    names = sorted(p.name for p in dest.glob("train-*.tar"))
+    assert len(names) == 3
+    good = list(read_samples(dest / names[0]))
+    meta = json.loads(good[0][1]["json"])
+    jpg = good[0][1]["jpg"]
+
+    def sample(key: str, json_bytes: bytes | None = None, cls: bytes | None = None, jpg_bytes: bytes = jpg, **edit: Any) -> tuple:
+        parts = {"jpg": jpg_bytes, "cls": cls if cls is not None else str(edit.get("grade", meta["grade"])).encode()}
+        parts["json"] = json_bytes if json_bytes is not None else json.dumps({**meta, **edit}).encode()
+        return key, parts
+
+    bad = [
+        sample("x_json", json_bytes=b"{not json"),
+        sample("x_array", json_bytes=b"[1, 2]"),
+        sample("x_cls", cls=b"abc"),
+        sample("x_mismatch", cls=b"9"),
+        sample("x_grade", grade=9),
+        sample("x_abs", source="/etc/passwd"),
+        sample("x_dotdot", source="../../outside.jpeg"),
+        sample("x_notjpeg", jpg_bytes=b"hello"),
+        sample("x_huge", jpg_bytes=_huge_header(jpg)),
+        sample("x_trunc", jpg_bytes=jpg[: len(jpg) // 2], grade=2),  # decodes only when picked: grade 2 is always picked
+        ("x_nojson", {"jpg": jpg, "cls": b"0"}),
+    ]
+    _tar(dest / names[0], good + bad)
+    data = (dest / names[1]).read_bytes()
+    (dest / names[1]).write_bytes(data[: len(data) // 2 + 100])  # cut inside a member
+    (dest / names[2]).write_bytes(b"this is not a tar file" * 50)
+    return dest
+
+
+def test_hostile_shards_are_skipped_and_recorded(raw: Path, shards: Path, summaries: list[dict], tmp_path: Path) -> None:
+    summary = summaries[-1]
+    skipped = summary["before_after"]["skipped"]
+    assert skipped["by_reason"] == HOSTILE_SKIPS and skipped["count"] == sum(HOSTILE_SKIPS.values())
+    assert {e["reason"] for e in skipped["examples"]} == set(HOSTILE_SKIPS)
+    assert all("\n" not in e["detail"] for e in skipped["examples"])
+    shown = summary["before_after"]["shown"]
+    assert shown >= 5 and summary["figures"]["before_after.png"][1] == 2 * (TILE[1] + CAPTION_HEIGHT)
+    assert "malformed sample(s)" in format_summary(summary, tmp_path)
+    # The same through the command: exit 0, the skip reported in one line, the report names the samples.
+    out = tmp_path / "report"
+    result = CliRunner().invoke(
+        explore_cli, [str(_hostile_shards(shards, tmp_path / "h")), "--out", str(out), "--raw", str(raw), "--per-grade", "6", "--quiet"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "Traceback" not in result.output and f"{skipped['count']} malformed sample(s) or shard(s) passed over" in result.output
+    page = (out / "report.html").read_text()
+    assert "x_json" in page and "unreadable-shard" in page and "/etc/passwd" in page
+
+
+def test_a_shard_set_with_only_broken_shards(raw: Path, shards: Path, tmp_path: Path) -> None:
+    dest = _hostile_shards(shards, tmp_path / "h")
+    for name in ("train-000000.tar", "train-000001.tar"):
+        (dest / name).write_bytes(b"")
+    (dest / "val-000000.tar").unlink()  # listed as done, gone from the disk
+    summary = explore(dest, tmp_path / "r", ExploreOptions(raw=str(raw), progress=False))
+    assert summary["before_after"]["shown"] == 0 and "no usable labelled sample" in summary["before_after"]["note"]
+    assert summary["before_after"]["skipped"]["by_reason"] == {"unreadable-shard": 4}
+    assert not (tmp_path / "r" / "before_after.png").exists()
+
+
+def _edit(m: dict, path: str, value: Any) -> None:
+    *parents, last = path.split(".")
+    for p in parents:
+        m = m[int(p)] if isinstance(m, list) else m[p]
+    if value is _DELETE:
+        del m[last]
+    else:
+        m[last] = value
+
+
+_DELETE = object()
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("splits.train.count", _DELETE, "manifest field splits.train.count is missing"),
+        # fields every manifest reader needs are checked by manifest.read itself
+        ("splits.train.grades", _DELETE, "manifest field splits.train.grades is not 5 non-negative counts"),
+        ("splits.val.grades", [1, 2], "manifest field splits.val.grades is not 5 non-negative counts"),
+        ("splits.train.shards", "3", "splits.train.shards is '3', not a non-negative integer"),
+        ("splits.train.class_weights", {"inverse": [1, 2]}, "splits.train.class_weights.inverse is [1, 2], not a list of 5 numbers"),
+        ("splits.train", [], "manifest field splits.train.grades is not 5 non-negative counts"),
+        ("shards.0.grades", _DELETE, "manifest field shards[0].grades is None"),
+        ("shards.0.count", -1, "manifest field shards[0].count is -1"),
+        ("summary", "oops", "manifest field summary is 'oops', not an object"),
+        ("summary.rejected_by_reason", {"x": "y"}, "summary.rejected_by_reason is {'x': 'y'}"),
+        ("options", [], "manifest field options is [], not an object"),
+        ("splits", "oops", "manifest field 'splits' is not an object"),
+    ],
+)
+def test_manifest_without_counts_is_one_line(shards: Path, tmp_path: Path, field: str, value: Any, message: str) -> None:
+    dest = tmp_path / "s"
+    shutil.copytree(shards, dest)
+    m = json.loads((dest / mf.MANIFEST).read_text())
+    _edit(m, field, value)
+    (dest / mf.MANIFEST).write_text(json.dumps(m))
+    result = CliRunner().invoke(explore_cli, [str(dest), "--out", str(tmp_path / "r"), "--quiet"])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert message in result.output and len(result.output.strip().splitlines()) == 1
+    assert not (tmp_path / "r").exists()  # refused before the report folder is touched
+
+
+def test_unreadable_rejects_csv_is_a_note(shards: Path, tmp_path: Path) -> None:
+    dest = tmp_path / "s"
+    shutil.copytree(shards, dest)
+    (dest / mf.REJECTS).write_bytes(b'source,reason\n\xff\xfe,\x00bad\n"unterminated')
+    summary = explore(dest, tmp_path / "r", ExploreOptions(progress=False))
+    assert summary["rejects"]["count"] == 2  # the manifest's numbers stand; the CSV only gives examples
+    assert [r["source"] for r in summary["rejects"]["examples"]] == ["\ufffd\ufffd", "unterminated"]
+    assert json.loads((tmp_path / "r" / "summary.json").read_text()) == summary
+    assert "unterminated" in (tmp_path / "r" / "report.html").read_text()

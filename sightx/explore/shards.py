@@ -1,0 +1,332 @@
+"""The numbers about a shard folder: splits and class mix from the manifest, rejects, before/after samples.
+
+Computes only; render.py turns the results into HTML and PNG. A shard folder may come from
+anywhere: the manifest fields this report reads are checked first (one-line ExploreError naming the
+field), and shard members are data, so a malformed sample or an unreadable shard is skipped and
+recorded in the summary, never a traceback.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import tarfile
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from sightx import codec
+from sightx.contracts import manifest as mf
+from sightx.contracts.sample import read_samples
+from sightx.errors import Rejection, describe
+from sightx.explore.common import EXAMPLES, ExploreError, ExploreOptions, pct, thumbnail
+from sightx.grades import NUM_GRADES, is_grade
+
+
+class Sample(NamedTuple):
+    """A stored sample's metadata and preprocessed JPEG, and where it was read."""
+
+    meta: dict[str, Any]
+    jpg: bytes
+    shard: str
+    key: str
+
+
+Picked = tuple[dict[str, Any], np.ndarray]  # a sample's metadata and its JPEG decoded
+ByGrade = dict[int, list[Picked]]  # grade -> the samples picked
+# A stored sample is a square at the training size; a header claiming more is hostile, not a photo.
+MAX_SAMPLE_PIXELS = 4096 * 4096
+_MISSING = object()
+
+
+@dataclass
+class Skips:
+    """Shard samples (or whole shards) passed over as malformed: counted by reason, first few kept."""
+
+    by_reason: Counter[str] = field(default_factory=Counter)
+    examples: list[dict[str, str]] = field(default_factory=list)
+
+    def add(self, shard: str, key: str, why: Rejection) -> None:
+        self.by_reason[why.reason] += 1
+        if len(self.examples) < EXAMPLES:
+            self.examples.append({"shard": shard, "key": key, "reason": why.reason, "detail": why.detail})
+
+    def summary(self) -> dict[str, Any]:
+        return {"count": sum(self.by_reason.values()), "by_reason": dict(sorted(self.by_reason.items())), "examples": self.examples}
+
+
+@dataclass(frozen=True)
+class BeforeAfter:
+    """Raw photo beside stored sample, per grade: 2 x per_grade columns, one row per grade."""
+
+    tiles: list[np.ndarray | None]
+    captions: list[str]
+    cols: int
+    rows: int
+
+
+@dataclass(frozen=True)
+class ShardFindings:
+    summary: dict[str, Any]  # summary.json's content, less `figures`
+    before_after: BeforeAfter | None  # None when the gallery is skipped (the summary says why)
+
+
+def load(path: Path) -> dict[str, Any]:
+    """The manifest, with every field this report reads checked; ExploreError otherwise."""
+    try:
+        manifest = mf.read(path)
+    except mf.ManifestError as e:
+        raise ExploreError(str(e)) from None
+    check_manifest(manifest, path / mf.MANIFEST)
+    return manifest
+
+
+def analyse(path: Path, manifest: dict[str, Any], opts: ExploreOptions) -> ShardFindings:
+    done = [s for s in manifest["shards"] if s.get("done")]
+    s = manifest.get("summary", {})
+    summary: dict[str, Any] = {
+        "kind": "shards",
+        "folder": str(path),
+        "complete": bool(manifest.get("complete")),
+        "preprocess": manifest["options"].get("preprocess"),
+        "inputs": s.get("inputs"),
+        "written": s.get("written"),
+        "splits": split_stats(manifest),
+        "shards": [{"name": x["name"], "split": x["split"], "count": x["count"], "grades": x["grades"]} for x in done],
+        "pending_shards": [x["name"] for x in manifest["shards"] if not x.get("done")],
+        "rejects": rejects(path, s),
+    }
+    summary["before_after"], gallery = before_after(path, done, opts)
+    return ShardFindings(summary, gallery)
+
+
+# --- the manifest ------------------------------------------------------------------
+
+
+def _is_count(v: object) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v >= 0
+
+
+def _is_counts(v: object) -> bool:
+    return isinstance(v, list) and len(v) == NUM_GRADES and all(_is_count(c) for c in v)
+
+
+def _is_count_map(v: object) -> bool:
+    return isinstance(v, dict) and all(_is_count(c) for c in v.values())
+
+
+def _is_weights(v: object) -> bool:
+    return isinstance(v, list) and len(v) == NUM_GRADES and all(isinstance(w, int | float) and not isinstance(w, bool) for w in v)
+
+
+def _field_error(where: Path, name: str, value: object, want: str) -> ExploreError:
+    if value is _MISSING:
+        return ExploreError(f"{where}: manifest field {name} is missing")
+    shown = repr(value)
+    return ExploreError(f"{where}: manifest field {name} is {shown[:60] + '...' if len(shown) > 60 else shown}, not {want}")
+
+
+def check_manifest(m: dict[str, Any], where: Path) -> None:
+    """The fields split_stats, rejects and the charts read, with the types they need."""
+
+    def need(container: dict[str, Any], key: str, name: str, ok: Any, want: str, optional: bool = False) -> None:
+        value = container.get(key, _MISSING)
+        if (value is _MISSING or value is None) and optional:
+            return
+        if not ok(value):
+            raise _field_error(where, name, value, want)
+
+    counts, five = "a non-negative integer", f"a list of {NUM_GRADES} non-negative integers"
+    need(m, "options", "options", lambda v: isinstance(v, dict), "an object")
+    need(m["options"], "preprocess", "options.preprocess", lambda v: isinstance(v, dict), "an object", optional=True)
+    need(m, "summary", "summary", lambda v: isinstance(v, dict), "an object", optional=True)
+    s = m.get("summary") or {}
+    for key in ("inputs", "written", "rejected"):
+        need(s, key, f"summary.{key}", _is_count, counts, optional=True)
+    need(s, "rejected_by_reason", "summary.rejected_by_reason", _is_count_map, "an object of non-negative integers", optional=True)
+    need(m, "splits", "splits", lambda v: isinstance(v, dict), "an object")
+    for name, info in m["splits"].items():
+        need(m["splits"], name, f"splits.{name}", lambda v: isinstance(v, dict), "an object")
+        for key in ("shards", "count"):
+            need(info, key, f"splits.{name}.{key}", _is_count, counts)
+        need(info, "grades", f"splits.{name}.grades", _is_counts, five)
+        weights = f"an object of two lists of {NUM_GRADES} numbers"
+        need(info, "class_weights", f"splits.{name}.class_weights", lambda v: isinstance(v, dict), weights, optional=True)
+        for kind in ("inverse", "effective") if info.get("class_weights") else ():
+            need(info["class_weights"], kind, f"splits.{name}.class_weights.{kind}", _is_weights, f"a list of {NUM_GRADES} numbers")
+    for i, record in enumerate(m["shards"]):
+        if record.get("done"):
+            need(record, "count", f"shards[{i}].count", _is_count, counts)
+            need(record, "grades", f"shards[{i}].grades", _is_counts, five)
+
+
+def split_stats(manifest: dict[str, Any]) -> dict[str, Any]:
+    """Per split: shards, samples, grade counts and shares, and the class weights stored for training."""
+    return {
+        name: {
+            "shards": info["shards"],
+            "count": info["count"],
+            "grades": info["grades"],
+            "percent": [pct(c, sum(info["grades"])) for c in info["grades"]],
+            "class_weights": info.get("class_weights"),
+        }
+        for name, info in manifest["splits"].items()
+    }
+
+
+def rejects(path: Path, manifest_summary: dict[str, Any]) -> dict[str, Any]:
+    """Rejections by reason from the manifest, with example rows from rejects.csv when it can be read."""
+    out: dict[str, Any] = {
+        "count": manifest_summary.get("rejected", 0),
+        "by_reason": manifest_summary.get("rejected_by_reason", {}),
+    }
+    try:
+        with open(path / mf.REJECTS, newline="", encoding="utf-8", errors="replace") as f:
+            out["examples"] = [row for _, row in zip(range(EXAMPLES), csv.DictReader(f))]
+    except OSError:
+        out["examples"] = []
+        out["note"] = f"{mf.REJECTS} not found (the shard run has not finished)"
+    except csv.Error as e:
+        out["examples"] = []
+        out["note"] = f"{mf.REJECTS} unreadable ({describe(e)})"
+    return out
+
+
+# --- before and after --------------------------------------------------------------
+
+
+def raw_root(raw: Path, sources: list[str]) -> Path | None:
+    """The folder the shard sources are relative to: raw itself, or its Kaggle train/ subfolder."""
+    for folder in (raw, raw / "train"):
+        if any((folder / s).is_file() for s in sources):
+            return folder
+    return None
+
+
+def before_after(path: Path, shards: list[dict[str, Any]], opts: ExploreOptions) -> tuple[dict[str, Any], BeforeAfter | None]:
+    """The gallery's summary and tiles, or its summary saying why it is skipped."""
+    skips = Skips()
+    found = _before_after_inputs(path, shards, opts, skips)
+    if isinstance(found, str):
+        return {"raw": opts.raw, "shown": 0, "note": found, "skipped": skips.summary()}, None
+    samples, root = found
+    cols = 2 * opts.per_grade
+    tiles: list[np.ndarray | None] = []
+    captions: list[str] = []
+    for grade, picked in sorted(samples.items()):
+        for meta, img in picked:
+            tiles += [thumbnail(root / meta["source"]), img]
+            captions += [f"grade {grade} | {Path(meta['source']).stem}", f"grade {grade} | preprocessed"]
+        blank = cols - 2 * len(picked)  # a rare grade may have fewer samples: keep one row per grade
+        tiles += [None] * blank
+        captions += [""] * blank
+    shown = sum(len(p) for p in samples.values())
+    return {"raw": str(root), "shown": shown, "note": None, "skipped": skips.summary()}, BeforeAfter(tiles, captions, cols, len(samples))
+
+
+def _before_after_inputs(path: Path, shards: list[dict[str, Any]], opts: ExploreOptions, skips: Skips) -> tuple[ByGrade, Path] | str:
+    """The samples to show and the raw folder their sources are in, or why the gallery is skipped."""
+    if opts.raw is None:
+        return "Skipped: pass --raw PATH (the folder given to sightx-shard) to see raw photos beside their preprocessed versions."
+    samples = shard_samples(path, [s for s in shards if s["split"] != "test"], opts.per_grade, opts.seed, skips)
+    if not samples:
+        if skips.by_reason:
+            return f"Skipped: no usable labelled sample in the shards ({sum(skips.by_reason.values())} malformed, see skipped)."
+        return "Skipped: the shards hold no labelled samples."
+    root = raw_root(Path(opts.raw), [m["source"] for picked in samples.values() for m, _ in picked])
+    if root is None:
+        return f"Skipped: none of the sampled source files were found under {opts.raw} (or its train/ folder)."
+    return samples, root
+
+
+def shard_samples(path: Path, shards: list[dict[str, Any]], per_grade: int, seed: int, skips: Skips) -> ByGrade:
+    """Up to per_grade seeded random decodable samples of each grade, reading only as many shards as needed.
+
+    Shards are stratified, so one or two usually hold every grade; the rest of a large set is never read.
+    """
+    rng = np.random.default_rng([seed, 3])
+    wanted = {g for s in shards for g in range(NUM_GRADES) if s["grades"][g]}
+    found: dict[int, list[Sample]] = {}
+    for i in rng.permutation(len(shards)):
+        for sample in labelled_samples(mf.shard_file(path, shards[i]), skips):
+            found.setdefault(sample.meta["grade"], []).append(sample)
+        if all(len(found.get(g, [])) >= per_grade for g in wanted):
+            break
+    return {g: _decodable(found[g], rng.permutation(len(found[g])), per_grade, skips) for g in sorted(found)}
+
+
+def _decodable(samples: list[Sample], order: np.ndarray, n: int, skips: Skips) -> list[Picked]:
+    """The first n samples in `order` whose JPEG decodes, in stored order."""
+    picked: list[tuple[int, Picked]] = []
+    for j in order:
+        sample = samples[j]
+        try:
+            picked.append((int(j), (sample.meta, codec.decode(sample.jpg)[0])))
+        except codec.CodecError as e:
+            skips.add(sample.shard, sample.key, e)
+        if len(picked) == n:
+            break
+    return [p for _, p in sorted(picked, key=lambda jp: jp[0])]
+
+
+def labelled_samples(tar_path: Path, skips: Skips | None = None) -> Iterator[Sample]:
+    """Every well-formed labelled sample of a shard, streamed in order.
+
+    Malformed samples are recorded in `skips`; a shard that cannot be read (missing, truncated, not a
+    tar) ends its stream with one 'unreadable-shard' skip, keeping the samples read before.
+    """
+    skips = skips if skips is not None else Skips()
+    try:
+        for key, parts in read_samples(tar_path):
+            checked = check_sample(parts)
+            if isinstance(checked, Rejection):
+                skips.add(tar_path.name, key, checked)
+            elif checked is not None:
+                yield Sample(*checked, tar_path.name, key)
+    except (OSError, EOFError, tarfile.TarError) as e:
+        skips.add(tar_path.name, "", Rejection("unreadable-shard", describe(e)))
+
+
+def _safe_source(source: object) -> bool:
+    """A path relative to the raw folder that stays inside it: shard metadata is data."""
+    if not isinstance(source, str) or not source or "\x00" in source or "\\" in source:
+        return False
+    p = PurePosixPath(source)
+    return not p.is_absolute() and ".." not in p.parts
+
+
+def check_sample(parts: dict[str, bytes]) -> tuple[dict[str, Any], bytes] | Rejection | None:
+    """A labelled sample ready to show, a Rejection saying what is wrong with it, or None if unlabelled."""
+    if "json" not in parts or "jpg" not in parts:
+        return Rejection("incomplete-sample", f"members {', '.join(sorted(parts)) or 'none'}")
+    try:
+        meta = json.loads(parts["json"])
+    except (ValueError, RecursionError) as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        return Rejection("bad-json", describe(e))
+    if not isinstance(meta, dict):
+        return Rejection("bad-json", f"not an object but {type(meta).__name__}")
+    grade = meta.get("grade")
+    if grade is None:
+        return None
+    if not is_grade(grade):
+        return Rejection("bad-grade", f".json grade is {str(grade)[:40]!r}, not 0-{NUM_GRADES - 1}")
+    if "cls" in parts:
+        try:
+            cls = int(parts["cls"])
+        except ValueError:
+            return Rejection("bad-cls", f".cls is {parts['cls'][:40]!r}, not an integer")
+        if cls != grade:
+            return Rejection("bad-cls", f".cls says {cls}, .json says {grade}")
+    if not _safe_source(meta.get("source")):
+        return Rejection("bad-source", f"source {str(meta.get('source'))[:60]!r} is not a relative path inside the raw folder")
+    try:
+        width, height = codec.read_size(parts["jpg"])
+    except codec.CodecError as e:
+        return e
+    if width * height > MAX_SAMPLE_PIXELS:
+        return Rejection("too-large", f"{width}x{height} exceeds {MAX_SAMPLE_PIXELS} pixels")
+    return meta, parts["jpg"]

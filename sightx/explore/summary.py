@@ -1,0 +1,56 @@
+"""The few lines sightx-explore prints; the rest is in report.html and summary.json.
+
+summary.json's keys are documented in docs/summary-schema.md; tests/test_explore.py checks every
+summary it produces against that document, so the two cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from sightx.explore.common import pairs
+
+SCHEMA_DOC = "docs/summary-schema.md"
+
+
+def format_summary(summary: dict[str, Any], out: Path) -> str:
+    """What the command prints: headline numbers and where the report is."""
+    lines = _raw_lines(summary) if summary["kind"] == "raw" else _shard_lines(summary)
+    lines.append(f"  report: {out / 'report.html'}   summary: {out / 'summary.json'}")
+    return "\n".join(lines)
+
+
+def _raw_lines(summary: dict[str, Any]) -> list[str]:
+    classes, props = summary["classes"], summary["properties"]
+    lines = [f"{summary['images']} images in {summary['images_folder']}"]
+    if classes:
+        b = classes["baseline"]
+        grades = " ".join(f"{g}:{c}" for g, c in enumerate(classes["counts"]))
+        lines.append(
+            f"  labels: {classes['total']} rows, grades {grades}; always-{b['grade']} baseline: "
+            f"accuracy {b['accuracy']:.1%}, kappa {b['kappa']:.3f}"
+        )
+    else:
+        lines.append(f"  labels: {summary['labels']['error']}")
+    lines.append(
+        f"  sampled {props['sampled']}: {props['unreadable']} unreadable, {props['too_dark']} too dark, "
+        f"{props['over_exposed']} over-exposed, {props['fov_cut_off']} field cut off"
+    )
+    return lines
+
+
+def _shard_lines(summary: dict[str, Any]) -> list[str]:
+    state = "complete" if summary["complete"] else f"{len(summary['pending_shards'])} shard(s) not built yet"
+    lines = [f"shards in {summary['folder']} ({state})"]
+    for name, info in summary["splits"].items():
+        lines.append(f"  {name:5s} {info['count']:6d} samples in {info['shards']} shard(s)")
+    rejects = summary["rejects"]
+    lines.append(f"  {rejects['count']} rejected" + (f" ({pairs(rejects['by_reason'])})" if rejects["count"] else ""))
+    before_after = summary["before_after"]
+    if before_after["note"]:
+        lines.append(f"  {before_after['note']}")
+    skipped = before_after["skipped"]
+    if skipped["count"]:
+        lines.append(f"  {skipped['count']} malformed sample(s) or shard(s) passed over ({pairs(skipped['by_reason'])}): see the report")
+    return lines
