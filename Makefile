@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 DEMO   ?= data/demo
 
-.PHONY: install test demo docs clean
+.PHONY: install lint test demo docs clean
 
 # Re-installs only when the project's metadata changed; `pip install -e` keeps code edits live.
 $(STAMP): pyproject.toml
@@ -17,7 +17,13 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-test: $(STAMP)
+# Lint, format check and types first: seconds, and they catch what a long test run would only find late.
+lint: $(STAMP)
+	$(BIN)/ruff check sightx tests tools
+	$(BIN)/ruff format --check sightx tests tools
+	$(BIN)/mypy
+
+test: lint
 	$(PY) -m pytest
 
 # The main job end to end on synthetic data: generate -> explore -> shard -> train -> predict.

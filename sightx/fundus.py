@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import cv2
@@ -120,7 +121,7 @@ def _background(work: np.ndarray) -> tuple[float, float]:
     return _median4(levels.ravel().tolist()), 1.4826 * _median4(deviations[:, mid].tolist())
 
 
-def _median4(values: list[float]) -> float:
+def _median4(values: Sequence[float]) -> float:
     ordered = sorted(values)
     return (ordered[1] + ordered[2]) / 2
 
@@ -291,7 +292,7 @@ def _is_plausible(work: np.ndarray, c: Circle, outline: np.ndarray, bg: float, i
     cv2.drawContours(blob, [outline], -1, 1, thickness=cv2.FILLED)  # filled: holes are not rim
     disk = d2 <= c.r * c.r
     union = np.count_nonzero(disk | blob)
-    return np.count_nonzero(disk & blob) >= _MIN_IOU * union
+    return bool(np.count_nonzero(disk & blob) >= _MIN_IOU * union)
 
 
 def _distance2_map(shape_hw: tuple[int, ...], c: Circle) -> np.ndarray:

@@ -152,7 +152,7 @@ def predict(
                 tensors[i] = predictor.tensor(b.jpeg)
             except codec.CodecError as e:  # a corrupt sample inside a shard
                 errors[i] = f"corrupt sample: {e}"
-        out = predictor.outputs(list(tensors.values())) if tensors else []
+        out: Any = predictor.outputs(list(tensors.values())) if tensors else []
         results = dict(zip(tensors, out))
         for i, b in enumerate(batch):
             rows.append({"image": b.image, "output": results.get(i), "error": errors.get(i, b.error)})

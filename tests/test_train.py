@@ -294,3 +294,14 @@ def test_refuses_incomplete_shards_wrong_device_and_changed_arch(tiny_shards: Pa
         train_cli, [str(tiny_shards), "--out", str(trained), "--resume", "--epochs", "3", *FAST[:-1], "--arch", "resnet34", "--quiet"]
     )
     assert res.exit_code == 1 and "--arch resnet18" in res.output
+
+
+def test_a_last_batch_of_one_is_skipped_not_fatal_and_resume_passes_it(tiny_shards: Path, tmp_path: Path) -> None:
+    """At 32 px ResNet's last feature map is 1x1, where BatchNorm fails on a batch of one."""
+    n_train = mf.read(tiny_shards)["splits"]["train"]["count"]
+    cfg = dict(batch_size=n_train - 1, balance="none", shuffle_buffer=0)
+    train(_cfg(tiny_shards, tmp_path, epochs=1, **cfg))
+    train(_cfg(tiny_shards, tmp_path, epochs=2, resume=True, **cfg))
+    history = _history(tmp_path)
+    assert [h["epoch"] for h in history] == [1, 2]
+    assert all(h["skipped_single_batches"] == 1 and h["train_images"] == n_train - 1 for h in history)

@@ -55,6 +55,8 @@ def naive_pil(path: str, recipe: Recipe) -> bytes:
 def naive_opencv(path: str, recipe: Recipe) -> bytes:
     """The same recipe with OpenCV: full decode, bbox crop, INTER_AREA resize, cv2 Graham."""
     img = cv2.imdecode(np.fromfile(path, np.uint8), cv2.IMREAD_COLOR)
+    if img is None:  # undecodable: written as nothing, as the other engines skip it
+        return b""
     bright = cv2.cvtColor(img, cv2.COLOR_BGR2GRAY) > _TOL
     rows, cols = np.flatnonzero(bright.any(axis=1)), np.flatnonzero(bright.any(axis=0))
     if rows.size:

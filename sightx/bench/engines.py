@@ -64,7 +64,7 @@ def _sightx(job: EngineRun, inputs: InputSet, out: Path) -> int:
     return run(Path(inputs.train), out, opts)["summary"]["written"]
 
 
-def _pooled(fn: Callable[[str, Recipe], bytes], job: EngineRun, inputs: InputSet, out: Path) -> int:
+def _pooled(fn: Callable[..., bytes], job: EngineRun, inputs: InputSet, out: Path) -> int:
     """A per-file function over a process pool with the same worker count, results into tars."""
     from sightx.pool import ordered_map
 

@@ -119,11 +119,13 @@ def _corrupt_bytes(kind: str, spec: ImageSpec) -> bytes:
     if kind == "truncated":
         return jpeg[: len(jpeg) * 2 // 5]
     image = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
+    assert image is not None  # the generator's own JPEG
     return cv2.imencode(".png", image)[1].tobytes()
 
 
 def _run(job: _Job) -> tuple[str, int, dict[str, float | int | str]]:
     """Render one job and write it atomically; returns the path, byte count and ground truth."""
+    truth: dict[str, float | int | str]
     if job.corrupt:
         data, truth = _corrupt_bytes(job.corrupt, job.spec), {"corrupt": job.corrupt}
     else:

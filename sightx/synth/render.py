@@ -80,7 +80,7 @@ def render(spec: ImageSpec) -> Rendered:
 
     img = _expose(img, shot, a.r)
     img = _frame(rng, img, shot, ws)
-    out = np.clip(img * 255.0, 0, 255).astype(np.uint8)
+    out: np.ndarray = np.clip(img * 255.0, 0, 255).astype(np.uint8)
     if ws < 1.0:
         out = cv2.resize(out, (shot.width, shot.height), interpolation=cv2.INTER_LINEAR)
     out = _sensor_noise(rng, out, shot.noise)

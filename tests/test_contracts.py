@@ -1,0 +1,180 @@
+"""The on-disk contracts: shards byte-identical to before the restructure, checkpoints loaded or refused in one
+line, samples checked on read, and the CLI's literals tied to the library's constants."""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+import sys
+from pathlib import Path
+
+import click
+import pytest
+import torch
+
+from sightx import cli
+from sightx.contracts import checkpoint as ckpt
+from sightx.contracts import sample
+from sightx.model import build_model
+from sightx.preprocess import PreprocessOptions
+from sightx.shard import ShardOptions, run
+from sightx.synth.generate import SynthOptions, generate
+
+# sha256 of the shards made by main before the restructure (commit ab60b6c) from this exact input, with the
+# pinned library versions (libjpeg-turbo in simplejpeg and OpenCV decide the JPEG bytes).
+PINNED = {
+    "train-000000.tar": "bbb3b48120e1f176331cbeb7cdc0059916f4bed883a2e692a215abcbd1324914",
+    "train-000001.tar": "e4568a6eef83acc5ef809632e1397c931a72433232074d8333dd1c1ae11285fa",
+    "train-000002.tar": "6d71ba021a171278b005cea92963ede9aaab4d50cb5412a9db47cb5a22c0479a",
+    "val-000000.tar": "42ab54b872218a63f6981a8cdebfbe34ddd434ff702e230618d7a45ef43bb0bd",
+}
+
+
+def test_shards_are_byte_identical_to_those_made_before_the_restructure(tmp_path: Path) -> None:
+    generate(tmp_path / "raw", SynthOptions(n=16, seed=7, sizes=((640, 427),), balanced=True, workers=1, progress=False))
+    opts = ShardOptions(
+        preprocess=PreprocessOptions(size=64, quality=90), shard_size=4, val_fraction=0.25, seed=2, workers=1, progress=False
+    )
+    run(tmp_path / "raw" / "train", tmp_path / "s", opts)
+    made = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted((tmp_path / "s").glob("*.tar"))}
+    assert made == PINNED
+
+
+def _v1_state(**edits: object) -> dict:
+    """A checkpoint as the trainer before the restructure wrote it (train.py's _state), with edits."""
+    state = {
+        "format": "sightx-checkpoint",
+        "version": 1,
+        "epoch": 3,
+        "arch": "resnet18",
+        "head": "regress",
+        "image_size": 64,
+        "preprocess": PreprocessOptions(size=64).to_dict(),
+        "thresholds": [0.4, 1.6, 2.5, 3.4],
+        "config": {"arch": "resnet18"},
+        "model": build_model("resnet18", "regress").state_dict(),
+        "optimizer": {"state": {}, "param_groups": []},
+        "scheduler": {},
+        "scaler": {},
+        "best_kappa": 0.5,
+        "rng": {"torch": torch.get_rng_state(), "python": (3, tuple(range(625)), None)},
+        "val": {"kappa": 0.5},
+    }
+    state.update(edits)
+    return state
+
+
+def test_a_checkpoint_written_before_the_restructure_loads(tmp_path: Path) -> None:
+    torch.save(_v1_state(), tmp_path / "old.pt")
+    c = ckpt.load(tmp_path / "old.pt")
+    assert (c.arch, c.head, c.image_size, c.epoch, c.thresholds) == ("resnet18", "regress", 64, 3, [0.4, 1.6, 2.5, 3.4])
+    assert set(c.training) == set(ckpt.TRAINING_KEYS) and c.val == {"kappa": 0.5}
+    assert c.sha256 == hashlib.sha256((tmp_path / "old.pt").read_bytes()).hexdigest()
+    ckpt.save(tmp_path / "again.pt", c)  # the writer writes what the reader reads
+    back = torch.load(tmp_path / "again.pt", weights_only=True)
+    assert set(back) == set(_v1_state()) and back["thresholds"] == [0.4, 1.6, 2.5, 3.4]
+
+
+@pytest.mark.parametrize(
+    ("edits", "message"),
+    [
+        ({"version": 2}, "checkpoint version 2; this SightX reads version 1"),
+        ({"version": None}, "checkpoint version None"),
+        ({"format": "other"}, "not a SightX checkpoint"),
+        ({"arch": "vit_h"}, "arch 'vit_h' is not one of"),
+        ({"head": "ordinal"}, "head 'ordinal' is not one of"),
+        ({"image_size": "big"}, "image_size 'big' is not a size"),
+        ({"preprocess": {"size": 64, "normalize": "magic"}}, "preprocess options are not valid"),
+        ({"preprocess": {"bogus": 1}}, "preprocess options are not valid"),
+        ({"thresholds": [1, 2]}, "thresholds are not 4 numbers"),
+        ({"model": {"fc.weight": "x"}}, "model weights missing"),
+    ],
+)
+def test_an_unknown_or_edited_checkpoint_is_refused_in_one_line(tmp_path: Path, edits: dict, message: str) -> None:
+    torch.save(_v1_state(**edits), tmp_path / "c.pt")
+    with pytest.raises(ckpt.CheckpointError, match=message) as err:
+        ckpt.load(tmp_path / "c.pt")
+    assert len(str(err.value).splitlines()) == 1
+
+
+def test_a_pickled_object_checkpoint_is_never_unpickled(tmp_path: Path) -> None:
+    marker = tmp_path / "ran"
+
+    class Evil:
+        def __reduce__(self) -> tuple:
+            return (Path.touch, (marker,))
+
+    torch.save({"format": "sightx-checkpoint", "x": Evil()}, tmp_path / "evil.pt")
+    with pytest.raises(ckpt.CheckpointError, match="not a SightX checkpoint"):
+        ckpt.load(tmp_path / "evil.pt")
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize(
+    ("parts", "message"),
+    [
+        ({"cls": b"abc"}, "not a grade"),
+        ({"cls": b"9"}, "not a grade 0-4"),
+        ({"cls": b"\xff"}, "not a grade"),
+    ],
+)
+def test_a_bad_grade_member_is_a_sample_error(parts: dict, message: str) -> None:
+    with pytest.raises(sample.SampleError, match=message) as err:
+        sample.grade_of(parts)
+    assert err.value.reason == "corrupt-sample"
+
+
+def test_sample_members_round_trip() -> None:
+    meta = sample.metadata({k: None for k in sample.META_KEYS} | {"image": "1_left", "grade": 3}, {"brightness": 40.0})
+    members = dict(sample.members("k", b"\xff\xd8jpeg", 3, meta))
+    parts = {name.split(".", 1)[1]: data for name, data in members.items()}
+    assert list(members) == ["k.jpg", "k.cls", "k.json"]
+    assert sample.grade_of(parts) == 3 and sample.image_of(parts) == b"\xff\xd8jpeg"
+    assert sample.meta_of(parts)["brightness"] == 40.0 and sample.meta_of(parts)["image"] == "1_left"
+    with pytest.raises(sample.SampleError):
+        sample.meta_of({"json": b"[1, 2]"})
+    with pytest.raises(sample.SampleError):
+        sample.image_of({})
+
+
+def _choices(command: click.Command, name: str) -> tuple:
+    param = next(p for p in command.params if p.name == name)
+    return tuple(param.type.choices)  # type: ignore[attr-defined]
+
+
+def _default(command: click.Command, name: str) -> object:
+    return next(p for p in command.params if p.name == name).default
+
+
+def test_the_cli_literals_are_the_librarys_constants() -> None:
+    """The CLI keeps literals so `--help` starts without torch; they must agree with the library."""
+    from sightx import codec, fundus
+    from sightx.balance import MODES
+    from sightx.heads import HEADS
+    from sightx.model import ARCHS
+    from sightx.train.config import AMP_MODES, OPTIMIZERS, SCHEDULES, TrainConfig, default
+
+    assert set(_choices(cli.train, "arch")) == set(ARCHS) and set(_choices(cli.train, "head")) == set(HEADS)
+    assert set(_choices(cli.train, "balance")) == set(MODES) and set(_choices(cli.train, "optimizer")) == set(OPTIMIZERS)
+    assert set(_choices(cli.train, "schedule")) == set(SCHEDULES) and set(_choices(cli.train, "amp")) == set(AMP_MODES)
+    assert set(_choices(cli.bench, "arch")) == set(ARCHS)
+    for field in TrainConfig.__dataclass_fields__:
+        if field not in ("shards", "progress", "resume", "tensorboard"):
+            assert _default(cli.train, field) == default(field), field
+    pre = PreprocessOptions()
+    assert set(_choices(cli.shard, "normalize")) == set(fundus.NORMALIZERS) and set(_choices(cli.shard, "chroma")) == set(codec.CHROMA)
+    for field in ("size", "normalize", "quality", "chroma", "max_pixels"):
+        assert _default(cli.shard, field) == getattr(pre, field), field
+    shard_opts = ShardOptions()
+    for field in ("shard_size", "val_fraction", "seed"):
+        assert _default(cli.shard, field) == getattr(shard_opts, field), field
+
+
+def test_predict_and_explore_import_without_the_training_loop_or_matplotlib() -> None:
+    code = (
+        "import sys, sightx.predict, sightx.explore, sightx.cli\n"
+        "bad = [m for m in sys.modules if m.startswith(('sightx.train', 'matplotlib', 'torch.distributed.run')) or m == 'tqdm.auto']\n"
+        "print(','.join(bad))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120).stdout.strip()
+    assert out == ""
