@@ -67,6 +67,12 @@ class Processed:
     info: dict[str, Any]
 
 
+def decode_target(size: int) -> tuple[int, int]:
+    """The smallest decoded size that keeps a typical field of view at least `size` across."""
+    side = math.ceil(size / _FOV_OF_MIN_SIDE)
+    return side, side
+
+
 def preprocess_bytes(data: bytes, opts: PreprocessOptions) -> Processed:
     """Decode, find the field, crop square, resize, normalise, mask, encode; or raise Rejected."""
     width, height = _read_size(data)
@@ -75,8 +81,7 @@ def preprocess_bytes(data: bytes, opts: PreprocessOptions) -> Processed:
     if min(width, height) < opts.min_side:
         raise Rejected("too-small", f"{width}x{height} has a side below {opts.min_side}")
 
-    side = math.ceil(opts.size / _FOV_OF_MIN_SIDE)
-    img, scale = _decode(data, (side, side))
+    img, scale = _decode(data, decode_target(opts.size))
     circle = fundus.find_fov(img)
     if circle is None:
         raise Rejected("no-fov", "no circular field of view found")

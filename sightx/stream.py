@@ -94,22 +94,25 @@ class ShardStream(IterableDataset):
         return image, -1 if grade is None else grade, weight, sample["__key__"]
 
 
-def make_loader(cfg: StreamConfig, batch_size: int, workers: int, pin_memory: bool = False) -> tuple[DataLoader, Any]:
-    """A DataLoader over the stream and the shared epoch counter to set before each pass.
+def loader_settings(workers: int, pin_memory: bool = False) -> dict[str, Any]:
+    """DataLoader settings: spawn workers (as on macOS), kept alive across epochs, four batches ahead each.
 
-    Workers are started with spawn (as on macOS) and kept alive across epochs.
+    The benchmark's ImageFolder baseline uses these too, so only the dataset differs between them.
     """
     ctx = torch.multiprocessing.get_context("spawn")
-    epoch = ctx.Value("i", 0)
-    loader = DataLoader(
-        ShardStream(cfg, epoch),
-        batch_size=batch_size,
+    return dict(
         num_workers=workers,
         pin_memory=pin_memory,
         persistent_workers=workers > 0,
         multiprocessing_context=ctx if workers > 0 else None,
         prefetch_factor=4 if workers > 0 else None,
     )
+
+
+def make_loader(cfg: StreamConfig, batch_size: int, workers: int, pin_memory: bool = False) -> tuple[DataLoader, Any]:
+    """A DataLoader over the stream and the shared epoch counter to set before each pass."""
+    epoch = torch.multiprocessing.get_context("spawn").Value("i", 0)
+    loader = DataLoader(ShardStream(cfg, epoch), batch_size=batch_size, **loader_settings(workers, pin_memory))
     return loader, epoch
 
 

@@ -10,7 +10,6 @@ Encoders keep their defaults (4:2:0 chroma), as users do and as SightX does by d
 from __future__ import annotations
 
 import io
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,7 +18,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageOps
 
 from sightx import codec
-from sightx.preprocess import _FOV_OF_MIN_SIDE  # the floor must decode at exactly the engine's scale
+from sightx.preprocess import decode_target  # the floor must decode at exactly the engine's scale
 
 _TOL = 7  # the Kaggle kernels' crop_image_from_gray threshold
 _MASK = 0.9  # Graham's circle mask radius
@@ -75,6 +74,5 @@ def naive_opencv(path: str, recipe: Recipe) -> bytes:
 
 def decode_floor(path: str, recipe: Recipe) -> bytes:
     """Read and decode only, at the reduced DCT scale SightX picks: no pipeline can beat this."""
-    side = math.ceil(recipe.size / _FOV_OF_MIN_SIDE)
-    codec.decode(Path(path).read_bytes(), (side, side))
+    codec.decode(Path(path).read_bytes(), decode_target(recipe.size))
     return b""

@@ -1,30 +1,36 @@
 """Where SightX's time goes: one 1-worker engine run under cProfile, split by preprocessing step.
 
-Steps are matched by the function that does them, so a renamed function shows up as "other"
-rather than as a wrong figure. The engine's own share (file reads, plan, tar, sha256, manifest)
+Steps are the functions that do them, named here as objects: the profile is matched on each
+function's own code location, so a renamed or moved function fails at import instead of
+silently becoming "other". The engine's own share (file reads, plan, tar, sha256, manifest)
 is the whole run less preprocess_bytes.
 """
 
 from __future__ import annotations
 
 import cProfile
+import inspect
 import pstats
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sightx import codec, fundus
 from sightx.bench.engines import EngineRun, run_engine
 from sightx.bench.inputs import InputSet
 from sightx.bench.isolate import isolated
 from sightx.bench.stats import sig
+from sightx.preprocess import preprocess_bytes
+from sightx.shard import engine
 
-STEPS: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
-    ("decode at reduced DCT scale", (("codec.py", "decode"),)),
-    ("field-of-view search", (("fundus.py", "find_fov"),)),
-    ("crop + resize", (("fundus.py", "crop_resize"),)),
-    ("quality metrics", (("fundus.py", "quality_metrics"),)),
-    ("Graham + masks", (("fundus.py", "normalize"), ("fundus.py", "apply_mask"))),
-    ("encode", (("codec.py", "encode"),)),
+STEPS: tuple[tuple[str, tuple[Callable[..., Any], ...]], ...] = (
+    ("decode at reduced DCT scale", (codec.decode,)),
+    ("field-of-view search", (fundus.find_fov,)),
+    ("crop + resize", (fundus.crop_resize,)),
+    ("quality metrics", (fundus.quality_metrics,)),
+    ("Graham + masks", (fundus.normalize, fundus.apply_mask)),
+    ("encode", (codec.encode,)),
 )
 ENGINE_STEP = "engine: read, plan, tar, sha256, manifest"
 
@@ -46,13 +52,15 @@ def measure(job: BreakdownRun) -> dict[str, float]:
     stats = pstats.Stats(profile).stats  # type: ignore[attr-defined]
     n = len(job.inputs.files)
 
-    def ms(file: str, name: str) -> float:
-        return 1000 * sum(v[3] for (path, _, fn), v in stats.items() if path.endswith(file) and fn == name) / n
+    def ms(fn: Callable[..., Any]) -> float:
+        code = inspect.unwrap(fn).__code__
+        key = (code.co_filename, code.co_firstlineno, code.co_name)
+        return 1000 * (stats[key][3] if key in stats else 0.0) / n
 
-    steps = {label: sum(ms(f, name) for f, name in funcs) for label, funcs in STEPS}
-    preprocess = ms("preprocess.py", "preprocess_bytes")
+    steps = {label: sum(ms(f) for f in funcs) for label, funcs in STEPS}
+    preprocess = ms(preprocess_bytes)
     steps["other preprocessing"] = max(0.0, preprocess - sum(steps.values()))
-    steps[ENGINE_STEP] = ms("engine.py", "run") - preprocess
+    steps[ENGINE_STEP] = ms(engine.run) - preprocess
     return steps
 
 

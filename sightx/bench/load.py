@@ -71,20 +71,6 @@ def _epoch(loader: Any, epoch: Any, number: int) -> tuple[int, float]:
     return images, time.perf_counter() - start
 
 
-def _loader_kwargs(run: LoadRun) -> dict[str, Any]:
-    """The settings SightX's make_loader uses, so only the dataset differs."""
-    import torch
-
-    workers = run.workers
-    return dict(
-        batch_size=run.batch_size,
-        num_workers=workers,
-        persistent_workers=workers > 0,
-        multiprocessing_context=torch.multiprocessing.get_context("spawn") if workers > 0 else None,
-        prefetch_factor=4 if workers > 0 else None,
-    )
-
-
 def _sightx_loader(run: LoadRun) -> tuple[Any, Any]:
     from sightx.stream import StreamConfig, make_loader
 
@@ -116,11 +102,13 @@ def _imagefolder_loader(run: LoadRun) -> tuple[Any, None]:
     from torch.utils.data import DataLoader, WeightedRandomSampler
     from torchvision.datasets import ImageFolder
 
+    from sightx.stream import loader_settings
+
     dataset = ImageFolder(run.data.folder, transform=_PilAugment(run.image_size))
     per_class = [dataset.targets.count(c) for c in range(len(dataset.classes))]
     weights = [1.0 / per_class[t] for t in dataset.targets]
     sampler = WeightedRandomSampler(weights, len(dataset), generator=torch.Generator().manual_seed(0))
-    return DataLoader(dataset, sampler=sampler, **_loader_kwargs(run)), None
+    return DataLoader(dataset, sampler=sampler, batch_size=run.batch_size, **loader_settings(run.workers)), None
 
 
 def prepare(opts: BenchOptions, inputs: Inputs, work: Path) -> LoadData:

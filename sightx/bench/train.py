@@ -27,30 +27,22 @@ class TrainRun:
 def measure(run: TrainRun) -> dict[str, Any]:
     """One untimed step (allocator, cuDNN autotuning), then `reps` x `steps` timed steps."""
     import torch
-    import torch.nn.functional as F
 
-    from sightx.model import autocast_dtype, build_model, pick_device
-    from sightx.stream import normalize_batch
+    from sightx.model import pick_device
+    from sightx.train.config import TrainConfig
+    from sightx.train.loop import train_step
+    from sightx.train.trainer import build_step
 
     device = pick_device(run.device)
-    channels_last = device.type in ("cuda", "cpu")  # as the trainer does
-    model = build_model(run.arch, "classify").to(device)
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last)
+    model, ctx = build_step(TrainConfig(shards="", arch=run.arch, device=run.device), device)
     model.train()
-    opt = torch.optim.AdamW(model.parameters(), lr=3e-4)
-    amp = autocast_dtype(device, "auto")
+    amp = ctx.amp
     images = torch.randint(0, 256, (run.batch_size, 3, run.image_size, run.image_size), dtype=torch.uint8)
-    grades = torch.randint(0, 5, (run.batch_size,), device=device)
+    grades = torch.randint(0, 5, (run.batch_size,))
+    weights = torch.ones(run.batch_size)
 
     def step() -> None:
-        x = normalize_batch(images, device, channels_last)
-        with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
-            out = model(x)
-        loss = F.cross_entropy(out.float(), grades)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        train_step(ctx, images, grades, weights)  # exactly the trainer's step
         if device.type == "cuda":
             torch.cuda.synchronize()
 

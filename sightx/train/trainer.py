@@ -60,6 +60,34 @@ def build_optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer
     return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 
+def build_step(
+    cfg: TrainConfig, device: torch.device, d: Dist | None = None, total_steps: int = 0, warmup_steps: int = 0
+) -> tuple[nn.Module, loop.StepContext]:
+    """The model and what a training step needs, built as training builds them (the benchmark calls this too).
+
+    With `total_steps` the learning rate follows the warm-up and schedule of `cfg`; without, it is constant.
+    """
+    d = d or Dist()
+    amp = autocast_dtype(device, cfg.amp)
+    channels_last = device.type in ("cuda", "cpu")
+    model = build_model(cfg.arch, cfg.head, cfg.weights).to(device)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    opt = build_optimizer(cfg, model)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(total_steps, warmup_steps, cfg.schedule)) if total_steps else None
+    ctx = loop.StepContext(
+        model=nn.parallel.DistributedDataParallel(model) if d.world > 1 else model,
+        head=heads.get(cfg.head),
+        optimizer=opt,
+        scaler=torch.amp.GradScaler(device.type, enabled=amp == torch.float16 and device.type == "cuda"),
+        device=device,
+        amp=amp,
+        channels_last=channels_last,
+        scheduler=sched,
+    )
+    return model, ctx
+
+
 @dataclass
 class Progress:
     """What a checkpoint carries forward besides the weights."""
@@ -83,29 +111,11 @@ class Trainer:
         if device.type == "cuda" and d.world > 1:
             device = torch.device("cuda", d.local_rank)
             torch.cuda.set_device(device)
-        amp = autocast_dtype(device, cfg.amp)
-        channels_last = device.type in ("cuda", "cpu")
-
-        torch.manual_seed(cfg.seed)
-        random.seed(cfg.seed)
-        model = build_model(cfg.arch, cfg.head, cfg.weights).to(device)
-        if channels_last:
-            model = model.to(memory_format=torch.channels_last)
-        self.model = model
-        opt = build_optimizer(cfg, model)
         self.steps_per_epoch = max(1, math.ceil(sum(counts) / (cfg.batch_size * d.world)))
         total = self.steps_per_epoch * cfg.epochs
-        warmup = min(total, max(1, int(cfg.warmup_epochs * self.steps_per_epoch)))
-        self.ctx = loop.StepContext(
-            model=nn.parallel.DistributedDataParallel(model) if d.world > 1 else model,
-            head=self.head,
-            optimizer=opt,
-            scaler=torch.amp.GradScaler(device.type, enabled=amp == torch.float16 and device.type == "cuda"),
-            device=device,
-            amp=amp,
-            channels_last=channels_last,
-            scheduler=torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(total, warmup, cfg.schedule)),
-        )
+        torch.manual_seed(cfg.seed)
+        random.seed(cfg.seed)
+        self.model, self.ctx = build_step(cfg, device, d, total, min(total, max(1, int(cfg.warmup_epochs * self.steps_per_epoch))))
 
         stream = dict(image_size=cfg.image_size, seed=cfg.seed, counts=tuple(counts))
         pin = device.type == "cuda"
