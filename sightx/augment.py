@@ -3,9 +3,9 @@
 Training augmentation for fundus photos: any rotation, flips, mild zoom and shift, brightness,
 contrast and saturation jitter. The geometry (resize, flips, rotation, zoom, shift) is one
 affine warp and the colour jitter one 3x4 colour matrix, so an image costs two passes in
-uint8 with OpenCV: about 4x cheaper on a CPU core (1.4-1.6 vs 6 ms at 512 px) than the same
-recipe with torchvision v2 transforms, which convert to float and warp each step apart. CPU
-augmentation is what feeds a GPU, and the loader's largest cost.
+uint8 with OpenCV, several times cheaper on a CPU core than the same recipe with torchvision v2
+transforms, which convert to float and warp each step apart (README's performance section has
+the measured figures). CPU augmentation is what feeds a GPU, and the loader's largest cost.
 """
 
 from __future__ import annotations
@@ -17,6 +17,8 @@ import cv2
 import numpy as np
 import torch
 
+from sightx.fundus import resize
+
 _GREY = np.array([0.299, 0.587, 0.114], np.float32)  # ITU-R 601 luma, as torchvision's grayscale
 
 
@@ -24,15 +26,6 @@ def to_tensor(img: np.ndarray) -> torch.Tensor:
     """uint8 HWC -> uint8 CHW tensor, a view (channels-last in memory): batching copies it once
     into the batch anyway, and the model runs channels-last."""
     return torch.from_numpy(img).permute(2, 0, 1)
-
-
-def resize(img: np.ndarray, size: int) -> np.ndarray:
-    """size x size: area averaging to shrink, bilinear to enlarge; untouched when already there."""
-    h, w = img.shape[:2]
-    if (h, w) == (size, size):
-        return img
-    interp = cv2.INTER_AREA if size < min(h, w) else cv2.INTER_LINEAR
-    return cv2.resize(img, (size, size), interpolation=interp)
 
 
 @dataclass(frozen=True)

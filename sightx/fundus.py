@@ -97,7 +97,7 @@ def _working_copy(img: np.ndarray) -> tuple[np.ndarray, float, float]:
     h, w = img.shape[:2]
     f = min(1.0, _WORK_SIDE / max(h, w))
     size = (max(1, round(w * f)), max(1, round(h * f)))
-    # Bilinear is 7x cheaper than area averaging here; the blur below removes the aliased noise,
+    # Bilinear, not area averaging: much cheaper, the blur below removes the aliased noise,
     # and the rim, a long straight-ish edge at this scale, keeps its position.
     small = cv2.resize(img, size, interpolation=cv2.INTER_LINEAR)
     # Max of the channels: the retina is bright in red even when green and blue are black.
@@ -164,7 +164,7 @@ def _ring_lut(rings: tuple[tuple[float, float], tuple[float, float]]) -> np.ndar
 
 def _fit_at_threshold(work: np.ndarray, thr: float, near: Circle | None = None) -> tuple[Circle, np.ndarray] | None:
     """Circle fitted to the outline of the largest blob brighter than thr, plus that outline.
-    Outer contours find it 8x cheaper than labelling, and vessels and lesions (holes) are not rim.
+    Outer contours find it far more cheaply than labelling, and vessels and lesions (holes) are not rim.
 
     With `near` (the first pass's circle), the fit starts from it instead of a RANSAC search.
     """
@@ -400,10 +400,12 @@ def crop_resize(img: np.ndarray, c: Circle, size: int) -> tuple[np.ndarray, Circ
 
 def resize(img: np.ndarray, size: int) -> np.ndarray:
     """size x size, anti-aliased. A whole-number shrink k >= 2 first averages k x k boxes (OpenCV's
-    exact-ratio area path, 10x cheaper than area averaging at other ratios); what is left, under 2x
-    after a DCT-scaled decode, is bilinear, as clean there and 4x cheaper than area averaging.
-    Bicubic to enlarge."""
+    exact-ratio area path, far cheaper than area averaging at other ratios); what is left, under 2x
+    after a DCT-scaled decode, is bilinear, as clean there and cheaper than area averaging.
+    Bicubic to enlarge; untouched when already there. The one resize of shard, train and predict."""
     h, w = img.shape[:2]
+    if (h, w) == (size, size):
+        return img
     k = min(h, w) // size
     if k >= 2 and h % k == 0 and w % k == 0:
         img = cv2.resize(img, (w // k, h // k), interpolation=cv2.INTER_AREA)
@@ -423,8 +425,8 @@ def graham(img: np.ndarray, r: float) -> np.ndarray:
     Removes illumination and pigmentation differences between cameras and eyes
     while keeping vessels and lesions. The wide blur runs at 1/d resolution, d a power
     of two (visually identical, d^2 times fewer pixels to blur): each halving of even sides is
-    bilinear, which there averages 2x2 boxes exactly, 6x cheaper than OpenCV's area resize
-    (kept for odd sides). The sigma is corrected for the smoothing that the down- and up-sampling add
+    bilinear, which there averages 2x2 boxes exactly at a fraction of the cost of OpenCV's area
+    resize (kept for odd sides). The sigma is corrected for the smoothing that the down- and up-sampling add
     (box (d^2-1)/12, linear (d^2-1)/6).
     """
     sigma = r / 30
@@ -467,7 +469,7 @@ def quality_metrics(img: np.ndarray, c: Circle) -> dict[str, float]:
 
     Sharpness is measured on the square inscribed in 0.9 r, so the rim's step edge (and the
     padding edge of most cut-off fields) does not count as detail, at 40% of the pixels.
-    Variances come from sums and sums of squares (cv2.mean, cv2.norm), 2-3x cheaper than
+    Variances come from sums and sums of squares (cv2.mean, cv2.norm), cheaper than
     cv2.meanStdDev on these types.
     """
     gray = cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)

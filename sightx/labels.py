@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from sightx.errors import SightXError
+from sightx.errors import SightXError, one_line
 
 LABEL_FILE = "trainLabels.csv"
 IMAGE_SUFFIXES = (".jpeg", ".jpg")
@@ -42,7 +42,7 @@ def read_labels(path: Path) -> dict[str, int]:
     try:
         df = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
     except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as e:
-        raise LabelError(f"{path}: cannot read label file ({str(e).splitlines()[0]})") from None
+        raise LabelError(f"{path}: cannot read label file ({one_line(str(e))})") from None
     missing = [c for c in ("image", "level") if c not in df.columns]
     if missing:
         raise LabelError(f"{path}: missing column(s) {', '.join(missing)} (found: {', '.join(map(str, df.columns)) or 'none'})")

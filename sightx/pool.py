@@ -19,8 +19,8 @@ def default_workers() -> int:
         return os.cpu_count() or 1
 
 
-def _init_worker() -> None:
-    """One thread per library per process: the parallelism is the pool's."""
+def single_threaded() -> None:
+    """One thread per library per process: the parallelism is the pool's (or, in-process, the caller's)."""
     import cv2
 
     cv2.setNumThreads(1)
@@ -32,8 +32,8 @@ def ordered_map(fn: Callable[[T], R], items: Iterable[T], workers: int, context:
     `spawn` by default so Linux runs exercise the same pickling path as macOS.
     """
     if workers <= 1:
-        _init_worker()
+        single_threaded()
         yield from map(fn, items)
         return
-    with mp.get_context(context).Pool(workers, initializer=_init_worker) as pool:
+    with mp.get_context(context).Pool(workers, initializer=single_threaded) as pool:
         yield from pool.imap(fn, items, chunksize=1)

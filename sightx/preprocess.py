@@ -17,7 +17,7 @@ from sightx.errors import Rejection
 
 _FOV_OF_MIN_SIDE = 0.9  # typical field diameter / short image side, to pick the decode scale
 # A field this much smaller than the output is enlarged rather than decoded again at the next
-# k/8 scale: a second decode costs a whole first one (~10 ms) to win under 3% of resolution.
+# k/8 scale: a second decode costs as much as the first, to win under 3% of resolution.
 _UPSCALE_TOLERANCE = 0.03
 
 

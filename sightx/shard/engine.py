@@ -26,6 +26,7 @@ from sightx.contracts import manifest as mf
 from sightx.errors import SightXError
 from sightx.grades import NUM_GRADES
 from sightx.labels import find_images, find_label_file, read_labels
+from sightx.pool import single_threaded
 from sightx.preprocess import PreprocessOptions
 from sightx.shard.plan import Plan, Reject, ShardTask, make_plan
 from sightx.shard.task import BuildOptions, ShardResult, build_shard, commit_shard, file_sha256
@@ -324,11 +325,9 @@ class _Ticks:
 
 def _init_worker(ticks: Any) -> None:
     """Worker set-up under spawn or fork: no inherited state is relied on."""
-    import cv2
-
     global _TICKS
     _TICKS = _Ticks(ticks)
-    cv2.setNumThreads(1)
+    single_threaded()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and stops the pool
 
 
@@ -359,9 +358,7 @@ def _longest_first(todo: list[ShardTask], raw: Path) -> list[ShardTask]:
 def _execute(todo: list[ShardTask], build: BuildOptions, workers: int, tick: Any, finished: Any) -> None:
     """Build the shards, in-process for one worker, else on a spawn pool with progress ticks."""
     if workers <= 1 or len(todo) <= 1:
-        import cv2
-
-        cv2.setNumThreads(1)
+        single_threaded()
         # One committer thread: a shard's fsync (the GIL is released) overlaps building the next.
         with ThreadPoolExecutor(1) as committer:
             commit: Future[None] | None = None

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from sightx.contracts import sample
+from sightx.errors import describe
 from sightx.grades import NUM_GRADES
 from sightx.preprocess import PreprocessOptions, Rejected, preprocess_bytes
 from sightx.shard.plan import Reject, SampleRef, ShardTask
@@ -156,7 +157,7 @@ def _add_sample(tar: _TarWriter, ref: SampleRef, split: str, opts: BuildOptions,
         result.rejects.append(Reject(ref.source, ref.image, e.reason, e.detail))
         return True
     except Exception as e:  # a decoder or maths failure on one odd file must not stop the run
-        result.rejects.append(Reject(ref.source, ref.image, "error", f"{type(e).__name__}: {e}".splitlines()[0]))
+        result.rejects.append(Reject(ref.source, ref.image, "error", describe(e)))
         return True
     identity = {**asdict(ref), "split": split}
     tar.add(sample.members(ref.key, processed.jpeg, ref.grade, sample.metadata(identity, processed.info)))
