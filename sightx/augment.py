@@ -18,6 +18,8 @@ import numpy as np
 import torch
 
 _GREY = np.array([0.299, 0.587, 0.114], np.float32)  # ITU-R 601 luma, as torchvision's grayscale
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def to_tensor(img: np.ndarray) -> torch.Tensor:
@@ -33,6 +35,15 @@ def resize(img: np.ndarray, size: int) -> np.ndarray:
         return img
     interp = cv2.INTER_AREA if size < min(h, w) else cv2.INTER_LINEAR
     return cv2.resize(img, (size, size), interpolation=interp)
+
+
+def normalize_batch(images: torch.Tensor, device: torch.device, channels_last: bool) -> torch.Tensor:
+    """uint8 NCHW on the host -> normalised float32 on the device: training and grading alike."""
+    x = images.to(device, non_blocking=True).float().div_(255)
+    mean = torch.tensor(IMAGENET_MEAN, device=device).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD, device=device).view(1, 3, 1, 1)
+    x = (x - mean) / std
+    return x.contiguous(memory_format=torch.channels_last) if channels_last else x
 
 
 @dataclass(frozen=True)
