@@ -42,7 +42,13 @@ def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     torch.manual_seed(0)
     path = tmp_path_factory.mktemp("tiny_checkpoint") / "best.pt"
     model = build_model("resnet18", "classify")
-    val = {"n": 10, "kappa": 0.5, "accuracy": 0.6, "referable": {"sensitivity": 0.7, "specificity": 0.8, "auc": 0.9}, "baseline": {"grade": 0, "accuracy": 0.5, "kappa": 0.0}}
+    val = {
+        "n": 10,
+        "kappa": 0.5,
+        "accuracy": 0.6,
+        "referable": {"sensitivity": 0.7, "specificity": 0.8, "auc": 0.9},
+        "baseline": {"grade": 0, "accuracy": 0.5, "kappa": 0.0},
+    }
     save(
         path,
         Checkpoint(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import io
 import subprocess
 import sys
 from pathlib import Path
@@ -12,7 +11,7 @@ import cv2
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from PIL import Image
+from sample_photos import encode, huge_jpeg_header, huge_png_header, no_field_photo, rgb_of, variants
 
 from sightx.errors import Rejection
 from sightx.grade import Grader, preprocess_photo
@@ -34,30 +33,6 @@ def photo(tiny_raw: Path) -> bytes:
         except Rejection:
             continue
     raise AssertionError("no usable synthetic photo")
-
-
-def _rgb(data: bytes) -> np.ndarray:
-    return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
-
-
-def _encode(img: np.ndarray | Image.Image, fmt: str, **kw: object) -> bytes:
-    buf = io.BytesIO()
-    (img if isinstance(img, Image.Image) else Image.fromarray(img)).save(buf, format=fmt, **kw)
-    return buf.getvalue()
-
-
-def variants(jpeg: bytes) -> dict[str, bytes]:
-    """The same photo as PNG, TIFF, CMYK JPEG, greyscale JPEG, and stored rotated with an EXIF tag that turns it back."""
-    rgb = _rgb(jpeg)
-    exif = Image.Exif()
-    exif[0x0112] = 6  # stored turned 90 degrees anticlockwise: viewers rotate it clockwise
-    return {
-        "png": _encode(rgb, "PNG"),
-        "tiff": _encode(rgb, "TIFF", compression="tiff_lzw"),
-        "cmyk": _encode(Image.fromarray(rgb).convert("CMYK"), "JPEG", quality=95),
-        "grey": _encode(Image.fromarray(rgb).convert("L"), "JPEG", quality=95),
-        "exif-rotated": _encode(np.ascontiguousarray(np.rot90(rgb)), "JPEG", quality=95, exif=exif.tobytes()),
-    }
 
 
 def test_grading_imports_neither_the_trainer_nor_plotting() -> None:
@@ -88,8 +63,8 @@ def test_other_formats_find_the_same_field(photo: bytes) -> None:
 
 def test_exif_rotation_is_applied(photo: bytes) -> None:
     rotated = decode_photo(variants(photo)["exif-rotated"], OPTS).image
-    assert rotated.shape[:2] == _rgb(photo).shape[:2]
-    assert np.abs(rotated.astype(int) - _rgb(photo).astype(int)).mean() < 4
+    assert rotated.shape[:2] == rgb_of(photo).shape[:2]
+    assert np.abs(rotated.astype(int) - rgb_of(photo).astype(int)).mean() < 4
 
 
 @pytest.mark.parametrize(
@@ -113,29 +88,6 @@ def test_huge_headers_are_refused_undecoded(photo: bytes) -> None:
         assert e.value.reason == "too-large"
 
 
-def huge_jpeg_header(jpeg: bytes, side: int = 60000) -> bytes:
-    """A real JPEG whose frame header claims side x side pixels."""
-    i = jpeg.index(b"\xff\xc0")
-    return jpeg[: i + 5] + side.to_bytes(2, "big") * 2 + jpeg[i + 9 :]
-
-
-def huge_png_header(side: int = 60000) -> bytes:
-    """A PNG signature and IHDR chunk (valid CRC) claiming side x side RGB pixels, and no pixels."""
-    import struct
-    import zlib
-
-    ihdr = struct.pack(">IIBBBBB", side, side, 8, 2, 0, 0, 0)
-    chunk = b"IHDR" + ihdr
-    return b"\x89PNG\r\n\x1a\n" + struct.pack(">I", len(ihdr)) + chunk + struct.pack(">I", zlib.crc32(chunk))
-
-
-def no_field_photo() -> bytes:
-    """A readable photo with no circular field in it: a smooth reddish gradient over the whole frame."""
-    x = np.linspace(60, 200, 640, dtype=np.float32)
-    img = np.stack([np.tile(x, (480, 1)), np.full((480, 640), 70.0), np.full((480, 640), 40.0)], -1)
-    return _encode(img.astype(np.uint8), "JPEG", quality=90)
-
-
 def test_a_photo_without_a_field_is_graded_on_the_centre_square_with_a_warning() -> None:
     got = preprocess_photo(no_field_photo(), OPTS)
     assert got.warnings[0] == "no-fov"
@@ -143,11 +95,11 @@ def test_a_photo_without_a_field_is_graded_on_the_centre_square_with_a_warning()
 
 
 def test_quality_warnings_for_dark_and_blurred_photos(photo: bytes) -> None:
-    rgb = _rgb(photo)
+    rgb = rgb_of(photo)
     assert quality_warnings(preprocess_photo(photo, OPTS).quality) == []
-    dark = preprocess_photo(_encode((rgb * 0.12).astype(np.uint8), "JPEG", quality=95), OPTS)
+    dark = preprocess_photo(encode((rgb * 0.12).astype(np.uint8), "JPEG", quality=95), OPTS)
     assert "too-dark" in dark.warnings
-    blurred = preprocess_photo(_encode(cv2.GaussianBlur(rgb, (0, 0), 12), "JPEG", quality=95), OPTS)
+    blurred = preprocess_photo(encode(cv2.GaussianBlur(rgb, (0, 0), 12), "JPEG", quality=95), OPTS)
     assert "blurred" in blurred.warnings
     assert quality_warnings({"fov_fraction": 0.6}) == ["field-cut-off"]
 
