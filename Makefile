@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 DEMO   ?= data/demo
 
-.PHONY: install lint test demo docs clean
+.PHONY: install lint test demo serve docs clean
 
 # Re-installs only when the project's metadata changed; `pip install -e` keeps code edits live.
 $(STAMP): pyproject.toml
@@ -38,6 +38,11 @@ demo: $(STAMP)
 	$(BIN)/sightx-predict $(DEMO)/raw/test --checkpoint $(DEMO)/run/best.pt --out $(DEMO)/predictions.csv --workers 2
 	@echo "reports: $(DEMO)/reports/raw/report.html $(DEMO)/reports/shards/report.html"
 	@echo "run: $(DEMO)/run (metrics.jsonl, best.pt, confusion.png, learning_curve.png); predictions: $(DEMO)/predictions.csv"
+
+# The page and REST API on the checkpoint `make demo` trained: http://127.0.0.1:8000
+serve: $(STAMP)
+	@test -f $(DEMO)/run/best.pt || { echo "no $(DEMO)/run/best.pt: run 'make demo' first"; exit 1; }
+	$(BIN)/sightx-serve --checkpoint $(DEMO)/run/best.pt
 
 docs: $(STAMP)
 	$(PY) tools/make_docs_images.py docs

@@ -20,12 +20,23 @@ import torch
 from sightx.fundus import resize
 
 _GREY = np.array([0.299, 0.587, 0.114], np.float32)  # ITU-R 601 luma, as torchvision's grayscale
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def to_tensor(img: np.ndarray) -> torch.Tensor:
     """uint8 HWC -> uint8 CHW tensor, a view (channels-last in memory): batching copies it once
     into the batch anyway, and the model runs channels-last."""
     return torch.from_numpy(img).permute(2, 0, 1)
+
+
+def normalize_batch(images: torch.Tensor, device: torch.device, channels_last: bool) -> torch.Tensor:
+    """uint8 NCHW on the host -> normalised float32 on the device: training and grading alike."""
+    x = images.to(device, non_blocking=True).float().div_(255)
+    mean = torch.tensor(IMAGENET_MEAN, device=device).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD, device=device).view(1, 3, 1, 1)
+    x = (x - mean) / std
+    return x.contiguous(memory_format=torch.channels_last) if channels_last else x
 
 
 @dataclass(frozen=True)

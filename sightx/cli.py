@@ -240,23 +240,43 @@ def train(shards: Path, out: str, quiet: bool, **kw: object) -> None:
 @click.option("--workers", type=click.IntRange(1), default=default_workers(), show_default=True, help="Preprocessing processes.")
 @click.option("--device", default="auto", show_default=True)
 @click.option("--blend-eyes", is_flag=True, help="Mix in the other eye's prediction (Kaggle {patient}_{left|right} names).")
+@click.option(
+    "--submission",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Kaggle's sampleSubmission.csv: write exactly its image,level rows to --out (ids not graded get the majority grade).",
+)
 @click.option("--quiet", is_flag=True)
 def predict(
-    inputs: tuple[Path, ...], checkpoint: Path, out_csv: Path, batch_size: int, workers: int, device: str, blend_eyes: bool, quiet: bool
+    inputs: tuple[Path, ...],
+    checkpoint: Path,
+    out_csv: Path,
+    batch_size: int,
+    workers: int,
+    device: str,
+    blend_eyes: bool,
+    submission: Path | None,
+    quiet: bool,
 ) -> None:
     """Grade INPUTS (image files, folders, or .tar shards) with the checkpoint's own preprocessing."""
-    from sightx.predict import predict as run_predict
-    from sightx.predict import write_csv
+    from sightx.grade import Grader
+    from sightx.predict import grade_inputs, read_submission_ids, write_csv
+    from sightx.predict import submission as kaggle_rows
 
-    rows = run_predict(
-        list(inputs), checkpoint, batch_size=batch_size, workers=workers, device=device, blend_eyes=blend_eyes, progress=not quiet
-    )
+    ids = read_submission_ids(submission) if submission else None
+    grader = Grader(checkpoint, device)
+    rows = grade_inputs(grader, list(inputs), batch_size=batch_size, workers=workers, blend_eyes=blend_eyes, progress=not quiet)
+    out_rows = rows
+    if ids is not None:
+        out_rows, missing = kaggle_rows(rows, ids, grader.majority_grade)
+        if missing:
+            click.echo(f"{len(missing)} id(s) without a graded photo got grade {grader.majority_grade}: {' '.join(missing)}", err=True)
     try:
-        write_csv(rows, out_csv)
+        write_csv(out_rows, out_csv)
     except OSError as e:
         raise click.ClickException(f"cannot write {out_csv}: {e.strerror or e}") from None
     failed = sum(bool(r["error"]) for r in rows)
-    click.echo(f"graded {len(rows) - failed} image(s), {failed} failed; wrote {out_csv}")
+    warned = sum(bool(r["warnings"]) for r in rows)
+    click.echo(f"graded {len(rows) - failed} image(s), {failed} failed, {warned} with quality warnings; wrote {out_csv}")
 
 
 @command()
@@ -325,3 +345,23 @@ def bench(stage: str, json_path: Path | None, markdown: bool, quick: bool, quiet
 
         atomic_write_text(json_path, json.dumps(result, indent=1) + "\n")
     click.echo(report.render(result, markdown), nl=False)
+
+
+@command()
+@click.option("--checkpoint", required=True, type=click.Path(dir_okay=False, path_type=Path), help="best.pt or last.pt from sightx-train.")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind; 0.0.0.0 exposes it to the network.")
+@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True)
+@click.option("--workers", type=click.IntRange(1), default=min(4, default_workers()), show_default=True, help="Preprocessing threads.")
+@click.option("--device", default="auto", show_default=True, help="auto (MPS, then CUDA, then CPU), cpu, cuda, cuda:1, mps.")
+@click.option("--max-batch", type=click.IntRange(1), default=8, show_default=True, help="Photos per model call.")
+@click.option("--batch-wait-ms", type=click.FloatRange(0), default=10.0, show_default=True, help="How long a batch waits to fill.")
+@click.option("--max-queue", type=click.IntRange(1), default=16, show_default=True, help="Requests in progress before 503.")
+@click.option("--max-upload-mb", type=click.FloatRange(0, min_open=True), default=40.0, show_default=True, help="Request body limit.")
+@click.option("--max-files", type=click.IntRange(1), default=16, show_default=True, help="Photos per request.")
+@click.option("--token", envvar="SIGHTX_TOKEN", help="Require 'Authorization: Bearer TOKEN' on /v1/* (or set SIGHTX_TOKEN).")
+def serve(checkpoint: Path, host: str, port: int, device: str, token: str | None, **kw: object) -> None:
+    """Serve a web page and a REST API that grade fundus photos with CHECKPOINT's preprocessing."""
+    from sightx.serve.config import ServeConfig
+    from sightx.serve.server import run
+
+    run(checkpoint, host, port, device, ServeConfig(token=token, **kw), lambda line: click.echo(line, err=True))  # type: ignore[arg-type]

@@ -1,8 +1,8 @@
-"""Grade new images with a trained checkpoint, through exactly the training preprocessing.
+"""Grade raw photos, folders and shards into a CSV, through the one grading path (sightx.grade).
 
-Raw photos go through `preprocess_bytes` with the options stored in the checkpoint (the same
-function and options sightx-shard used), are JPEG-encoded and decoded exactly as stored in a
-shard, then see the validation transform: no train/serve skew. Shards are read as they are.
+This module only expands inputs, runs preprocessing workers, batches, blends eyes and writes CSVs;
+how a photo becomes a grade lives in sightx.grade, shared with sightx-serve. Shards are read as
+stored (already preprocessed).
 """
 
 from __future__ import annotations
@@ -16,32 +16,33 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from tqdm import tqdm
 
-from sightx import codec, heads
+from sightx import codec
 from sightx.atomic import atomic_write_text
-from sightx.augment import EvalTransform
-from sightx.contracts import checkpoint as ckpt
 from sightx.contracts import sample
-from sightx.errors import Rejection, describe
+from sightx.errors import Rejection, SightXError, describe
+from sightx.grade import Graded, Grader, Photo, preprocess_photo
 from sightx.grades import NUM_GRADES, other_eye
 from sightx.labels import find_images, image_id, patient_eye
-from sightx.model import autocast, autocast_dtype, build_model, pick_device
 from sightx.pool import ordered_map
-from sightx.preprocess import PreprocessOptions, preprocess_bytes
-from sightx.stream import normalize_batch
+from sightx.preprocess import PreprocessOptions
+from sightx.quality import quality_warnings
 
 # Share of the other eye in a blended prediction (both eyes of a patient are strongly correlated).
 OTHER_EYE_WEIGHT = 0.25
 
 
+class SubmissionError(SightXError):
+    """A sample submission file that has no image ids to write."""
+
+
 @dataclass(frozen=True)
 class Item:
-    """One input: preprocessed JPEG bytes, or why there are none."""
+    """One input: a preprocessed photo, or why there is none."""
 
     image: str
-    jpeg: bytes | None
+    photo: Photo | None
     error: str = ""
 
 
@@ -64,7 +65,7 @@ def _preprocess_file(args: tuple[str, PreprocessOptions]) -> Item:
     path, opts = args
     name = image_id(Path(path))
     try:
-        return Item(name, preprocess_bytes(Path(path).read_bytes(), opts).jpeg)
+        return Item(name, preprocess_photo(Path(path).read_bytes(), opts))
     except OSError as e:
         return Item(name, None, f"unreadable: {e.strerror or e}")
     except Rejection as e:
@@ -78,126 +79,134 @@ def _shard_items(path: Path) -> Iterator[Item]:
     try:
         for key, parts in sample.read_samples(path):
             try:
-                image = str(sample.meta_of(parts).get("image", key))
+                meta = sample.meta_of(parts)
             except sample.SampleError:
-                image = key
+                meta = {}
+            image = str(meta.get("image", key))
             try:
-                yield Item(image, sample.image_of(parts))
+                yield Item(image, Photo(sample.image_of(parts), meta, tuple(quality_warnings(meta))))
             except sample.SampleError as e:
                 yield Item(image, None, str(e))
     except (OSError, tarfile.TarError) as e:
         yield Item(path.name, None, f"unreadable shard: {e}")
 
 
-class Predictor:
-    """A checkpoint ready for inference, with the preprocessing it was trained on."""
-
-    def __init__(self, checkpoint: Path, device: str = "auto") -> None:
-        state = ckpt.load(checkpoint)
-        self.head = heads.get(state.head)
-        self.image_size = state.image_size
-        self.thresholds = list(state.thresholds)
-        self.preprocess = PreprocessOptions.from_dict(state.preprocess)
-        self.device = pick_device(device)
-        self.model = build_model(state.arch, state.head).to(self.device).eval()
-        try:
-            self.model.load_state_dict(state.model)
-        except RuntimeError:
-            raise ckpt.CheckpointError(f"{checkpoint}: its weights do not fit a {state.arch} with a {state.head} head") from None
-        self.amp = autocast_dtype(self.device, "auto")
-        self.transform = EvalTransform(self.image_size)
-
-    def tensor(self, jpeg: bytes) -> torch.Tensor:
-        """A stored sample as the model sees it at validation; CodecError if it is not a JPEG."""
-        return self.transform(codec.decode(jpeg)[0])
-
-    @torch.no_grad()
-    def outputs(self, images: list[torch.Tensor]) -> np.ndarray:
-        """Per-grade probabilities (classify) or scores (regress) for tensors from `tensor`."""
-        x = normalize_batch(torch.stack(images), self.device, channels_last=False)
-        with autocast(self.device, self.amp):
-            out = self.model(x)
-        return self.head.activate(out).cpu().numpy()
-
-    def grades(self, out: np.ndarray) -> np.ndarray:
-        return self.head.grades(out, self.thresholds)
+@dataclass
+class _Row:
+    item: Item
+    output: np.ndarray | None = None
+    error: str = ""
+    graded: Graded | None = None
 
 
-def predict(
+def predict(inputs: list[Path], checkpoint: Path, *, device: str = "auto", **kw: Any) -> list[dict[str, Any]]:
+    """`grade_inputs` with the grader of a checkpoint file."""
+    return grade_inputs(Grader(checkpoint, device), inputs, **kw)
+
+
+def grade_inputs(
+    grader: Grader,
     inputs: list[Path],
-    checkpoint: Path,
     *,
     batch_size: int = 32,
     workers: int = 1,
-    device: str = "auto",
     blend_eyes: bool = False,
     progress: bool = True,
 ) -> list[dict[str, Any]]:
-    """One row per input image: image, level, probabilities or score, error."""
-    predictor = Predictor(checkpoint, device)
+    """One row per input image: image, level, probabilities or score, warnings, error."""
     raw, shards = expand_inputs(inputs)
-    items = ordered_map(_preprocess_file, [(str(p), predictor.preprocess) for p in raw], workers)
+    items = ordered_map(_preprocess_file, [(str(p), grader.preprocess) for p in raw], workers)
     stream = (item for source in (items, *(_shard_items(s) for s in shards)) for item in source)
-    rows: list[dict[str, Any]] = []
-    batch: list[Item] = []
+    rows: list[_Row] = []
+    batch: list[_Row] = []
     bar = tqdm(desc="predict", unit="img", disable=not progress)
 
     def flush() -> None:
-        tensors: dict[int, torch.Tensor] = {}
-        errors: dict[int, str] = {}
-        for i, b in enumerate(batch):
-            if b.jpeg is None:
+        ready, tensors = [], []
+        for row in batch:
+            if row.item.photo is None:
+                row.error = row.item.error
                 continue
             try:
-                tensors[i] = predictor.tensor(b.jpeg)
+                tensors.append(grader.tensor(row.item.photo.jpeg))
+                ready.append(row)
             except codec.CodecError as e:  # a corrupt sample inside a shard
-                errors[i] = f"corrupt sample: {e}"
-        out: Any = predictor.outputs(list(tensors.values())) if tensors else []
-        results = dict(zip(tensors, out))
-        for i, b in enumerate(batch):
-            rows.append({"image": b.image, "output": results.get(i), "error": errors.get(i, b.error)})
+                row.error = f"corrupt sample: {e}"
+        for row, out in zip(ready, grader.outputs(tensors)):
+            row.output = out
+        rows.extend(batch)
         bar.update(len(batch))
         batch.clear()
 
     for item in stream:
-        batch.append(item)
+        batch.append(_Row(item))
         if len(batch) == batch_size:
             flush()
     flush()
     bar.close()
     if blend_eyes:
         _blend(rows)
-    return [_row(r, predictor) for r in rows]
+    return _table(rows, grader)
 
 
-def _blend(rows: list[dict[str, Any]]) -> None:
+def _blend(rows: list[_Row]) -> None:
     """Mix in the other eye's output: lesions of one eye raise the odds for the other."""
-    by_eye = {patient_eye(r["image"]): r["output"] for r in rows if r["output"] is not None}
+    by_eye = {patient_eye(r.item.image): r.output for r in rows if r.output is not None}
     for r in rows:
-        patient, eye = patient_eye(r["image"])
+        patient, eye = patient_eye(r.item.image)
         other = by_eye.get((patient, other_eye(eye)))
-        if r["output"] is not None and other is not None:
-            r["output"] = (1 - OTHER_EYE_WEIGHT) * r["output"] + OTHER_EYE_WEIGHT * other
+        if r.output is not None and other is not None:
+            r.output = (1 - OTHER_EYE_WEIGHT) * r.output + OTHER_EYE_WEIGHT * other
 
 
-def _row(r: dict[str, Any], predictor: Predictor) -> dict[str, Any]:
-    out = r["output"]
-    row: dict[str, Any] = {"image": r["image"], "level": ""}
-    if predictor.head.width > 1:
-        row.update({f"p{g}": "" if out is None else round(float(out[g]), 6) for g in range(NUM_GRADES)})
-    else:
-        row["score"] = "" if out is None else round(float(out), 6)
-    if out is not None:
-        row["level"] = int(predictor.grades(np.asarray(out)[None])[0])
-    row["error"] = r["error"]
-    return row
+def _table(rows: list[_Row], grader: Grader) -> list[dict[str, Any]]:
+    ready = [r for r in rows if r.output is not None and r.item.photo is not None]
+    if ready:
+        judged = grader.judge(np.stack([r.output for r in ready]), [r.item.photo for r in ready])  # type: ignore[misc]
+        for r, judgement in zip(ready, judged):
+            r.graded = judgement
+    table = []
+    for r in rows:
+        g = r.graded
+        row: dict[str, Any] = {"image": r.item.image, "level": "" if g is None else g.grade}
+        if grader.head.width > 1:
+            row.update({f"p{k}": "" if g is None else round(float(g.output[k]), 6) for k in range(NUM_GRADES)})
+        else:
+            row["score"] = "" if g is None else round(float(g.output), 6)
+        row["warnings"] = "" if g is None else " ".join(g.photo.warnings)
+        row["error"] = r.error
+        table.append(row)
+    return table
 
 
 def write_csv(rows: list[dict[str, Any]], path: Path) -> None:
-    """Kaggle's submission columns first (image,level), then probabilities and errors."""
+    """Kaggle's submission columns first (image,level), then probabilities, warnings and errors."""
     buf = io.StringIO()
-    fields = list(rows[0]) if rows else ["image", "level", "error"]
+    fields = list(rows[0]) if rows else ["image", "level", "warnings", "error"]
     writer = csv.DictWriter(buf, fields, lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
     atomic_write_text(path, buf.getvalue())
+
+
+def read_submission_ids(path: Path) -> list[str]:
+    """The image ids of a Kaggle sample submission (`image,level`), in its order."""
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except OSError as e:
+        raise SubmissionError(f"cannot read {path}: {e.strerror or e}") from None
+    reader = csv.DictReader(io.StringIO(text))
+    if not reader.fieldnames or "image" not in reader.fieldnames:
+        raise SubmissionError(f"{path}: no 'image' column (a Kaggle sample submission is image,level)")
+    ids = [row["image"].strip() for row in reader if (row.get("image") or "").strip()]
+    if not ids:
+        raise SubmissionError(f"{path}: no image ids")
+    return ids
+
+
+def submission(rows: list[dict[str, Any]], ids: list[str], fallback_grade: int) -> tuple[list[dict[str, Any]], list[str]]:
+    """Exactly Kaggle's `image,level` for every id, in the sample's order; ids without a graded photo
+    get `fallback_grade` and are returned as missing."""
+    levels = {r["image"]: r["level"] for r in rows if r["level"] != ""}
+    missing = [i for i in ids if i not in levels]
+    return [{"image": i, "level": levels.get(i, fallback_grade)} for i in ids], missing

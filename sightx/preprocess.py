@@ -67,32 +67,75 @@ class Processed:
     info: dict[str, Any]
 
 
+@dataclass
+class Decoded:
+    """A photo decoded for preprocessing: the pixels, their scale to the original, the original size.
+
+    `jpeg` is the source for a finer second decode; None for pixels decoded elsewhere (PNG, TIFF,
+    rotated or CMYK photos, decoded by Pillow at full size, so they never need one).
+    """
+
+    image: np.ndarray
+    scale: float
+    size: tuple[int, int]  # original (width, height)
+    jpeg: bytes | None = None
+
+
+def check_size(width: int, height: int, opts: PreprocessOptions) -> None:
+    """Refuse from the header alone, before anything is decoded."""
+    if width * height > opts.max_pixels:
+        raise Rejected("too-large", f"{width}x{height} exceeds {opts.max_pixels} pixels")
+    if min(width, height) < opts.min_side:
+        raise Rejected("too-small", f"{width}x{height} has a side below {opts.min_side}")
+
+
 def decode_target(size: int) -> tuple[int, int]:
     """The smallest decoded size that keeps a typical field of view at least `size` across."""
     side = math.ceil(size / _FOV_OF_MIN_SIDE)
     return side, side
 
 
+def decode_bytes(data: bytes, opts: PreprocessOptions) -> Decoded:
+    """Header checks, then a decode at the smallest DCT scale that keeps the field >= the output."""
+    width, height = _read_size(data)
+    check_size(width, height, opts)
+    img, scale = _decode(data, decode_target(opts.size))
+    return Decoded(img, scale, (width, height), data)
+
+
+def decoded_array(img: np.ndarray, opts: PreprocessOptions) -> Decoded:
+    """An RGB uint8 array decoded elsewhere, at full size."""
+    height, width = img.shape[:2]
+    check_size(width, height, opts)
+    return Decoded(img, 1.0, (width, height))
+
+
 def preprocess_bytes(data: bytes, opts: PreprocessOptions) -> Processed:
     """Decode, find the field, crop square, resize, normalise, mask, encode; or raise Rejected."""
-    width, height = _read_size(data)
-    if width * height > opts.max_pixels:
-        raise Rejected("too-large", f"{width}x{height} exceeds {opts.max_pixels} pixels")
-    if min(width, height) < opts.min_side:
-        raise Rejected("too-small", f"{width}x{height} has a side below {opts.min_side}")
+    return preprocess_decoded(decode_bytes(data, opts), opts)
 
-    img, scale = _decode(data, decode_target(opts.size))
-    circle = fundus.find_fov(img)
-    if circle is None:
-        raise Rejected("no-fov", "no circular field of view found")
-    if circle.r < opts.min_radius_frac * min(img.shape[:2]):
-        raise Rejected("fov-too-small", f"radius {circle.r:.1f} px in a {img.shape[1]}x{img.shape[0]} decode")
-    if 2 * circle.r < (1 - _UPSCALE_TOLERANCE) * opts.size and scale < 1:
-        # Field smaller than assumed: decode finer so the crop is never noticeably upsampled.
-        need = opts.size * scale / (2 * circle.r)
-        img, new_scale = _decode(data, (math.ceil(width * need), math.ceil(height * need)))
-        circle = circle.scaled(new_scale / scale)
-        scale = new_scale
+
+def preprocess_decoded(decoded: Decoded, opts: PreprocessOptions, *, centre_fallback: bool = False) -> Processed:
+    """Everything after decoding. With `centre_fallback`, a photo whose field is not found (or is
+    implausibly small) is processed as if the field were the circle inscribed in the frame, and
+    info["fov_fallback"] names the reason: a grader must grade every readable photo, a shard must not."""
+    img, scale, (width, height) = decoded.image, decoded.scale, decoded.size
+    field = _field(img, opts)
+    fallback = ""
+    if isinstance(field, Rejected):
+        if not centre_fallback:
+            raise field
+        fallback = field.reason
+        h, w = img.shape[:2]
+        circle = fundus.Circle((w - 1) / 2, (h - 1) / 2, min(w, h) / 2)
+    else:
+        circle = field
+        if 2 * circle.r < (1 - _UPSCALE_TOLERANCE) * opts.size and scale < 1 and decoded.jpeg is not None:
+            # Field smaller than assumed: decode finer so the crop is never noticeably upsampled.
+            need = opts.size * scale / (2 * circle.r)
+            img, new_scale = _decode(decoded.jpeg, (math.ceil(width * need), math.ceil(height * need)))
+            circle = circle.scaled(new_scale / scale)
+            scale = new_scale
 
     small, c, frame = fundus.crop_resize(img, circle, opts.size)
     metrics = fundus.quality_metrics(small, c)
@@ -110,7 +153,19 @@ def preprocess_bytes(data: bytes, opts: PreprocessOptions) -> Processed:
         "fov_fraction": round(fundus.visible_fraction((height, width), orig), 3),
         **metrics,
     }
+    if fallback:
+        info["fov_fallback"] = fallback
     return Processed(jpeg=codec.encode(out, opts.quality, opts.chroma), image=out, info=info)
+
+
+def _field(img: np.ndarray, opts: PreprocessOptions) -> fundus.Circle | Rejected:
+    """The field of view, or the rejection that says why there is no usable one."""
+    circle = fundus.find_fov(img)
+    if circle is None:
+        return Rejected("no-fov", "no circular field of view found")
+    if circle.r < opts.min_radius_frac * min(img.shape[:2]):
+        return Rejected("fov-too-small", f"radius {circle.r:.1f} px in a {img.shape[1]}x{img.shape[0]} decode")
+    return circle
 
 
 def _read_size(data: bytes) -> tuple[int, int]:

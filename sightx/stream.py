@@ -22,12 +22,9 @@ import webdataset as wds
 from torch.utils.data import DataLoader, IterableDataset
 
 from sightx import balance, codec
-from sightx.augment import Augment, EvalTransform
+from sightx.augment import IMAGENET_MEAN, IMAGENET_STD, Augment, EvalTransform, normalize_batch  # noqa: F401 (the trainer imports them from here)
 from sightx.contracts import manifest as mf
 from sightx.contracts import sample as smp
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def shard_paths(shard_dir: Path, manifest: dict[str, Any], split: str) -> list[str]:
@@ -114,12 +111,3 @@ def make_loader(cfg: StreamConfig, batch_size: int, workers: int, pin_memory: bo
     epoch = torch.multiprocessing.get_context("spawn").Value("i", 0)
     loader = DataLoader(ShardStream(cfg, epoch), batch_size=batch_size, **loader_settings(workers, pin_memory))
     return loader, epoch
-
-
-def normalize_batch(images: torch.Tensor, device: torch.device, channels_last: bool) -> torch.Tensor:
-    """uint8 NCHW on the host -> normalised float32 on the device."""
-    x = images.to(device, non_blocking=True).float().div_(255)
-    mean = torch.tensor(IMAGENET_MEAN, device=device).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD, device=device).view(1, 3, 1, 1)
-    x = (x - mean) / std
-    return x.contiguous(memory_format=torch.channels_last) if channels_last else x

@@ -29,3 +29,37 @@ def tiny_shards(tiny_raw: Path, tmp_path_factory: pytest.TempPathFactory) -> Pat
         ShardOptions(PreprocessOptions(size=64, quality=90), shard_size=4, val_fraction=0.25, seed=2, workers=1, progress=False),
     )
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An untrained, seeded resnet18 at 64 px saved as sightx-train saves one: for the grading path's plumbing."""
+    import torch
+
+    from sightx.contracts.checkpoint import Checkpoint, save
+    from sightx.model import build_model
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("tiny_checkpoint") / "best.pt"
+    model = build_model("resnet18", "classify")
+    val = {
+        "n": 10,
+        "kappa": 0.5,
+        "accuracy": 0.6,
+        "referable": {"sensitivity": 0.7, "specificity": 0.8, "auc": 0.9},
+        "baseline": {"grade": 0, "accuracy": 0.5, "kappa": 0.0},
+    }
+    save(
+        path,
+        Checkpoint(
+            arch="resnet18",
+            head="classify",
+            image_size=64,
+            preprocess=PreprocessOptions(size=64, quality=90).to_dict(),
+            thresholds=[0.5, 1.5, 2.5, 3.5],
+            model=model.state_dict(),
+            epoch=1,
+            val=val,
+        ),
+    )
+    return path

@@ -106,7 +106,7 @@ def test_predict_on_raw_images_equals_predict_on_their_shards(trained: Path, tin
         assert twin["level"] == row["level"] and not twin["error"]
         assert [twin[f"p{g}"] for g in range(5)] == pytest.approx([row[f"p{g}"] for g in range(5)], abs=1e-5)
         assert sum(row[f"p{g}"] for g in range(5)) == pytest.approx(1, abs=1e-4)
-    assert from_raw["broken"]["error"].startswith("not-jpeg") and from_raw["broken"]["level"] == ""
+    assert from_raw["broken"]["error"].startswith("not-image") and from_raw["broken"]["level"] == ""
 
 
 def test_predict_cli_writes_kaggle_csv_and_blends_eyes(trained: Path, tiny_raw: Path, tmp_path: Path) -> None:

@@ -1,0 +1,5 @@
+"""`python -m sightx.serve` = `sightx-serve`."""
+
+from sightx.cli import serve
+
+serve()

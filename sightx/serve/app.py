@@ -1,0 +1,280 @@
+"""The FastAPI application: the page, the REST API, health and readiness, over one Grader.
+
+Each request holds one of `max_queue` slots from before its body is read until it is answered
+(503 with Retry-After when none is free), so memory is bounded by the slots times the upload
+limit. Photos are preprocessed on a thread pool and graded in micro-batches on the model's
+own thread; Grad-CAM runs on that thread too, after the batch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import hmac
+import time
+from collections.abc import AsyncIterator, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+
+from sightx import __version__
+from sightx.errors import Rejection, describe
+from sightx.grade import Graded, Grader, Photo
+from sightx.grades import NAMES, REFERABLE
+from sightx.quality import MESSAGES
+from sightx.serve import schemas
+from sightx.serve.batcher import MicroBatcher
+from sightx.serve.config import ServeConfig
+from sightx.serve.errors import Refused, refused_photo
+from sightx.serve.uploads import Upload, read_uploads
+
+STATIC = Path(__file__).parent / "static"
+_BINARY = {"type": "string", "format": "binary"}
+_GRADE_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {"type": "object", "properties": {"files": {"type": "array", "items": _BINARY}}, "required": ["files"]}
+            },
+            "image/jpeg": {"schema": _BINARY},
+            "image/png": {"schema": _BINARY},
+            "image/tiff": {"schema": _BINARY},
+        },
+    }
+}
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"description": text, "content": {"application/json": {"example": {"detail": text}}}}
+    for code, text in (
+        (401, "missing or wrong bearer token"),
+        (413, "request body over the upload limit"),
+        (415, "not a JPEG, PNG or TIFF"),
+        (422, "a photo that cannot be graded (truncated, too large, too small)"),
+        (503, "busy: retry after the Retry-After seconds"),
+    )
+}
+
+
+class Service:
+    """The grader with its executors, batcher and request slots; started and stopped by the app's lifespan."""
+
+    def __init__(self, grader: Grader, config: ServeConfig) -> None:
+        self.grader = grader
+        self.config = config
+        self.prep = ThreadPoolExecutor(config.workers, thread_name_prefix="sightx-prep")
+        self.model_thread = ThreadPoolExecutor(1, thread_name_prefix="sightx-model")
+        self.batcher: MicroBatcher[torch.Tensor, tuple[np.ndarray, float, int]] = MicroBatcher(
+            self._run_batch, self.model_thread, config.max_batch, config.batch_wait_ms / 1000
+        )
+        self.in_flight = 0
+        self.ready = False
+
+    async def start(self) -> None:
+        self.batcher.start()
+        size = self.grader.transform.size
+        # One call before the first photo: readiness means the model has run, not just loaded.
+        await asyncio.get_running_loop().run_in_executor(
+            self.model_thread, self.grader.outputs, [torch.zeros((3, size, size), dtype=torch.uint8)]
+        )
+        self.ready = True
+
+    async def stop(self) -> None:
+        self.ready = False
+        await self.batcher.stop()
+        self.prep.shutdown(wait=False, cancel_futures=True)
+        self.model_thread.shutdown(wait=False, cancel_futures=True)
+
+    def _run_batch(self, tensors: list[torch.Tensor]) -> list[tuple[np.ndarray, float, int]]:
+        start = time.perf_counter()
+        outputs = self.grader.outputs(tensors)
+        ms = round((time.perf_counter() - start) * 1000, 2)
+        return [(out, ms, len(tensors)) for out in outputs]
+
+    @contextlib.contextmanager
+    def slot(self) -> Iterator[None]:
+        if self.in_flight >= self.config.max_queue:
+            raise Refused(503, f"busy: {self.in_flight} requests in progress, retry shortly", {"Retry-After": "1"})
+        self.in_flight += 1
+        try:
+            yield
+        finally:
+            self.in_flight -= 1
+
+    def _prepare(self, data: bytes) -> tuple[Photo, torch.Tensor]:
+        photo = self.grader.prepare(data)
+        return photo, self.grader.tensor(photo.jpeg)
+
+    async def prepare(self, upload: Upload) -> tuple[Photo, torch.Tensor]:
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self.prep, self._prepare, upload.data)
+        except Rejection as e:
+            raise refused_photo(upload.name, e) from None
+
+    async def cam(self, tensor: torch.Tensor, grade: int, size: int) -> bytes:
+        from sightx.serve.cam import heat_map, overlay_png  # captum (and matplotlib) load on the first heat map
+
+        heat = await asyncio.get_running_loop().run_in_executor(self.model_thread, heat_map, self.grader, tensor, grade)
+        return overlay_png(heat, size)
+
+    async def grade(self, uploads: list[Upload], cam: bool, start: float) -> list[schemas.GradeResult]:
+        prepared = await asyncio.gather(*(self.prepare(u) for u in uploads))
+        outputs = await asyncio.gather(*(self.batcher.submit(tensor) for _, tensor in prepared))
+        results = []
+        for upload, (photo, tensor), (out, model_ms, batch) in zip(uploads, prepared, outputs):
+            graded = self.grader.judge(out[None], [photo], model_ms)[0]
+            extra = {}
+            if cam:
+                size = self.grader.preprocess.size
+                extra = {
+                    "cam_png": _b64(await self.cam(tensor, graded.grade, size)),
+                    "field_jpeg": _b64(photo.jpeg),
+                }
+            results.append(self._result(upload.name, graded, batch, start, extra))
+        return results
+
+    def _result(self, name: str, g: Graded, batch: int, start: float, extra: dict[str, str]) -> schemas.GradeResult:
+        classify = self.grader.head.width > 1
+        photo = g.photo
+        return schemas.GradeResult(
+            image=name,
+            grade=g.grade,
+            grade_name=g.name,
+            probabilities=[float(p) for p in g.output] if classify else None,
+            score=None if classify else float(g.output),
+            thresholds=None if classify else self.grader.thresholds,
+            referable=g.referable,
+            referable_probability=g.referable_score if classify else None,
+            quality=schemas.Quality(**photo.quality),
+            warnings=[schemas.Warning(code=w, message=MESSAGES.get(w, w)) for w in photo.warnings],
+            timings_ms=schemas.Timings(
+                decode=photo.timings_ms.get("decode", 0.0),
+                preprocess=photo.timings_ms.get("preprocess", 0.0),
+                model=g.model_ms,
+                total=round((time.perf_counter() - start) * 1000, 2),
+            ),
+            model=self.grader.sha256,
+            batch_size=batch,
+            **extra,
+        )
+
+    def model_info(self) -> schemas.ModelInfo:
+        ck = self.grader.checkpoint
+        return schemas.ModelInfo(
+            arch=ck.arch,
+            head=ck.head,
+            image_size=ck.image_size,
+            epoch=ck.epoch,
+            preprocess=self.grader.preprocess.to_dict(),
+            thresholds=None if self.grader.head.width > 1 else self.grader.thresholds,
+            grades=list(NAMES),
+            referable_from_grade=REFERABLE,
+            validation=_validation(ck.val),
+            sha256=ck.sha256,
+            device=str(self.grader.device),
+            max_batch=self.config.max_batch,
+        )
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def _validation(val: dict[str, Any] | None) -> schemas.Validation | None:
+    if not val:
+        return None
+    ref = val.get("referable") or {}
+    return schemas.Validation(
+        n=val.get("n"),
+        kappa=val.get("kappa"),
+        accuracy=val.get("accuracy"),
+        referable_sensitivity=ref.get("sensitivity"),
+        referable_specificity=ref.get("specificity"),
+        referable_auc=ref.get("auc"),
+        majority_accuracy=(val.get("baseline") or {}).get("accuracy"),
+    )
+
+
+def create_app(grader: Grader, config: ServeConfig | None = None) -> FastAPI:
+    """The application for one grader; testable in-process with fastapi.testclient.TestClient."""
+    config = config or ServeConfig()
+    service = Service(grader, config)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        await service.start()
+        try:
+            yield
+        finally:
+            await service.stop()
+
+    app = FastAPI(
+        title="SightX",
+        version=__version__,
+        description="Diabetic-retinopathy grades for fundus photos, with the preprocessing the model was trained with.",
+        lifespan=lifespan,
+    )
+    app.state.service = service
+
+    @app.exception_handler(Refused)
+    async def _refused(_request: Request, e: Refused) -> JSONResponse:
+        return JSONResponse({"detail": str(e)}, e.status, headers=e.headers)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_request: Request, e: Exception) -> JSONResponse:
+        return JSONResponse({"detail": f"internal error: {describe(e)}"}, 500)
+
+    def authorised(request: Request) -> None:
+        if config.token is None:
+            return
+        given = request.headers.get("authorization", "").encode()
+        if not hmac.compare_digest(given, f"Bearer {config.token}".encode()):
+            raise Refused(401, "missing or wrong bearer token (Authorization: Bearer TOKEN)", {"WWW-Authenticate": "Bearer"})
+
+    v1 = APIRouter(prefix="/v1", dependencies=[Depends(authorised)], responses={401: _ERRORS[401]})
+
+    @v1.post(
+        "/grade",
+        response_model=schemas.GradeResponse,
+        openapi_extra=_GRADE_BODY,
+        responses={k: v for k, v in _ERRORS.items() if k != 401},
+        summary="Grade one or more photos",
+    )
+    async def grade(request: Request, cam: bool = False) -> schemas.GradeResponse:
+        """Multipart `files` (repeatable) or one raw image body. `cam=1` adds the Grad-CAM heat map and the
+        preprocessed field. A request grades all its photos or none: one bad photo fails it, naming the photo."""
+        start = time.perf_counter()
+        with service.slot():
+            uploads = await read_uploads(request, config.max_upload_bytes, config.max_files)
+            return schemas.GradeResponse(results=await service.grade(uploads, cam, start))
+
+    @v1.get("/model", response_model=schemas.ModelInfo, summary="The checkpoint being served")
+    async def model() -> schemas.ModelInfo:
+        return service.model_info()
+
+    app.include_router(v1)
+
+    @app.get("/healthz", response_model=schemas.Status, summary="The process is up")
+    async def healthz() -> schemas.Status:
+        return schemas.Status(status="ok")
+
+    @app.get("/readyz", response_model=schemas.Status, responses={503: {"description": "not ready"}}, summary="Ready to grade")
+    async def readyz() -> Response:
+        if service.ready and service.batcher.running:
+            return JSONResponse({"status": "ready"})
+        return JSONResponse({"status": "starting"}, 503)
+
+    index = (STATIC / "index.html").read_text(encoding="utf-8")
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    async def page() -> HTMLResponse:
+        return HTMLResponse(index)
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    return app

@@ -1,0 +1,91 @@
+"""The API's response types: FastAPI builds the OpenAPI schema (/docs) from these."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+
+class Circle(BaseModel):
+    cx: float
+    cy: float
+    r: float
+
+
+class Quality(BaseModel):
+    """The metrics sightx-shard records for every sample, for this photo."""
+
+    orig_size: list[int] = Field(description="width, height of the photo as sent")
+    decode_scale: float
+    circle: Circle = Field(description="field of view in the photo's pixels")
+    fov_fraction: float = Field(description="share of the field circle inside the frame")
+    brightness: float
+    contrast: float
+    sharpness: float
+    fov_fallback: str | None = Field(None, description="why the centre square was graded instead of a found field")
+
+
+class Warning(BaseModel):
+    code: str = Field(description="no-fov, fov-too-small, too-dark, blurred, field-cut-off")
+    message: str
+
+
+class Timings(BaseModel):
+    decode: float
+    preprocess: float
+    model: float = Field(description="the model call this photo was batched into")
+    total: float = Field(description="request received to response ready")
+
+
+class GradeResult(BaseModel):
+    image: str
+    grade: int = Field(description="0-4 on the ICDR scale")
+    grade_name: str
+    probabilities: list[float] | None = Field(None, description="P(grade 0..4), classification heads")
+    score: float | None = Field(None, description="the regression score, regression heads")
+    thresholds: list[float] | None = Field(None, description="score cut points between grades, regression heads")
+    referable: bool = Field(description="predicted grade >= 2 (moderate or worse)")
+    referable_probability: float | None = Field(None, description="P(grade >= 2), classification heads")
+    quality: Quality
+    warnings: list[Warning]
+    timings_ms: Timings
+    model: str = Field(description="sha256 of the checkpoint that graded it")
+    batch_size: int = Field(description="photos in the model call that graded it")
+    cam_png: str | None = Field(None, description="?cam=1: Grad-CAM heat map over the field, RGBA PNG, base64")
+    field_jpeg: str | None = Field(None, description="?cam=1: the preprocessed field the model saw, JPEG, base64")
+
+
+class GradeResponse(BaseModel):
+    results: list[GradeResult]
+
+
+class Validation(BaseModel):
+    """The checkpoint's validation metrics at its saved epoch."""
+
+    n: int | None = None
+    kappa: float | None = None
+    accuracy: float | None = None
+    referable_sensitivity: float | None = None
+    referable_specificity: float | None = None
+    referable_auc: float | None = None
+    majority_accuracy: float | None = None
+
+
+class ModelInfo(BaseModel):
+    arch: str
+    head: str
+    image_size: int
+    epoch: int
+    preprocess: dict[str, Any]
+    thresholds: list[float] | None
+    grades: list[str]
+    referable_from_grade: int
+    validation: Validation | None
+    sha256: str
+    device: str
+    max_batch: int
+
+
+class Status(BaseModel):
+    status: str

@@ -1,0 +1,31 @@
+"""Run the service with uvicorn: load the checkpoint (refused with one line if it is not SightX's), bind, serve."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import uvicorn
+
+from sightx.grade import Grader
+from sightx.serve.app import create_app
+from sightx.serve.config import LOOPBACK, ServeConfig
+
+
+def exposure_warning(host: str, token: str | None) -> str | None:
+    """What to tell an operator who binds beyond this machine."""
+    if host in LOOPBACK:
+        return None
+    reach = f"listening on {host}: reachable from other machines"
+    if token is None:
+        return f"warning: {reach}, and without --token anyone who can reach it can grade photos; put it behind TLS"
+    return f"warning: {reach}; the bearer token travels in clear text unless a TLS proxy fronts this server"
+
+
+def run(checkpoint: Path, host: str, port: int, device: str, config: ServeConfig, log: Callable[[str], None]) -> None:
+    grader = Grader(checkpoint, device)
+    warning = exposure_warning(host, config.token)
+    if warning:
+        log(warning)
+    log(f"grading with {checkpoint} ({grader.checkpoint.arch}, {grader.checkpoint.head}, sha256 {grader.sha256[:12]}) on {grader.device}")
+    uvicorn.run(create_app(grader, config), host=host, port=port, log_level="info", server_header=False)
