@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from sightx import codec, fundus
+from sightx import codec, fov, fundus
 from sightx.errors import Rejection
 
 _FOV_OF_MIN_SIDE = 0.9  # typical field diameter / short image side, to pick the decode scale
@@ -127,7 +127,7 @@ def preprocess_decoded(decoded: Decoded, opts: PreprocessOptions, *, centre_fall
             raise field
         fallback = field.reason
         h, w = img.shape[:2]
-        circle = fundus.Circle((w - 1) / 2, (h - 1) / 2, min(w, h) / 2)
+        circle = fov.Circle((w - 1) / 2, (h - 1) / 2, min(w, h) / 2)
     else:
         circle = field
         if 2 * circle.r < (1 - _UPSCALE_TOLERANCE) * opts.size and scale < 1 and decoded.jpeg is not None:
@@ -150,7 +150,7 @@ def preprocess_decoded(decoded: Decoded, opts: PreprocessOptions, *, centre_fall
         "orig_size": [width, height],
         "decode_scale": round(scale, 3),
         "circle": {"cx": round(orig.cx, 1), "cy": round(orig.cy, 1), "r": round(orig.r, 1)},
-        "fov_fraction": round(fundus.visible_fraction((height, width), orig), 3),
+        "fov_fraction": round(fov.visible_fraction((height, width), orig), 3),
         **metrics,
     }
     if fallback:
@@ -158,9 +158,9 @@ def preprocess_decoded(decoded: Decoded, opts: PreprocessOptions, *, centre_fall
     return Processed(jpeg=codec.encode(out, opts.quality, opts.chroma), image=out, info=info)
 
 
-def _field(img: np.ndarray, opts: PreprocessOptions) -> fundus.Circle | Rejected:
+def _field(img: np.ndarray, opts: PreprocessOptions) -> fov.Circle | Rejected:
     """The field of view, or the rejection that says why there is no usable one."""
-    circle = fundus.find_fov(img)
+    circle = fov.find_fov(img)
     if circle is None:
         return Rejected("no-fov", "no circular field of view found")
     if circle.r < opts.min_radius_frac * min(img.shape[:2]):

@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from sightx import fundus
+from sightx import fov, fundus
 from sightx.fundus import Circle
 
 RETINA = (200, 95, 40)
@@ -73,13 +73,13 @@ def cut_rows(img: np.ndarray, c: Circle, keep: int) -> tuple[np.ndarray, Circle]
 )
 def test_find_fov_recovers_circle(kwargs: dict) -> None:
     img, true = synthetic_fundus(**kwargs)
-    assert_close(fundus.find_fov(img), true)
+    assert_close(fov.find_fov(img), true)
 
 
 def test_find_fov_ignores_notch_in_the_fit() -> None:
     # A bounding box would grow by the notch; the fit must not.
     img, true = synthetic_fundus(notch=True, noise=0.5)
-    found = fundus.find_fov(img)
+    found = fov.find_fov(img)
     assert found is not None
     assert abs(found.cx - true.cx) < 0.005 * true.r and abs(found.r - true.r) < 0.005 * true.r
 
@@ -87,14 +87,14 @@ def test_find_fov_ignores_notch_in_the_fit() -> None:
 def test_find_fov_cut_off_top_and_bottom() -> None:
     img, true = synthetic_fundus(1500, 1000, Circle(750, 500, 500))
     img, true = cut_rows(img, true, 800)  # height = 0.8 * diameter
-    assert_close(fundus.find_fov(img), true)
+    assert_close(fov.find_fov(img), true)
 
 
 def test_find_fov_cut_off_hard() -> None:
     # Height = 0.6 D: the frame edges carry as many blob-edge points as the rim does.
     img, true = synthetic_fundus(1500, 1000, Circle(750, 500, 500))
     img, true = cut_rows(img, true, 600)
-    assert_close(fundus.find_fov(img), true)
+    assert_close(fov.find_fov(img), true)
 
 
 def test_find_fov_cut_off_on_all_four_sides() -> None:
@@ -102,7 +102,7 @@ def test_find_fov_cut_off_on_all_four_sides() -> None:
     # four short arcs between them are rim.
     img, true = synthetic_fundus(1000, 1000, Circle(500, 500, 500))
     img, true = img[100:900, 100:900], Circle(400, 400, 500)
-    assert_close(fundus.find_fov(img), true)
+    assert_close(fov.find_fov(img), true)
 
 
 def test_find_fov_flat_chords_inside_the_frame() -> None:
@@ -111,18 +111,18 @@ def test_find_fov_flat_chords_inside_the_frame() -> None:
     img, true = synthetic_fundus(1500, 1000, Circle(750, 500, 450))
     band = np.random.default_rng(3).normal(6, 2, (140, 1500, 3)).clip(0, 255).astype(np.uint8)
     img[:140], img[-140:] = band, band
-    assert_close(fundus.find_fov(img), true)
+    assert_close(fov.find_fov(img), true)
 
 
 def test_find_fov_cut_off_at_one_side() -> None:
     img, true = synthetic_fundus(1500, 1000, Circle(470, 500, 470))
     img, true = img[:, 80:], Circle(true.cx - 80, true.cy, true.r)
-    assert_close(fundus.find_fov(img), true)
+    assert_close(fov.find_fov(img), true)
 
 
 def test_find_fov_on_large_image_returns_input_coordinates() -> None:
     img, true = synthetic_fundus(1944, 1296, Circle(990, 640, 600))
-    assert_close(fundus.find_fov(img), true, tol=0.01)
+    assert_close(fov.find_fov(img), true, tol=0.01)
 
 
 @pytest.mark.parametrize(
@@ -135,7 +135,7 @@ def test_find_fov_on_large_image_returns_input_coordinates() -> None:
     ],
 )
 def test_find_fov_none_without_a_field(img: np.ndarray) -> None:
-    assert fundus.find_fov(img) is None
+    assert fov.find_fov(img) is None
 
 
 def test_find_fov_none_for_a_smooth_glow() -> None:
@@ -143,12 +143,12 @@ def test_find_fov_none_for_a_smooth_glow() -> None:
     yy, xx = np.mgrid[0:600, 0:900]
     glow = 200 - 180 * np.hypot(xx - 450, yy - 300) / 540
     img = np.repeat(glow.astype(np.uint8)[..., None], 3, axis=2)
-    assert fundus.find_fov(img) is None
+    assert fov.find_fov(img) is None
 
 
 def test_find_fov_is_deterministic() -> None:
     img, _ = synthetic_fundus(bg=20, noise=6, notch=True)
-    assert fundus.find_fov(img) == fundus.find_fov(img.copy())
+    assert fov.find_fov(img) == fov.find_fov(img.copy())
 
 
 # --- geometry --------------------------------------------------------------------------
@@ -161,8 +161,8 @@ def test_kasa_closed_form_is_the_least_squares_circle() -> None:
     a = np.column_stack([pts[:, 0], pts[:, 1], np.ones(len(pts))])
     (p, q, c), *_ = np.linalg.lstsq(a, (pts**2).sum(axis=1), rcond=None)
     expected = (p / 2, q / 2, np.sqrt(c + p**2 / 4 + q**2 / 4))
-    assert fundus._kasa(pts) == pytest.approx(expected, rel=1e-9)
-    assert fundus._kasa(np.column_stack([np.arange(50.0), 2 * np.arange(50.0)])) is None  # collinear
+    assert fov._kasa(pts) == pytest.approx(expected, rel=1e-9)
+    assert fov._kasa(np.column_stack([np.arange(50.0), 2 * np.arange(50.0)])) is None  # collinear
 
 
 def test_robust_circle_searches_when_many_points_are_off_the_rim() -> None:
@@ -171,7 +171,7 @@ def test_robust_circle_searches_when_many_points_are_off_the_rim() -> None:
     t = rng.uniform(0, 2 * np.pi, 300)
     rim = np.column_stack([120 + 80 * np.cos(t), 90 + 80 * np.sin(t)]) + rng.normal(0, 0.3, (300, 2))
     clutter = rng.uniform([60, 40], [180, 140], (200, 2))
-    fit = fundus._robust_circle(np.concatenate([rim, clutter]))
+    fit = fov._robust_circle(np.concatenate([rim, clutter]))
     assert fit is not None
     c, share = fit
     assert_close(c, Circle(120, 90, 80), tol=0.01)
@@ -186,7 +186,7 @@ def test_crop_resize_shrinking_over_2x_keeps_the_geometry() -> None:
     assert c.cx == pytest.approx(127.5, abs=0.3) and c.cy == pytest.approx(127.5, abs=0.3)
     assert c.r == pytest.approx(128 * 1101 / 1104, abs=0.05)
     assert box[0] < 0 and box[2] > 256  # the photo's frame extends past the square sideways
-    assert fundus.find_fov(out) is not None and abs(fundus.find_fov(out).r - c.r) < 0.02 * c.r
+    assert fov.find_fov(out) is not None and abs(fov.find_fov(out).r - c.r) < 0.02 * c.r
 
 
 def test_circle_scaled() -> None:
@@ -254,13 +254,13 @@ def test_resize_antialiases_when_shrinking(size: int) -> None:
 
 
 def test_visible_fraction() -> None:
-    assert fundus.visible_fraction((1000, 1000), Circle(499.5, 499.5, 400)) == pytest.approx(1.0, abs=1e-3)
+    assert fov.visible_fraction((1000, 1000), Circle(499.5, 499.5, 400)) == pytest.approx(1.0, abs=1e-3)
     # Exactly half the circle lies left of the frame.
-    assert fundus.visible_fraction((1000, 1000), Circle(-0.5, 499.5, 300)) == pytest.approx(0.5, abs=1e-3)
+    assert fov.visible_fraction((1000, 1000), Circle(-0.5, 499.5, 300)) == pytest.approx(0.5, abs=1e-3)
     # Height 0.8 D: segment areas cut at distance 0.8 r from the centre, top and bottom.
     seg = np.arccos(0.8) - 0.8 * np.sqrt(1 - 0.8**2)
     expected = 1 - 2 * seg / np.pi
-    assert fundus.visible_fraction((800, 1500), Circle(749.5, 399.5, 500)) == pytest.approx(expected, abs=2e-3)
+    assert fov.visible_fraction((800, 1500), Circle(749.5, 399.5, 500)) == pytest.approx(expected, abs=2e-3)
 
 
 # --- normalisation ---------------------------------------------------------------------

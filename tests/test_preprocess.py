@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
-from sightx import codec, fundus
+from sightx import codec, fov, fundus
 from sightx.preprocess import PreprocessOptions, Processed, Rejected, preprocess_bytes
 
 REAL = Path(__file__).resolve().parents[1] / ".." / "shared" / "fundus-real"
@@ -23,7 +23,7 @@ def fundus_jpeg(w: int, h: int, cx: float, cy: float, r: float, quality: int = 9
     cv2.circle(img, (round(cx * 16), round(cy * 16)), round(r * 16), (190, 90, 40), -1, cv2.LINE_AA, shift=4)
     vessels = cv2.GaussianBlur(rng.normal(0, 1, (h // 8, w // 8)).astype(np.float32), (0, 0), 2)
     vessels = cv2.resize(vessels, (w, h), interpolation=cv2.INTER_LINEAR)
-    inside = fundus.circle_mask((h, w), fundus.Circle(cx, cy, r))
+    inside = fundus.circle_mask((h, w), fov.Circle(cx, cy, r))
     img[inside] = np.clip(img[inside] * (1 + 0.3 * vessels[inside, None]), 0, 255).astype(np.uint8)
     return codec.encode(img, quality)
 
@@ -58,7 +58,7 @@ def test_output_shape_info_and_circle(eyepacs_like: bytes) -> None:
 
 def test_output_is_centred_and_masked(eyepacs_like: bytes) -> None:
     img = preprocess_bytes(eyepacs_like, PreprocessOptions()).image
-    c = fundus.Circle(255.5, 255.5, 256)
+    c = fov.Circle(255.5, 255.5, 256)
     outside = ~fundus.circle_mask(img.shape[:2], c, 0.93)
     assert img[outside].max() == 0
     inner = fundus.circle_mask(img.shape[:2], c, 0.85)
@@ -74,8 +74,8 @@ def test_deterministic_bytes(eyepacs_like: bytes) -> None:
 @pytest.mark.parametrize("method", ["clahe", "none"])
 def test_other_normalizers_mask_at_full_radius(eyepacs_like: bytes, method: str) -> None:
     img = preprocess_bytes(eyepacs_like, PreprocessOptions(normalize=method)).image
-    ring = fundus.circle_mask((512, 512), fundus.Circle(255.5, 255.5, 250)) & ~fundus.circle_mask(
-        (512, 512), fundus.Circle(255.5, 255.5, 256), 0.93
+    ring = fundus.circle_mask((512, 512), fov.Circle(255.5, 255.5, 250)) & ~fundus.circle_mask(
+        (512, 512), fov.Circle(255.5, 255.5, 256), 0.93
     )
     assert img[ring][:, 0].mean() > 100  # the red retina is kept out to the rim
 

@@ -18,14 +18,14 @@ import sys
 import cv2
 import numpy as np
 
-from sightx import codec, fundus
+from sightx import codec, fov, fundus
 from sightx.synth.render import ImageSpec, render
 
 SIZES = ((3888, 2592), (4752, 3168), (2592, 1944))
 OUT = 512
 
 
-def normalised(img: np.ndarray, c: fundus.Circle) -> np.ndarray:
+def normalised(img: np.ndarray, c: fov.Circle) -> np.ndarray:
     """The preprocess path from the crop to the masked Graham image, for a given circle."""
     small, cc, frame = fundus.crop_resize(img, c, OUT)
     return fundus.apply_mask(fundus.graham(small, OUT / 2), cc, 0.92, frame, OUT / 60)
@@ -48,7 +48,7 @@ def main() -> None:
     for i in range(n):
         size, right = SIZES[i % len(SIZES)], bool(i % 2)
         decode = [codec.decode(render(ImageSpec((77, i), g, right, size, 92, 0.0)).jpeg, (569, 569))[0] for g in (0, 3 + i % 2)]
-        circle = fundus.find_fov(decode[0])
+        circle = fov.find_fov(decode[0])
         if circle is None:
             continue
         healthy, diseased = (normalised(img, circle) for img in decode)

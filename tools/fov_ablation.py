@@ -25,7 +25,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from sightx import fundus
+from sightx import fov
 from sightx.bench.baselines import Recipe
 from sightx.bench.engines import EngineRun
 from sightx.bench.inputs import prepare
@@ -35,19 +35,19 @@ from sightx.bench.shard import Measure, measure, summarise
 from sightx.preprocess import PreprocessOptions, Rejected, preprocess_bytes
 
 VARIANTS = ("decode floor", "search as shipped", "bare search", "circles looked up")
-Circles = dict[tuple[tuple[int, ...], int], fundus.Circle | None]
+Circles = dict[tuple[tuple[int, ...], int], fov.Circle | None]
 
 
 def _key(img: np.ndarray) -> tuple[tuple[int, ...], int]:
     return img.shape, zlib.crc32(img[::97, ::89].tobytes())
 
 
-def _bare_search(img: np.ndarray) -> fundus.Circle | None:
-    work, sx, sy = fundus._working_copy(img)
+def _bare_search(img: np.ndarray) -> fov.Circle | None:
+    work, sx, sy = fov._working_copy(img)
     _, mask = cv2.threshold(work, 0, 1, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
     contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
-    fit = fundus._kasa(fundus._outline_points(max(contours, key=cv2.contourArea), mask.shape))
-    return None if fit is None else fundus.Circle(fit[0], fit[1], fit[2] + 0.5).scaled(sx, sy)
+    fit = fov._kasa(fov._outline_points(max(contours, key=cv2.contourArea), mask.shape))
+    return None if fit is None else fov.Circle(fit[0], fit[1], fit[2] + 0.5).scaled(sx, sy)
 
 
 @dataclass(frozen=True)
@@ -60,22 +60,22 @@ class Job:
 def run_variant(job: Job) -> dict:
     """In the measurement process: swap the search, then measure as the benchmark does."""
     if job.variant == "bare search":
-        fundus.find_fov = _bare_search
+        fov.find_fov = _bare_search
     elif job.variant == "circles looked up":
-        fundus.find_fov = lambda img: job.circles[_key(img)]
+        fov.find_fov = lambda img: job.circles[_key(img)]
     return measure(job.measure)
 
 
 def record_circles(files: tuple[str, ...]) -> Circles:
     """The circles the shipped search finds, keyed by the decoded image they were found in."""
     circles: Circles = {}
-    search = fundus.find_fov
+    search = fov.find_fov
 
-    def recording(img: np.ndarray) -> fundus.Circle | None:
+    def recording(img: np.ndarray) -> fov.Circle | None:
         circles[_key(img)] = found = search(img)
         return found
 
-    fundus.find_fov = recording
+    fov.find_fov = recording
     try:
         for f in files:
             try:
@@ -83,7 +83,7 @@ def record_circles(files: tuple[str, ...]) -> Circles:
             except Rejected:
                 pass
     finally:
-        fundus.find_fov = search
+        fov.find_fov = search
     return circles
 
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sightx import codec, fundus
+from sightx import codec, fov, fundus
 from sightx.bench.engines import EngineRun, run_engine
 from sightx.bench.inputs import InputSet
 from sightx.bench.isolate import isolated
@@ -26,7 +26,7 @@ from sightx.shard import engine
 
 STEPS: tuple[tuple[str, tuple[Callable[..., Any], ...]], ...] = (
     ("decode at reduced DCT scale", (codec.decode,)),
-    ("field-of-view search", (fundus.find_fov,)),
+    ("field-of-view search", (fov.find_fov,)),
     ("crop + resize", (fundus.crop_resize,)),
     ("quality metrics", (fundus.quality_metrics,)),
     ("Graham + masks", (fundus.normalize, fundus.apply_mask)),
