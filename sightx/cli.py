@@ -365,3 +365,22 @@ def serve(checkpoint: Path, host: str, port: int, device: str, token: str | None
     from sightx.serve.server import run
 
     run(checkpoint, host, port, device, ServeConfig(token=token, **kw), lambda line: click.echo(line, err=True))  # type: ignore[arg-type]
+
+
+@command()
+@click.argument("predictions", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--truth", required=True, type=click.Path(dir_okay=False, path_type=Path), help="testLabels.csv: image,level[,Usage].")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="Also write the metrics as JSON.")
+def score(predictions: Path, truth: Path, json_path: Path | None) -> None:
+    """Score PREDICTIONS (image,level[,p0..p4|score]) as Kaggle did: quadratic weighted kappa per Usage split."""
+    from sightx.score import format_score
+    from sightx.score import score as run_score
+
+    result = run_score(predictions, truth)
+    if json_path is not None:
+        import json
+
+        from sightx.atomic import atomic_write_text
+
+        atomic_write_text(json_path, json.dumps(result, indent=1) + "\n")
+    click.echo(format_score(result))

@@ -1,0 +1,120 @@
+"""Kaggle's leaderboard metric on the released test labels: quadratic weighted kappa per Usage split.
+
+Kaggle scored the Diabetic Retinopathy Detection submissions (`image,level`) by quadratic weighted
+kappa against `testLabels.csv` (`image,level,Usage`), on the Public rows during the competition and
+on the Private rows for the final ranking. This module reads both files strictly (a missing id,
+a duplicate or a grade outside 0-4 is an error naming examples, never a silently smaller score)
+and reports each split beside the always-grade-0 baseline, with the DR metrics of `sightx.metrics`.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sightx import metrics
+from sightx.errors import SightXError, one_line
+from sightx.grades import NUM_GRADES, REFERABLE
+
+USAGES = ("Public", "Private")
+
+
+class ScoreError(SightXError):
+    """A prediction or truth file that cannot be scored as it is."""
+
+
+@dataclass(frozen=True)
+class Table:
+    """Rows of a CSV keyed by image id, with the columns that were there."""
+
+    rows: dict[str, dict[str, str]]
+    columns: tuple[str, ...]
+
+
+def _examples(values: list[str], n: int = 3) -> str:
+    shown = ", ".join(repr(v) for v in values[:n])
+    return shown + (f" and {len(values) - n} more" if len(values) > n else "")
+
+
+def read_table(path: Path, required: tuple[str, ...]) -> Table:
+    """Image id -> row; ScoreError for a missing column, an empty or duplicated id, a bad grade."""
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            reader = csv.DictReader(f, skipinitialspace=True)
+            columns = tuple(c.strip() for c in reader.fieldnames or ())
+            raw = [{(k or "").strip(): (v or "").strip() for k, v in row.items()} for row in reader]
+    except (OSError, UnicodeDecodeError, csv.Error) as e:
+        raise ScoreError(f"{path}: cannot read ({one_line(str(e))})") from None
+    missing = [c for c in required if c not in columns]
+    if missing:
+        raise ScoreError(f"{path}: missing column(s) {', '.join(missing)} (found: {', '.join(columns) or 'none'})")
+    bad = [r["image"] for r in raw if r["level"] not in {str(g) for g in range(NUM_GRADES)}]
+    if bad:
+        raise ScoreError(f"{path}: level not a grade 0-{NUM_GRADES - 1} for {_examples(bad)}")
+    rows: dict[str, dict[str, str]] = {}
+    dups = []
+    for r in raw:
+        if not r["image"]:
+            raise ScoreError(f"{path}: a row with an empty image id")
+        if r["image"] in rows:
+            dups.append(r["image"])
+        rows[r["image"]] = r
+    if dups:
+        raise ScoreError(f"{path}: duplicate image id(s) {_examples(sorted(set(dups)))}")
+    return Table(rows, columns)
+
+
+def _referable_scores(pred: Table, ids: list[str]) -> np.ndarray | None:
+    """P(grade >= 2) from p0..p4 columns, or a regression `score`; None when the file has neither."""
+    prob_cols = [f"p{g}" for g in range(NUM_GRADES)]
+    try:
+        if all(c in pred.columns for c in prob_cols):
+            return np.array([sum(float(pred.rows[i][f"p{g}"]) for g in range(REFERABLE, NUM_GRADES)) for i in ids])
+        if "score" in pred.columns:
+            return np.array([float(pred.rows[i]["score"]) for i in ids])
+    except ValueError:
+        return None  # an empty probability (an unreadable photo's row): the AUC is left out, not guessed
+    return None
+
+
+def score(predictions: Path, truth: Path) -> dict[str, Any]:
+    """Metrics per Usage split (Public, Private) and over all truth rows."""
+    pred = read_table(predictions, ("image", "level"))
+    true = read_table(truth, ("image", "level"))
+    missing = sorted(set(true.rows) - set(pred.rows))
+    if missing:
+        raise ScoreError(f"{predictions}: no prediction for {len(missing)} truth id(s), e.g. {_examples(missing)}")
+    extra = sorted(set(pred.rows) - set(true.rows))
+    splits: dict[str, list[str]] = {"all": sorted(true.rows)}
+    if "Usage" in true.columns:
+        for usage in USAGES:
+            splits[usage] = sorted(i for i, r in true.rows.items() if r["Usage"] == usage)
+    result: dict[str, Any] = {"predictions": str(predictions), "truth": str(truth), "extra_predictions": len(extra)}
+    for name, ids in splits.items():
+        if not ids:
+            continue
+        y = np.array([int(true.rows[i]["level"]) for i in ids])
+        p = np.array([int(pred.rows[i]["level"]) for i in ids])
+        result[name] = metrics.evaluate(y, p, _referable_scores(pred, ids))
+    return result
+
+
+def format_score(result: dict[str, Any]) -> str:
+    lines = []
+    for name in (*USAGES, "all"):
+        if name in result:
+            m = result[name]
+            b = m["baseline"]
+            lines.append(
+                f"{name:>7}: QWK {m['kappa']:.4f} on {m['n']} images "
+                f"(always-grade-{b['grade']}: QWK {b['kappa']:.4f}, accuracy {b['accuracy']:.4f})"
+            )
+    lines.append("")
+    lines.append(metrics.format_report(result["all"]))
+    if result["extra_predictions"]:
+        lines.append(f"({result['extra_predictions']} prediction(s) for ids not in the truth file were ignored)")
+    return "\n".join(lines)
