@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 DEMO   ?= data/demo
 
-.PHONY: install lint test demo docs clean
+.PHONY: install lint test demo docs kernel clean
 
 # Re-installs only when the project's metadata changed; `pip install -e` keeps code edits live.
 $(STAMP): pyproject.toml
@@ -38,6 +38,12 @@ demo: $(STAMP)
 	$(BIN)/sightx-predict $(DEMO)/raw/test --checkpoint $(DEMO)/run/best.pt --out $(DEMO)/predictions.csv --workers 2
 	@echo "reports: $(DEMO)/reports/raw/report.html $(DEMO)/reports/shards/report.html"
 	@echo "run: $(DEMO)/run (metrics.jsonl, best.pt, confusion.png, learning_curve.png); predictions: $(DEMO)/predictions.csv"
+
+# The project's venv as the Jupyter kernel "SightX" (ipykernel is an optional extra).
+kernel: $(STAMP)
+	$(PY) -m pip install -q --disable-pip-version-check -e '.[test,kernel]'
+	$(PY) -m ipykernel install --user --name sightx --display-name SightX
+	@echo "in Jupyter: Kernel > Change kernel > SightX; check with: %run -m sightx.doctor"
 
 docs: $(STAMP)
 	$(PY) tools/make_docs_images.py docs

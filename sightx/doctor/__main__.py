@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from sightx.doctor import Context, diagnose, failed, report
+from sightx.doctor.env import in_jupyter_kernel
 
 
 def parser() -> argparse.ArgumentParser:
@@ -29,4 +30,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    code = main()
+    if code and not in_jupyter_kernel():  # `%run -m sightx.doctor` in a notebook: no SystemExit banner
+        sys.exit(code)

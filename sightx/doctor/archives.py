@@ -178,22 +178,20 @@ def end_record(f: BinaryIO, total: int) -> tuple[int, int, int] | None:
     if i < 0 or len(tail) - i < 22:
         return None
     pos = total - tail_len + i
-    _, _, _, _, count, cd_size, cd_offset, _ = struct.unpack("<4s4H2LH", tail[i : i + 22])
-    if 0xFFFFFFFF not in (cd_size, cd_offset) and count != 0xFFFF:
+    _, _, _, _, _, cd_size, cd_offset, _ = struct.unpack("<4s4H2LH", tail[i : i + 22])
+    locator = b""
+    if pos >= 20:
+        f.seek(pos - 20)
+        locator = f.read(20)
+    if locator[:4] != b"PK\x06\x07":  # no zip64 end: the plain record is the whole story
         return cd_offset, cd_size, pos
-    if pos < 20:
-        return None
-    f.seek(pos - 20)
-    locator = f.read(20)
-    if locator[:4] != b"PK\x06\x07":
-        return None
     z64 = struct.unpack("<4sLQL", locator)[2]
-    if z64 < 0 or z64 + 56 > total:
-        return None
+    if z64 + 56 > total:
+        return -1, 0, pos - 20
     f.seek(z64)
     record = f.read(56)
     if record[:4] != b"PK\x06\x06":
-        return -1, 0, z64  # the zip64 record is not where the locator says: bytes missing before it
+        return -1, 0, pos - 20  # the zip64 record is not where the locator says: bytes missing before it
     cd_size, cd_offset = struct.unpack("<2Q", record[40:56])
     return cd_offset, cd_size, z64
 
@@ -246,7 +244,7 @@ def check_parts(stem: str, parts: dict[int, Part]) -> tuple[list[Problem], Conca
     problems = [Problem(FAIL, f"missing part {stem}.{n:03d}", REDOWNLOAD) for n in range(1, last + 1) if n not in parts]
     sizes = Counter(parts[n].size for n in parts if n != last)
     if sizes:
-        common = sizes.most_common(1)[0][0]
+        common = max(sizes)  # a split's parts are equal but the last: a shorter one lost bytes
         for n in sorted(parts):
             if n != last and parts[n].size < common:
                 problems.append(Problem(FAIL, f"{parts[n].name} is truncated: {parts[n].size:,} bytes, the other parts {common:,}", REDOWNLOAD))
