@@ -74,10 +74,14 @@ def preflight(opts: FetchOptions) -> int:
     same_disk = system.existing_parent(opts.to).stat().st_dev == system.existing_parent(opts.shards).stat().st_dev
     need = left + (shards if same_disk else 0)
     if need > free_to:
-        what = f"the download needs {system.human(left)}" + (f" and the shards about {system.human(shards)}" if same_disk and shards else "")
-        raise FetchError(f"not enough disk at {opts.to}: {what}, {system.human(free_to)} free; free {system.human(need - free_to)} or use --to on a larger disk")
-    if not same_disk and shards > system.free_bytes(opts.shards):
-        raise FetchError(f"not enough disk for the shards at {opts.shards}: about {system.human(shards)} needed, {system.human(system.free_bytes(opts.shards))} free")
+        what = f"the download needs {system.human(left)}" + (
+            f" and the shards about {system.human(shards)}" if same_disk and shards else ""
+        )
+        short = system.human(need - free_to)
+        raise FetchError(f"not enough disk at {opts.to}: {what}, {system.human(free_to)} free; free {short} or use --to on a larger disk")
+    free_shards = system.free_bytes(opts.shards)
+    if not same_disk and shards > free_shards:
+        raise FetchError(f"not enough disk for the shards at {opts.shards}: about {system.human(shards)}, {system.human(free_shards)} free")
     return left
 
 

@@ -107,14 +107,18 @@ def test_doctor_in_bare_interpreter_fails_with_fixes_and_no_traceback(raw: Path,
     assert "Traceback" not in out + proc.stderr, out + proc.stderr
     for section in ("environment", "packages", "compute", "decoding", "data"):
         assert f"\n{section}\n" in out
-    assert re.search(r"FAIL  numpy: cannot import numpy \(ModuleNotFoundError.*installed in another environment: .*" + re.escape(sys.prefix), out)
+    assert re.search(
+        r"FAIL  numpy: cannot import numpy \(ModuleNotFoundError.*installed in another environment: .*" + re.escape(sys.prefix), out
+    )
     assert "FAIL  torch: cannot import torch" in out
     assert "FAIL  jpeg: cannot import simplejpeg" in out
     assert "fix:" in out and ("pip install" in out or "make install" in out or "-m sightx.doctor" in out)
     assert "warn  environment: the shell activated" in out
     assert "folder: 8 image(s), 2 test" in out  # the data checks need only the standard library
 
-    proc = subprocess.run([str(python), "-m", "sightx.doctor", "--json"], capture_output=True, text=True, env=_env(), cwd=tmp_path, timeout=60)
+    proc = subprocess.run(
+        [str(python), "-m", "sightx.doctor", "--json"], capture_output=True, text=True, env=_env(), cwd=tmp_path, timeout=60
+    )
     doc = json.loads(proc.stdout)
     assert proc.returncode == 1 and doc["ok"] is False and doc["counts"]["fail"] >= 10
     numpy = next(c for c in doc["checks"] if c["name"] == "numpy")
@@ -156,7 +160,9 @@ def test_zip_and_truncated_zip(raw: Path, tmp_path: Path) -> None:
 
     cut = tmp_path / "cut.zip"
     cut.write_bytes(data[: len(data) - 100])
-    assert [p.text for p in archives.inspect(cut).problems] == ["cut.zip is truncated: no end-of-archive record (or parts after it are missing)"]
+    assert [p.text for p in archives.inspect(cut).problems] == [
+        "cut.zip is truncated: no end-of-archive record (or parts after it are missing)"
+    ]
 
 
 def test_split_parts_missing_and_truncated(raw: Path, tmp_path: Path) -> None:
@@ -285,7 +291,7 @@ def test_token_rules(kaggle_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("KAGGLE_USERNAME", "someone")
     assert "KAGGLE_KEY is not set" in find_token().problem
     monkeypatch.setenv("KAGGLE_KEY", "k")
-    assert find_token() .source == "environment"
+    assert find_token().source == "environment"
 
 
 def test_fetch_checks_before_the_network(kaggle_dir: Path, tmp_path: Path) -> None:
@@ -332,6 +338,7 @@ def test_doctor_lists_match_the_project() -> None:
 
 
 def test_doctor_package_imports_only_the_standard_library() -> None:
-    code = "import sys, sightx.doctor, sightx.doctor.__main__; print(sorted(m for m in ('numpy', 'torch', 'cv2', 'click', 'pandas') if m in sys.modules))"
+    heavy = "('numpy', 'torch', 'cv2', 'click', 'pandas')"
+    code = f"import sys, sightx.doctor, sightx.doctor.__main__; print(sorted(m for m in {heavy} if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=_env(), check=True, timeout=60).stdout
     assert out.strip() == "[]"

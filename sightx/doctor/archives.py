@@ -153,7 +153,9 @@ def _zip_labels(listing: Listing, zf: zipfile.ZipFile) -> None:
     """trainLabels.csv as a member, or inside trainLabels.csv.zip (as Kaggle ships it)."""
     names = {i.filename.rsplit("/", 1)[-1]: i.filename for i in zf.infolist()}
     if LABEL_FILE in names:
-        listing.labels, problems = read_label_ids(zf.read(names[LABEL_FILE]).decode(errors="replace"), f"{listing.path}:{names[LABEL_FILE]}")
+        listing.labels, problems = read_label_ids(
+            zf.read(names[LABEL_FILE]).decode(errors="replace"), f"{listing.path}:{names[LABEL_FILE]}"
+        )
         listing.label_source = f"{listing.path}:{names[LABEL_FILE]}"
         listing.problems += problems
     elif LABEL_FILE + ".zip" in names:
@@ -168,7 +170,7 @@ def _zip_labels(listing: Listing, zf: zipfile.ZipFile) -> None:
             listing.problems += problems
 
 
-def end_record(f: BinaryIO, total: int) -> tuple[int, int, int] | None:
+def end_record(f: BinaryIO | io.RawIOBase, total: int) -> tuple[int, int, int] | None:
     """(central directory offset, its size, where it must end) from the end-of-archive record
     (zip64 included), or None when the bytes hold no such record: the archive's end is missing."""
     tail_len = min(total, 65_557)  # the record (22 bytes) plus the longest comment
@@ -196,7 +198,7 @@ def end_record(f: BinaryIO, total: int) -> tuple[int, int, int] | None:
     return cd_offset, cd_size, z64
 
 
-def check_end(f: BinaryIO, total: int, last: str) -> Problem | None:
+def check_end(f: BinaryIO | io.RawIOBase, total: int, last: str) -> Problem | None:
     """A missing end record, or a central directory not ending where the record says: bytes lost."""
     record = end_record(f, total)
     if record is None:
@@ -204,7 +206,11 @@ def check_end(f: BinaryIO, total: int, last: str) -> Problem | None:
     cd_offset, cd_size, end = record
     if cd_offset < 0 or cd_offset + cd_size != end:
         missing = end - (cd_offset + cd_size) if cd_offset >= 0 else None
-        how = f"{abs(missing):,} bytes {'fewer' if missing < 0 else 'more'} than the archive records" if missing is not None else "a damaged end record"
+        how = (
+            f"{abs(missing):,} bytes {'fewer' if missing < 0 else 'more'} than the archive records"
+            if missing is not None
+            else "a damaged end record"
+        )
         return Problem(FAIL, f"{last}: {how}: a part is truncated or missing", REDOWNLOAD)
     return None
 
@@ -247,7 +253,9 @@ def check_parts(stem: str, parts: dict[int, Part]) -> tuple[list[Problem], Conca
         common = max(sizes)  # a split's parts are equal but the last: a shorter one lost bytes
         for n in sorted(parts):
             if n != last and parts[n].size < common:
-                problems.append(Problem(FAIL, f"{parts[n].name} is truncated: {parts[n].size:,} bytes, the other parts {common:,}", REDOWNLOAD))
+                problems.append(
+                    Problem(FAIL, f"{parts[n].name} is truncated: {parts[n].size:,} bytes, the other parts {common:,}", REDOWNLOAD)
+                )
         if parts[last].size > common:
             problems.append(Problem(FAIL, f"{parts[last].name} is larger than the parts before it: not from the same split", REDOWNLOAD))
     if problems:
@@ -311,7 +319,9 @@ def competition(path: Path, zf: zipfile.ZipFile, listing: Listing) -> Listing:
         listing.problems += problems
         if joined is None:
             if not problems:
-                listing.problems.append(Problem(WARN, f"{stem} parts are compressed inside {path.name}: their contents are checked after extracting it"))
+                listing.problems.append(
+                    Problem(WARN, f"{stem} parts are compressed inside {path.name}: their contents are checked after extracting it")
+                )
             continue
         inner = Listing(path, "zip")
         _read_joined(inner, joined)

@@ -67,7 +67,9 @@ def _build(torch: Any) -> Check:
     mps = bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_built())
     kind = f"CUDA {cuda} build" if cuda else ("ROCm build" if getattr(torch.version, "hip", None) else "CPU-only build")
     kind += ", MPS built in" if mps else ""
-    return Check(SECTION, "torch", OK, f"torch {torch.__version__}: {kind}", data={"version": torch.__version__, "cuda": cuda, "mps_built": mps})
+    return Check(
+        SECTION, "torch", OK, f"torch {torch.__version__}: {kind}", data={"version": torch.__version__, "cuda": cuda, "mps_built": mps}
+    )
 
 
 def _nvidia_present() -> bool:
@@ -141,7 +143,11 @@ def _step(torch: Any, name: str, size: StepSize) -> Check:
             elapsed = time.perf_counter() - start
         except Exception as e:
             text = f"{e}".strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            fix = "export PYTORCH_ENABLE_MPS_FALLBACK=1" if "PYTORCH_ENABLE_MPS_FALLBACK" in str(e) else "sightx-train --device cpu (and report the error)"
+            fix = (
+                "export PYTORCH_ENABLE_MPS_FALLBACK=1"
+                if "PYTORCH_ENABLE_MPS_FALLBACK" in str(e)
+                else "sightx-train --device cpu (and report the error)"
+            )
             return Check(SECTION, name, FAIL, f"training step failed on {name} ({label}): {text}", fix, data)
     fallbacks = [str(w.message) for w in caught if "fall back" in str(w.message).lower()]
     rate = size.batch / elapsed
@@ -150,7 +156,9 @@ def _step(torch: Any, name: str, size: StepSize) -> Check:
     if not torch.isfinite(loss):
         return Check(SECTION, name, FAIL, f"{detail}, but the loss is {float(loss)}", "sightx-train --amp off", data)
     if fallbacks:
-        return Check(SECTION, name, WARN, f"{detail}; ops fall back to the CPU: {fallbacks[0][:120]}", "export PYTORCH_ENABLE_MPS_FALLBACK=1", data)
+        return Check(
+            SECTION, name, WARN, f"{detail}; ops fall back to the CPU: {fallbacks[0][:120]}", "export PYTORCH_ENABLE_MPS_FALLBACK=1", data
+        )
     return Check(SECTION, name, OK, detail, data=data)
 
 

@@ -45,14 +45,29 @@ def path_checks(path: Path, ctx: Context) -> Iterator[Check]:
     n = len(listing.images)
     labels = f"labels {listing.label_source} ({len(listing.labels)})" if listing.labels is not None else "no trainLabels.csv"
     test = f", {listing.test_images} test" if listing.test_images else ""
-    data = {"kind": listing.kind, "images": n, "test_images": listing.test_images, "labels": len(listing.labels or ()), "bytes": listing.stored_bytes}
+    data = {
+        "kind": listing.kind,
+        "images": n,
+        "test_images": listing.test_images,
+        "labels": len(listing.labels or ()),
+        "bytes": listing.stored_bytes,
+    }
     status = OK if n else WARN
-    yield Check(SECTION, name, status, f"{KINDS[listing.kind]}: {n} image(s){test}; {labels}", "" if n else "pass the folder or archive that holds train/", data)
+    yield Check(
+        SECTION,
+        name,
+        status,
+        f"{KINDS[listing.kind]}: {n} image(s){test}; {labels}",
+        "" if n else "pass the folder or archive that holds train/",
+        data,
+    )
     for p in listing.problems:
         yield Check(SECTION, name, p.status, p.text, p.fix)
     yield from _agreement(listing, name)
     if listing.empty_images:
-        yield Check(SECTION, name, WARN, f"{listing.empty_images} empty (0-byte) image file(s): sightx-shard rejects them", "download them again")
+        yield Check(
+            SECTION, name, WARN, f"{listing.empty_images} empty (0-byte) image file(s): sightx-shard rejects them", "download them again"
+        )
     yield from _disk(listing, ctx, name)
 
 
@@ -71,7 +86,13 @@ def _agreement(listing: Listing, name: str) -> Iterator[Check]:
             "sightx-shard --unlabeled keeps them as a test split",
         )
     if no_image:
-        yield Check(SECTION, name, WARN, f"{len(no_image)} label(s) without an image ({_examples(no_image)}): a partial copy?", "check the download is complete")
+        yield Check(
+            SECTION,
+            name,
+            WARN,
+            f"{len(no_image)} label(s) without an image ({_examples(no_image)}): a partial copy?",
+            "check the download is complete",
+        )
     if not no_label and not no_image:
         yield Check(SECTION, name, OK, f"every image has a label and every label an image ({len(images)})")
 
@@ -82,16 +103,25 @@ def _disk(listing: Listing, ctx: Context, name: str) -> Iterator[Check]:
     free = system.free_bytes(ctx.out)
     where = system.existing_parent(ctx.out)
     data = {"shard_bytes": need, "free": free, "bytes_per_image": round(per_image), "out": str(ctx.out)}
-    detail = f"shards at --size {ctx.size}: about {system.human(need)} ({system.human(per_image)}/image, {how}); {system.human(free)} free at {where}"
+    estimate = f"about {system.human(need)} ({system.human(per_image)}/image, {how})"
+    detail = f"shards at --size {ctx.size}: {estimate}; {system.human(free)} free at {where}"
     if need > free:
-        yield Check(SECTION, name, FAIL, detail, f"free {system.human(need - free)} at {where}, or sightx-shard ... OUT on a larger disk", data)
+        yield Check(
+            SECTION, name, FAIL, detail, f"free {system.human(need - free)} at {where}, or sightx-shard ... OUT on a larger disk", data
+        )
     else:
         yield Check(SECTION, name, OK, detail, data=data)
     if listing.extract_bytes:
         free_here = system.free_bytes(listing.path.parent)
         text = f"extracting it would need {system.human(listing.extract_bytes)}; {system.human(free_here)} free beside it"
         if listing.extract_bytes > free_here:
-            yield Check(SECTION, name, WARN, text, "extract it on a larger disk, or shard straight from the archive once sightx-shard reads archives")
+            yield Check(
+                SECTION,
+                name,
+                WARN,
+                text,
+                "extract it on a larger disk, or shard straight from the archive once sightx-shard reads archives",
+            )
         else:
             yield Check(SECTION, name, OK, text, data={"extract_bytes": listing.extract_bytes, "free": free_here})
 

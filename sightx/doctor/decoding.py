@@ -66,7 +66,9 @@ def _decoder(ctx: Context) -> Iterator[Check]:
     data = {"simplejpeg": simplejpeg.__version__, "libjpeg_turbo": version, "simd_built": simd_built, "cpu_simd": simd}
     what = f"simplejpeg {simplejpeg.__version__}, libjpeg-turbo {version or '(version not found)'}"
     if forced_off:
-        yield Check(SECTION, "jpeg", WARN, f"{what}: SIMD switched off by JSIMD_FORCENONE=1 (decodes 2-4x slower)", "unset JSIMD_FORCENONE", data)
+        yield Check(
+            SECTION, "jpeg", WARN, f"{what}: SIMD switched off by JSIMD_FORCENONE=1 (decodes 2-4x slower)", "unset JSIMD_FORCENONE", data
+        )
     elif not simd_built or simd is None:
         yield Check(SECTION, "jpeg", WARN, f"{what}: no SIMD code for this CPU ({platform.machine()})", "", data)
     else:

@@ -76,8 +76,15 @@ def checks() -> Iterator[Check]:
 def _interpreter() -> Check:
     version = ".".join(map(str, sys.version_info[:3]))
     data = {"executable": sys.executable, "version": version, "prefix": sys.prefix}
-    if sys.version_info < (3, 10):
-        return Check(SECTION, "python", FAIL, f"{sys.executable} is Python {version}; SightX needs 3.10+", "install Python 3.11 and `make install`", data)
+    if sys.version_info < (3, 10):  # noqa: UP036 - the doctor itself runs on older Pythons, to say so
+        return Check(
+            SECTION,
+            "python",
+            FAIL,
+            f"{sys.executable} is Python {version}; SightX needs 3.10+",
+            "install Python 3.11 and `make install`",
+            data,
+        )
     return Check(SECTION, "python", OK, f"{sys.executable} (Python {version})", data=data)
 
 
@@ -86,7 +93,13 @@ def _environment() -> Check:
     conda = os.environ.get("CONDA_DEFAULT_ENV") if (prefix / "conda-meta").is_dir() else None
     active = os.environ.get("VIRTUAL_ENV")
     venv = project_venv()
-    data = {"prefix": sys.prefix, "base_prefix": sys.base_prefix, "conda_env": conda, "virtual_env": active, "project_venv": str(venv or "")}
+    data = {
+        "prefix": sys.prefix,
+        "base_prefix": sys.base_prefix,
+        "conda_env": conda,
+        "virtual_env": active,
+        "project_venv": str(venv or ""),
+    }
     if active and Path(active).resolve() != prefix.resolve():
         return Check(
             SECTION,
@@ -98,11 +111,22 @@ def _environment() -> Check:
         )
     if in_project_venv():
         return Check(SECTION, "environment", OK, f"the project's virtual environment ({prefix})", data=data)
-    where = f"conda env {conda!r} ({prefix})" if conda else (f"virtual environment {prefix}" if prefix != Path(sys.base_prefix) else f"system Python ({prefix})")
+    where = (
+        f"conda env {conda!r} ({prefix})"
+        if conda
+        else (f"virtual environment {prefix}" if prefix != Path(sys.base_prefix) else f"system Python ({prefix})")
+    )
     if venv is not None:
         return Check(SECTION, "environment", WARN, f"{where}, not the project's {venv}", f"source {venv}/bin/activate", data)
     if prefix == Path(sys.base_prefix) and not conda:
-        return Check(SECTION, "environment", WARN, f"{where}: installing here mixes SightX's pins with the system's", f"cd {checkout()} && make install", data)
+        return Check(
+            SECTION,
+            "environment",
+            WARN,
+            f"{where}: installing here mixes SightX's pins with the system's",
+            f"cd {checkout()} && make install",
+            data,
+        )
     return Check(SECTION, "environment", OK, where, data=data)
 
 
@@ -155,12 +179,30 @@ def _commands() -> Check:
     data = {"on_path": found or "", "beside_python": str(own) if own.exists() else ""}
     if found is None:
         if own.exists():
-            return Check(SECTION, "commands", WARN, f"sightx-* are in {own.parent}, which is not on PATH", f"export PATH={own.parent}:$PATH", data)
-        return Check(SECTION, "commands", WARN, "no sightx-* commands for this interpreter (sightx is not installed in it)", install_fix(), data)
+            return Check(
+                SECTION, "commands", WARN, f"sightx-* are in {own.parent}, which is not on PATH", f"export PATH={own.parent}:$PATH", data
+            )
+        return Check(
+            SECTION, "commands", WARN, "no sightx-* commands for this interpreter (sightx is not installed in it)", install_fix(), data
+        )
     if own.exists() and Path(found).resolve() != own.resolve():
-        return Check(SECTION, "commands", WARN, f"sightx-shard on PATH is {found}, not this interpreter's {own}", f"export PATH={own.parent}:$PATH", data)
+        return Check(
+            SECTION,
+            "commands",
+            WARN,
+            f"sightx-shard on PATH is {found}, not this interpreter's {own}",
+            f"export PATH={own.parent}:$PATH",
+            data,
+        )
     if not own.exists():
-        return Check(SECTION, "commands", WARN, f"sightx-shard on PATH is {found}, from another environment than {sys.executable}", install_fix(), data)
+        return Check(
+            SECTION,
+            "commands",
+            WARN,
+            f"sightx-shard on PATH is {found}, from another environment than {sys.executable}",
+            install_fix(),
+            data,
+        )
     return Check(SECTION, "commands", OK, f"sightx-* from {own.parent}", data=data)
 
 
@@ -209,14 +251,32 @@ def _jupyter() -> Check:
         )
     if kernel is None:
         status = WARN if shutil.which("jupyter") else OK
-        return Check(SECTION, "jupyter", status, f"no {KERNEL_DISPLAY} kernel registered (for notebooks)", f"cd {checkout()} && make kernel", data)
+        return Check(
+            SECTION, "jupyter", status, f"no {KERNEL_DISPLAY} kernel registered (for notebooks)", f"cd {checkout()} && make kernel", data
+        )
     spec, argv = kernel
     python = Path(argv[0]) if argv else None
     if python is None or not python.exists():
-        return Check(SECTION, "jupyter", WARN, f"kernel {KERNEL_DISPLAY} ({spec}) runs {python}, which no longer exists", f"cd {checkout()} && make kernel", data)
+        return Check(
+            SECTION,
+            "jupyter",
+            WARN,
+            f"kernel {KERNEL_DISPLAY} ({spec}) runs {python}, which no longer exists",
+            f"cd {checkout()} && make kernel",
+            data,
+        )
     venv = project_venv()
-    if venv is not None and os.path.abspath(python) != os.path.abspath(venv_python(venv)):  # not resolve(): a venv's python links to the base
-        return Check(SECTION, "jupyter", WARN, f"kernel {KERNEL_DISPLAY} runs {python}, not the project's {venv_python(venv)}", f"cd {checkout()} && make kernel", data)
+    if venv is not None and os.path.abspath(python) != os.path.abspath(
+        venv_python(venv)
+    ):  # not resolve(): a venv's python links to the base
+        return Check(
+            SECTION,
+            "jupyter",
+            WARN,
+            f"kernel {KERNEL_DISPLAY} runs {python}, not the project's {venv_python(venv)}",
+            f"cd {checkout()} && make kernel",
+            data,
+        )
     return Check(SECTION, "jupyter", OK, f"kernel {KERNEL_DISPLAY} registered, runs {python}", data=data)
 
 

@@ -84,7 +84,13 @@ def _optional(module_name: str, dist: str, user: str, extra: str) -> Check:
     from importlib.util import find_spec
 
     if find_spec(module_name) is None:
-        return Check(SECTION, dist, OK, f"{dist}: not installed (optional, for {user})", f"{sys.executable} -m pip install -e '{env.checkout()}[{extra}]'")
+        return Check(
+            SECTION,
+            dist,
+            OK,
+            f"{dist}: not installed (optional, for {user})",
+            f"{sys.executable} -m pip install -e '{env.checkout()}[{extra}]'",
+        )
     return Check(SECTION, dist, OK, f"{dist} {_version(dist)} (optional, for {user})", data={"version": _version(dist)})
 
 
