@@ -342,3 +342,28 @@ def test_doctor_package_imports_only_the_standard_library() -> None:
     code = f"import sys, sightx.doctor, sightx.doctor.__main__; print(sorted(m for m in {heavy} if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=_env(), check=True, timeout=60).stdout
     assert out.strip() == "[]"
+
+
+def test_kernel_spec_found_and_stale_one_flagged(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from sightx.doctor import env
+
+    monkeypatch.setenv("JUPYTER_DATA_DIR", str(tmp_path))
+    assert env.registered_kernel() is None
+    spec = tmp_path / "kernels" / "sightx" / "kernel.json"
+    spec.parent.mkdir(parents=True)
+    # What `python -m ipykernel install --name sightx --display-name SightX` writes.
+    argv = [sys.executable, "-Xfrozen_modules=off", "-m", "ipykernel_launcher", "-f", "{connection_file}"]
+    spec.write_text(json.dumps({"argv": argv, "display_name": "SightX", "language": "python"}))
+    assert env.registered_kernel() == (spec, argv)
+    spec.write_text(json.dumps({"argv": [str(tmp_path / "gone/bin/python"), *argv[1:]], "display_name": "SightX"}))
+    check = env._jupyter()
+    assert check.status == "warn" and "no longer exists" in check.detail and "make kernel" in check.fix
+
+
+def test_cli_doctor_exits_1_on_a_fail(tmp_path: Path) -> None:
+    from sightx.cli import doctor
+
+    result = CliRunner().invoke(doctor, [str(tmp_path / "nowhere"), "--quick", "--out", str(tmp_path / "shards")])
+    assert result.exit_code == 1 and result.exception is None or isinstance(result.exception, SystemExit)
+    assert f"FAIL  {tmp_path / 'nowhere'}: {tmp_path / 'nowhere'} does not exist" in result.output
+    assert result.output.rstrip().endswith("1 fail")
