@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 DEMO   ?= data/demo
 
-.PHONY: install lint test demo serve docs clean
+.PHONY: install lint test demo serve docs kernel clean
 
 # Re-installs only when the project's metadata changed; `pip install -e` keeps code edits live.
 $(STAMP): pyproject.toml
@@ -43,6 +43,12 @@ demo: $(STAMP)
 serve: $(STAMP)
 	@test -f $(DEMO)/run/best.pt || { echo "no $(DEMO)/run/best.pt: run 'make demo' first"; exit 1; }
 	$(BIN)/sightx-serve --checkpoint $(DEMO)/run/best.pt
+
+# The project's venv as the Jupyter kernel "SightX" (ipykernel is an optional extra).
+kernel: $(STAMP)
+	$(PY) -m pip install -q --disable-pip-version-check -e '.[test,kernel]'
+	$(PY) -m ipykernel install --user --name sightx --display-name SightX
+	@echo "in Jupyter: Kernel > Change kernel > SightX; check with: %run -m sightx.doctor"
 
 docs: $(STAMP)
 	$(PY) tools/make_docs_images.py docs

@@ -384,3 +384,42 @@ def score(predictions: Path, truth: Path, json_path: Path | None) -> None:
 
         atomic_write_text(json_path, json.dumps(result, indent=1) + "\n")
     click.echo(format_score(result))
+
+
+@command()
+@click.argument("data", nargs=-1, type=click.Path(path_type=Path))
+@click.option("--size", type=click.IntRange(32, 4096), default=512, show_default=True, help="sightx-shard --size the disk estimate is for.")
+@click.option("--out", type=click.Path(path_type=Path), default=Path("shards"), show_default=True, help="Where the shards would go.")
+@click.option("--download", is_flag=True, help="A Kaggle download is planned: token problems fail.")
+@click.option("--quick", is_flag=True, help="Tiny compute step and photo: seconds; the rates mean little.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def doctor(data: tuple[Path, ...], size: int, out: Path, download: bool, quick: bool, as_json: bool) -> None:
+    """Check this environment and DATA (folders, zips, split parts, the competition zip, tar): ok / warn / fail, with fixes.
+
+    Without click or SightX's packages, run `python -m sightx.doctor` instead: same checks."""
+    from sightx.doctor import Context, diagnose, failed, report
+
+    results = diagnose(Context(data=data, size=size, out=out, download=download, quick=quick))
+    click.echo(report.as_json(results) if as_json else report.text(results), nl=False)
+    if failed(results):
+        raise SystemExit(1)
+
+
+@command()
+@click.option("--competition", default="diabetic-retinopathy-detection", show_default=True)
+@click.option("--to", type=click.Path(file_okay=False, path_type=Path), default=Path("data"), show_default=True, help="Download folder.")
+@click.option("--size", type=click.IntRange(32, 4096), default=512, show_default=True, help="sightx-shard --size, for the disk estimate.")
+@click.option("--shards", type=click.Path(file_okay=False, path_type=Path), default=Path("shards"), show_default=True)
+@click.option("--check", is_flag=True, help="Only the checks before the network: token, write access, disk.")
+def fetch(competition: str, to: Path, size: int, shards: Path, check: bool) -> None:
+    """Download the Kaggle EyePACS competition zip (needs the optional kaggle package), then verify it."""
+    from sightx import fetch as kaggle_fetch
+    from sightx.doctor.system import human
+
+    opts = kaggle_fetch.FetchOptions(competition=competition, to=to, size=size, shards=shards)
+    if check:
+        left = kaggle_fetch.preflight(opts)
+        click.echo(f"ready: token, {to} writable, disk enough; {human(left)} to download")
+        return
+    path = kaggle_fetch.fetch(opts)
+    click.echo(f"verified {path}; next: sightx-shard {path} {shards}/")
