@@ -177,7 +177,13 @@ def shard(
 @command()
 @click.argument("shards", type=click.Path(path_type=Path), default=Path("shards"))
 @click.option("--out", default="runs/default", show_default=True, help="Run folder: metrics.jsonl, last.pt, best.pt, PNGs.")
-@click.option("--arch", type=click.Choice(["resnet50", "resnet34", "resnet18"]), default="resnet50", show_default=True)
+@click.option(
+    "--arch",
+    default="resnet50",
+    show_default=True,
+    help="Any torchvision ResNet, EfficientNet or ConvNeXt by its torchvision name: resnet18..152, efficientnet_b0..b7, "
+    "efficientnet_v2_s/m/l, convnext_tiny/small/base/large.",
+)
 @click.option(
     "--head",
     type=click.Choice(["classify", "regress"]),
@@ -320,7 +326,7 @@ def explore(
 @click.option("--reps", type=click.IntRange(1), help="Timed repetitions per figure (median, min-max).  [default: 3; --quick: 1]")
 @click.option("--shard-size", type=click.IntRange(1), help="Samples per shard.  [default: images / (4 x workers)]")
 @click.option("--load-samples", type=click.IntRange(1), help="Samples per loader epoch.  [default: 512]")
-@click.option("--arch", type=click.Choice(["resnet50", "resnet34", "resnet18"]), help="Model for the train stage.  [default: resnet50]")
+@click.option("--arch", help="Model for the train stage (a torchvision name, as sightx-train --arch).  [default: resnet50]")
 @click.option("--image-size", type=click.IntRange(32, 2048), help="Training input size.  [default: 512]")
 @click.option("--batch-size", type=click.IntRange(1), help="Batch size for load and train.  [default: 8]")
 @click.option("--train-steps", type=click.IntRange(1), help="Optimizer steps per timed repetition.  [default: 1]")

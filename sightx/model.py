@@ -1,4 +1,8 @@
-"""Models and devices: torchvision ResNets with a DR head; weights only from local files."""
+"""Models and devices: torchvision classification backbones with a DR head; weights through torchvision.
+
+Any of torchvision's ResNet, EfficientNet and ConvNeXt models, under torchvision's own names: the head's
+layer replaces the backbone's final linear layer, wherever that model keeps it.
+"""
 
 from __future__ import annotations
 
@@ -12,41 +16,61 @@ import torchvision
 from torch import nn
 
 from sightx import heads
-from sightx.errors import SightXError
+from sightx.errors import SightXError, one_line
 
-ARCHS = ("resnet18", "resnet34", "resnet50")
-_IMAGENET = {
-    "resnet18": torchvision.models.ResNet18_Weights.IMAGENET1K_V1,
-    "resnet34": torchvision.models.ResNet34_Weights.IMAGENET1K_V1,
-    "resnet50": torchvision.models.ResNet50_Weights.IMAGENET1K_V2,
-}
+ARCHS = (
+    *(f"resnet{d}" for d in (18, 34, 50, 101, 152)),
+    *(f"efficientnet_b{i}" for i in range(8)),
+    *(f"efficientnet_v2_{s}" for s in ("s", "m", "l")),
+    *(f"convnext_{s}" for s in ("tiny", "small", "base", "large")),
+)
 
 
 class WeightsError(SightXError):
-    """Requested weights are not on this machine; nothing is ever downloaded."""
+    """Requested weights cannot be had: not cached and not downloadable here, or not a weights file."""
+
+
+def imagenet_weights(arch: str) -> Any:
+    """torchvision's default (best) ImageNet weights enum member for `arch`."""
+    return torchvision.models.get_model_weights(arch).DEFAULT
 
 
 def imagenet_weights_path(arch: str) -> Path:
-    """Where torchvision keeps (and we only look for) the ImageNet checkpoint of `arch`."""
-    filename = os.path.basename(_IMAGENET[arch].url)
-    return Path(torch.hub.get_dir()) / "checkpoints" / filename
+    """Where torchvision's own cache keeps the ImageNet checkpoint of `arch` ($TORCH_HOME/hub/checkpoints)."""
+    return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(imagenet_weights(arch).url)
+
+
+def _load_imagenet(model: nn.Module, arch: str) -> None:
+    """From the torch cache, or downloaded into it by torchvision (checksum checked) the first time."""
+    weights = imagenet_weights(arch)
+    path = imagenet_weights_path(arch)
+    try:
+        state = weights.get_state_dict(progress=False, check_hash=True)
+    except (OSError, RuntimeError) as e:  # URLError is an OSError; a bad hash or a corrupt file a RuntimeError
+        raise WeightsError(
+            f"ImageNet weights for {arch} are not in the torch cache ({path}) and could not be downloaded "
+            f"({one_line(str(e))}): copy {os.path.basename(path)} into {path.parent}, pass --weights PATH, or use --weights none"
+        ) from None
+    model.load_state_dict(state)
+
+
+def _final_linear(model: nn.Module) -> tuple[nn.Module, str, nn.Linear]:
+    """The backbone's last nn.Linear (its ImageNet classifier) and where it sits."""
+    name, layer = [(n, m) for n, m in model.named_modules() if isinstance(m, nn.Linear)][-1]
+    parent_name, _, attr = name.rpartition(".")
+    return model.get_submodule(parent_name) if parent_name else model, attr, layer
 
 
 def build_model(arch: str, head: str, weights: str = "none") -> nn.Module:
-    """A ResNet whose last layer is the head's width; `weights` is none, imagenet or a path."""
+    """A torchvision backbone whose final layer is the head's width; `weights` is none, imagenet or a path."""
     if arch not in ARCHS:
-        raise ValueError(f"arch must be one of {ARCHS}, not {arch!r}")
+        raise ValueError(f"arch must be one of {', '.join(ARCHS)}, not {arch!r}")
     width = heads.get(head).width
-    model = getattr(torchvision.models, arch)(weights=None)
+    model = torchvision.models.get_model(arch, weights=None)
     if weights == "imagenet":
-        path = imagenet_weights_path(arch)
-        if not path.is_file():
-            raise WeightsError(
-                f"ImageNet weights for {arch} are not in the local torch cache ({path}); "
-                "copy the file there, pass --weights PATH, or use --weights none"
-            )
-        model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
-    model.fc = nn.Linear(model.fc.in_features, width)
+        _load_imagenet(model, arch)
+    parent, attr, layer = _final_linear(model)
+    setattr(parent, attr, nn.Linear(layer.in_features, width))
     if weights not in ("none", "imagenet"):
         load_backbone(model, Path(weights))
     return model

@@ -151,13 +151,11 @@ def test_the_cli_literals_are_the_librarys_constants() -> None:
     from sightx import codec, fundus
     from sightx.balance import MODES
     from sightx.heads import HEADS
-    from sightx.model import ARCHS
     from sightx.train.config import AMP_MODES, OPTIMIZERS, SCHEDULES, TrainConfig, default
 
-    assert set(_choices(cli.train, "arch")) == set(ARCHS) and set(_choices(cli.train, "head")) == set(HEADS)
+    assert set(_choices(cli.train, "head")) == set(HEADS)
     assert set(_choices(cli.train, "balance")) == set(MODES) and set(_choices(cli.train, "optimizer")) == set(OPTIMIZERS)
     assert set(_choices(cli.train, "schedule")) == set(SCHEDULES) and set(_choices(cli.train, "amp")) == set(AMP_MODES)
-    assert set(_choices(cli.bench, "arch")) == set(ARCHS)
     for field in TrainConfig.__dataclass_fields__:
         if field not in ("shards", "progress", "resume", "tensorboard"):
             assert _default(cli.train, field) == default(field), field

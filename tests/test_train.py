@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import simplejpeg
+import torch
 from click.testing import CliRunner
 
 from sightx.cli import train as train_cli
@@ -242,8 +243,16 @@ def test_cli_errors_are_one_line(tiny_shards: Path, trained: Path, tmp_path: Pat
     res = runner.invoke(train_cli, [str(tiny_shards), "--out", str(trained), *FAST])
     assert res.exit_code == 1 and "already holds a run" in res.output
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty-cache"))
+    for var in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy"):  # offline: a download meets a closed loopback port
+        monkeypatch.setenv(var, "http://127.0.0.1:9")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
     res = runner.invoke(train_cli, [str(tiny_shards), "--out", str(tmp_path / "x"), "--weights", "imagenet", *FAST])
-    assert res.exit_code == 1 and "not in the local torch cache" in res.output and "Traceback" not in res.output
+    assert res.exit_code == 1 and "not in the torch cache" in res.output and "could not be downloaded" in res.output
+    # torchvision announces the download it tries ("Downloading: URL to FILE"); then SightX's one-line error
+    assert "Traceback" not in res.output and res.output.strip().splitlines()[-1].startswith("Error: ImageNet weights")
+    res = runner.invoke(train_cli, [str(tiny_shards), "--out", str(tmp_path / "y"), "--arch", "vit_h_14", *FAST])
+    assert res.exit_code == 1 and "--arch must be one of" in res.output
     with pytest.raises(WeightsError, match="not a tensor-only weights file"):
         evil = tmp_path / "evil.pt"
         evil.write_bytes(b"\x80\x04\x95garbage")
@@ -305,3 +314,35 @@ def test_a_last_batch_of_one_is_skipped_not_fatal_and_resume_passes_it(tiny_shar
     history = _history(tmp_path)
     assert [h["epoch"] for h in history] == [1, 2]
     assert all(h["skipped_single_batches"] == 1 and h["train_images"] == n_train - 1 for h in history)
+
+
+def test_imagenet_weights_come_from_torchvisions_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The cached path: a weights file where torchvision's cache keeps it is loaded, nothing downloaded."""
+    from sightx.model import imagenet_weights_path
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "cache"))
+    for var in ("HTTPS_PROXY", "https_proxy"):
+        monkeypatch.setenv(var, "http://127.0.0.1:9")
+    import torchvision
+
+    reference = torchvision.models.resnet18(weights=None).state_dict()
+    path = imagenet_weights_path("resnet18")
+    path.parent.mkdir(parents=True)
+    torch.save(reference, path)
+    model = build_model("resnet18", "regress", "imagenet")
+    assert torch.equal(model.state_dict()["layer4.1.bn2.weight"], reference["layer4.1.bn2.weight"])
+    assert torch.equal(model.state_dict()["conv1.weight"], reference["conv1.weight"]) and model.fc.out_features == 1
+
+
+@pytest.mark.parametrize("arch", ["efficientnet_b0", "convnext_tiny", "resnet18"])
+def test_each_family_builds_and_takes_a_training_step(arch: str) -> None:
+    from sightx.train.config import TrainConfig
+    from sightx.train.loop import train_step
+    from sightx.train.trainer import build_step
+
+    model, ctx = build_step(TrainConfig(shards="", arch=arch, head="classify"), torch.device("cpu"))
+    before = [p.detach().clone() for p in model.parameters()][-2:]
+    images = torch.randint(0, 256, (2, 3, 64, 64), dtype=torch.uint8)
+    loss = train_step(ctx, images, torch.tensor([0, 3]), torch.ones(2))
+    assert torch.isfinite(loss) and list(model(torch.zeros(1, 3, 64, 64)).shape) == [1, 5]
+    assert any(not torch.equal(a, b) for a, b in zip(before, list(model.parameters())[-2:]))
