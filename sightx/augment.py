@@ -20,8 +20,36 @@ import torch
 from sightx.fundus import resize
 
 _GREY = np.array([0.299, 0.587, 0.114], np.float32)  # ITU-R 601 luma, as torchvision's grayscale
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class Normalization:
+    """Per-channel RGB mean and std (of pixel values in [0, 1]) that the model's inputs are scaled by."""
+
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+
+    def to_dict(self) -> dict[str, list[float]]:
+        return {"mean": list(self.mean), "std": list(self.std)}
+
+
+IMAGENET = Normalization((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+# EyePACS' own statistics as Huang et al. 2023 report them (their open code trains with these).
+EYEPACS = Normalization((0.426, 0.297, 0.213), (0.277, 0.202, 0.169))
+NORMALIZATIONS = {"imagenet": IMAGENET, "eyepacs": EYEPACS}
+
+
+def parse_normalization(spec: str) -> Normalization:
+    """A name in NORMALIZATIONS, or 'M,M,M/S,S,S' (ValueError otherwise)."""
+    if spec in NORMALIZATIONS:
+        return NORMALIZATIONS[spec]
+    try:
+        mean, std = (tuple(float(v) for v in part.split(",")) for part in spec.split("/"))
+    except ValueError:
+        raise ValueError(f"normalization {spec!r} is not one of {', '.join(NORMALIZATIONS)} nor M,M,M/S,S,S") from None
+    if len(mean) != 3 or len(std) != 3 or min(std) <= 0:
+        raise ValueError(f"normalization {spec!r} needs three means and three positive stds")
+    return Normalization(mean, std)
 
 
 def to_tensor(img: np.ndarray) -> torch.Tensor:
@@ -30,11 +58,11 @@ def to_tensor(img: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(img).permute(2, 0, 1)
 
 
-def normalize_batch(images: torch.Tensor, device: torch.device, channels_last: bool) -> torch.Tensor:
+def normalize_batch(images: torch.Tensor, device: torch.device, channels_last: bool, norm: Normalization = IMAGENET) -> torch.Tensor:
     """uint8 NCHW on the host -> normalised float32 on the device: training and grading alike."""
     x = images.to(device, non_blocking=True).float().div_(255)
-    mean = torch.tensor(IMAGENET_MEAN, device=device).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD, device=device).view(1, 3, 1, 1)
+    mean = torch.tensor(norm.mean, device=device).view(1, 3, 1, 1)
+    std = torch.tensor(norm.std, device=device).view(1, 3, 1, 1)
     x = (x - mean) / std
     return x.contiguous(memory_format=torch.channels_last) if channels_last else x
 

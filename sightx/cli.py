@@ -216,6 +216,12 @@ def shard(
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", default="auto", show_default=True, help="auto (MPS, then CUDA, then CPU), cpu, cuda, cuda:1, mps.")
 @click.option("--amp", type=click.Choice(["auto", "off", "bf16", "fp16"]), default="auto", show_default=True)
+@click.option(
+    "--normalization",
+    default="imagenet",
+    show_default=True,
+    help="Input statistics: imagenet, eyepacs (Huang et al. 2023), or M,M,M/S,S,S; recorded in the checkpoint for grading.",
+)
 @click.option("--resume", is_flag=True, help="Continue the run in --out from last.pt.")
 @click.option("--tensorboard", is_flag=True, help="Also log to OUT/tensorboard (needs the tensorboard package).")
 @click.option("--quiet", is_flag=True)

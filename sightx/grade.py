@@ -118,7 +118,7 @@ class Grader:
         """The head's outputs for tensors from `tensor`: (N, 5) probabilities or (N,) scores."""
         if not tensors:
             return self.head.empty()
-        x = normalize_batch(torch.stack(tensors), self.device, channels_last=False)
+        x = normalize_batch(torch.stack(tensors), self.device, channels_last=False, norm=self.checkpoint.normalization)
         with autocast(self.device, self.amp):
             out = self.model(x)
         return self.head.activate(out).cpu().numpy()

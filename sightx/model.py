@@ -61,6 +61,13 @@ def _final_linear(model: nn.Module) -> tuple[nn.Module, str, nn.Linear]:
     return model.get_submodule(parent_name) if parent_name else model, attr, layer
 
 
+def last_feature_block(model: nn.Module) -> nn.Module:
+    """The last convolutional stage (ResNet's layer4, EfficientNet's and ConvNeXt's last `features` block),
+    where Grad-CAM looks: the finest maps that still see the whole lesion."""
+    layer4 = getattr(model, "layer4", None)
+    return layer4 if isinstance(layer4, nn.Module) else model.features[-1]  # type: ignore[index,return-value]
+
+
 def build_model(arch: str, head: str, weights: str = "none") -> nn.Module:
     """A torchvision backbone whose final layer is the head's width; `weights` is none, imagenet or a path."""
     if arch not in ARCHS:

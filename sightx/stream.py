@@ -22,7 +22,7 @@ import webdataset as wds
 from torch.utils.data import DataLoader, IterableDataset
 
 from sightx import balance, codec
-from sightx.augment import IMAGENET_MEAN, IMAGENET_STD, Augment, EvalTransform, normalize_batch  # noqa: F401 (the trainer imports them from here)
+from sightx.augment import Augment, EvalTransform
 from sightx.contracts import manifest as mf
 from sightx.contracts import sample as smp
 

@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from sightx import cli
+from sightx.augment import EYEPACS, IMAGENET, parse_normalization
 from sightx.contracts import checkpoint as ckpt
 from sightx.contracts import sample
 from sightx.model import build_model
@@ -72,7 +73,8 @@ def test_a_checkpoint_written_before_the_restructure_loads(tmp_path: Path) -> No
     assert c.sha256 == hashlib.sha256((tmp_path / "old.pt").read_bytes()).hexdigest()
     ckpt.save(tmp_path / "again.pt", c)  # the writer writes what the reader reads
     back = torch.load(tmp_path / "again.pt", weights_only=True)
-    assert set(back) == set(_v1_state()) and back["thresholds"] == [0.4, 1.6, 2.5, 3.4]
+    assert set(back) == set(_v1_state()) | {"normalization"} and back["thresholds"] == [0.4, 1.6, 2.5, 3.4]
+    assert c.normalization == IMAGENET and ckpt.load(tmp_path / "again.pt").normalization == IMAGENET
 
 
 @pytest.mark.parametrize(
@@ -88,6 +90,8 @@ def test_a_checkpoint_written_before_the_restructure_loads(tmp_path: Path) -> No
         ({"preprocess": {"bogus": 1}}, "preprocess options are not valid"),
         ({"thresholds": [1, 2]}, "thresholds are not 4 numbers"),
         ({"model": {"fc.weight": "x"}}, "model weights missing"),
+        ({"normalization": {"mean": [0.5], "std": [1, 1, 1]}}, "normalization is not three means"),
+        ({"normalization": {"mean": [0.5] * 3, "std": [1, 0, 1]}}, "positive stds"),
     ],
 )
 def test_an_unknown_or_edited_checkpoint_is_refused_in_one_line(tmp_path: Path, edits: dict, message: str) -> None:
@@ -176,3 +180,14 @@ def test_predict_and_explore_import_without_the_training_loop_or_matplotlib() ->
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120).stdout.strip()
     assert out == ""
+
+
+def test_normalization_statistics_round_trip_through_a_checkpoint(tmp_path: Path) -> None:
+    torch.save(_v1_state(normalization=EYEPACS.to_dict()), tmp_path / "c.pt")
+    assert ckpt.load(tmp_path / "c.pt").normalization == EYEPACS
+    assert parse_normalization("eyepacs") == EYEPACS
+    assert parse_normalization("0.5,0.4,0.3/0.2,0.2,0.1").std == (0.2, 0.2, 0.1)
+    with pytest.raises(ValueError, match="needs three means"):
+        parse_normalization("0.5,0.4/0.2")
+    with pytest.raises(ValueError, match="not one of"):
+        parse_normalization("coco")

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 
 from sightx.atomic import atomic_write_bytes
+from sightx.augment import IMAGENET, Normalization
 from sightx.errors import SightXError, one_line
 from sightx.grades import NUM_GRADES
 from sightx.heads import HEADS
@@ -44,6 +45,7 @@ class Checkpoint:
     config: dict[str, Any] = field(default_factory=dict)
     val: dict[str, Any] | None = None
     training: dict[str, Any] = field(default_factory=dict)  # TRAINING_KEYS, for --resume
+    normalization: Normalization = IMAGENET  # absent from checkpoints written before it was an option: ImageNet
     sha256: str = ""  # of the file it was read from
 
     def to_dict(self) -> dict[str, Any]:
@@ -58,6 +60,7 @@ class Checkpoint:
             "thresholds": list(self.thresholds),
             "config": self.config,
             "model": self.model,
+            "normalization": self.normalization.to_dict(),
             **{k: self.training[k] for k in TRAINING_KEYS if k in self.training},
             "val": self.val,
         }
@@ -101,8 +104,15 @@ def load(path: Path) -> Checkpoint:
         config=state.get("config") or {},
         val=state.get("val"),
         training={k: state[k] for k in TRAINING_KEYS if k in state},
+        normalization=_normalization(state.get("normalization")),
         sha256=hashlib.sha256(data).hexdigest(),
     )
+
+
+def _normalization(value: Any) -> Normalization:
+    if value is None:
+        return IMAGENET
+    return Normalization(tuple(value["mean"]), tuple(value["std"]))  # checked in _problem
 
 
 def _problem(state: dict[str, Any]) -> str | None:
@@ -126,6 +136,16 @@ def _problem(state: dict[str, Any]) -> str | None:
         or not all(isinstance(t, int | float) for t in thresholds)
     ):
         return f"thresholds are not {NUM_GRADES - 1} numbers"
+    norm = state.get("normalization")
+    if norm is not None and not (
+        isinstance(norm, dict)
+        and all(
+            isinstance(norm.get(k), list) and len(norm[k]) == 3 and all(isinstance(v, int | float) for v in norm[k])
+            for k in ("mean", "std")
+        )
+        and min(norm["std"]) > 0
+    ):
+        return "normalization is not three means and three positive stds"
     if not isinstance(state.get("model"), dict) or not all(isinstance(v, torch.Tensor) for v in state["model"].values()):
         return "model weights missing"
     return None

@@ -1,4 +1,4 @@
-"""Grad-CAM heat maps (captum's LayerGradCam on the ResNet's last residual stage): where the model looked.
+"""Grad-CAM heat maps (captum's LayerGradCam on the backbone's last feature block): where the model looked.
 
 The target is the predicted grade's logit for a classifier and the score for a regression head.
 The map is upsampled to the preprocessed field and returned as an RGBA PNG (colour by heat,
@@ -14,6 +14,7 @@ from captum.attr import LayerAttribution, LayerGradCam
 
 from sightx.augment import normalize_batch
 from sightx.grade import Grader
+from sightx.model import last_feature_block
 
 
 def heat_map(grader: Grader, tensor: torch.Tensor, grade: int) -> np.ndarray:
@@ -23,8 +24,8 @@ def heat_map(grader: Grader, tensor: torch.Tensor, grade: int) -> np.ndarray:
     """
     model = grader.model
     target = grade if grader.head.width > 1 else 0
-    x = normalize_batch(tensor[None], grader.device, channels_last=False)
-    cam = LayerGradCam(model, model.layer4)
+    x = normalize_batch(tensor[None], grader.device, channels_last=False, norm=grader.checkpoint.normalization)
+    cam = LayerGradCam(model, last_feature_block(model))
     with torch.enable_grad():
         attr = cam.attribute(x, target=target, relu_attributions=True)
     up = LayerAttribution.interpolate(attr.detach(), tuple(x.shape[2:]), "bilinear")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import Any
 
+from sightx.augment import parse_normalization
 from sightx.balance import MODES
 from sightx.errors import SightXError
 from sightx.heads import HEADS
@@ -42,6 +43,7 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     amp: str = "auto"
+    normalization: str = "imagenet"  # a name in augment.NORMALIZATIONS, or M,M,M/S,S,S
     resume: bool = False
     tensorboard: bool = False
     progress: bool = True
@@ -56,7 +58,11 @@ class TrainConfig:
             ("amp", AMP_MODES),
         ):
             if getattr(self, name) not in allowed:
-                raise TrainError(f"--{name} must be one of {', '.join(allowed)}")
+                raise TrainError(f"--{name.replace('_', '-')} must be one of {', '.join(allowed)}")
+        try:
+            parse_normalization(self.normalization)
+        except ValueError as e:
+            raise TrainError(f"--normalization: {e}") from None
 
 
 def default(name: str) -> Any:

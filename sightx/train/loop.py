@@ -18,9 +18,9 @@ from torch import nn
 from tqdm import tqdm
 
 from sightx import metrics
+from sightx.augment import IMAGENET, Normalization, normalize_batch
 from sightx.heads import Head
 from sightx.model import autocast
-from sightx.stream import normalize_batch
 from sightx.train import distributed
 from sightx.train.distributed import Dist
 
@@ -37,11 +37,12 @@ class StepContext:
     amp: torch.dtype | None
     channels_last: bool
     scheduler: torch.optim.lr_scheduler.LRScheduler | None = None
+    norm: Normalization = IMAGENET
 
 
 def train_step(ctx: StepContext, images: torch.Tensor, grades: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     """One optimiser step on a uint8 NCHW batch; returns the (detached) weighted loss."""
-    x = normalize_batch(images, ctx.device, ctx.channels_last)
+    x = normalize_batch(images, ctx.device, ctx.channels_last, ctx.norm)
     y = grades.to(ctx.device, non_blocking=True)
     w = weights.to(ctx.device, dtype=torch.float32, non_blocking=True)
     with autocast(ctx.device, ctx.amp):
@@ -103,7 +104,7 @@ def predict(ctx: StepContext, model: nn.Module, loader: Any, d: Dist) -> tuple[n
     model.eval()
     outs, grades, keys = [], [], []
     for images, y, _, k in loader:
-        x = normalize_batch(images, ctx.device, ctx.channels_last)
+        x = normalize_batch(images, ctx.device, ctx.channels_last, ctx.norm)
         with autocast(ctx.device, ctx.amp):
             out = model(x)
         outs.append(ctx.head.activate(out).cpu().numpy())

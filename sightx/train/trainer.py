@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from sightx import heads, metrics
+from sightx.augment import parse_normalization
 from sightx.contracts import checkpoint as ckpt
 from sightx.contracts import manifest as mf
 from sightx.model import autocast_dtype, build_model, pick_device
@@ -84,6 +85,7 @@ def build_step(
         amp=amp,
         channels_last=channels_last,
         scheduler=sched,
+        norm=parse_normalization(cfg.normalization),
     )
     return model, ctx
 
@@ -182,6 +184,7 @@ class Trainer:
             config=asdict(self.cfg),
             val=json.loads(json.dumps(val)),  # plain types only: weights_only loading refuses numpy scalars
             training=training,
+            normalization=self.ctx.norm,
         )
 
     def fit(self) -> list[dict[str, Any]]:
