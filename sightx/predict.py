@@ -109,7 +109,7 @@ class Predictor:
 
     def tensor(self, jpeg: bytes) -> torch.Tensor:
         """A stored sample as the model sees it at validation; CodecError if it is not a JPEG."""
-        return self.transform(codec.decode(jpeg)[0])
+        return self.transform(sample.decode_sample(jpeg))
 
     @torch.no_grad()
     def outputs(self, images: list[torch.Tensor]) -> np.ndarray:

@@ -21,7 +21,7 @@ import torch
 import webdataset as wds
 from torch.utils.data import DataLoader, IterableDataset
 
-from sightx import balance, codec
+from sightx import balance
 from sightx.augment import Augment, EvalTransform
 from sightx.contracts import manifest as mf
 from sightx.contracts import sample as smp
@@ -48,6 +48,7 @@ class StreamConfig:
     counts: tuple[int, ...] = (1, 1, 1, 1, 1)
     decay: float = 0.7
     loss_weights: bool = False
+    max_pixels: int = smp.MAX_SAMPLE_PIXELS  # a stored image claiming more is refused undecoded
 
 
 class ShardStream(IterableDataset):
@@ -90,7 +91,7 @@ class ShardStream(IterableDataset):
         grade = smp.grade_of(sample)
         # The metadata is parsed only when its weight is used: this runs once per sample per epoch.
         weight = float(smp.meta_of(sample).get("weight") or 1.0) if self.cfg.loss_weights else 1.0
-        image = transform(codec.decode(smp.image_of(sample))[0])
+        image = transform(smp.decode_sample(smp.image_of(sample), self.cfg.max_pixels))
         return image, -1 if grade is None else grade, weight, sample["__key__"]
 
 

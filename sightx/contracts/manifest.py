@@ -132,6 +132,19 @@ def _inconsistency(data: dict[str, Any]) -> str | None:
     return None
 
 
+def sample_pixel_limit(manifest: dict[str, Any], ceiling: int) -> int:
+    """The most pixels a stored image of this set may have: its output square, at most `ceiling`.
+
+    The options are whatever the manifest says, so a missing or absurd size falls back to the ceiling.
+    """
+    options = manifest.get("options")
+    pre = options.get("preprocess") if isinstance(options, dict) else None
+    size = pre.get("size") if isinstance(pre, dict) else None
+    if isinstance(size, int) and not isinstance(size, bool) and size > 0:
+        return min(size * size, ceiling)
+    return ceiling
+
+
 def shards_of(manifest: dict[str, Any], split: str) -> list[dict[str, Any]]:
     """The finished shards of one split, in order."""
     return [s for s in manifest["shards"] if s["split"] == split and s.get("done")]

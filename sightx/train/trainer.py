@@ -20,6 +20,7 @@ from torch import nn
 from sightx import heads, metrics
 from sightx.contracts import checkpoint as ckpt
 from sightx.contracts import manifest as mf
+from sightx.contracts import sample as smp
 from sightx.model import autocast_dtype, build_model, pick_device
 from sightx.stream import StreamConfig, make_loader, shard_paths
 from sightx.train import distributed, loop
@@ -107,7 +108,12 @@ class Trainer:
             scheduler=torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(total, warmup, cfg.schedule)),
         )
 
-        stream = dict(image_size=cfg.image_size, seed=cfg.seed, counts=tuple(counts))
+        stream = dict(
+            image_size=cfg.image_size,
+            seed=cfg.seed,
+            counts=tuple(counts),
+            max_pixels=mf.sample_pixel_limit(self.manifest, smp.MAX_SAMPLE_PIXELS),
+        )
         pin = device.type == "cuda"
         train_cfg = StreamConfig(
             tuple(train_shards),

@@ -1,0 +1,107 @@
+"""Hostile shard sets, inputs and runs (issue 16): real files, real tars, real processes."""
+
+from __future__ import annotations
+
+import io
+import shutil
+import tarfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+import simplejpeg
+
+from sightx import codec
+from sightx.contracts import manifest as mf
+from sightx.contracts import sample as smp
+from sightx.contracts.checkpoint import Checkpoint, save
+from sightx.errors import Rejection
+
+Edit = Callable[[str, str, bytes], bytes | None]  # (key, extension, data) -> new data, or None to drop the member
+
+
+def claims_size(width: int, height: int) -> bytes:
+    """A ~200-byte JPEG whose header says width x height: what a decoder would allocate for."""
+    data = bytearray(simplejpeg.encode_jpeg(np.zeros((8, 8, 3), np.uint8), quality=50))
+    sof = data.index(b"\xff\xc0")
+    data[sof + 5 : sof + 9] = height.to_bytes(2, "big") + width.to_bytes(2, "big")
+    return bytes(data)
+
+
+def rewrite_shard(src: Path, dest: Path, edit: Edit) -> None:
+    """Copy a shard member by member through `edit`."""
+    with tarfile.open(src) as tin, tarfile.open(dest, "w") as tout:
+        for member in tin:
+            key, _, ext = member.name.partition(".")
+            data = edit(key, ext, tin.extractfile(member).read())  # type: ignore[union-attr]
+            if data is not None:
+                info = tarfile.TarInfo(member.name)
+                info.size = len(data)
+                tout.addfile(info, io.BytesIO(data))
+
+
+def first_key(shard: Path) -> str:
+    return next(smp.read_samples(shard))[0]
+
+
+def edit_one(key: str, ext: str, data: bytes) -> Edit:
+    """An edit replacing one member of one sample."""
+    return lambda k, e, d: data if (k, e) == (key, ext) else d
+
+
+@pytest.fixture()
+def shard_copy(tiny_shards: Path, tmp_path: Path) -> Path:
+    dest = tmp_path / "shards"
+    shutil.copytree(tiny_shards, dest)
+    return dest
+
+
+def test_decode_sample_refuses_a_huge_header_undecoded() -> None:
+    start = time.perf_counter()
+    with pytest.raises(codec.CodecError) as e:
+        smp.decode_sample(claims_size(50000, 50000))
+    assert e.value.reason == "too-large" and time.perf_counter() - start < 0.5
+    with pytest.raises(codec.CodecError, match="too-large"):
+        smp.decode_sample(claims_size(64, 64), max_pixels=32 * 32)
+
+
+def test_the_pixel_limit_of_a_set_is_its_output_square(tiny_shards: Path) -> None:
+    m = mf.read(tiny_shards)
+    assert mf.sample_pixel_limit(m, smp.MAX_SAMPLE_PIXELS) == 64 * 64
+    assert mf.sample_pixel_limit({"options": {"preprocess": {"size": 10**9}}}, 100) == 100
+    assert mf.sample_pixel_limit({"options": "oops"}, 100) == 100
+
+
+def test_predict_and_explore_refuse_a_huge_sample_and_keep_the_rest(shard_copy: Path, tmp_path: Path) -> None:
+    from sightx.explore.shards import Skips, labelled_samples, shard_samples
+    from sightx.model import build_model
+    from sightx.predict import predict
+
+    shard = shard_copy / "train-000000.tar"
+    key = first_key(shard)
+    rewrite_shard(shard, tmp_path / "t.tar", edit_one(key, "jpg", claims_size(50000, 50000)))
+    shutil.move(tmp_path / "t.tar", shard)
+
+    ckpt_path = tmp_path / "c.pt"
+    pre = mf.read(shard_copy)["options"]["preprocess"]
+    save(ckpt_path, Checkpoint("resnet18", "classify", 32, pre, [0.5, 1.5, 2.5, 3.5], build_model("resnet18", "classify").state_dict()))
+    rows = predict([shard], ckpt_path, device="cpu", progress=False)
+    bad = [r for r in rows if r["error"]]
+    assert len(rows) == mf.read(shard_copy)["shards"][0]["count"] and len(bad) == 1 and "too-large" in bad[0]["error"]
+
+    skips = Skips()
+    assert len(list(labelled_samples(shard, skips))) == len(rows) - 1 and skips.by_reason == {"too-large": 1}
+    records = [s for s in mf.read(shard_copy)["shards"] if s["name"] == shard.name]
+    shard_samples(shard_copy, records, per_grade=20, seed=0, skips=Skips())  # decodes only what passes the header check
+
+
+def test_read_samples_refuses_a_member_claiming_gigabytes_without_reading_it(tmp_path: Path) -> None:
+    shard = tmp_path / "train-000000.tar"
+    info = tarfile.TarInfo("a.jpg")
+    info.size = 8 << 30
+    shard.write_bytes(info.tobuf(tarfile.GNU_FORMAT) + b"\0" * 1024)  # the header alone: 8 GB claimed, none there
+    with pytest.raises(smp.OversizedMember) as e:
+        list(smp.read_samples(shard))
+    assert isinstance(e.value, tarfile.TarError) and isinstance(e.value, Rejection) and "claims" in str(e.value)
