@@ -260,6 +260,24 @@ def predict(
 
 
 @command()
+@click.argument("shards", type=click.Path(path_type=Path), default=Path("shards"))
+@click.option("--deep", is_flag=True, help="Also decode every image and check every sample's JSON against the sample format.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def verify(shards: Path, deep: bool, quiet: bool) -> None:
+    """Check SHARDS (default: shards/) against its manifest: every shard present, size, sha256, members, keys, grade counts.
+
+    Exit status 1 on any mismatch.
+    """
+    from sightx.verify import format_report
+    from sightx.verify import verify as run_verify
+
+    report = run_verify(shards, deep=deep, progress=not quiet)
+    click.echo(format_report(report, shards))
+    if not report.ok:
+        raise SystemExit(1)
+
+
+@command()
 @click.argument("path", type=click.Path(path_type=Path))
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Report folder; default: reports/<name of PATH>.")
 @click.option("--per-grade", type=click.IntRange(1, 20), default=2, show_default=True, help="Gallery photos per grade.")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import shutil
 import tarfile
 import time
@@ -105,3 +106,115 @@ def test_read_samples_refuses_a_member_claiming_gigabytes_without_reading_it(tmp
     with pytest.raises(smp.OversizedMember) as e:
         list(smp.read_samples(shard))
     assert isinstance(e.value, tarfile.TarError) and isinstance(e.value, Rejection) and "claims" in str(e.value)
+
+
+# --- item 13: sightx-verify ---------------------------------------------------------------------
+
+
+def reseal(folder: Path, shard: Path) -> None:
+    """Make the manifest's size and sha256 match an edited shard, so only the content checks can tell."""
+    from sightx.shard.task import file_sha256
+
+    m = json.loads((folder / mf.MANIFEST).read_text())
+    rec = next(s for s in m["shards"] if s["name"] == shard.name)
+    rec["bytes"], rec["sha256"] = shard.stat().st_size, file_sha256(shard)
+    (folder / mf.MANIFEST).write_text(json.dumps(m))
+
+
+def run_verify(folder: Path, *args: str) -> tuple[int, str]:
+    from click.testing import CliRunner
+
+    from sightx.cli import verify
+
+    res = CliRunner().invoke(verify, [str(folder), "--quiet", *args])
+    assert res.exception is None or isinstance(res.exception, SystemExit), res.output  # no traceback
+    return res.exit_code, res.output
+
+
+def test_verify_passes_an_intact_set_fast_and_deep(tiny_shards: Path) -> None:
+    m = mf.read(tiny_shards)
+    for args in ((), ("--deep",)):
+        code, out = run_verify(tiny_shards, *args)
+        assert code == 0 and out.strip().endswith("OK"), out
+        assert f"{m['summary']['written']} sample(s)" in out
+
+
+def _tamper(folder: Path, how: str) -> str:
+    """Damage the set one way; returns what the report must say."""
+    shard = folder / "train-000000.tar"
+    key = first_key(shard)
+    if how == "missing":
+        shard.unlink()
+        return "train-000000.tar: missing"
+    if how == "truncated":
+        shard.write_bytes(shard.read_bytes()[:1500])
+        return "bytes, the manifest says"
+    if how == "flipped":
+        data = bytearray(shard.read_bytes())
+        data[700] ^= 0x40
+        shard.write_bytes(bytes(data))
+        return "sha256 differs"
+    edits: dict[str, Edit] = {
+        "dropped-cls": lambda k, e, d: None if (k, e) == (key, "cls") else d,
+        "relabelled": edit_one(key, "cls", b"4" if next(smp.read_samples(shard))[1]["cls"] != b"4" else b"0"),
+        "bad-cls": edit_one(key, "cls", b"abc"),
+    }
+    tmp = folder / "t.tar"
+    if how == "duplicate-key":
+        with tarfile.open(shard) as tin, tarfile.open(tmp, "w") as tout:
+            members = [(m, tin.extractfile(m).read()) for m in tin]  # type: ignore[union-attr]
+            for m, d in members + [x for x in members if x[0].name.startswith(key + ".")]:
+                tout.addfile(m, io.BytesIO(d))
+    else:
+        rewrite_shard(shard, tmp, edits[how])
+    tmp.replace(shard)
+    reseal(folder, shard)
+    return {
+        "dropped-cls": "members",
+        "relabelled": "grades [",
+        "bad-cls": "not a grade",
+        "duplicate-key": "appear more than once",
+    }[how]
+
+
+@pytest.mark.parametrize("how", ["missing", "truncated", "flipped", "dropped-cls", "relabelled", "bad-cls", "duplicate-key"])
+def test_verify_finds_each_kind_of_damage_and_exits_1(shard_copy: Path, how: str) -> None:
+    expected = _tamper(shard_copy, how)
+    code, out = run_verify(shard_copy)
+    assert code == 1 and expected in out and "problem(s)" in out.splitlines()[0], out
+
+
+def test_verify_deep_checks_images_and_json(shard_copy: Path) -> None:
+    shard = shard_copy / "train-000000.tar"
+    keys = [k for k, _ in smp.read_samples(shard)]
+    bad_json = json.dumps({"key": "someone-else"}).encode()
+    edits = {
+        (keys[0], "jpg"): b"not a jpeg",
+        (keys[1], "json"): b"{oops",
+        (keys[2], "json"): bad_json,
+        (keys[3], "jpg"): claims_size(9000, 9000),
+    }
+    rewrite_shard(shard, shard_copy / "t.tar", lambda k, e, d: edits.get((k, e), d))
+    (shard_copy / "t.tar").replace(shard)
+    reseal(shard_copy, shard)
+    assert run_verify(shard_copy)[0] == 0  # the fast checks cannot see inside a well-formed member
+    code, out = run_verify(shard_copy, "--deep")
+    assert code == 1, out
+    for expected in ("not-jpeg", "not valid JSON", ".json lacks", "key is 'someone-else'", "too-large"):
+        assert expected in out, (expected, out)
+
+
+def test_verify_reports_strays_and_a_missing_manifest_in_one_line(shard_copy: Path, tmp_path: Path) -> None:
+    shutil.copy(shard_copy / "train-000000.tar", shard_copy / "train-000099.tar")
+    code, out = run_verify(shard_copy)
+    assert code == 1 and "train-000099.tar: not in the manifest" in out
+    code, out = run_verify(tmp_path / "nowhere")
+    assert code == 1 and len(out.strip().splitlines()) == 1 and "does not exist" in out
+
+
+def test_the_trainer_refuses_a_truncated_shard_in_one_line(shard_copy: Path, tmp_path: Path) -> None:
+    from sightx.train import TrainConfig, TrainError, train
+
+    _tamper(shard_copy, "truncated")
+    with pytest.raises(TrainError, match=r"train-000000.tar: \d+ bytes, the manifest says \d+.*sightx-verify"):
+        train(TrainConfig(shards=str(shard_copy), out=str(tmp_path / "run"), arch="resnet18", image_size=32, workers=0, progress=False))

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import json
 import tarfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -123,16 +123,20 @@ def decode_sample(jpeg: bytes, max_pixels: int = MAX_SAMPLE_PIXELS) -> np.ndarra
     return codec.decode(jpeg)[0]
 
 
-def read_samples(path: Path) -> Iterator[tuple[str, dict[str, bytes]]]:
-    """(key, {extension: bytes}) per sample of a shard, streamed in tar order.
+def read_samples(source: Path | BinaryIO, unexpected: Callable[[str], None] | None = None) -> Iterator[tuple[str, dict[str, bytes]]]:
+    """(key, {extension: bytes}) per sample of a shard (a path or a binary stream), in tar order.
 
-    OversizedMember when a member's header claims more than MAX_MEMBER_BYTES (its data is never read).
+    Members other than MEMBERS are not read; `unexpected(name)` hears of each. OversizedMember when
+    a member's header claims more than MAX_MEMBER_BYTES (its data is never read).
     """
     key: str | None = None
     parts: dict[str, bytes] = {}
-    with tarfile.open(path, "r|") as tar:
+    tar = tarfile.open(source, "r|") if isinstance(source, Path) else tarfile.open(fileobj=source, mode="r|")
+    with tar:
         for member in tar:
             if not member.isfile() or not wanted_member(member.name):
+                if unexpected is not None:
+                    unexpected(member.name)
                 continue
             if member.size > MAX_MEMBER_BYTES:
                 raise OversizedMember(f"member {member.name[:80]!r} claims {member.size} bytes (over {MAX_MEMBER_BYTES})")

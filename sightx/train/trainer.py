@@ -27,6 +27,7 @@ from sightx.train import distributed, loop
 from sightx.train.config import TrainConfig, TrainError
 from sightx.train.distributed import Dist
 from sightx.train.run_dir import RunDir
+from sightx.verify import check_files
 
 
 def lr_lambda(total_steps: int, warmup_steps: int, schedule: str) -> Any:
@@ -51,6 +52,12 @@ def read_shards(shard_dir: Path) -> tuple[dict[str, Any], list[str], list[str]]:
     train_shards, val_shards = shard_paths(shard_dir, manifest, "train"), shard_paths(shard_dir, manifest, "val")
     if not train_shards:
         raise TrainError(f"{shard_dir}: no finished train shards in the manifest")
+    # Presence and size only: a sha256 of every shard would read the whole set (an epoch's I/O) before
+    # the first step, on every rank; content damage shows as counted corrupt samples instead.
+    problems = check_files(shard_dir, mf.shards_of(manifest, "train") + mf.shards_of(manifest, "val"))
+    if problems:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise TrainError(f"{shard_dir}: {problems[0]}{more}; run sightx-verify {shard_dir} for the full check")
     return manifest, train_shards, val_shards
 
 
