@@ -207,6 +207,13 @@ def shard(
 )
 @click.option("--workers", type=click.IntRange(0), default=min(8, default_workers()), show_default=True, help="DataLoader workers.")
 @click.option("--shuffle-buffer", type=click.IntRange(0), default=1000, show_default=True)
+@click.option(
+    "--max-bad-samples",
+    type=click.IntRange(0),
+    default=10,
+    show_default=True,
+    help="Corrupt samples skipped (and counted in metrics.jsonl) per epoch's train or val pass before the run stops.",
+)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", default="auto", show_default=True, help="auto (MPS, then CUDA, then CPU), cpu, cuda, cuda:1, mps.")
 @click.option("--amp", type=click.Choice(["auto", "off", "bf16", "fp16"]), default="auto", show_default=True)

@@ -218,3 +218,70 @@ def test_the_trainer_refuses_a_truncated_shard_in_one_line(shard_copy: Path, tmp
     _tamper(shard_copy, "truncated")
     with pytest.raises(TrainError, match=r"train-000000.tar: \d+ bytes, the manifest says \d+.*sightx-verify"):
         train(TrainConfig(shards=str(shard_copy), out=str(tmp_path / "run"), arch="resnet18", image_size=32, workers=0, progress=False))
+
+
+# --- item 5: corrupt samples in training are skipped and counted --------------------------------
+
+CORRUPTIONS = [  # (member, bytes): one corrupt sample each
+    ("jpg", b"GIF89a not a jpeg"),
+    ("cls", b"abc"),
+    ("cls", b"9"),
+    ("json", b'{"grade": 1,'),
+    ("jpg", claims_size(50000, 50000)),
+]
+
+
+def corrupt_train_samples(folder: Path) -> set[str]:
+    """The first sample of each of the first train shards made corrupt, one way each, the manifest
+    resealed (so only reading the samples can tell); returns their keys."""
+    bad = set()
+    for rec, (ext, data) in zip(mf.shards_of(mf.read(folder), "train"), CORRUPTIONS):
+        shard = folder / rec["name"]
+        key = first_key(shard)
+        rewrite_shard(shard, folder / "t.tar", edit_one(key, ext, data))
+        (folder / "t.tar").replace(shard)
+        reseal(folder, shard)
+        bad.add(key)
+    return bad
+
+
+def test_the_stream_skips_and_counts_corrupt_samples_across_spawned_workers(shard_copy: Path) -> None:
+    from sightx.stream import StreamConfig, make_loader, shard_paths, take_bad_samples
+
+    m = mf.read(shard_copy)
+    paths = shard_paths(shard_copy, m, "train")
+    before = {p: [k for k, _ in smp.read_samples(Path(p))] for p in paths}
+    bad = corrupt_train_samples(shard_copy)
+    truncated = Path(paths[len(CORRUPTIONS)])
+    truncated.write_bytes(truncated.read_bytes()[:2600])  # cut inside a member: the rest of the shard is unreadable
+    readable: list[str] = []
+    with pytest.raises(tarfile.TarError):
+        readable += [k for k, _ in smp.read_samples(truncated)]
+    lost = set(before[str(truncated)]) - set(readable)
+    good = {k for keys in before.values() for k in keys} - bad - lost
+    assert lost and readable == []  # the cut is in the first sample's image
+    cfg = StreamConfig(tuple(paths), image_size=32, train=True, seed=1, shuffle_buffer=8, counts=tuple(m["splits"]["train"]["grades"]))
+    loader, epoch = make_loader(cfg, batch_size=4, workers=2)
+    for e in range(2):
+        epoch.value = e
+        keys = [k for *_, ks in loader for k in ks]
+        assert sorted(keys) == sorted(good)  # every good sample exactly once
+        assert take_bad_samples(loader) == len(bad) + 1  # + the truncated shard's unreadable rest
+
+
+def test_training_counts_corrupt_samples_per_epoch_and_stops_past_the_limit(shard_copy: Path, tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from sightx.cli import train
+
+    bad = corrupt_train_samples(shard_copy)
+    fast = ["--arch", "resnet18", "--image-size", "32", "--batch-size", "8", "--workers", "0", "--epochs", "1", "--quiet"]
+    res = CliRunner().invoke(train, [str(shard_copy), "--out", str(tmp_path / "ok"), *fast])
+    assert res.exit_code == 0, res.output
+    (row,) = [json.loads(line) for line in (tmp_path / "ok" / "metrics.jsonl").read_text().splitlines()]
+    assert row["bad_samples"] == len(bad) and row["val_bad_samples"] == 0  # once each, though progressive balancing resamples
+
+    res = CliRunner().invoke(train, [str(shard_copy), "--out", str(tmp_path / "stop"), *fast, "--max-bad-samples", str(len(bad) - 1)])
+    assert res.exit_code == 1 and isinstance(res.exception, SystemExit)
+    (line,) = res.output.strip().splitlines()
+    assert f"{len(bad)} corrupt train samples skipped in epoch 1, more than --max-bad-samples {len(bad) - 1}" in line

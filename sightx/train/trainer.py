@@ -22,7 +22,7 @@ from sightx.contracts import checkpoint as ckpt
 from sightx.contracts import manifest as mf
 from sightx.contracts import sample as smp
 from sightx.model import autocast_dtype, build_model, pick_device
-from sightx.stream import StreamConfig, make_loader, shard_paths
+from sightx.stream import StreamConfig, make_loader, shard_paths, take_bad_samples
 from sightx.train import distributed, loop
 from sightx.train.config import TrainConfig, TrainError
 from sightx.train.distributed import Dist
@@ -187,6 +187,17 @@ class Trainer:
             training=training,
         )
 
+    def _bad_samples(self, loader: Any, epoch: int, split: str) -> int:
+        """Corrupt samples skipped in the pass just ended, over all ranks; TrainError past --max-bad-samples
+        (every rank sees the same sum, so all stop together)."""
+        (bad,) = distributed.sum_over_ranks(self.dist, [float(take_bad_samples(loader))])
+        if bad > self.cfg.max_bad_samples:
+            raise TrainError(
+                f"{int(bad)} corrupt {split} samples skipped in epoch {epoch + 1}, more than --max-bad-samples "
+                f"{self.cfg.max_bad_samples}: `sightx-verify {self.cfg.shards} --deep` lists them"
+            )
+        return int(bad)
+
     def fit(self) -> list[dict[str, Any]]:
         cfg, p = self.cfg, self.progress
         for epoch in range(p.start_epoch, cfg.epochs):
@@ -198,9 +209,11 @@ class Trainer:
                     self.ctx, self.train_loader, self.dist, steps=self.steps_per_epoch, desc=desc, progress=cfg.progress
                 ),
             }
+            row["bad_samples"] = self._bad_samples(self.train_loader, epoch, "train")
             val = None
             if self.val_loader is not None:
                 outputs, grades, _ = loop.predict(self.ctx, self.model, self.val_loader, self.dist)
+                row["val_bad_samples"] = self._bad_samples(self.val_loader, epoch, "val")
                 val = loop.evaluate(self.head, outputs, grades)
                 row["val"] = val
                 if "thresholds" in val:  # the tuned thresholds are what this epoch's checkpoint grades with
