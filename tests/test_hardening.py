@@ -285,3 +285,44 @@ def test_training_counts_corrupt_samples_per_epoch_and_stops_past_the_limit(shar
     assert res.exit_code == 1 and isinstance(res.exception, SystemExit)
     (line,) = res.output.strip().splitlines()
     assert f"{len(bad)} corrupt train samples skipped in epoch 1, more than --max-bad-samples {len(bad) - 1}" in line
+
+
+# --- item 7: one sightx-shard per output folder ---------------------------------------------------
+
+HOLDER = """import sys, time
+from pathlib import Path
+from sightx.shard.lock import hold
+with hold(Path(sys.argv[1])):
+    print("locked", flush=True)
+    time.sleep(60)
+"""
+
+
+def test_a_second_shard_run_is_refused_while_one_holds_the_folder_and_a_dead_holder_is_taken_over(tiny_raw: Path, tmp_path: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from click.testing import CliRunner
+
+    from sightx.cli import shard
+    from sightx.shard.lock import LOCK
+
+    out = tmp_path / "out"
+    out.mkdir()
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(out)], stdout=subprocess.PIPE, text=True, env=env)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+        args = [str(tiny_raw / "train"), str(out), "--size", "64", "--shard-size", "20", "--workers", "1", "--quiet"]
+        res = CliRunner().invoke(shard, args)
+        assert res.exit_code == 1
+        assert res.output.strip() == f"Error: another sightx-shard (pid {holder.pid}) is writing to {out}; wait for it or stop it"
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+    assert (out / LOCK).read_text().strip() == str(holder.pid)  # a stale lock: its process is dead
+    res = CliRunner().invoke(shard, args)
+    assert res.exit_code == 0, res.output
+    assert not (out / LOCK).exists() and mf.read(out)["complete"]

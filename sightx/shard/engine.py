@@ -7,6 +7,7 @@ deterministic, so the resumed output is byte-identical to an uninterrupted run.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import multiprocessing as mp
@@ -27,6 +28,7 @@ from sightx.errors import SightXError
 from sightx.grades import NUM_GRADES
 from sightx.labels import find_images, find_label_file, read_labels
 from sightx.preprocess import PreprocessOptions
+from sightx.shard import lock
 from sightx.shard.plan import Plan, Reject, ShardTask, make_plan
 from sightx.shard.task import BuildOptions, ShardResult, build_shard, commit_shard, file_sha256
 
@@ -68,8 +70,8 @@ def _shard_files(out: Path) -> list[Path]:
     return sorted(p for p in out.iterdir() if p.name.split("-")[0] in mf.SPLITS and p.name.endswith((".tar", ".tar.tmp")))
 
 
-def _prepare_output(out: Path, opts: ShardOptions) -> dict[str, Any] | None:
-    """Create/check the output folder; returns the previous manifest when it can be resumed."""
+def _prepare_output(out: Path, opts: ShardOptions, held: contextlib.ExitStack) -> dict[str, Any] | None:
+    """Create/check and lock the output folder (for `held`'s lifetime); returns the previous manifest when it can be resumed."""
     try:
         out.mkdir(parents=True, exist_ok=True)
         probe = out / ".sightx-write-probe"
@@ -77,6 +79,7 @@ def _prepare_output(out: Path, opts: ShardOptions) -> dict[str, Any] | None:
         probe.unlink()
     except OSError as e:
         raise ShardError(f"cannot write to output folder {out}: {e.strerror or e}") from None
+    held.enter_context(lock.hold(out))  # before anything in the folder is touched
     previous = None
     if (out / mf.MANIFEST).exists():
         try:
@@ -205,7 +208,12 @@ def load_inputs(raw: Path, opts: ShardOptions) -> tuple[list[Path], dict[str, in
 
 
 def run(raw: Path, out: Path, opts: ShardOptions) -> dict[str, Any]:
-    """Shard raw/ into out/; returns the final manifest (with a `run` block of timings)."""
+    """Shard raw/ into out/; returns the final manifest (with a `run` block of timings). One run per out/ at a time."""
+    with contextlib.ExitStack() as held:
+        return _run(raw, out, opts, held)
+
+
+def _run(raw: Path, out: Path, opts: ShardOptions, held: contextlib.ExitStack) -> dict[str, Any]:
     start = time.perf_counter()
     images, labels = load_inputs(raw, opts)
     plan = make_plan(
@@ -217,7 +225,7 @@ def run(raw: Path, out: Path, opts: ShardOptions) -> dict[str, Any]:
         seed=opts.seed,
         unlabeled=opts.unlabeled,
     )
-    previous = _prepare_output(out, opts)
+    previous = _prepare_output(out, opts, held)
     results: dict[str, ShardResult] = {}
 
     def record() -> None:
