@@ -326,3 +326,37 @@ def test_a_second_shard_run_is_refused_while_one_holds_the_folder_and_a_dead_hol
     res = CliRunner().invoke(shard, args)
     assert res.exit_code == 0, res.output
     assert not (out / LOCK).exists() and mf.read(out)["complete"]
+
+
+# --- item 10: inputs that are not regular files -----------------------------------------------------
+
+
+def test_inputs_that_are_not_files_are_counted_and_rejected_not_a_file(tiny_raw: Path, tmp_path: Path) -> None:
+    import csv
+    import os
+
+    from sightx.preprocess import PreprocessOptions
+    from sightx.shard import ShardOptions, run
+
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    real = sorted((tiny_raw / "train").glob("*.jpeg"))[:4]
+    for p in real:
+        shutil.copy(p, raw / p.name)
+    (raw / "labels.csv").write_text("image,level\n" + "".join(f"{p.stem},0\n" for p in real))
+    (raw / "dangling.jpeg").symlink_to(raw / "nowhere.jpeg")
+    (raw / "loop.jpeg").symlink_to(raw / "loop.jpeg")
+    os.mkfifo(raw / "fifo.jpeg")  # reading it would block forever
+    (raw / "folder.jpeg").mkdir()
+    (raw / "linked.jpeg").symlink_to(raw / real[0].name)  # a symlink to a photo is a photo (without a label here)
+    opts = ShardOptions(PreprocessOptions(size=64), shard_size=10, val_fraction=0, labels=str(raw / "labels.csv"), progress=False)
+    m = run(raw, tmp_path / "out", opts)
+    s = m["summary"]
+    assert s["inputs"] == 9 and s["written"] == 4 and s["rejected_by_reason"] == {"not-a-file": 4, "no-label": 1}
+    rows = {r["source"]: r for r in csv.DictReader((tmp_path / "out" / mf.REJECTS).open())}
+    assert {k: rows[k]["detail"] for k in rows if rows[k]["reason"] == "not-a-file"} == {
+        "dangling.jpeg": "a dangling symlink",
+        "loop.jpeg": "a symlink loop",
+        "fifo.jpeg": "a FIFO",
+        "folder.jpeg": "a folder",
+    }

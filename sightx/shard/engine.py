@@ -26,7 +26,7 @@ from sightx.atomic import atomic_write_text
 from sightx.contracts import manifest as mf
 from sightx.errors import SightXError
 from sightx.grades import NUM_GRADES
-from sightx.labels import find_images, find_label_file, read_labels
+from sightx.labels import find_inputs, find_label_file, image_id, read_labels
 from sightx.preprocess import PreprocessOptions
 from sightx.shard import lock
 from sightx.shard.plan import Plan, Reject, ShardTask, make_plan
@@ -193,18 +193,20 @@ def _write_rejects(out: Path, plan: Plan, results: dict[str, ShardResult]) -> No
     atomic_write_text(out / mf.REJECTS, buf.getvalue())
 
 
-def load_inputs(raw: Path, opts: ShardOptions) -> tuple[list[Path], dict[str, int] | None]:
-    """The images under raw/ and the validated labels (None when shard-ing an unlabelled set)."""
+def load_inputs(raw: Path, opts: ShardOptions) -> tuple[list[Path], dict[str, int] | None, list[Reject]]:
+    """The images under raw/, the validated labels (None when shard-ing an unlabelled set), and the
+    inputs that are not regular files, rejected as `not-a-file` (never opened)."""
     if not raw.is_dir():
         raise ShardError(f"input folder {raw} does not exist")
     label_path = Path(opts.labels) if opts.labels else find_label_file(raw)
     if label_path is None and not opts.unlabeled:
         raise ShardError(f"no trainLabels.csv in {raw} or its parent: pass --labels PATH, or --unlabeled for a test set")
     labels = read_labels(label_path) if label_path else None
-    images = find_images(raw)
-    if not images:
+    images, others = find_inputs(raw)
+    if not images and not others:
         raise ShardError(f"no .jpeg/.jpg files under {raw}")
-    return images, labels
+    not_files = [Reject(p.relative_to(raw).as_posix(), image_id(p), "not-a-file", what) for p, what in others]
+    return images, labels, not_files
 
 
 def run(raw: Path, out: Path, opts: ShardOptions) -> dict[str, Any]:
@@ -215,7 +217,8 @@ def run(raw: Path, out: Path, opts: ShardOptions) -> dict[str, Any]:
 
 def _run(raw: Path, out: Path, opts: ShardOptions, held: contextlib.ExitStack) -> dict[str, Any]:
     start = time.perf_counter()
-    images, labels = load_inputs(raw, opts)
+    images, labels, not_files = load_inputs(raw, opts)
+    n_inputs = len(images) + len(not_files)
     plan = make_plan(
         raw,
         images,
@@ -225,11 +228,12 @@ def _run(raw: Path, out: Path, opts: ShardOptions, held: contextlib.ExitStack) -
         seed=opts.seed,
         unlabeled=opts.unlabeled,
     )
+    plan.rejects.extend(not_files)
     previous = _prepare_output(out, opts, held)
     results: dict[str, ShardResult] = {}
 
     def record() -> None:
-        mf.write(out, _manifest(opts, plan, results, len(images)))
+        mf.write(out, _manifest(opts, plan, results, n_inputs))
 
     for task in plan.tasks:
         reused = _reusable(out, task, previous)
@@ -286,7 +290,7 @@ def _run(raw: Path, out: Path, opts: ShardOptions, held: contextlib.ExitStack) -
         bar.close()
 
     _write_rejects(out, plan, results)
-    final = _manifest(opts, plan, results, len(images))
+    final = _manifest(opts, plan, results, n_inputs)
     elapsed = time.perf_counter() - start
     built = [r for r in results.values() if r.seconds > 0]
     final["run"] = {
