@@ -151,7 +151,7 @@ def shard(
 ) -> None:
     """Preprocess RAW fundus JPEGs into WebDataset shards in OUT (default: shards/)."""
     from sightx.preprocess import PreprocessOptions
-    from sightx.shard import ShardInterrupted, ShardOptions, format_summary, run
+    from sightx.shard import ShardError, ShardInterrupted, ShardOptions, format_summary, nothing_written, run
 
     pre = PreprocessOptions(size=size, normalize=normalize, quality=quality, chroma=chroma, max_pixels=max_pixels)
     opts = ShardOptions(
@@ -172,6 +172,9 @@ def shard(
         click.echo(str(e), err=True)
         raise SystemExit(130) from None
     click.echo(format_summary(result, out))
+    empty = nothing_written(result, out)
+    if empty:
+        raise ShardError(empty)
 
 
 @command()

@@ -49,7 +49,8 @@ def read_labels(path: Path) -> dict[str, int]:
     if missing:
         raise LabelError(f"{path}: missing column(s) {', '.join(missing)} (found: {', '.join(map(str, df.columns)) or 'none'})")
     line = np.arange(len(df)) + 2  # file line numbers: header is line 1
-    images = df["image"].str.strip()
+    # Ids are file names without the extension; some label files carry it ("10_left.jpeg"): accept both.
+    images = df["image"].str.strip().str.replace(r"\.(?:jpe?g)$", "", case=False, regex=True)
     levels = df["level"].str.strip()
     bad = ~levels.isin([str(g) for g in range(5)])
     if bad.any():

@@ -360,3 +360,40 @@ def test_inputs_that_are_not_files_are_counted_and_rejected_not_a_file(tiny_raw:
         "fifo.jpeg": "a FIFO",
         "folder.jpeg": "a folder",
     }
+
+
+# --- item 12: label ids with an extension; a run that writes nothing fails ---------------------------
+
+
+def test_label_ids_with_an_extension_are_accepted(tiny_raw: Path, tmp_path: Path) -> None:
+    from sightx.labels import LabelError, read_labels
+
+    path = tmp_path / "labels.csv"
+    path.write_text("image,level\n10_left.jpeg,1\n10_right.JPG,2\n11_left,0\n")
+    assert read_labels(path) == {"10_left": 1, "10_right": 2, "11_left": 0}
+    path.write_text("image,level\n10_left.jpeg,1\n10_left,1\n")
+    with pytest.raises(LabelError, match="duplicate image id"):
+        read_labels(path)
+
+
+def test_a_shard_run_that_writes_nothing_exits_1_with_a_hint(tiny_raw: Path, tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from sightx.cli import shard
+
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    real = sorted((tiny_raw / "train").glob("*.jpeg"))[:3]
+    for p in real:
+        shutil.copy(p, raw / p.name)
+    labels = raw / "labels.csv"
+    labels.write_text("image,level\n" + "".join(f"{p.name},1\n" for p in real))  # ids with .jpeg: accepted
+    args = [str(raw), str(tmp_path / "out"), "--labels", str(labels), "--size", "64", "--val-fraction", "0", "--workers", "1", "--quiet"]
+    res = CliRunner().invoke(shard, args)
+    assert res.exit_code == 0 and "3 written" in res.output, res.output
+    labels.write_text("image,level\n" + "".join(f"img_{p.stem}.png,1\n" for p in real))  # ids that match nothing
+    res = CliRunner().invoke(shard, [*args, "--overwrite"])
+    assert res.exit_code == 1
+    error = res.output.strip().splitlines()[-1]
+    assert error.startswith("Error: nothing written: 3 of 3 input(s) rejected, mostly no-label; no image matched a label id")
+    assert "'img_" in error and "rejects.csv" in error

@@ -410,6 +410,19 @@ def _execute(todo: list[ShardTask], build: BuildOptions, workers: int, tick: Any
         pool.join()
 
 
+def nothing_written(m: dict[str, Any], out: Path) -> str | None:
+    """A one-line error with a hint when a run wrote no sample at all (so a command can fail), else None."""
+    s = m["summary"]
+    if s["written"]:
+        return None
+    top = max(s["rejected_by_reason"], key=s["rejected_by_reason"].get, default="")
+    hint = f"see {out / mf.REJECTS}"
+    if top == "no-label":
+        example = f" (the label file names e.g. {s['labels_without_image'][0]!r})" if s["labels_without_image"] else ""
+        hint = f"no image matched a label id{example}: ids are file names without extension, e.g. 10_left for 10_left.jpeg; {hint}"
+    return f"nothing written: {s['rejected']} of {s['inputs']} input(s) rejected, mostly {top}; {hint}"
+
+
 def format_summary(m: dict[str, Any], out: Path) -> str:
     """The end-of-run report for stdout."""
     s, r = m["summary"], m.get("run", {})
