@@ -397,3 +397,20 @@ def test_a_shard_run_that_writes_nothing_exits_1_with_a_hint(tiny_raw: Path, tmp
     error = res.output.strip().splitlines()[-1]
     assert error.startswith("Error: nothing written: 3 of 3 input(s) rejected, mostly no-label; no image matched a label id")
     assert "'img_" in error and "rejects.csv" in error
+
+
+# --- item 6: worker processes capped by inputs and cores ---------------------------------------------
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="counts processes through /proc")
+def test_a_pool_asked_for_999_workers_on_3_items_starts_at_most_3(tmp_path: Path) -> None:
+    import multiprocessing as mp
+
+    from pool_probe import siblings
+
+    from sightx.pool import cap_workers, default_workers, ordered_map
+
+    assert cap_workers(999, 3) == min(3, default_workers()) and cap_workers(999, 0) == 1 and cap_workers(2, 10**6) <= 2
+    before = len(mp.active_children())
+    counts = list(ordered_map(siblings, [1, 2, 3], 999))
+    assert len(counts) == 3 and max(counts) <= min(3, default_workers()) + 1 + before  # + spawn's resource tracker
