@@ -85,6 +85,7 @@ def check_files(shard_dir: Path, records: list[dict[str, Any]]) -> list[Problem]
 def verify(shard_dir: Path, *, deep: bool = False, progress: bool = False) -> Report:
     """Every shard of the manifest in `shard_dir` against its record; ManifestError if there is no usable manifest."""
     manifest = mf.read(shard_dir)
+    shard_dir = shard_dir if shard_dir.is_dir() else shard_dir.parent  # given the manifest file itself
     records = [s for s in manifest["shards"] if s.get("done")]
     report = Report(deep)
     unfinished = len(manifest["shards"]) - len(records)
@@ -119,9 +120,9 @@ def _check_shard(path: Path, rec: dict[str, Any], size: int | None, max_pixels: 
     keys: Counter[str] = Counter()
     grades = [0] * NUM_GRADES
     members = 0
-    with open(path, "rb") as f:
-        stream = _Hashing(f)
-        try:
+    try:
+        with open(path, "rb") as f:
+            stream = _Hashing(f)
             for key, parts in smp.read_samples(stream, others.append):  # type: ignore[arg-type]
                 keys[key] += 1
                 members += len(parts)
@@ -130,9 +131,9 @@ def _check_shard(path: Path, rec: dict[str, Any], size: int | None, max_pixels: 
                     grades[grade] += 1
                 problems += [Problem(name, w, key) for w in what]
             sha256 = stream.finish()
-        except (OSError, EOFError, tarfile.TarError) as e:
-            problems.append(Problem(name, f"unreadable: {e if isinstance(e, Rejection) else describe(e)}"))
-            return sum(keys.values()), problems
+    except (OSError, EOFError, tarfile.TarError) as e:
+        problems.append(Problem(name, f"unreadable: {e if isinstance(e, Rejection) else describe(e)}"))
+        return sum(keys.values()), problems
     if sha256 != rec["sha256"]:
         problems.append(Problem(name, "sha256 differs from the manifest's"))
     n = sum(keys.values())
