@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 DEMO   ?= data/demo
 
-.PHONY: install lint test demo serve docs kernel clean
+.PHONY: install lint test fuzz demo serve docs kernel clean
 
 # Re-installs only when the project's metadata changed; `pip install -e` keeps code edits live.
 $(STAMP): pyproject.toml
@@ -25,6 +25,10 @@ lint: $(STAMP)
 
 test: lint
 	$(PY) -m pytest
+
+# The fuzz tests at length, unseeded (make test runs a few seeded examples of each): about a minute or two.
+fuzz: $(STAMP)
+	SIGHTX_FUZZ_EXAMPLES=$${SIGHTX_FUZZ_EXAMPLES:-20000} $(PY) -m pytest -q -p no:cacheprovider tests/test_fuzz.py
 
 # The main job end to end on synthetic data: generate -> explore -> shard -> train -> predict.
 demo: $(STAMP)

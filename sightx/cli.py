@@ -151,7 +151,7 @@ def shard(
 ) -> None:
     """Preprocess RAW fundus JPEGs into WebDataset shards in OUT (default: shards/)."""
     from sightx.preprocess import PreprocessOptions
-    from sightx.shard import ShardInterrupted, ShardOptions, format_summary, run
+    from sightx.shard import ShardError, ShardInterrupted, ShardOptions, format_summary, nothing_written, run
 
     pre = PreprocessOptions(size=size, normalize=normalize, quality=quality, chroma=chroma, max_pixels=max_pixels)
     opts = ShardOptions(
@@ -172,6 +172,9 @@ def shard(
         click.echo(str(e), err=True)
         raise SystemExit(130) from None
     click.echo(format_summary(result, out))
+    empty = nothing_written(result, out)
+    if empty:
+        raise ShardError(empty)
 
 
 @command()
@@ -213,6 +216,13 @@ def shard(
 )
 @click.option("--workers", type=click.IntRange(0), default=min(8, default_workers()), show_default=True, help="DataLoader workers.")
 @click.option("--shuffle-buffer", type=click.IntRange(0), default=1000, show_default=True)
+@click.option(
+    "--max-bad-samples",
+    type=click.IntRange(0),
+    default=10,
+    show_default=True,
+    help="Corrupt samples skipped (and counted in metrics.jsonl) per epoch's train or val pass before the run stops.",
+)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", default="auto", show_default=True, help="auto (MPS, then CUDA, then CPU), cpu, cuda, cuda:1, mps.")
 @click.option("--amp", type=click.Choice(["auto", "off", "bf16", "fp16"]), default="auto", show_default=True)
@@ -289,6 +299,24 @@ def predict(
     failed = sum(bool(r["error"]) for r in rows)
     warned = sum(bool(r["warnings"]) for r in rows)
     click.echo(f"graded {len(rows) - failed} image(s), {failed} failed, {warned} with quality warnings; wrote {out_csv}")
+
+
+@command()
+@click.argument("shards", type=click.Path(path_type=Path), default=Path("shards"))
+@click.option("--deep", is_flag=True, help="Also decode every image and check every sample's JSON against the sample format.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def verify(shards: Path, deep: bool, quiet: bool) -> None:
+    """Check SHARDS (default: shards/) against its manifest: every shard present, size, sha256, members, keys, grade counts.
+
+    Exit status 1 on any mismatch.
+    """
+    from sightx.verify import format_report
+    from sightx.verify import verify as run_verify
+
+    report = run_verify(shards, deep=deep, progress=not quiet)
+    click.echo(format_report(report, shards))
+    if not report.ok:
+        raise SystemExit(1)
 
 
 @command()

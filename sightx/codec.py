@@ -16,7 +16,7 @@ _JPEG_EOI = b"\xff\xd9"
 
 
 class CodecError(Rejection, ValueError):
-    """Undecodable input; reason is one of empty-file, not-jpeg, truncated, decode-error."""
+    """Undecodable input; reason is one of empty-file, not-jpeg, truncated, decode-error, too-large."""
 
 
 def read_size(data: bytes) -> tuple[int, int]:

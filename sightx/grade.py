@@ -20,9 +20,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from sightx import codec, heads
+from sightx import heads
 from sightx.augment import EvalTransform, normalize_batch
 from sightx.contracts import checkpoint as ckpt
+from sightx.contracts import sample
 from sightx.grades import NAMES, REFERABLE
 from sightx.model import autocast, autocast_dtype, build_model, pick_device
 from sightx.photos import decode_photo
@@ -110,8 +111,8 @@ class Grader:
         return preprocess_photo(data, self.preprocess)
 
     def tensor(self, jpeg: bytes) -> torch.Tensor:
-        """A stored field as the model sees it at validation; CodecError if it is not a JPEG."""
-        return self.transform(codec.decode(jpeg)[0])
+        """A stored field as the model sees it at validation; CodecError if it is not a JPEG or too large."""
+        return self.transform(sample.decode_sample(jpeg))
 
     @torch.inference_mode()
     def outputs(self, tensors: list[torch.Tensor]) -> np.ndarray:

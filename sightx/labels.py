@@ -6,7 +6,9 @@ so a bad label file fails in a second rather than after hours of decoding.
 
 from __future__ import annotations
 
+import errno
 import re
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,7 +49,8 @@ def read_labels(path: Path) -> dict[str, int]:
     if missing:
         raise LabelError(f"{path}: missing column(s) {', '.join(missing)} (found: {', '.join(map(str, df.columns)) or 'none'})")
     line = np.arange(len(df)) + 2  # file line numbers: header is line 1
-    images = df["image"].str.strip()
+    # Ids are file names without the extension; some label files carry it ("10_left.jpeg"): accept both.
+    images = df["image"].str.strip().str.replace(r"\.(?:jpe?g)$", "", case=False, regex=True)
     levels = df["level"].str.strip()
     bad = ~levels.isin([str(g) for g in range(5)])
     if bad.any():
@@ -85,8 +88,35 @@ def patient_eye(image: str) -> tuple[str, str | None]:
 
 
 def find_images(raw: Path) -> list[Path]:
-    """All JPEGs under raw/, recursively, case-insensitive suffix, in a stable order."""
-    return sorted(p for p in raw.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    """All JPEGs under raw/, recursively, case-insensitive suffix, in a stable order (regular files only)."""
+    return find_inputs(raw)[0]
+
+
+def find_inputs(raw: Path) -> tuple[list[Path], list[tuple[Path, str]]]:
+    """Everything under raw/ named like a JPEG: the regular files (or symlinks to them), and the rest
+    (dangling symlinks, loops, FIFOs, folders) with what each is, so none of them vanishes unaccounted."""
+    images, others = [], []
+    for p in sorted(raw.rglob("*")):
+        if p.suffix.lower() in IMAGE_SUFFIXES:
+            what = not_a_file(p)
+            if what is None:
+                images.append(p)
+            else:
+                others.append((p, what))
+    return images, others
+
+
+def not_a_file(path: Path) -> str | None:
+    """What `path` is when it is not a readable regular file (reading a FIFO would block forever), else None."""
+    try:
+        mode = path.stat().st_mode
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            return "a symlink loop"
+        return "a dangling symlink" if path.is_symlink() else (e.strerror or str(e))
+    if stat.S_ISREG(mode):
+        return None
+    return "a folder" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode) else "not a regular file"
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -19,6 +19,11 @@ def default_workers() -> int:
         return os.cpu_count() or 1
 
 
+def cap_workers(requested: int, items: int) -> int:
+    """No more processes than items or cores: more only cost start-up time and memory (each imports numpy, OpenCV...)."""
+    return max(1, min(requested, items, default_workers()))
+
+
 def single_threaded() -> None:
     """One thread per library per process: the parallelism is the pool's (or, in-process, the caller's)."""
     import cv2
@@ -26,11 +31,13 @@ def single_threaded() -> None:
     cv2.setNumThreads(1)
 
 
-def ordered_map(fn: Callable[[T], R], items: Iterable[T], workers: int, context: str = "spawn") -> Iterator[R]:
-    """fn over items in `workers` processes (in-process when 1), yielding results in input order.
+def ordered_map(fn: Callable[[T], R], items: Sequence[T], workers: int, context: str = "spawn") -> Iterator[R]:
+    """fn over items in at most `workers` processes (capped by `cap_workers`; in-process when 1),
+    yielding results in input order.
 
     `spawn` by default so Linux runs exercise the same pickling path as macOS.
     """
+    workers = cap_workers(workers, len(items))
     if workers <= 1:
         single_threaded()
         yield from map(fn, items)

@@ -1,16 +1,23 @@
 """The training input pipeline: shards -> (image, grade, weight, key) batches, never the dataset in RAM.
 
 webdataset stages, in order: per-epoch shard shuffle (same order on every rank), split_by_node,
-split_by_worker, tar reading restricted to .jpg/.cls/.json (nothing is unpickled), class
-resampling on undecoded samples, a sample shuffle buffer, then JPEG decode and augmentation
-(sightx.augment, seeded per seed, epoch, rank and worker).
+split_by_worker, tar reading restricted to .jpg/.cls/.json (nothing is unpickled; sightx.contracts.sample
+reads and checks them), class resampling on undecoded samples, a sample shuffle buffer, then JPEG
+decode (through the pixel limit) and augmentation (sightx.augment, seeded per seed, epoch, rank and worker).
 Workers send uint8 tensors; normalisation happens on the device (4x less IPC than float).
+
+Shards are data from outside: a corrupt sample (or the unreadable rest of a shard) is skipped and
+counted in a counter shared by the loader's workers (`take_bad_samples`); the trainer reports the
+count per epoch and stops past a limit. Good samples are unaffected: an unbalanced epoch still
+yields each of them exactly once.
 """
 
 from __future__ import annotations
 
+import math
 import random
-from collections.abc import Callable, Iterator
+import tarfile
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -21,10 +28,11 @@ import torch
 import webdataset as wds
 from torch.utils.data import DataLoader, IterableDataset
 
-from sightx import balance, codec
+from sightx import balance
 from sightx.augment import Augment, EvalTransform
 from sightx.contracts import manifest as mf
 from sightx.contracts import sample as smp
+from sightx.errors import Rejection
 
 
 def shard_paths(shard_dir: Path, manifest: dict[str, Any], split: str) -> list[str]:
@@ -45,16 +53,18 @@ class StreamConfig:
     counts: tuple[int, ...] = (1, 1, 1, 1, 1)
     decay: float = 0.7
     loss_weights: bool = False
+    max_pixels: int = smp.MAX_SAMPLE_PIXELS  # a stored image claiming more is refused undecoded
 
 
 class ShardStream(IterableDataset):
     """One pass over the shards per `iter()`; the epoch is read from shared memory so persistent
     workers see it, and every random choice is seeded from (seed, epoch, rank, worker)."""
 
-    def __init__(self, cfg: StreamConfig, epoch: Any) -> None:
+    def __init__(self, cfg: StreamConfig, epoch: Any, bad: Any) -> None:
         super().__init__()
         self.cfg = cfg
         self.epoch = epoch  # multiprocessing Value('i'), shared with the workers
+        self.bad = bad  # multiprocessing Value('i'): corrupt samples skipped, by every worker
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, int, float, str]]:
         cfg = self.cfg
@@ -68,7 +78,7 @@ class ShardStream(IterableDataset):
             wds.SimpleShardList(shards),
             wds.split_by_node,
             wds.split_by_worker,
-            wds.tarfile_to_samples(select_files=smp.wanted_member),
+            self._samples,
         ]
         if cfg.train and cfg.balance in ("sample", "progressive"):
             target = balance.target_distribution(cfg.balance, list(cfg.counts), epoch, cfg.decay)
@@ -81,14 +91,52 @@ class ShardStream(IterableDataset):
             partial(Augment(cfg.image_size), rng=np.random.default_rng(seeds + [2])) if cfg.train else EvalTransform(cfg.image_size)
         )
         for sample in wds.DataPipeline(*stages):
-            yield self._decode(sample, transform)
+            try:
+                image = transform(smp.decode_sample(sample[smp.IMAGE], self.cfg.max_pixels))
+            except Rejection:
+                self._skip()
+                continue
+            yield image, sample["__grade__"], sample["__weight__"], sample["__key__"]
 
-    def _decode(self, sample: dict[str, Any], transform: Callable[[np.ndarray], torch.Tensor]) -> tuple[torch.Tensor, int, float, str]:
-        grade = smp.grade_of(sample)
-        # The metadata is parsed only when its weight is used: this runs once per sample per epoch.
-        weight = float(smp.meta_of(sample).get("weight") or 1.0) if self.cfg.loss_weights else 1.0
-        image = transform(codec.decode(smp.image_of(sample))[0])
-        return image, -1 if grade is None else grade, weight, sample["__key__"]
+    def _samples(self, shards: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+        """Undecoded samples whose grade, image header, metadata and weight are sound (resampling routes by the
+        grade, and may repeat or drop a sample: what is refused here is counted exactly once)."""
+        for shard in shards:
+            try:
+                for key, parts in smp.read_samples(Path(shard["url"])):
+                    try:
+                        checked = self._check(parts)
+                    except Rejection:
+                        self._skip()
+                        continue
+                    yield {**parts, **checked, "__key__": key}
+            except (OSError, EOFError, tarfile.TarError):  # truncated, not a tar, a member claiming gigabytes
+                self._skip()
+
+    def _check(self, parts: dict[str, bytes]) -> dict[str, Any]:
+        grade = smp.grade_of(parts)
+        if grade is None:
+            raise smp.SampleError(f"no .{smp.GRADE} member")
+        smp.sample_size(smp.image_of(parts), self.cfg.max_pixels)  # before resampling: a corrupt sample is counted once
+        meta = smp.meta_of(parts)  # parsed even when unused: a malformed one marks a corrupt sample
+        weight = meta.get("weight", 1.0) if self.cfg.loss_weights else 1.0
+        weight = 1.0 if weight is None else weight
+        if not isinstance(weight, int | float) or isinstance(weight, bool) or not math.isfinite(weight) or weight < 0:
+            raise smp.SampleError(f".{smp.META} weight is {str(weight)[:20]!r}, not a non-negative number")
+        return {"__grade__": grade, "__weight__": float(weight)}
+
+    def _skip(self) -> None:
+        with self.bad.get_lock():
+            self.bad.value += 1
+
+
+def take_bad_samples(loader: DataLoader) -> int:
+    """Corrupt samples the loader's workers skipped since the last call (exact once a pass has
+    ended: every worker counts before it finishes); the count restarts at 0."""
+    bad = loader.dataset.bad  # type: ignore[attr-defined]
+    with bad.get_lock():
+        n, bad.value = bad.value, 0
+    return int(n)
 
 
 def loader_settings(workers: int, pin_memory: bool = False) -> dict[str, Any]:
@@ -108,6 +156,7 @@ def loader_settings(workers: int, pin_memory: bool = False) -> dict[str, Any]:
 
 def make_loader(cfg: StreamConfig, batch_size: int, workers: int, pin_memory: bool = False) -> tuple[DataLoader, Any]:
     """A DataLoader over the stream and the shared epoch counter to set before each pass."""
-    epoch = torch.multiprocessing.get_context("spawn").Value("i", 0)
-    loader = DataLoader(ShardStream(cfg, epoch), batch_size=batch_size, **loader_settings(workers, pin_memory))
+    ctx = torch.multiprocessing.get_context("spawn")
+    epoch = ctx.Value("i", 0)
+    loader = DataLoader(ShardStream(cfg, epoch, ctx.Value("i", 0)), batch_size=batch_size, **loader_settings(workers, pin_memory))
     return loader, epoch

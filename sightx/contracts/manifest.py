@@ -132,6 +132,21 @@ def _inconsistency(data: dict[str, Any]) -> str | None:
     return None
 
 
+def output_size(manifest: dict[str, Any]) -> int | None:
+    """The side of the set's stored squares as its options say, or None when they do not say it plainly."""
+    options = manifest.get("options")
+    pre = options.get("preprocess") if isinstance(options, dict) else None
+    size = pre.get("size") if isinstance(pre, dict) else None
+    return size if isinstance(size, int) and not isinstance(size, bool) and size > 0 else None
+
+
+def sample_pixel_limit(manifest: dict[str, Any], ceiling: int) -> int:
+    """The most pixels a stored image of this set may have: its output square, at most `ceiling`
+    (the options are whatever the manifest says, so an absurd size cannot raise the limit)."""
+    size = output_size(manifest)
+    return ceiling if size is None else min(size * size, ceiling)
+
+
 def shards_of(manifest: dict[str, Any], split: str) -> list[dict[str, Any]]:
     """The finished shards of one split, in order."""
     return [s for s in manifest["shards"] if s["split"] == split and s.get("done")]

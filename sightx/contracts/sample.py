@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import json
 import tarfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
+import numpy as np
+
+from sightx import codec
 from sightx.errors import Rejection
 from sightx.grades import is_grade
 
@@ -23,6 +26,12 @@ META = "json"
 MEMBERS = (f".{IMAGE}", f".{GRADE}", f".{META}")
 # The JSON keys every sample carries besides the preprocessing facts (`Processed.info`).
 META_KEYS = ("image", "key", "source", "patient", "eye", "grade", "split", "other_eye", "weight", "weight_effective")
+# A stored image is a square at the shard's output size (at most 4096 px): a header claiming more
+# is hostile, not a photo, and is refused before any pixel is decoded.
+MAX_SAMPLE_PIXELS = 4096 * 4096
+# No member of a shard is near this (a 4096 px q95 JPEG is a few MB): a header claiming more is
+# refused before its data is read, so a lying header cannot make a reader allocate gigabytes.
+MAX_MEMBER_BYTES = 64 << 20
 
 
 class SampleError(Rejection):
@@ -30,6 +39,13 @@ class SampleError(Rejection):
 
     def __init__(self, detail: str) -> None:
         super().__init__("corrupt-sample", detail)
+
+
+class OversizedMember(SampleError, tarfile.TarError):
+    """A tar member claiming more than MAX_MEMBER_BYTES: the rest of the shard is not read.
+
+    A TarError too, so every reader that already treats an unreadable shard as one bad shard does so here.
+    """
 
 
 def wanted_member(name: str) -> bool:
@@ -90,14 +106,40 @@ def meta_of(parts: dict[str, bytes]) -> dict[str, Any]:
     return meta
 
 
-def read_samples(path: Path) -> Iterator[tuple[str, dict[str, bytes]]]:
-    """(key, {extension: bytes}) per sample of a shard, streamed in tar order."""
+def sample_size(jpeg: bytes, max_pixels: int = MAX_SAMPLE_PIXELS) -> tuple[int, int]:
+    """(width, height) of a stored image from its header; CodecError `too-large` above max_pixels."""
+    width, height = codec.read_size(jpeg)
+    if width * height > max_pixels:
+        raise codec.CodecError("too-large", f"{width}x{height} exceeds {max_pixels} pixels")
+    return width, height
+
+
+def decode_sample(jpeg: bytes, max_pixels: int = MAX_SAMPLE_PIXELS) -> np.ndarray:
+    """A stored image as RGB uint8, the header checked first: every decode of shard data goes through here.
+
+    CodecError (a Rejection) for anything that is not a JPEG of at most max_pixels pixels.
+    """
+    sample_size(jpeg, max_pixels)
+    return codec.decode(jpeg)[0]
+
+
+def read_samples(source: Path | BinaryIO, unexpected: Callable[[str], None] | None = None) -> Iterator[tuple[str, dict[str, bytes]]]:
+    """(key, {extension: bytes}) per sample of a shard (a path or a binary stream), in tar order.
+
+    Members other than MEMBERS are not read; `unexpected(name)` hears of each. OversizedMember when
+    a member's header claims more than MAX_MEMBER_BYTES (its data is never read).
+    """
     key: str | None = None
     parts: dict[str, bytes] = {}
-    with tarfile.open(path, "r|") as tar:
+    tar = tarfile.open(source, "r|") if isinstance(source, Path) else tarfile.open(fileobj=source, mode="r|")
+    with tar:
         for member in tar:
             if not member.isfile() or not wanted_member(member.name):
+                if unexpected is not None:
+                    unexpected(member.name)
                 continue
+            if member.size > MAX_MEMBER_BYTES:
+                raise OversizedMember(f"member {member.name[:80]!r} claims {member.size} bytes (over {MAX_MEMBER_BYTES})")
             k, _, ext = member.name.rsplit("/", 1)[-1].partition(".")
             if key is not None and k != key:
                 yield key, parts

@@ -21,7 +21,7 @@ import numpy as np
 
 from sightx import codec
 from sightx.contracts import manifest as mf
-from sightx.contracts.sample import read_samples
+from sightx.contracts.sample import decode_sample, read_samples, sample_size
 from sightx.errors import Rejection, describe
 from sightx.explore.common import EXAMPLES, ExploreError, ExploreOptions, pct, thumbnail
 from sightx.grades import NUM_GRADES, is_grade
@@ -38,8 +38,6 @@ class Sample(NamedTuple):
 
 Picked = tuple[dict[str, Any], np.ndarray]  # a sample's metadata and its JPEG decoded
 ByGrade = dict[int, list[Picked]]  # grade -> the samples picked
-# A stored sample is a square at the training size; a header claiming more is hostile, not a photo.
-MAX_SAMPLE_PIXELS = 4096 * 4096
 _MISSING = object()
 
 
@@ -265,7 +263,7 @@ def _decodable(samples: list[Sample], order: np.ndarray, n: int, skips: Skips) -
     for j in order:
         sample = samples[j]
         try:
-            picked.append((int(j), (sample.meta, codec.decode(sample.jpg)[0])))
+            picked.append((int(j), (sample.meta, decode_sample(sample.jpg))))
         except codec.CodecError as e:
             skips.add(sample.shard, sample.key, e)
         if len(picked) == n:
@@ -324,9 +322,7 @@ def check_sample(parts: dict[str, bytes]) -> tuple[dict[str, Any], bytes] | Reje
     if not _safe_source(meta.get("source")):
         return Rejection("bad-source", f"source {str(meta.get('source'))[:60]!r} is not a relative path inside the raw folder")
     try:
-        width, height = codec.read_size(parts["jpg"])
+        sample_size(parts["jpg"])
     except codec.CodecError as e:
         return e
-    if width * height > MAX_SAMPLE_PIXELS:
-        return Rejection("too-large", f"{width}x{height} exceeds {MAX_SAMPLE_PIXELS} pixels")
     return meta, parts["jpg"]

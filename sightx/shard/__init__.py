@@ -1,5 +1,5 @@
 """The shard engine: raw fundus JPEGs -> preprocessed, class-balanced WebDataset shards."""
 
-from sightx.shard.engine import ShardError, ShardInterrupted, ShardOptions, format_summary, run
+from sightx.shard.engine import ShardError, ShardInterrupted, ShardOptions, format_summary, nothing_written, run
 
-__all__ = ["ShardError", "ShardInterrupted", "ShardOptions", "format_summary", "run"]
+__all__ = ["ShardError", "ShardInterrupted", "ShardOptions", "format_summary", "nothing_written", "run"]

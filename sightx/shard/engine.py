@@ -7,6 +7,7 @@ deterministic, so the resumed output is byte-identical to an uninterrupted run.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import multiprocessing as mp
@@ -25,9 +26,10 @@ from sightx.atomic import atomic_write_text
 from sightx.contracts import manifest as mf
 from sightx.errors import SightXError
 from sightx.grades import NUM_GRADES
-from sightx.labels import find_images, find_label_file, read_labels
+from sightx.labels import find_inputs, find_label_file, image_id, read_labels
 from sightx.pool import single_threaded
 from sightx.preprocess import PreprocessOptions
+from sightx.shard import lock
 from sightx.shard.plan import Plan, Reject, ShardTask, make_plan
 from sightx.shard.task import BuildOptions, ShardResult, build_shard, commit_shard, file_sha256
 
@@ -69,8 +71,8 @@ def _shard_files(out: Path) -> list[Path]:
     return sorted(p for p in out.iterdir() if p.name.split("-")[0] in mf.SPLITS and p.name.endswith((".tar", ".tar.tmp")))
 
 
-def _prepare_output(out: Path, opts: ShardOptions) -> dict[str, Any] | None:
-    """Create/check the output folder; returns the previous manifest when it can be resumed."""
+def _prepare_output(out: Path, opts: ShardOptions, held: contextlib.ExitStack) -> dict[str, Any] | None:
+    """Create/check and lock the output folder (for `held`'s lifetime); returns the previous manifest when it can be resumed."""
     try:
         out.mkdir(parents=True, exist_ok=True)
         probe = out / ".sightx-write-probe"
@@ -78,6 +80,7 @@ def _prepare_output(out: Path, opts: ShardOptions) -> dict[str, Any] | None:
         probe.unlink()
     except OSError as e:
         raise ShardError(f"cannot write to output folder {out}: {e.strerror or e}") from None
+    held.enter_context(lock.hold(out))  # before anything in the folder is touched
     previous = None
     if (out / mf.MANIFEST).exists():
         try:
@@ -191,24 +194,32 @@ def _write_rejects(out: Path, plan: Plan, results: dict[str, ShardResult]) -> No
     atomic_write_text(out / mf.REJECTS, buf.getvalue())
 
 
-def load_inputs(raw: Path, opts: ShardOptions) -> tuple[list[Path], dict[str, int] | None]:
-    """The images under raw/ and the validated labels (None when shard-ing an unlabelled set)."""
+def load_inputs(raw: Path, opts: ShardOptions) -> tuple[list[Path], dict[str, int] | None, list[Reject]]:
+    """The images under raw/, the validated labels (None when shard-ing an unlabelled set), and the
+    inputs that are not regular files, rejected as `not-a-file` (never opened)."""
     if not raw.is_dir():
         raise ShardError(f"input folder {raw} does not exist")
     label_path = Path(opts.labels) if opts.labels else find_label_file(raw)
     if label_path is None and not opts.unlabeled:
         raise ShardError(f"no trainLabels.csv in {raw} or its parent: pass --labels PATH, or --unlabeled for a test set")
     labels = read_labels(label_path) if label_path else None
-    images = find_images(raw)
-    if not images:
+    images, others = find_inputs(raw)
+    if not images and not others:
         raise ShardError(f"no .jpeg/.jpg files under {raw}")
-    return images, labels
+    not_files = [Reject(p.relative_to(raw).as_posix(), image_id(p), "not-a-file", what) for p, what in others]
+    return images, labels, not_files
 
 
 def run(raw: Path, out: Path, opts: ShardOptions) -> dict[str, Any]:
-    """Shard raw/ into out/; returns the final manifest (with a `run` block of timings)."""
+    """Shard raw/ into out/; returns the final manifest (with a `run` block of timings). One run per out/ at a time."""
+    with contextlib.ExitStack() as held:
+        return _run(raw, out, opts, held)
+
+
+def _run(raw: Path, out: Path, opts: ShardOptions, held: contextlib.ExitStack) -> dict[str, Any]:
     start = time.perf_counter()
-    images, labels = load_inputs(raw, opts)
+    images, labels, not_files = load_inputs(raw, opts)
+    n_inputs = len(images) + len(not_files)
     plan = make_plan(
         raw,
         images,
@@ -218,11 +229,12 @@ def run(raw: Path, out: Path, opts: ShardOptions) -> dict[str, Any]:
         seed=opts.seed,
         unlabeled=opts.unlabeled,
     )
-    previous = _prepare_output(out, opts)
+    plan.rejects.extend(not_files)
+    previous = _prepare_output(out, opts, held)
     results: dict[str, ShardResult] = {}
 
     def record() -> None:
-        mf.write(out, _manifest(opts, plan, results, len(images)))
+        mf.write(out, _manifest(opts, plan, results, n_inputs))
 
     for task in plan.tasks:
         reused = _reusable(out, task, previous)
@@ -279,7 +291,7 @@ def run(raw: Path, out: Path, opts: ShardOptions) -> dict[str, Any]:
         bar.close()
 
     _write_rejects(out, plan, results)
-    final = _manifest(opts, plan, results, len(images))
+    final = _manifest(opts, plan, results, n_inputs)
     elapsed = time.perf_counter() - start
     built = [r for r in results.values() if r.seconds > 0]
     final["run"] = {
@@ -393,6 +405,19 @@ def _execute(todo: list[ShardTask], build: BuildOptions, workers: int, tick: Any
     finally:
         pool.terminate()
         pool.join()
+
+
+def nothing_written(m: dict[str, Any], out: Path) -> str | None:
+    """A one-line error with a hint when a run wrote no sample at all (so a command can fail), else None."""
+    s = m["summary"]
+    if s["written"]:
+        return None
+    top = max(s["rejected_by_reason"], key=s["rejected_by_reason"].get, default="")
+    hint = f"see {out / mf.REJECTS}"
+    if top == "no-label":
+        example = f" (the label file names e.g. {s['labels_without_image'][0]!r})" if s["labels_without_image"] else ""
+        hint = f"no image matched a label id{example}: ids are file names without extension, e.g. 10_left for 10_left.jpeg; {hint}"
+    return f"nothing written: {s['rejected']} of {s['inputs']} input(s) rejected, mostly {top}; {hint}"
 
 
 def format_summary(m: dict[str, Any], out: Path) -> str:

@@ -40,6 +40,7 @@ class TrainConfig:
     balance_decay: float = 0.7
     workers: int = min(8, default_workers())
     shuffle_buffer: int = 1000
+    max_bad_samples: int = 10  # corrupt samples skipped per pass (train or val) before the run stops
     seed: int = 0
     device: str = "auto"
     amp: str = "auto"

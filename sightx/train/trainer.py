@@ -21,12 +21,14 @@ from sightx import heads, metrics
 from sightx.augment import parse_normalization
 from sightx.contracts import checkpoint as ckpt
 from sightx.contracts import manifest as mf
+from sightx.contracts import sample as smp
 from sightx.model import autocast_dtype, build_model, pick_device
-from sightx.stream import StreamConfig, make_loader, shard_paths
+from sightx.stream import StreamConfig, make_loader, shard_paths, take_bad_samples
 from sightx.train import distributed, loop
 from sightx.train.config import TrainConfig, TrainError
 from sightx.train.distributed import Dist
 from sightx.train.run_dir import RunDir
+from sightx.verify import check_files
 
 
 def lr_lambda(total_steps: int, warmup_steps: int, schedule: str) -> Any:
@@ -51,6 +53,12 @@ def read_shards(shard_dir: Path) -> tuple[dict[str, Any], list[str], list[str]]:
     train_shards, val_shards = shard_paths(shard_dir, manifest, "train"), shard_paths(shard_dir, manifest, "val")
     if not train_shards:
         raise TrainError(f"{shard_dir}: no finished train shards in the manifest")
+    # Presence and size only: a sha256 of every shard would read the whole set (an epoch's I/O) before
+    # the first step, on every rank; content damage shows as counted corrupt samples instead.
+    problems = check_files(shard_dir, mf.shards_of(manifest, "train") + mf.shards_of(manifest, "val"))
+    if problems:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise TrainError(f"{shard_dir}: {problems[0]}{more}; run sightx-verify {shard_dir} for the full check")
     return manifest, train_shards, val_shards
 
 
@@ -119,7 +127,12 @@ class Trainer:
         random.seed(cfg.seed)
         self.model, self.ctx = build_step(cfg, device, d, total, min(total, max(1, int(cfg.warmup_epochs * self.steps_per_epoch))))
 
-        stream = dict(image_size=cfg.image_size, seed=cfg.seed, counts=tuple(counts))
+        stream = dict(
+            image_size=cfg.image_size,
+            seed=cfg.seed,
+            counts=tuple(counts),
+            max_pixels=mf.sample_pixel_limit(self.manifest, smp.MAX_SAMPLE_PIXELS),
+        )
         pin = device.type == "cuda"
         train_cfg = StreamConfig(
             tuple(train_shards),
@@ -187,6 +200,17 @@ class Trainer:
             normalization=self.ctx.norm,
         )
 
+    def _bad_samples(self, loader: Any, epoch: int, split: str) -> int:
+        """Corrupt samples skipped in the pass just ended, over all ranks; TrainError past --max-bad-samples
+        (every rank sees the same sum, so all stop together)."""
+        (bad,) = distributed.sum_over_ranks(self.dist, [float(take_bad_samples(loader))])
+        if bad > self.cfg.max_bad_samples:
+            raise TrainError(
+                f"{int(bad)} corrupt {split} samples skipped in epoch {epoch + 1}, more than --max-bad-samples "
+                f"{self.cfg.max_bad_samples}: `sightx-verify {self.cfg.shards} --deep` lists them"
+            )
+        return int(bad)
+
     def fit(self) -> list[dict[str, Any]]:
         cfg, p = self.cfg, self.progress
         for epoch in range(p.start_epoch, cfg.epochs):
@@ -198,9 +222,11 @@ class Trainer:
                     self.ctx, self.train_loader, self.dist, steps=self.steps_per_epoch, desc=desc, progress=cfg.progress
                 ),
             }
+            row["bad_samples"] = self._bad_samples(self.train_loader, epoch, "train")
             val = None
             if self.val_loader is not None:
                 outputs, grades, _ = loop.predict(self.ctx, self.model, self.val_loader, self.dist)
+                row["val_bad_samples"] = self._bad_samples(self.val_loader, epoch, "val")
                 val = loop.evaluate(self.head, outputs, grades)
                 row["val"] = val
                 if "thresholds" in val:  # the tuned thresholds are what this epoch's checkpoint grades with
