@@ -23,10 +23,12 @@ from tqdm import tqdm
 
 from sightx import manifest as mf
 from sightx.atomic import atomic_write_text
-from sightx.labels import LabelError, find_images, find_label_file, read_labels
+from sightx.labels import LabelError, parse_labels, read_labels
 from sightx.preprocess import PreprocessOptions
 from sightx.shard.plan import Plan, Reject, ShardTask, make_plan
+from sightx.shard.streamed import SPOOL_SUFFIX, execute_streamed
 from sightx.shard.task import BuildOptions, ShardResult, build_shard, commit_shard, file_sha256
+from sightx.sources import Member, Source, SourceError, find_labels, open_source
 
 SPLITS = ("train", "val", "test")
 
@@ -65,7 +67,9 @@ class ShardOptions:
 
 
 def _shard_files(out: Path) -> list[Path]:
-    return sorted(p for p in out.iterdir() if p.name.split("-")[0] in SPLITS and p.name.endswith((".tar", ".tar.tmp")))
+    """Shards, and what a killed run left of them (temporary tars, stream spools)."""
+    ends = (".tar", ".tar.tmp", ".tar" + SPOOL_SUFFIX)
+    return sorted(p for p in out.iterdir() if p.name.split("-")[0] in SPLITS and p.name.endswith(ends))
 
 
 def _prepare_output(out: Path, opts: ShardOptions) -> dict[str, Any] | None:
@@ -97,7 +101,7 @@ def _prepare_output(out: Path, opts: ShardOptions) -> dict[str, Any] | None:
             p.unlink(missing_ok=True)
         return None
     for p in _shard_files(out):
-        if p.name.endswith(".tmp"):
+        if not p.name.endswith(".tar"):
             p.unlink()  # a shard a killed run was writing: redone below
     for name in (mf.MANIFEST, mf.REJECTS):
         for p in out.glob(f".{name}.*.tmp"):
@@ -190,30 +194,30 @@ def _write_rejects(out: Path, plan: Plan, results: dict[str, ShardResult]) -> No
     atomic_write_text(out / mf.REJECTS, buf.getvalue())
 
 
-def load_inputs(raw: Path, opts: ShardOptions) -> tuple[list[Path], dict[str, int] | None]:
-    """The images under raw/ and the validated labels (None when shard-ing an unlabelled set)."""
-    if not raw.is_dir():
-        raise ShardError(f"input folder {raw} does not exist")
-    label_path = Path(opts.labels) if opts.labels else find_label_file(raw)
-    if label_path is None and not opts.unlabeled:
-        raise ShardError(f"no trainLabels.csv in {raw} or its parent: pass --labels PATH, or --unlabeled for a test set")
+def load_inputs(raw: Path, opts: ShardOptions) -> tuple[Source, list[Member], dict[str, int] | None]:
+    """The source at raw (folder, zip, parts, competition zip, tar), its images and the validated
+    labels (None when shard-ing an unlabelled set); every whole-archive problem is found here."""
     try:
-        labels = read_labels(label_path) if label_path else None
-    except LabelError as e:
+        source = open_source(raw, opts.unlabeled)
+        found = None if opts.labels else find_labels(source)
+        labels = read_labels(Path(opts.labels)) if opts.labels else parse_labels(*found) if found else None
+        members = source.members()
+    except (SourceError, LabelError) as e:
         raise ShardError(str(e)) from None
-    images = find_images(raw)
-    if not images:
+    if labels is None and not opts.unlabeled:
+        where = " or ".join(str(f) for f in source.label_folders())
+        raise ShardError(f"no trainLabels.csv(.zip) in {where}: pass --labels PATH, or --unlabeled for a test set")
+    if not members:
         raise ShardError(f"no .jpeg/.jpg files under {raw}")
-    return images, labels
+    return source, members, labels
 
 
 def run(raw: Path, out: Path, opts: ShardOptions) -> dict[str, Any]:
-    """Shard raw/ into out/; returns the final manifest (with a `run` block of timings)."""
+    """Shard the source at raw into out/; returns the final manifest (with a `run` block of timings)."""
     start = time.perf_counter()
-    images, labels = load_inputs(raw, opts)
+    source, members, labels = load_inputs(raw, opts)
     plan = make_plan(
-        raw,
-        images,
+        [m.name for m in members],
         labels,
         shard_size=opts.shard_size,
         val_fraction=opts.val_fraction,
@@ -224,7 +228,7 @@ def run(raw: Path, out: Path, opts: ShardOptions) -> dict[str, Any]:
     results: dict[str, ShardResult] = {}
 
     def record() -> None:
-        mf.write(out, _manifest(opts, plan, results, len(images)))
+        mf.write(out, _manifest(opts, plan, results, len(members)))
 
     for task in plan.tasks:
         reused = _reusable(out, task, previous)
@@ -238,7 +242,7 @@ def run(raw: Path, out: Path, opts: ShardOptions) -> dict[str, Any]:
     record()
 
     todo = [t for t in plan.tasks if t.name not in results]
-    build = BuildOptions(str(raw), str(out), opts.preprocess, opts.min_quality)
+    build = BuildOptions(source, str(out), opts.preprocess, opts.min_quality)
     total = sum(len(t.samples) for t in todo)
     bar = tqdm(total=total, unit="img", desc="shard", disable=not opts.progress, smoothing=0.05)
     rejected = 0
@@ -268,7 +272,10 @@ def run(raw: Path, out: Path, opts: ShardOptions) -> dict[str, Any]:
             pass  # the run is failing anyway; shards not listed are rebuilt by a resume
 
     try:
-        _execute(todo, build, opts.workers, tick, finished)
+        if source.random_access:
+            _execute(todo, build, opts.workers, tick, finished, {m.name: m.size for m in members})
+        else:
+            execute_streamed(todo, build, opts.workers, tick, finished)
     except OSError as e:  # disk full, permissions: the finished shards stay valid for a resume
         record_progress()
         raise ShardError(f"cannot write shards in {out}: {e.strerror or e}") from None
@@ -281,7 +288,7 @@ def run(raw: Path, out: Path, opts: ShardOptions) -> dict[str, Any]:
         bar.close()
 
     _write_rejects(out, plan, results)
-    final = _manifest(opts, plan, results, len(images))
+    final = _manifest(opts, plan, results, len(members))
     elapsed = time.perf_counter() - start
     built = [r for r in results.values() if r.seconds > 0]
     final["run"] = {
@@ -343,23 +350,13 @@ def _build_in_worker(args: tuple[ShardTask, BuildOptions]) -> ShardResult:
         _TICKS.flush()  # before the result, so the bar is complete when the shard is
 
 
-def _longest_first(todo: list[ShardTask], raw: Path) -> list[ShardTask]:
-    """Shards by input bytes, largest first: the pool's last shards are its shortest, so
-    workers finish together (which shard runs when never changes its bytes)."""
-
-    def size(task: ShardTask) -> int:
-        total = 0
-        for ref in task.samples:
-            try:
-                total += (raw / ref.source).stat().st_size
-            except OSError:
-                pass  # unreadable: build_shard records the rejection
-        return total
-
-    return sorted(todo, key=size, reverse=True)
+def _longest_first(todo: list[ShardTask], sizes: dict[str, int]) -> list[ShardTask]:
+    """Shards by input bytes (as listed by the source), largest first: the pool's last shards are
+    its shortest, so workers finish together (which shard runs when never changes its bytes)."""
+    return sorted(todo, key=lambda task: sum(sizes[ref.source] for ref in task.samples), reverse=True)
 
 
-def _execute(todo: list[ShardTask], build: BuildOptions, workers: int, tick: Any, finished: Any) -> None:
+def _execute(todo: list[ShardTask], build: BuildOptions, workers: int, tick: Any, finished: Any, sizes: dict[str, int]) -> None:
     """Build the shards, in-process for one worker, else on a spawn pool with progress ticks."""
     if workers <= 1 or len(todo) <= 1:
         import cv2
@@ -380,7 +377,7 @@ def _execute(todo: list[ShardTask], build: BuildOptions, workers: int, tick: Any
     ticks = ctx.Queue()
     pool = ctx.Pool(min(workers, len(todo)), _init_worker, (ticks,))
     try:
-        pending = [pool.apply_async(_build_in_worker, ((t, build),)) for t in _longest_first(todo, Path(build.raw))]
+        pending = [pool.apply_async(_build_in_worker, ((t, build),)) for t in _longest_first(todo, sizes)]
         while pending:
             try:
                 tick(*ticks.get(timeout=0.1))

@@ -12,7 +12,7 @@ import json
 import math
 from collections import Counter
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from pathlib import PurePosixPath
 
 import numpy as np
 
@@ -24,7 +24,7 @@ from sightx.manifest import NUM_GRADES, class_weights
 class SampleRef:
     """One input image and everything known about it before decoding."""
 
-    source: str  # path relative to the raw folder
+    source: str  # the member's path inside the source (relative to a folder, or inside an archive)
     image: str
     key: str
     patient: str
@@ -72,8 +72,7 @@ class Plan:
 
 
 def make_plan(
-    raw: Path,
-    images: list[Path],
+    sources: list[str],
     labels: dict[str, int] | None,
     *,
     shard_size: int,
@@ -81,14 +80,13 @@ def make_plan(
     seed: int,
     unlabeled: bool,
 ) -> Plan:
-    """Assign every input to a split and a shard, or to a planning-time rejection."""
+    """Assign every input (member names, in listing order) to a split and a shard, or to a planning-time rejection."""
     rejects: list[Reject] = []
     labelled: dict[str, tuple[str, int]] = {}  # image id -> (source, grade)
     unlabelled: dict[str, str] = {}
     seen: dict[str, str] = {}
-    for path in images:
-        source = path.relative_to(raw).as_posix()
-        image = image_id(path)
+    for source in sources:
+        image = image_id(PurePosixPath(source))
         key = sample_key(image)
         if key in seen:
             rejects.append(Reject(source, image, "duplicate-id", f"same id as {seen[key]}"))
