@@ -83,10 +83,18 @@ def _quality_rules(_ctx: click.Context, _param: click.Parameter, value: str | No
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
-@click.argument("raw", type=click.Path(path_type=Path))
+@click.argument("raw", metavar="SOURCE", type=click.Path(path_type=Path))
 @click.argument("out", type=click.Path(path_type=Path), default=Path("shards"))
-@click.option("--labels", type=click.Path(dir_okay=False), help="Label CSV (image,level); default: trainLabels.csv in RAW or its parent.")
-@click.option("--unlabeled", is_flag=True, help="Write images without a label into a 'test' split instead of rejecting them.")
+@click.option(
+    "--labels",
+    type=click.Path(dir_okay=False),
+    help="Label CSV (image,level), or trainLabels.csv.zip; default: trainLabels.csv(.zip) beside SOURCE or inside the competition zip.",
+)
+@click.option(
+    "--unlabeled",
+    is_flag=True,
+    help="Write images without a label into a 'test' split instead of rejecting them; from the competition zip: its test images.",
+)
 @click.option("--size", type=click.IntRange(32, 4096), default=512, show_default=True, help="Output side in pixels.")
 @click.option("--normalize", type=click.Choice(["graham", "clahe", "none"]), default="graham", show_default=True)
 @click.option("--quality", type=click.IntRange(50, 100), default=95, show_default=True, help="Output JPEG quality.")
@@ -123,7 +131,11 @@ def shard(
     overwrite: bool,
     quiet: bool,
 ) -> None:
-    """Preprocess RAW fundus JPEGs into WebDataset shards in OUT (default: shards/)."""
+    """Preprocess the fundus JPEGs in SOURCE into WebDataset shards in OUT (default: shards/).
+
+    SOURCE is a folder, a zip, byte-split zip parts (train.zip.001 or their folder), Kaggle's
+    diabetic-retinopathy-detection.zip as downloaded, or a tar (.tar, .tar.gz): read in place,
+    nothing is extracted."""
     from sightx.preprocess import PreprocessOptions
     from sightx.shard import ShardError, ShardInterrupted, ShardOptions, format_summary, run
 
@@ -212,17 +224,19 @@ def train(shards: Path, out: str, quiet: bool, **kw: object) -> None:
 def predict(
     inputs: tuple[Path, ...], checkpoint: Path, out_csv: Path, batch_size: int, workers: int, device: str, blend_eyes: bool, quiet: bool
 ) -> None:
-    """Grade INPUTS (image files, folders, or .tar shards) with the checkpoint's own preprocessing."""
+    """Grade INPUTS (image files, folders, zips, split parts, the competition zip's test images, .tar shards)
+    with the checkpoint's own preprocessing."""
     from sightx.model import DeviceError
     from sightx.predict import predict as run_predict
     from sightx.predict import write_csv
+    from sightx.sources import SourceError
     from sightx.train import TrainError
 
     try:
         rows = run_predict(
             list(inputs), checkpoint, batch_size=batch_size, workers=workers, device=device, blend_eyes=blend_eyes, progress=not quiet
         )
-    except (TrainError, DeviceError) as e:
+    except (TrainError, DeviceError, SourceError) as e:
         raise click.ClickException(str(e)) from None
     try:
         write_csv(rows, out_csv)

@@ -14,7 +14,7 @@ import json
 import tarfile
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import numpy as np
@@ -25,11 +25,13 @@ from sightx import codec, metrics
 from sightx.atomic import atomic_write_text
 from sightx.augment import EvalTransform
 from sightx.codec import CodecError
+from sightx.errors import Rejection
 from sightx.labels import find_images, image_id, patient_eye
 from sightx.model import autocast_dtype, build_model, pick_device
-from sightx.pool import ordered_map
+from sightx.pool import bounded_map, ordered_map
 from sightx.preprocess import PreprocessOptions, Rejected, preprocess_bytes
 from sightx.shard.reader import read_samples
+from sightx.sources import Source, is_archive, open_source
 from sightx.stream import normalize_batch
 from sightx.train import load_checkpoint
 
@@ -46,32 +48,67 @@ class Item:
     error: str = ""
 
 
-def expand_inputs(paths: list[Path]) -> tuple[list[Path], list[Path]]:
-    """Split inputs into raw images and shard tars; folders are searched recursively."""
-    images, shards = [], []
+def expand_inputs(paths: list[Path]) -> tuple[list[Path], list[Path], list[Source]]:
+    """Split inputs into raw images, shard tars and archives of raw images (zip, split parts, the
+    competition zip's test images, compressed tars); folders are searched recursively."""
+    images, shards, archives = [], [], []
     for p in paths:
-        if p.is_dir():
+        if is_archive(p):
+            archives.append(open_source(p, unlabeled=True))
+        elif p.is_dir():
             images += find_images(p)
             shards += sorted(p.rglob("*.tar"))
         elif p.suffix == ".tar":
             shards.append(p)
         else:
             images.append(p)
-    return images, shards
+    return images, shards, archives
+
+
+def _graded_input(name: str, data: bytes | Rejection, opts: PreprocessOptions) -> Item:
+    """One raw image's bytes, preprocessed; errors become a row, not a crash."""
+    image = image_id(PurePosixPath(name))
+    if isinstance(data, Rejection):
+        return Item(image, None, str(data))
+    try:
+        return Item(image, preprocess_bytes(data, opts).jpeg)
+    except Rejected as e:
+        return Item(image, None, str(e))
+    except Exception as e:  # one odd file must not stop a batch job
+        return Item(image, None, f"error: {type(e).__name__}: {e}".splitlines()[0])
 
 
 def _preprocess_file(args: tuple[str, PreprocessOptions]) -> Item:
-    """Worker: read and preprocess one raw image; errors become a row, not a crash."""
+    """Worker: read and preprocess one raw image file."""
     path, opts = args
-    name = image_id(Path(path))
     try:
-        return Item(name, preprocess_bytes(Path(path).read_bytes(), opts).jpeg)
+        data: bytes | Rejection = Path(path).read_bytes()
     except OSError as e:
-        return Item(name, None, f"unreadable: {e.strerror or e}")
-    except Rejected as e:
-        return Item(name, None, str(e))
-    except Exception as e:  # one odd file must not stop a batch job
-        return Item(name, None, f"error: {type(e).__name__}: {e}".splitlines()[0])
+        data = Rejection("unreadable", e.strerror or str(e))
+    return _graded_input(Path(path).name, data, opts)
+
+
+def _preprocess_member(args: tuple[Source, str, PreprocessOptions]) -> Item:
+    """Worker: read one member of a random-access archive (opened once per worker) and preprocess it."""
+    source, name, opts = args
+    try:
+        data: bytes | Rejection = source.read(name)
+    except Rejection as e:
+        data = e
+    return _graded_input(name, data, opts)
+
+
+def _preprocess_streamed(args: tuple[str, bytes | Rejection, PreprocessOptions]) -> Item:
+    return _graded_input(*args)
+
+
+def _archive_items(source: Source, opts: PreprocessOptions, workers: int) -> Iterator[Item]:
+    """The images of an archive, in listing order for random access, archive order for a stream."""
+    names = [m.name for m in source.members()]
+    if source.random_access:
+        yield from bounded_map(_preprocess_member, ((source, n, opts) for n in names), workers)
+    else:
+        yield from bounded_map(_preprocess_streamed, ((n, data, opts) for n, data in source.stream(names)), workers)
 
 
 def _shard_items(path: Path) -> Iterator[Item]:
@@ -132,9 +169,10 @@ def predict(
 ) -> list[dict[str, Any]]:
     """One row per input image: image, level, probabilities or score, error."""
     predictor = Predictor(checkpoint, device)
-    raw, shards = expand_inputs(inputs)
+    raw, shards, archives = expand_inputs(inputs)
     items = ordered_map(_preprocess_file, [(str(p), predictor.preprocess) for p in raw], workers)
-    stream = (item for source in (items, *(_shard_items(s) for s in shards)) for item in source)
+    from_archives = (_archive_items(a, predictor.preprocess, workers) for a in archives)
+    stream = (item for source in (items, *from_archives, *(_shard_items(s) for s in shards)) for item in source)
     rows: list[dict[str, Any]] = []
     batch: list[Item] = []
     bar = tqdm(desc="predict", unit="img", disable=not progress)

@@ -10,23 +10,20 @@ bytes a random-access build writes) and deleted. Spools hold outputs only, never
 
 from __future__ import annotations
 
-import multiprocessing as mp
 import os
 import signal
 import time
-from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from multiprocessing.pool import AsyncResult
 from pathlib import Path
 
 from sightx.errors import Rejection
+from sightx.pool import bounded_map
 from sightx.preprocess import PreprocessOptions
 from sightx.shard.plan import Reject, SampleRef, ShardTask
 from sightx.shard.task import BuildOptions, ShardResult, _TarWriter, add_to_counts, sample_block, temporary
 
 SPOOL_SUFFIX = ".spool"
-_IN_FLIGHT_PER_WORKER = 4
 
 
 def spool_path(out: Path, name: str) -> Path:
@@ -56,12 +53,18 @@ def _init_worker() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and stops the pool
 
 
-def _block(args: tuple[SampleRef, str, bytes, PreprocessOptions, tuple[tuple[str, float], ...]]) -> bytes | Rejection:
+_Job = tuple[SampleRef, str, bytes, PreprocessOptions, tuple[tuple[str, float], ...]]
+
+
+def _block(item: tuple[str, int, _Job | Rejection]) -> tuple[str, int, bytes | Rejection]:
     """Worker: one sample's tar bytes, or its rejection as a value (it travels back pickled)."""
+    name, size, job = item
+    if isinstance(job, Rejection):
+        return name, size, job
     try:
-        return sample_block(*args)
+        return name, size, sample_block(*job)
     except Rejection as e:
-        return e
+        return name, size, e
 
 
 def execute_streamed(
@@ -93,36 +96,16 @@ def execute_streamed(
             finished(_assemble(out, shard))
             del assemblies[task.name]
 
-    def job(name: str, data: bytes) -> tuple[SampleRef, str, bytes, PreprocessOptions, tuple[tuple[str, float], ...]]:
-        task, i = where[name]
-        return task.samples[i], task.split, data, build.preprocess, build.min_quality
+    def jobs() -> Iterator[tuple[str, int, _Job | Rejection]]:
+        for name, data in build.source.stream(list(where)):
+            if isinstance(data, Rejection):
+                yield name, 0, data
+            else:
+                task, i = where[name]
+                yield name, len(data), (task.samples[i], task.split, data, build.preprocess, build.min_quality)
 
-    stream = build.source.stream(list(where))
-    if workers <= 1:
-        import cv2
-
-        cv2.setNumThreads(1)
-        for name, data in stream:
-            deliver(name, data if isinstance(data, Rejection) else _block(job(name, data)), 0 if isinstance(data, Rejection) else len(data))
-    else:
-        pool = mp.get_context("spawn").Pool(workers, _init_worker)
-        try:
-            in_flight: deque[tuple[str, int, AsyncResult[bytes | Rejection]]] = deque()
-            for name, data in stream:
-                if isinstance(data, Rejection):
-                    deliver(name, data, 0)
-                else:
-                    in_flight.append((name, len(data), pool.apply_async(_block, (job(name, data),))))
-                while in_flight and (len(in_flight) >= _IN_FLIGHT_PER_WORKER * workers or in_flight[0][2].ready()):
-                    name, size, result = in_flight.popleft()
-                    deliver(name, result.get(), size)
-            while in_flight:
-                name, size, result = in_flight.popleft()
-                deliver(name, result.get(), size)
-            pool.close()
-        finally:
-            pool.terminate()
-            pool.join()
+    for name, size, outcome in bounded_map(_block, jobs(), workers, _init_worker):
+        deliver(name, outcome, size)
     for name in list(where):  # a stream must yield every name asked for; if one did not, it is not there
         deliver(name, Rejection("corrupt-member", "not found in the archive"), 0)
 

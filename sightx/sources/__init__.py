@@ -5,7 +5,7 @@ where the archive allows, in one streaming pass where it does not. Nothing is ev
 """
 
 from sightx.sources.base import Member, Source, SourceError
-from sightx.sources.detect import open_source
+from sightx.sources.detect import is_archive, open_source
 from sightx.sources.labels import find_labels
 
-__all__ = ["Member", "Source", "SourceError", "find_labels", "open_source"]
+__all__ = ["Member", "Source", "SourceError", "find_labels", "is_archive", "open_source"]

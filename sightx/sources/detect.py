@@ -38,10 +38,23 @@ def open_source(path: Path, unlabeled: bool = False) -> Source:
     raise SourceError(f"{path} is not a folder, zip, split zip (NAME.zip.001) or tar")
 
 
+def is_archive(path: Path) -> bool:
+    """A zip, split parts (by a part or their folder) or compressed tar: what a list of photos to
+    grade may name besides loose images and shard tars (a plain .tar there is a shard)."""
+    if path.is_dir():
+        return _parts_folder(path)
+    name = path.name.lower()
+    return is_part(path) or name.endswith((".zip", *COMPRESSED_SUFFIXES))
+
+
+def _parts_folder(path: Path) -> bool:
+    entries = list(path.iterdir())
+    return any(is_part(p) for p in entries) and not any(p.suffix.lower() in (".jpeg", ".jpg") for p in entries)
+
+
 def _folder(path: Path) -> Source:
     """A folder of images; one holding only the parts of a split zip is that zip."""
-    has_parts = any(is_part(p) for p in path.iterdir())
-    if has_parts and not any(p.suffix.lower() in (".jpeg", ".jpg") for p in path.iterdir()):
+    if _parts_folder(path):
         parts = find_parts(path)
         return ZipSource(str(parts[0]), tuple(map(str, parts)))
     return FolderSource(str(path))
