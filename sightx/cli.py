@@ -34,6 +34,13 @@ def _size(_ctx: click.Context, _param: click.Parameter, values: tuple[str, ...])
 @click.option("--corrupt", type=click.IntRange(0), default=0, show_default=True, help="Also write K broken inputs.")
 @click.option("--with-test", "n_test", type=click.IntRange(0), default=0, show_default=True, help="Unlabelled test/ images, as Kaggle.")
 @click.option("--ungradable", type=click.FloatRange(0, 1), default=0.015, show_default=True, help="Share of ungradable shots.")
+@click.option(
+    "--archive",
+    type=click.Choice(["folder", "kaggle"]),
+    default="folder",
+    show_default=True,
+    help="kaggle: pack it as the competition download, OUT/diabetic-retinopathy-detection.zip (split train.zip/test.zip parts inside).",
+)
 @click.option("--workers", type=click.IntRange(1), default=default_workers(), show_default=True)
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def synth(
@@ -46,23 +53,27 @@ def synth(
     corrupt: int,
     n_test: int,
     ungradable: float,
+    archive: str,
     workers: int,
     quiet: bool,
 ) -> None:
-    """Generate a synthetic EyePACS set in the Kaggle layout: OUT/train/*.jpeg, OUT/trainLabels.csv."""
+    """Generate a synthetic EyePACS set in the Kaggle layout: OUT/train/*.jpeg, OUT/trainLabels.csv
+    (or, with --archive kaggle, packed as Kaggle's download)."""
+    from sightx.synth.archive import write_kaggle
     from sightx.synth.generate import SynthOptions, generate
 
     opts = SynthOptions(n, seed, sizes, quality, balanced, workers, corrupt, n_test, ungradable, not quiet)
     start = time.perf_counter()
     try:
         summary = generate(out, opts)
+        packed = write_kaggle(out) if archive == "kaggle" else None
     except OSError as e:
         raise click.ClickException(f"cannot write to {out}: {e.strerror or e}") from None
     elapsed = time.perf_counter() - start
     grades = " ".join(f"{g}:{c}" for g, c in summary.grades.items())
     click.echo(
-        f"wrote {summary.train} train + {summary.test} test + {summary.corrupt} corrupt images to {out} "
-        f"({summary.bytes / 1e6:.1f} MB) in {elapsed:.1f}s; grades {grades}"
+        f"wrote {summary.train} train + {summary.test} test + {summary.corrupt} corrupt images to {packed or out} "
+        f"({(packed.stat().st_size if packed else summary.bytes) / 1e6:.1f} MB) in {elapsed:.1f}s; grades {grades}"
     )
 
 

@@ -347,3 +347,25 @@ def test_sigkill_and_resume_is_byte_identical_without_extraction(
     subprocess.run(cmd, env=env, check=True, capture_output=True)
     assert _stable(out) == reference
     assert not list(scratch.iterdir())  # nothing was extracted or copied to the temp directory
+
+
+def test_synth_kaggle_archive_shards_like_its_folder(tmp_path: Path) -> None:
+    from sightx.cli import synth as synth_cli
+
+    common = ["--n", "8", "--seed", "9", "--size", "640x427", "--with-test", "3", "--corrupt", "1", "--workers", "1", "--quiet"]
+    for name, extra in (("folder", []), ("kaggle", ["--archive", "kaggle"])):
+        res = CliRunner().invoke(synth_cli, [str(tmp_path / name), *common, *extra])
+        assert res.exit_code == 0, res.output
+    download = tmp_path / "kaggle" / "diabetic-retinopathy-detection.zip"
+    assert sorted(p.name for p in (tmp_path / "kaggle").iterdir()) == ["diabetic-retinopathy-detection.zip", "synthTruth.csv"]
+    with zipfile.ZipFile(download) as zf:
+        names = zf.namelist()
+        assert {i.compress_type for i in zf.infolist()} == {zipfile.ZIP_DEFLATED}
+    assert names[:3] == ["sample.zip", "sampleSubmission.csv.zip", "trainLabels.csv.zip"]
+    assert [n for n in names if n.startswith("train.zip.")] == [f"train.zip.{i:03d}" for i in range(1, 6)]
+    assert [n for n in names if n.startswith("test.zip.")] == [f"test.zip.{i:03d}" for i in range(1, 8)]
+    shutil.rmtree(tmp_path / "folder" / "test")
+    run(tmp_path / "folder", tmp_path / "from-folder", _opts())
+    run(download, tmp_path / "from-zip", _opts())
+    assert _stable(tmp_path / "from-zip") == _stable(tmp_path / "from-folder")
+    assert run(download, tmp_path / "test", _opts(unlabeled=True))["splits"]["test"]["count"] == 3
