@@ -102,6 +102,13 @@ def _quality_rules(_ctx: click.Context, _param: click.Parameter, value: str | No
     help="Label CSV (image,level), or trainLabels.csv.zip; default: trainLabels.csv(.zip) beside SOURCE or inside the competition zip.",
 )
 @click.option(
+    "--label-format",
+    type=click.Choice(["auto", "eyepacs", "aptos", "idrid", "messidor2", "ddr"]),
+    default="auto",
+    show_default=True,
+    help="Label file format; auto detects it from the header (DDR: '<file> <grade>' lines, 5 = ungradable).",
+)
+@click.option(
     "--unlabeled",
     is_flag=True,
     help="Write images without a label into a 'test' split instead of rejecting them; from the competition zip: its test images.",
@@ -128,6 +135,7 @@ def shard(
     raw: Path,
     out: Path,
     labels: str | None,
+    label_format: str,
     unlabeled: bool,
     size: int,
     normalize: str,
@@ -151,7 +159,7 @@ def shard(
     from sightx.shard import ShardError, ShardInterrupted, ShardOptions, format_summary, run
 
     pre = PreprocessOptions(size=size, normalize=normalize, quality=quality, chroma=chroma, max_pixels=max_pixels)
-    opts = ShardOptions(pre, shard_size, val_fraction, seed, unlabeled, min_quality, labels, workers, overwrite, not quiet)
+    opts = ShardOptions(pre, shard_size, val_fraction, seed, unlabeled, min_quality, labels, label_format, workers, overwrite, not quiet)
     try:
         result = run(raw, out, opts)
     except ShardError as e:

@@ -24,7 +24,7 @@ import pandas as pd
 from PIL import Image
 from tqdm import tqdm
 
-from sightx import codec
+from sightx import codec, pillow_codec
 from sightx import manifest as mf
 from sightx.atomic import atomic_write_text
 from sightx.labels import LabelError, find_images, find_label_file, image_id, patient_eye, read_labels
@@ -254,7 +254,8 @@ def _first_readable(paths: list[Path], rng: np.random.Generator, n: int) -> list
 def thumbnail(path: Path) -> np.ndarray | None:
     """A decode at the smallest DCT scale that still fills a tile: fast even for 12 MP photos."""
     try:
-        return codec.decode(path.read_bytes(), TILE)[0]
+        data = path.read_bytes()
+        return pillow_codec.decode(data)[0] if pillow_codec.decodes(path.name) else codec.decode(data, TILE)[0]
     except (OSError, codec.CodecError):
         return None
 
@@ -272,7 +273,7 @@ def image_facts(path: str) -> dict[str, Any]:
     facts["bytes"] = len(data)
     facts["resolution"] = _resolution(data)
     try:
-        info = preprocess_bytes(data, FACTS_OPTIONS).info
+        info = preprocess_bytes(data, FACTS_OPTIONS, pillow_codec.decodes(path)).info
     except Rejected as e:
         return {**facts, "reason": e.reason, "detail": e.detail}
     except Exception as e:  # one odd file must not end a scan of 100 GB

@@ -18,7 +18,7 @@ import pandas as pd
 LABEL_FILE = "trainLabels.csv"
 LABEL_FILES = (LABEL_FILE, LABEL_FILE + ".zip")  # Kaggle ships the labels zipped
 _MAX_LABEL_BYTES = 1 << 30
-IMAGE_SUFFIXES = (".jpeg", ".jpg")
+IMAGE_SUFFIXES = (".jpeg", ".jpg", ".png", ".tif", ".tiff")  # PNG/TIFF: other DR sets, via Pillow
 _KAGGLE_NAME = re.compile(r"^(?P<patient>.+)_(?P<eye>left|right)$", re.IGNORECASE)
 
 
@@ -69,16 +69,26 @@ def read_labels(path: Path) -> dict[str, int]:
 def parse_labels(data: bytes, path: str) -> dict[str, int]:
     """image id -> grade, validated: columns image,level; integer grades 0-4; unique ids. `path` names
     the file in messages (it may be inside an archive)."""
-    try:
-        df = pd.read_csv(io.BytesIO(data), dtype=str, keep_default_na=False, skipinitialspace=True)
-    except (UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as e:
-        raise LabelError(f"{path}: cannot read label file ({str(e).splitlines()[0]})") from None
+    df = read_csv(data, path)
     missing = [c for c in ("image", "level") if c not in df.columns]
     if missing:
         raise LabelError(f"{path}: missing column(s) {', '.join(missing)} (found: {', '.join(map(str, df.columns)) or 'none'})")
-    line = np.arange(len(df)) + 2  # file line numbers: header is line 1
-    images = df["image"].str.strip()
-    levels = df["level"].str.strip()
+    return validate_grades(df["image"], df["level"], path)
+
+
+def read_csv(data: bytes, path: str) -> pd.DataFrame:
+    """All cells as strings, so ids like 007 stay as written."""
+    try:
+        return pd.read_csv(io.BytesIO(data), dtype=str, keep_default_na=False, skipinitialspace=True)
+    except (UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as e:
+        raise LabelError(f"{path}: cannot read label file ({str(e).splitlines()[0]})") from None
+
+
+def validate_grades(ids: pd.Series, grades: pd.Series, path: str, first_line: int = 2) -> dict[str, int]:
+    """image id -> grade, refusing grades outside 0-4, empty ids and duplicate ids (naming the lines)."""
+    line = ids.index.to_numpy() + first_line  # file line numbers from the row positions (after a header: 2)
+    images = ids.str.strip().reset_index(drop=True)
+    levels = grades.str.strip().reset_index(drop=True)
     bad = ~levels.isin([str(g) for g in range(5)])
     if bad.any():
         examples = ", ".join(f"{i!r}={v!r}" for i, v in zip(images[bad][:3], levels[bad][:3]))

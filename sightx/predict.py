@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from sightx import codec, metrics
+from sightx import codec, metrics, pillow_codec
 from sightx.atomic import atomic_write_text
 from sightx.augment import EvalTransform
 from sightx.codec import CodecError
@@ -71,7 +71,7 @@ def _graded_input(name: str, data: bytes | Rejection, opts: PreprocessOptions) -
     if isinstance(data, Rejection):
         return Item(image, None, str(data))
     try:
-        return Item(image, preprocess_bytes(data, opts).jpeg)
+        return Item(image, preprocess_bytes(data, opts, pillow_codec.decodes(name)).jpeg)
     except Rejected as e:
         return Item(image, None, str(e))
     except Exception as e:  # one odd file must not stop a batch job

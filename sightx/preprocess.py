@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from sightx import codec, fundus
+from sightx import codec, fundus, pillow_codec
 from sightx.errors import Rejection
 
 _FOV_OF_MIN_SIDE = 0.9  # typical field diameter / short image side, to pick the decode scale
@@ -67,16 +67,17 @@ class Processed:
     info: dict[str, Any]
 
 
-def preprocess_bytes(data: bytes, opts: PreprocessOptions) -> Processed:
-    """Decode, find the field, crop square, resize, normalise, mask, encode; or raise Rejected."""
-    width, height = _read_size(data)
+def preprocess_bytes(data: bytes, opts: PreprocessOptions, pillow: bool = False) -> Processed:
+    """Decode, find the field, crop square, resize, normalise, mask, encode; or raise Rejected.
+    `pillow`: a PNG or TIFF input (pillow_codec.decodes(name)), decoded at full size."""
+    width, height = _read_size(data, pillow)
     if width * height > opts.max_pixels:
         raise Rejected("too-large", f"{width}x{height} exceeds {opts.max_pixels} pixels")
     if min(width, height) < opts.min_side:
         raise Rejected("too-small", f"{width}x{height} has a side below {opts.min_side}")
 
     side = math.ceil(opts.size / _FOV_OF_MIN_SIDE)
-    img, scale = _decode(data, (side, side))
+    img, scale = _decode(data, (side, side), pillow)
     circle = fundus.find_fov(img)
     if circle is None:
         raise Rejected("no-fov", "no circular field of view found")
@@ -108,15 +109,15 @@ def preprocess_bytes(data: bytes, opts: PreprocessOptions) -> Processed:
     return Processed(jpeg=codec.encode(out, opts.quality, opts.chroma), image=out, info=info)
 
 
-def _read_size(data: bytes) -> tuple[int, int]:
+def _read_size(data: bytes, pillow: bool) -> tuple[int, int]:
     try:
-        return codec.read_size(data)
+        return pillow_codec.read_size(data) if pillow else codec.read_size(data)
     except codec.CodecError as e:
         raise Rejected(e.reason, e.detail) from e
 
 
-def _decode(data: bytes, min_size: tuple[int, int]) -> tuple[np.ndarray, float]:
+def _decode(data: bytes, min_size: tuple[int, int], pillow: bool = False) -> tuple[np.ndarray, float]:
     try:
-        return codec.decode(data, min_size)
+        return pillow_codec.decode(data) if pillow else codec.decode(data, min_size)
     except codec.CodecError as e:
         raise Rejected(e.reason, e.detail) from e

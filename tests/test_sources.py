@@ -369,3 +369,72 @@ def test_synth_kaggle_archive_shards_like_its_folder(tmp_path: Path) -> None:
     run(download, tmp_path / "from-zip", _opts())
     assert _stable(tmp_path / "from-zip") == _stable(tmp_path / "from-folder")
     assert run(download, tmp_path / "test", _opts(unlabeled=True))["splits"]["test"]["count"] == 3
+
+
+def _as(fmt: str, data: bytes) -> bytes:
+    """A synthetic JPEG re-encoded losslessly as PNG or TIFF (broken inputs stay as they are)."""
+    import cv2
+    import numpy as np
+
+    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) if data else None
+    return data if img is None else cv2.imencode(f".{fmt}", img)[1].tobytes()
+
+
+def _other_datasets(folder: Path, root: Path) -> dict[str, tuple[Path, dict[str, str]]]:
+    """The synthetic set written as APTOS, IDRiD, Messidor-2 and DDR distribute theirs."""
+    images = sorted((folder / "train").iterdir())
+    grades = dict(line.split(",") for line in (folder / "trainLabels.csv").read_text().splitlines()[1:])
+    ids = [p.stem for p in images]
+    (root / "aptos" / "train_images").mkdir(parents=True)
+    (root / "aptos" / "train.csv").write_text("id_code,diagnosis\n" + "".join(f"{i},{grades[i]}\n" for i in ids))
+    (root / "idrid" / "images").mkdir(parents=True)
+    idrid = "Image name,Retinopathy grade,Risk of macular edema ,,\n" + "".join(f"{i},{grades[i]},0,,\n" for i in ids) + ",,,,\n"
+    (root / "idrid" / "a. IDRiD_Training Labels.csv").write_text(idrid)
+    (root / "messidor" / "IMAGES").mkdir(parents=True)
+    rows = [f"{i}.tif,{grades[i] if k else ''},0,{0 if k == 0 else 1}\n" for k, i in enumerate(ids)]
+    (root / "messidor" / "messidor_data.csv").write_text(
+        "image_id,adjudicated_dr_grade,adjudicated_dme,adjudicated_gradable\n" + "".join(rows)
+    )
+    (root / "ddr" / "train").mkdir(parents=True)
+    (root / "ddr" / "train.txt").write_text("".join(f"{i}.jpg {5 if k == 1 else grades[i]}\n" for k, i in enumerate(ids)))
+    for p in images:
+        data = p.read_bytes()
+        (root / "aptos" / "train_images" / f"{p.stem}.png").write_bytes(_as("png", data))
+        (root / "idrid" / "images" / f"{p.stem}.jpg").write_bytes(data)
+        (root / "messidor" / "IMAGES" / f"{p.stem}.tif").write_bytes(_as("tiff", data))
+        (root / "ddr" / "train" / f"{p.stem}.jpg").write_bytes(data)
+    return {
+        "aptos": (root / "aptos" / "train_images", {}),
+        "idrid": (root / "idrid" / "images", {}),
+        "messidor2": (root / "messidor" / "IMAGES", {ids[0]: "ungradable-label"}),
+        "ddr": (root / "ddr" / "train", {ids[1]: "ungradable-label"}),
+    }
+
+
+def test_other_dr_datasets_as_distributed(archives: dict[str, Path], tmp_path: Path) -> None:
+    for fmt, (images, expected) in _other_datasets(archives["folder"], tmp_path / "sets").items():
+        m = run(images, tmp_path / fmt, _opts())
+        assert m["run"]["label_format"] == fmt
+        assert m["run"]["full_decodes"] == (14 + 2 if fmt in ("aptos", "messidor2") else 0)
+        rows = {Path(r["source"]).stem: r["reason"] for r in csv_rows(tmp_path / fmt)}
+        assert {k: v for k, v in rows.items() if v == "ungradable-label"} == expected
+        assert m["summary"]["inputs"] == 16 and m["summary"]["written"] == 14 - len(expected), (fmt, rows)
+
+
+def test_label_formats_are_detected_and_validated(archives: dict[str, Path], tmp_path: Path) -> None:
+    from sightx.label_formats import read_label_set
+    from sightx.labels import LabelError
+
+    assert read_label_set(b" Image name , Retinopathy grade ,\nIDRiD_001,3,\n", "i.csv").grades == {"IDRiD_001": 3}
+    ddr = read_label_set(b"007-0004-000.jpg 2\n007-0005-000.jpg 5\n", "train.txt")
+    assert (ddr.format, ddr.grades, ddr.ungradable) == ("ddr", {"007-0004-000": 2}, frozenset({"007-0005-000"}))
+    with pytest.raises(LabelError, match="not a known label format"):
+        read_label_set(b"foo,bar\n1,2\n", "x.csv")
+    with pytest.raises(LabelError, match=r"grade not in 0-4 on line\(s\) 3"):
+        read_label_set(b"id_code,diagnosis\na,1\nb,7\n", "train.csv")
+    with pytest.raises(LabelError, match=r"expected '<file> <grade>' on line\(s\) 2"):
+        read_label_set(b"a.jpg 1\nb.jpg\n", "train.txt", "ddr")
+    shutil.copytree(archives["folder"] / "train", tmp_path / "DDR" / "train")
+    for split in ("train", "valid"):
+        (tmp_path / "DDR" / f"{split}.txt").write_text("10_left.jpg 0\n")
+    assert "several label files" in _one_line_cli_error(tmp_path / "DDR" / "train", tmp_path / "out")

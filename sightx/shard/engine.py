@@ -22,8 +22,10 @@ from typing import Any
 from tqdm import tqdm
 
 from sightx import manifest as mf
+from sightx import pillow_codec
 from sightx.atomic import atomic_write_text
-from sightx.labels import LabelError, parse_labels, read_labels
+from sightx.label_formats import LabelSet, read_label_set
+from sightx.labels import LabelError, label_bytes
 from sightx.preprocess import PreprocessOptions
 from sightx.shard.plan import Plan, Reject, ShardTask, make_plan
 from sightx.shard.streamed import SPOOL_SUFFIX, execute_streamed
@@ -50,6 +52,7 @@ class ShardOptions:
     unlabeled: bool = False
     min_quality: tuple[tuple[str, float], ...] = ()
     labels: str | None = None
+    label_format: str = "auto"
     workers: int = 1
     overwrite: bool = False
     progress: bool = True
@@ -194,13 +197,13 @@ def _write_rejects(out: Path, plan: Plan, results: dict[str, ShardResult]) -> No
     atomic_write_text(out / mf.REJECTS, buf.getvalue())
 
 
-def load_inputs(raw: Path, opts: ShardOptions) -> tuple[Source, list[Member], dict[str, int] | None]:
+def load_inputs(raw: Path, opts: ShardOptions) -> tuple[Source, list[Member], LabelSet | None]:
     """The source at raw (folder, zip, parts, competition zip, tar), its images and the validated
     labels (None when shard-ing an unlabelled set); every whole-archive problem is found here."""
     try:
         source = open_source(raw, opts.unlabeled)
-        found = None if opts.labels else find_labels(source)
-        labels = read_labels(Path(opts.labels)) if opts.labels else parse_labels(*found) if found else None
+        found = (label_bytes(Path(opts.labels)), opts.labels) if opts.labels else find_labels(source)
+        labels = read_label_set(*found, opts.label_format) if found else None
         members = source.members()
     except (SourceError, LabelError) as e:
         raise ShardError(str(e)) from None
@@ -208,7 +211,7 @@ def load_inputs(raw: Path, opts: ShardOptions) -> tuple[Source, list[Member], di
         where = " or ".join(str(f) for f in source.label_folders())
         raise ShardError(f"no trainLabels.csv(.zip) in {where}: pass --labels PATH, or --unlabeled for a test set")
     if not members:
-        raise ShardError(f"no .jpeg/.jpg files under {raw}")
+        raise ShardError(f"no .jpeg/.jpg files (nor .png/.tif) under {raw}")
     return source, members, labels
 
 
@@ -218,11 +221,12 @@ def run(raw: Path, out: Path, opts: ShardOptions) -> dict[str, Any]:
     source, members, labels = load_inputs(raw, opts)
     plan = make_plan(
         [m.name for m in members],
-        labels,
+        labels.grades if labels else None,
         shard_size=opts.shard_size,
         val_fraction=opts.val_fraction,
         seed=opts.seed,
         unlabeled=opts.unlabeled,
+        ungradable=labels.ungradable if labels else frozenset(),
     )
     previous = _prepare_output(out, opts)
     results: dict[str, ShardResult] = {}
@@ -298,6 +302,8 @@ def run(raw: Path, out: Path, opts: ShardOptions) -> dict[str, Any]:
         "built_shards": len(built),
         "images_per_s": round(total / elapsed, 2) if elapsed else None,
         "input_mb_per_s": round(sum(r.input_bytes for r in built) / 1e6 / elapsed, 2) if elapsed else None,
+        "label_format": labels.format if labels else None,
+        "full_decodes": sum(pillow_codec.decodes(m.name) for m in members),
     }
     mf.write(out, final)
     return final
@@ -418,6 +424,10 @@ def format_summary(m: dict[str, Any], out: Path) -> str:
         lines.append(
             f"  {r['elapsed_s']}s, {r['images_per_s']} images/s, {r['input_mb_per_s']} MB/s input, "
             f"{r['workers']} worker(s); {r['resumed_shards']} shard(s) resumed, {r['built_shards']} built"
+        )
+    if r.get("full_decodes"):
+        lines.append(
+            f"  {r['full_decodes']} PNG/TIFF input(s) decoded at full size through Pillow (no DCT-scaled decode: slower than JPEG)"
         )
     lines.append(f"  manifest: {out / mf.MANIFEST}   rejects: {out / mf.REJECTS}")
     return "\n".join(lines)

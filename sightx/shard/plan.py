@@ -79,8 +79,10 @@ def make_plan(
     val_fraction: float,
     seed: int,
     unlabeled: bool,
+    ungradable: frozenset[str] = frozenset(),
 ) -> Plan:
-    """Assign every input (member names, in listing order) to a split and a shard, or to a planning-time rejection."""
+    """Assign every input (member names, in listing order) to a split and a shard, or to a planning-time
+    rejection; `ungradable`: ids the label file grades ungradable (DDR's 5), never trained on."""
     rejects: list[Reject] = []
     labelled: dict[str, tuple[str, int]] = {}  # image id -> (source, grade)
     unlabelled: dict[str, str] = {}
@@ -92,7 +94,9 @@ def make_plan(
             rejects.append(Reject(source, image, "duplicate-id", f"same id as {seen[key]}"))
             continue
         seen[key] = source
-        if labels is not None and image in labels:
+        if image in ungradable:
+            rejects.append(Reject(source, image, "ungradable-label", "graded ungradable in the label file"))
+        elif labels is not None and image in labels:
             labelled[image] = (source, labels[image])
         elif unlabeled:
             unlabelled[image] = source

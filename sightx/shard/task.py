@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from sightx import pillow_codec
 from sightx.errors import Rejection
 from sightx.manifest import NUM_GRADES
 from sightx.preprocess import PreprocessOptions, Rejected, preprocess_bytes
@@ -195,7 +196,7 @@ def add_to_counts(result: ShardResult, ref: SampleRef) -> None:
 def sample_block(ref: SampleRef, split: str, data: bytes, pre: PreprocessOptions, min_quality: tuple[tuple[str, float], ...]) -> bytes:
     """One input's bytes -> its sample's tar bytes (.jpg, .cls, .json), or raise Rejection."""
     try:
-        processed = preprocess_bytes(data, pre)
+        processed = preprocess_bytes(data, pre, pillow_codec.decodes(ref.source))
         low = _quality_reject(processed.info, min_quality)
         if low:
             raise Rejected("low-quality", low)

@@ -13,8 +13,8 @@ from pathlib import Path, PurePosixPath
 from typing import Any, ClassVar
 
 from sightx.errors import Rejection, SightXError
+from sightx.labels import IMAGE_SUFFIXES
 
-IMAGE_SUFFIXES = (".jpeg", ".jpg")
 # An image member declaring more than this, or expanding more than MAX_RATIO times its stored size,
 # is refused from its header before a byte is inflated: no fundus photo comes near either.
 MAX_MEMBER_BYTES = 1 << 30

@@ -6,6 +6,7 @@ import tarfile
 import zipfile
 from pathlib import Path
 
+from sightx.labels import IMAGE_SUFFIXES
 from sightx.sources.base import Source, SourceError
 from sightx.sources.competition import CompetitionSource, is_competition_zip
 from sightx.sources.folder import FolderSource
@@ -49,7 +50,7 @@ def is_archive(path: Path) -> bool:
 
 def _parts_folder(path: Path) -> bool:
     entries = list(path.iterdir())
-    return any(is_part(p) for p in entries) and not any(p.suffix.lower() in (".jpeg", ".jpg") for p in entries)
+    return any(is_part(p) for p in entries) and not any(p.suffix.lower() in IMAGE_SUFFIXES for p in entries)
 
 
 def _folder(path: Path) -> Source:
