@@ -62,7 +62,7 @@ def _folder(path: Path) -> Source:
 
 
 def _zip(path: Path, unlabeled: bool) -> Source:
-    with open_zip(open(path, "rb"), str(path)) as zf:
+    with open(path, "rb") as f, open_zip(f, str(path)) as zf:
         competition = is_competition_zip(zf.namelist())
     if competition:
         return CompetitionSource(str(path), "test" if unlabeled else "train")
