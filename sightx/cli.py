@@ -272,9 +272,7 @@ def predict(
 @click.option("--seed", type=int, default=0, show_default=True, help="Seeds the gallery and the sample.")
 @click.option("--sample", type=click.IntRange(0), default=2000, show_default=True, help="Images measured for the properties; 0 = all.")
 @click.option("--labels", type=click.Path(dir_okay=False), help="Label CSV (image,level); default: trainLabels.csv beside the images.")
-@click.option(
-    "--raw", type=click.Path(file_okay=False), help="Shards only: the raw folder they were made from, for the before/after gallery."
-)
+@click.option("--raw", type=click.Path(), help="Shards only: the raw folder or archive they were made from, for the before/after gallery.")
 @click.option("--workers", type=click.IntRange(1), default=default_workers(), show_default=True)
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def explore(
@@ -288,7 +286,8 @@ def explore(
     workers: int,
     quiet: bool,
 ) -> None:
-    """Report on a raw archive (images + trainLabels.csv) or a shard folder (manifest.json): HTML, PNG, JSON."""
+    """Report on raw photos (a folder, zip, split parts, the competition zip, a tar; with their labels) or a
+    shard folder (manifest.json): HTML, PNG, JSON."""
     from sightx.explore import ExploreError, ExploreOptions, format_summary
     from sightx.explore import explore as run_explore
 

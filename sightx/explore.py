@@ -16,8 +16,8 @@ import tarfile
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from pathlib import Path, PurePosixPath
+from typing import Any, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -27,12 +27,16 @@ from tqdm import tqdm
 from sightx import codec, pillow_codec
 from sightx import manifest as mf
 from sightx.atomic import atomic_write_text
-from sightx.labels import LabelError, find_images, find_label_file, image_id, patient_eye, read_labels
+from sightx.errors import Rejection
+from sightx.label_formats import read_label_set
+from sightx.labels import LabelError, image_id, label_bytes, patient_eye
 from sightx.metrics import majority_baseline
-from sightx.pool import ordered_map
+from sightx.pool import bounded_map
 from sightx.preprocess import PreprocessOptions, Rejected, preprocess_bytes
 from sightx.shard.reader import read_samples
 from sightx.sheet import contact_sheet
+from sightx.sources import Source, SourceError, find_labels, is_archive, open_source
+from sightx.sources.picked import Picked
 
 GRADE_NAMES = ("No DR", "Mild", "Moderate", "Severe", "Proliferative")
 GRADE_COLORS = ("#4c9a5f", "#c9b23c", "#e08a2c", "#c8452f", "#7b2d6b")
@@ -55,6 +59,7 @@ UNREADABLE = ("unreadable", "empty-file", "not-jpeg", "truncated", "decode-error
 _METRICS = ("brightness", "contrast", "sharpness", "fov_fraction")
 _EXAMPLES = 20  # names listed per finding; the counts are always complete
 Sample = tuple[dict[str, Any], bytes]  # a stored sample's metadata and preprocessed JPEG
+T = TypeVar("T")
 _OUTPUTS = ("report.html", "summary.json", "gallery.png", "worst.png", "before_after.png", *CHART_INCHES)
 
 
@@ -74,9 +79,10 @@ class ExploreOptions:
 
 
 def explore(path: Path, out: Path, opts: ExploreOptions) -> dict[str, Any]:
-    """Report on `path` (a shard folder if it holds manifest.json, else raw images) into `out`."""
-    if not path.is_dir():
-        raise ExploreError(f"{path} is not a folder")
+    """Report on `path` (a shard folder if it holds manifest.json, else raw images: a folder, zip,
+    split parts, the competition zip's train images or a tar) into `out`."""
+    if not path.exists():
+        raise ExploreError(f"{path} does not exist")
     report = _Report(out)
     if (path / mf.MANIFEST).is_file():
         return _explore_shards(path, report, opts)
@@ -92,40 +98,49 @@ def images_folder(path: Path) -> Path:
 
 
 def _explore_raw(path: Path, report: _Report, opts: ExploreOptions) -> dict[str, Any]:
-    folder = images_folder(path)
-    images = find_images(folder)
-    labels, label_info = _load_labels(folder, opts.labels, images)
+    try:
+        source = open_source(images_folder(path) if path.is_dir() else path)
+        images = [m.name for m in source.members()]
+    except SourceError as e:
+        raise ExploreError(str(e)) from None
+    labels, label_info = _load_labels(source, opts.labels, images)
     if not images and labels is None:
         raise ExploreError(f"no .jpeg/.jpg files and no label file under {path}: nothing to explore")
     report.prepare()
-    summary: dict[str, Any] = {"kind": "raw", "folder": str(path), "images_folder": str(folder), "images": len(images)}
+    summary: dict[str, Any] = {"kind": "raw", "folder": str(path), "images_folder": str(source), "images": len(images)}
     summary["labels"] = label_info
     report.section("Inputs", _inputs_html(summary, label_info))
+    picked = Picked(source)
     summary["classes"] = _classes_section(report, labels, images) if labels is not None else None
-    summary["gallery"] = _gallery_section(report, labels, images, opts)
-    summary["properties"] = _properties_section(report, folder, images, opts)
+    summary["gallery"] = _gallery_section(report, labels, images, picked, opts)
+    summary["properties"] = _properties_section(report, images, picked, opts)
     report.finish(f"SightX: {path}", summary)
     return summary
 
 
-def _load_labels(folder: Path, override: str | None, images: list[Path]) -> tuple[dict[str, int] | None, dict[str, Any]]:
+def _load_labels(source: Source, override: str | None, images: list[str]) -> tuple[dict[str, int] | None, dict[str, Any]]:
     """The label file and how it matches the images; a missing or broken file is a finding."""
-    label_path = Path(override) if override else find_label_file(folder)
-    info: dict[str, Any] = {"file": str(label_path) if label_path else None, "rows": 0, "error": None}
-    if label_path is None:
-        info["error"] = f"no trainLabels.csv in {folder} or its parent: class distribution and gallery skipped"
-        return None, info
+    info: dict[str, Any] = {"file": override, "rows": 0, "error": None}
     try:
-        labels = read_labels(label_path)
-    except LabelError as e:
+        found = (label_bytes(Path(override)), override) if override else find_labels(source)
+        if found is None:
+            where = " or ".join(str(f) for f in source.label_folders()) or str(source)
+            info["error"] = f"no trainLabels.csv in {where}: class distribution and gallery skipped"
+            return None, info
+        info["file"] = found[1]
+        labels = read_label_set(*found).grades
+    except (LabelError, SourceError) as e:
         info["error"] = f"{e}: class distribution and gallery skipped"
         return None, info
-    ids = {image_id(p) for p in images}
+    ids = {_id(n) for n in images}
     info["rows"] = len(labels)
-    unlabelled = [p.relative_to(folder).as_posix() for p in images if image_id(p) not in labels]
-    info["images_without_label"] = _examples(sorted(unlabelled))
+    info["images_without_label"] = _examples(sorted(n for n in images if _id(n) not in labels))
     info["labels_without_image"] = _examples(sorted(set(labels) - ids))
     return labels, info
+
+
+def _id(name: str) -> str:
+    return image_id(PurePosixPath(name))
 
 
 def _examples(items: list[str]) -> dict[str, Any]:
@@ -175,8 +190,8 @@ def _baseline(grades: np.ndarray) -> dict[str, Any]:
     return {"grade": b["grade"], "accuracy": round(b["accuracy"], 4), "kappa": round(b["kappa"], 4), "text": text}
 
 
-def _classes_section(report: _Report, labels: dict[str, int], images: list[Path]) -> dict[str, Any]:
-    stats = class_stats(labels, {image_id(p) for p in images})
+def _classes_section(report: _Report, labels: dict[str, int], images: list[str]) -> dict[str, Any]:
+    stats = class_stats(labels, {_id(n) for n in images})
     eyes = list(stats["by_eye"])
     rows = [
         [g, GRADE_NAMES[g], stats["counts"][g], f"{stats['percent'][g]:.2f}%", stats["present"][g]] + [stats["by_eye"][e][g] for e in eyes]
@@ -215,70 +230,102 @@ def _draw_classes(fig: Any, stats: dict[str, Any]) -> None:
     right.legend()
 
 
-def _gallery_section(report: _Report, labels: dict[str, int] | None, images: list[Path], opts: ExploreOptions) -> dict[str, Any]:
+def _gallery_section(
+    report: _Report, labels: dict[str, int] | None, images: list[str], picked: Picked, opts: ExploreOptions
+) -> dict[str, Any]:
     if labels is None:
         report.section("Grade gallery", _para("Skipped: no usable label file."))
         return {"shown": 0, "note": "no usable label file"}
-    by_grade: dict[int, list[Path]] = {}
-    for p in images:
-        if image_id(p) in labels:
-            by_grade.setdefault(labels[image_id(p)], []).append(p)
+    by_grade: dict[int, list[str]] = {}
+    for name in images:
+        if _id(name) in labels:
+            by_grade.setdefault(labels[_id(name)], []).append(name)
+    # The same seeded orders _first_readable walks, so a stream fetches what it will look at.
+    ahead = np.random.default_rng([opts.seed, 1])
+    picked.fetch([n for g in range(mf.NUM_GRADES) for n in _in_order(by_grade.get(g, []), ahead)[: opts.per_grade + _SPARE]])
     rng = np.random.default_rng([opts.seed, 1])
     tiles: list[np.ndarray | None] = []
     captions: list[str] = []
     shown: list[str] = []
     for grade in range(mf.NUM_GRADES):
-        picked = _first_readable(by_grade.get(grade, []), rng, opts.per_grade)
-        missing = opts.per_grade - len(picked)
-        tiles += [img for img, _ in picked] + [None] * missing
-        captions += [f"grade {grade} | {p.name}" for _, p in picked] + [f"grade {grade} | no image"] * missing
-        shown += [p.name for _, p in picked]
+        chosen = _first_readable(_in_order(by_grade.get(grade, []), rng), picked, opts.per_grade)
+        missing = opts.per_grade - len(chosen)
+        tiles += [img for img, _ in chosen] + [None] * missing
+        captions += [f"grade {grade} | {PurePosixPath(n).name}" for _, n in chosen] + [f"grade {grade} | no image"] * missing
+        shown += [PurePosixPath(n).name for _, n in chosen]
     sheet = contact_sheet(tiles, captions, cols=opts.per_grade, rows=mf.NUM_GRADES, tile=TILE)
     note = f"{opts.per_grade} random photo(s) per grade (seed {opts.seed}), one row per grade."
     report.section("Grade gallery", _para(note), report.picture("gallery.png", sheet))
     return {"shown": len(shown), "images": shown}
 
 
-def _first_readable(paths: list[Path], rng: np.random.Generator, n: int) -> list[tuple[np.ndarray, Path]]:
-    """Up to n thumbnails from paths in a seeded random order, passing over unreadable files."""
-    picked = []
-    for i in rng.permutation(len(paths)):
-        thumb = thumbnail(paths[i])
+_SPARE = 4  # unreadable photos a streamed source's gallery can pass over per grade
+
+
+def _in_order(names: list[str], rng: np.random.Generator) -> list[str]:
+    return [names[i] for i in rng.permutation(len(names))]
+
+
+def _first_readable(names: list[str], picked: Picked, n: int) -> list[tuple[np.ndarray, str]]:
+    """Up to n thumbnails of `names` in order, passing over unreadable photos."""
+    chosen = []
+    for name in names:
+        thumb = _thumb(picked.read(name), name)
         if thumb is not None:
-            picked.append((thumb, paths[i]))
-        if len(picked) == n:
+            chosen.append((thumb, name))
+        if len(chosen) == n:
             break
-    return picked
+    return chosen
 
 
 def thumbnail(path: Path) -> np.ndarray | None:
     """A decode at the smallest DCT scale that still fills a tile: fast even for 12 MP photos."""
     try:
-        data = path.read_bytes()
-        return pillow_codec.decode(data)[0] if pillow_codec.decodes(path.name) else codec.decode(data, TILE)[0]
-    except (OSError, codec.CodecError):
+        return _thumb(path.read_bytes(), path.name)
+    except OSError:
+        return None
+
+
+def _thumb(data: bytes | None, name: str) -> np.ndarray | None:
+    if data is None:
+        return None
+    try:
+        return pillow_codec.decode(data)[0] if pillow_codec.decodes(name) else codec.decode(data, TILE)[0]
+    except codec.CodecError:
         return None
 
 
 # --- image properties --------------------------------------------------------------
 
 
-def image_facts(path: str) -> dict[str, Any]:
-    """Header size, file size and quality metrics of one file; runs in a worker and never raises."""
-    facts: dict[str, Any] = {"path": path, "bytes": None, "resolution": None, "reason": None, "detail": ""}
-    try:
-        data = Path(path).read_bytes()
-    except OSError as e:
-        return {**facts, "reason": "unreadable", "detail": e.strerror or str(e)}
+def image_facts(name: str, data: bytes | Rejection) -> dict[str, Any]:
+    """Header size, file size and quality metrics of one photo; never raises."""
+    facts: dict[str, Any] = {"path": name, "bytes": None, "resolution": None, "reason": None, "detail": ""}
+    if isinstance(data, Rejection):
+        return {**facts, "reason": data.reason, "detail": data.detail}
     facts["bytes"] = len(data)
     facts["resolution"] = _resolution(data)
     try:
-        info = preprocess_bytes(data, FACTS_OPTIONS, pillow_codec.decodes(path)).info
+        info = preprocess_bytes(data, FACTS_OPTIONS, pillow_codec.decodes(name)).info
     except Rejected as e:
         return {**facts, "reason": e.reason, "detail": e.detail}
     except Exception as e:  # one odd file must not end a scan of 100 GB
         return {**facts, "reason": "error", "detail": f"{type(e).__name__}: {e}".splitlines()[0]}
     return {**facts, **{m: info[m] for m in _METRICS}}
+
+
+def _member_facts(args: tuple[Source, str]) -> dict[str, Any]:
+    """Worker: read one member of a random-access source (opened once per worker) and measure it."""
+    source, name = args
+    try:
+        data: bytes | Rejection = source.read(name)
+    except Rejection as e:
+        data = e
+    return image_facts(name, data)
+
+
+def _streamed_facts(args: tuple[str, bytes | Rejection]) -> dict[str, Any]:
+    return image_facts(*args)
 
 
 def _resolution(data: bytes) -> str | None:
@@ -289,7 +336,7 @@ def _resolution(data: bytes) -> str | None:
         return None
 
 
-def sample_images(images: list[Path], n: int, seed: int) -> list[Path]:
+def sample_images(images: list[T], n: int, seed: int) -> list[T]:
     """A seeded random subset of n images in folder order; all of them when n is 0 or too big."""
     if n == 0 or n >= len(images):
         return images
@@ -297,10 +344,14 @@ def sample_images(images: list[Path], n: int, seed: int) -> list[Path]:
     return [images[i] for i in keep]
 
 
-def _measure(images: list[Path], opts: ExploreOptions) -> pd.DataFrame:
-    paths = [str(p) for p in sample_images(images, opts.sample, opts.seed)]
-    facts = ordered_map(image_facts, paths, min(opts.workers, max(1, len(paths))))
-    rows = list(tqdm(facts, total=len(paths), desc="explore", unit="img", disable=not opts.progress))
+def _measure(images: list[str], source: Source, opts: ExploreOptions) -> pd.DataFrame:
+    names = sample_images(images, opts.sample, opts.seed)
+    workers = min(opts.workers, max(1, len(names)))
+    if source.random_access:
+        facts = bounded_map(_member_facts, ((source, n) for n in names), workers)
+    else:
+        facts = bounded_map(_streamed_facts, source.stream(names), workers)
+    rows = list(tqdm(facts, total=len(names), desc="explore", unit="img", disable=not opts.progress))
     return pd.DataFrame(rows, columns=["path", "bytes", "resolution", "reason", "detail", *_METRICS])
 
 
@@ -313,7 +364,7 @@ def _stats(values: pd.Series) -> dict[str, float] | None:
     return {k: round(float(x), 3) for k, x in stats.items()}
 
 
-def property_stats(df: pd.DataFrame, folder: Path, n_images: int) -> dict[str, Any]:
+def property_stats(df: pd.DataFrame, n_images: int) -> dict[str, Any]:
     """The numbers of the properties section, from one row of image_facts per sampled file."""
     ok = df[df["reason"].isna()]
     failed = df[df["reason"].notna()]
@@ -323,9 +374,7 @@ def property_stats(df: pd.DataFrame, folder: Path, n_images: int) -> dict[str, A
         "measured": len(ok),
         "unreadable": int(failed["reason"].isin(UNREADABLE).sum()),
         "failed_by_reason": {str(k): int(v) for k, v in sorted(Counter(failed["reason"]).items())},
-        "failed": [
-            {"image": Path(r.path).relative_to(folder).as_posix(), "reason": r.reason, "detail": r.detail} for r in failed.itertuples()
-        ],
+        "failed": [{"image": r.path, "reason": r.reason, "detail": r.detail} for r in failed.itertuples()],
         "resolutions": {str(k): int(v) for k, v in df["resolution"].value_counts().items()},
         "file_bytes": _stats(df["bytes"]),
         **{m: _stats(ok[m]) for m in _METRICS},
@@ -336,17 +385,17 @@ def property_stats(df: pd.DataFrame, folder: Path, n_images: int) -> dict[str, A
     }
 
 
-def _properties_section(report: _Report, folder: Path, images: list[Path], opts: ExploreOptions) -> dict[str, Any]:
-    df = _measure(images, opts)
-    stats = property_stats(df, folder, len(images))
+def _properties_section(report: _Report, images: list[str], picked: Picked, opts: ExploreOptions) -> dict[str, Any]:
+    df = _measure(images, picked.source, opts)
+    stats = property_stats(df, len(images))
     parts = [*_properties_tables(stats, opts.seed), report.chart("properties.png", lambda fig: _draw_properties(fig, df))]
     if stats["failed"]:
         failed = [[f["image"], f["reason"], f["detail"]] for f in stats["failed"][:_EXAMPLES]]
         parts += [_para(f"Files that could not be measured ({len(stats['failed'])}):"), _table(["image", "reason", "detail"], failed)]
-    worst = _worst(df, WORST_SHOWN)
-    stats["worst"] = [{"image": Path(p).relative_to(folder).as_posix(), "why": why} for p, why, _ in worst]
+    worst = _worst(df, WORST_SHOWN, picked)
+    stats["worst"] = [{"image": p, "why": why} for p, why, _ in worst]
     if worst:
-        captions = [f"{Path(p).stem}: {why}" for p, why, _ in worst]
+        captions = [f"{PurePosixPath(p).stem}: {why}" for p, why, _ in worst]
         sheet = contact_sheet([img for _, _, img in worst], captions, cols=WORST_COLS, tile=TILE)
         parts += [
             _para("Worst-quality photos in the sample (rejected by preprocessing first, then lowest on any metric):"),
@@ -380,7 +429,7 @@ def _properties_tables(stats: dict[str, Any], seed: int) -> list[str]:
     ]
 
 
-def _worst(df: pd.DataFrame, k: int) -> list[tuple[str, str, np.ndarray]]:
+def _worst(df: pd.DataFrame, k: int, picked: Picked) -> list[tuple[str, str, np.ndarray]]:
     """Up to k decodable photos, worst first: rejected ones, then by their lowest percentile.
 
     Percentiles (sharpness, closeness to the median brightness, visible field) make the metrics
@@ -399,9 +448,10 @@ def _worst(df: pd.DataFrame, k: int) -> list[tuple[str, str, np.ndarray]]:
     metric = pct.idxmin(axis=1) if len(ok) else pd.Series(dtype=str)
     candidates = [(r.path, r.reason) for r in rejected.itertuples()]
     candidates += [(ok.at[i, "path"], f"{metric[i]} {ok.at[i, metric[i]]:.3g}") for i in order]
+    picked.fetch([p for p, _ in candidates[: k + _SPARE]])
     worst = []
     for path, why in candidates:
-        img = thumbnail(Path(path))
+        img = _thumb(picked.read(path), path)
         if img is not None:
             worst.append((path, why, img))
         if len(worst) == k:
@@ -591,37 +641,58 @@ def _before_after_section(report: _Report, path: Path, shards: list[dict[str, An
     if isinstance(found, str):
         report.section(title, _para(found))
         return {"raw": opts.raw, "shown": 0, "note": found}
-    samples, root = found
+    samples, raw_thumb, where = found
     cols = 2 * opts.per_grade
     tiles: list[np.ndarray | None] = []
     captions: list[str] = []
     for grade, picked in sorted(samples.items()):
         for meta, jpg in picked:
-            tiles += [thumbnail(root / meta["source"]), codec.decode(jpg)[0]]
+            tiles += [raw_thumb(meta["source"]), codec.decode(jpg)[0]]
             captions += [f"grade {grade} | {Path(meta['source']).stem}", f"grade {grade} | preprocessed"]
         blank = cols - 2 * len(picked)  # a rare grade may have fewer samples: keep one row per grade
         tiles += [None] * blank
         captions += [""] * blank
     sheet = contact_sheet(tiles, captions, cols=cols, rows=len(samples), tile=TILE)
-    note = f"Raw photo (left) beside the stored sample (right), {opts.per_grade} per grade, seed {opts.seed}; raw files from {root}."
+    note = f"Raw photo (left) beside the stored sample (right), {opts.per_grade} per grade, seed {opts.seed}; raw files from {where}."
     report.section(title, _para(note), report.picture("before_after.png", sheet))
-    return {"raw": str(root), "shown": sum(len(p) for p in samples.values()), "note": None}
+    return {"raw": where, "shown": sum(len(p) for p in samples.values()), "note": None}
 
 
-def _before_after_inputs(path: Path, shards: list[dict[str, Any]], opts: ExploreOptions) -> tuple[dict[int, list[Sample]], Path] | str:
-    """The samples to show and the raw folder their sources are in, or why the gallery is skipped."""
+RawThumb = Callable[[str], "np.ndarray | None"]
+
+
+def _before_after_inputs(
+    path: Path, shards: list[dict[str, Any]], opts: ExploreOptions
+) -> tuple[dict[int, list[Sample]], RawThumb, str] | str:
+    """The samples to show, how to get their raw photos (from a folder or the archive they were
+    sharded from) and where those are, or why the gallery is skipped."""
     if opts.raw is None:
-        return "Skipped: pass --raw PATH (the folder given to sightx-shard) to see raw photos beside their preprocessed versions."
+        return (
+            "Skipped: pass --raw PATH (the folder or archive given to sightx-shard) to see raw photos beside their preprocessed versions."
+        )
     try:
         samples = shard_samples(path, [s for s in shards if s["split"] != "test"], opts.per_grade, opts.seed)
     except (OSError, tarfile.TarError) as e:
         return f"Skipped: cannot read the shards ({e})."
     if not samples:
         return "Skipped: the shards hold no labelled samples."
-    root = raw_root(Path(opts.raw), [m["source"] for picked in samples.values() for m, _ in picked])
+    sources = [m["source"] for picked in samples.values() for m, _ in picked]
+    raw = Path(opts.raw)
+    if raw.is_file() or is_archive(raw):
+        try:
+            archive = open_source(raw)
+            members = {m.name for m in archive.members()}
+        except SourceError as e:
+            return f"Skipped: {e}."
+        if not members & set(sources):
+            return f"Skipped: none of the sampled source files are in {opts.raw}."
+        picked = Picked(archive)
+        picked.fetch(sources)
+        return samples, lambda name: _thumb(picked.read(name), name), str(archive)
+    root = raw_root(raw, sources)
     if root is None:
         return f"Skipped: none of the sampled source files were found under {opts.raw} (or its train/ folder)."
-    return samples, root
+    return samples, lambda name: thumbnail(root / name), str(root)
 
 
 def shard_samples(path: Path, shards: list[dict[str, Any]], per_grade: int, seed: int) -> dict[int, list[Sample]]:

@@ -438,3 +438,23 @@ def test_label_formats_are_detected_and_validated(archives: dict[str, Path], tmp
     for split in ("train", "valid"):
         (tmp_path / "DDR" / f"{split}.txt").write_text("10_left.jpg 0\n")
     assert "several label files" in _one_line_cli_error(tmp_path / "DDR" / "train", tmp_path / "out")
+
+
+@pytest.mark.parametrize("kind, workers", [("zip", 1), ("competition", 2), ("tar.gz", 1)])
+def test_explore_reads_archives_as_their_folder(archives: dict[str, Path], tmp_path: Path, kind: str, workers: int) -> None:
+    from sightx.explore import ExploreOptions, explore
+
+    opts = ExploreOptions(per_grade=1, seed=0, sample=6, workers=workers, progress=False)
+    folder = explore(archives["folder"], tmp_path / "folder", opts)
+    archive = explore(archives[kind], tmp_path / kind, opts)
+    for key in ("images", "classes", "gallery", "properties"):  # a folder's train/ is explored as the images' root
+        assert json.loads(json.dumps(archive[key]).replace('"train/', '"')) == folder[key], key
+    assert (tmp_path / kind / "gallery.png").read_bytes() == (tmp_path / "folder" / "gallery.png").read_bytes()
+
+
+def test_explore_shards_beside_the_competition_zip_they_came_from(archives: dict[str, Path], tmp_path: Path) -> None:
+    from sightx.explore import ExploreOptions, explore
+
+    run(archives["competition"], tmp_path / "shards", _opts())
+    summary = explore(tmp_path / "shards", tmp_path / "report", ExploreOptions(raw=str(archives["competition"]), progress=False))
+    assert summary["before_after"]["shown"] > 0 and summary["before_after"]["raw"].startswith(str(archives["competition"]))
