@@ -311,6 +311,7 @@ def test_hostile_member_names_are_read_never_written(archives: dict[str, Path], 
     train = _files(archives["folder"] / "train", "train")
     first, second, *rest = train
     hostile = {"../../escape/" + first[6:]: train[first], "/abs/" + second[6:]: train[second], **{n: train[n] for n in rest}}
+    hostile["../" + rest[0]] = train[rest[0]]  # the same name as a member once made safe
     (tmp_path / "in").mkdir()
     zipped = _write_zip(tmp_path / "in" / "hostile.zip", hostile)
     before = set(tmp_path.parent.rglob("*"))
@@ -318,7 +319,8 @@ def test_hostile_member_names_are_read_never_written(archives: dict[str, Path], 
     assert {p for p in set(tmp_path.parent.rglob("*")) - before if tmp_path / "out" not in (p, *p.parents)} == set()
     names = [m.name for m in open_source(zipped).members()]
     assert "escape/" + first[6:] in names and "abs/" + second[6:] in names and not any(".." in n or n.startswith("/") for n in names)
-    assert m["summary"]["written"] + m["summary"]["rejected"] == len(train)
+    assert m["summary"]["inputs"] == m["summary"]["written"] + m["summary"]["rejected"] == len(train) + 1
+    assert {r["source"]: r["reason"] for r in csv_rows(tmp_path / "out")}[rest[0] + "~2"] == "duplicate-id"
 
 
 def _done(out: Path) -> int:

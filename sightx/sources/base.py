@@ -49,6 +49,17 @@ def safe_name(raw: str) -> str:
     return "/".join(parts)
 
 
+def unique_name(name: str, taken: Collection[str]) -> str:
+    """`name`, or `name~2`, `name~3`... when an earlier member has it (a zip may repeat a name, and
+    `a.jpeg` and `../a.jpeg` are both `a.jpeg` once safe): every member stays listed, and the
+    plan rejects the repeats as duplicate-id (same image id), so inputs = written + rejected."""
+    n, unique = 1, name
+    while unique in taken:
+        n += 1
+        unique = f"{name}~{n}"
+    return unique
+
+
 def is_image(name: str) -> bool:
     """An image by suffix; macOS resource forks (`__MACOSX/`, `._x.jpeg`) in archives are not."""
     path = PurePosixPath(name)

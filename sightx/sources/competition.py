@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from sightx.errors import Rejection, describe
-from sightx.sources.base import Member, Source, SourceError, is_image, listing_order, safe_name
+from sightx.sources.base import Member, Source, SourceError, is_image, listing_order, safe_name, unique_name
 from sightx.sources.zipsource import _MEMBER_ERRORS, check_entry, open_zip
 
 SUBSETS = ("train", "test")
@@ -146,12 +146,12 @@ class CompetitionSource(Source):
         index: dict[str, zipfile.ZipInfo] = {}
         for info in inner.infolist():
             name = safe_name(info.filename)
-            if info.is_dir() or not is_image(name) or name in index:
+            if info.is_dir() or not is_image(name):
                 continue
             check_entry(self.label, info.filename, info, _STREAMABLE)
             if info.header_offset < 0:
                 raise SourceError(f"{self.label}: bytes are missing before the central directory (a truncated part?)")
-            index[name] = info
+            index[unique_name(name, index)] = info
         return index
 
     def describe(self) -> tuple[str, str]:

@@ -9,19 +9,20 @@ from pathlib import Path
 from typing import ClassVar
 
 from sightx.errors import Rejection, describe
-from sightx.sources.base import Member, Source, SourceError, check_declared_size, is_image, listing_order, safe_name
+from sightx.sources.base import Member, Source, SourceError, check_declared_size, is_image, listing_order, safe_name, unique_name
 
 COMPRESSED_SUFFIXES = (".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz")
 _STREAM_ERRORS = (tarfile.TarError, OSError, EOFError, zlib.error)
 
 
 def _images(tar: tarfile.TarFile, label: str) -> Iterator[tuple[str, tarfile.TarInfo]]:
-    """(safe name, entry) of each regular image file, first entry of a name only."""
+    """(unique safe name, entry) of each regular image file."""
     seen: set[str] = set()
     try:
         for info in tar:
             name = safe_name(info.name)
-            if info.isfile() and is_image(name) and name not in seen:
+            if info.isfile() and is_image(name):
+                name = unique_name(name, seen)
                 seen.add(name)
                 yield name, info
     except _STREAM_ERRORS as e:

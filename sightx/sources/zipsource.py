@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from sightx.errors import Rejection, describe
-from sightx.sources.base import Member, Source, SourceError, check_declared_size, is_image, listing_order, safe_name
+from sightx.sources.base import Member, Source, SourceError, check_declared_size, is_image, listing_order, safe_name, unique_name
 from sightx.sources.splitfile import SplitFile
 
 SUPPORTED_COMPRESSION = {
@@ -83,10 +83,10 @@ class ZipSource(Source):
         self.index: dict[str, zipfile.ZipInfo] = {}
         for info in self.zip.infolist():
             name = safe_name(info.filename)
-            if info.is_dir() or not is_image(name) or name in self.index:
-                continue  # a duplicate name reads its first entry; the plan rejects the second as duplicate-id
+            if info.is_dir() or not is_image(name):
+                continue
             check_entry(self.label, info.filename, info)
-            self.index[name] = info
+            self.index[unique_name(name, self.index)] = info
         check_local_headers(self.zip, fp, self.label, list(self.index.values()))
 
     def describe(self) -> tuple[str, tuple[str, ...]]:
