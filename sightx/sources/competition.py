@@ -17,7 +17,7 @@ import zipfile
 import zlib
 from collections.abc import Collection, Iterator
 from pathlib import Path
-from typing import ClassVar
+from typing import IO, ClassVar
 
 from sightx.errors import Rejection, describe
 from sightx.sources.base import Member, Source, SourceError, is_image, listing_order, safe_name, unique_name
@@ -42,7 +42,7 @@ class _Chain:
     def __init__(self, outer: zipfile.ZipFile, parts: list[zipfile.ZipInfo]) -> None:
         self.outer = outer
         self.parts = iter(parts)
-        self.current: io.BufferedIOBase | None = None
+        self.current: IO[bytes] | None = None
         self.pos = 0
 
     def read(self, n: int) -> bytes:
@@ -52,10 +52,10 @@ class _Chain:
                 part = next(self.parts, None)
                 if part is None:
                     break
-                self.current = self.outer.open(part)  # type: ignore[assignment]
-            data = self.current.read(min(n, _CHUNK))  # type: ignore[union-attr]
+                self.current = self.outer.open(part)
+            data = self.current.read(min(n, _CHUNK))
             if not data:
-                self.current.close()  # type: ignore[union-attr]
+                self.current.close()
                 self.current = None
                 continue
             chunks.append(data)
@@ -199,7 +199,8 @@ class CompetitionSource(Source):
                 header = chain.read(_LOCAL.size)
                 if len(header) < _LOCAL.size or header[:4] != b"PK\x03\x04":
                     raise zipfile.BadZipFile("no local header at the offset the central directory gives")
-                chain.skip(_LOCAL.unpack(header)[-2] + _LOCAL.unpack(header)[-1])  # name and extra field
+                *_, name_length, extra_length = _LOCAL.unpack(header)
+                chain.skip(name_length + extra_length)
                 stored = chain.read(info.compress_size)
             except _MEMBER_ERRORS as e:
                 for _, rest in wanted[i:]:
