@@ -30,16 +30,19 @@ test: lint
 fuzz: $(STAMP)
 	SIGHTX_FUZZ_EXAMPLES=$${SIGHTX_FUZZ_EXAMPLES:-20000} $(PY) -m pytest -q -p no:cacheprovider tests/test_fuzz.py
 
-# The main job end to end on synthetic data: generate -> explore -> shard -> train -> predict.
+# The main job end to end on synthetic data, from the download as Kaggle ships it (nothing unzipped):
+# generate the competition zip -> explore it -> shard straight from it -> explore the shards -> train -> grade its test images.
+ZIP := $(DEMO)/download/diabetic-retinopathy-detection.zip
 demo: $(STAMP)
-	$(BIN)/sightx-synth $(DEMO)/raw --n 600 --seed 1 --corrupt 4 --with-test 10 --workers 2
-	$(BIN)/sightx-explore $(DEMO)/raw --out $(DEMO)/reports/raw --workers 2
-	$(BIN)/sightx-shard $(DEMO)/raw/train $(DEMO)/shards --size 256 --shard-size 50 --val-fraction 0.2 --workers 2
-	$(BIN)/sightx-explore $(DEMO)/shards --out $(DEMO)/reports/shards --raw $(DEMO)/raw --workers 2
+	rm -rf $(DEMO)/download
+	$(BIN)/sightx-synth $(DEMO)/download --archive kaggle --n 600 --seed 1 --corrupt 4 --with-test 10 --workers 2
+	$(BIN)/sightx-explore $(ZIP) --out $(DEMO)/reports/raw --workers 2
+	$(BIN)/sightx-shard $(ZIP) $(DEMO)/shards --size 256 --shard-size 50 --val-fraction 0.2 --workers 2
+	$(BIN)/sightx-explore $(DEMO)/shards --out $(DEMO)/reports/shards --raw $(ZIP) --workers 2
 	rm -rf $(DEMO)/run
 	$(BIN)/sightx-train $(DEMO)/shards --out $(DEMO)/run --arch resnet18 --image-size 160 --epochs 8 \
 		--batch-size 32 --lr 1e-3 --workers 1
-	$(BIN)/sightx-predict $(DEMO)/raw/test --checkpoint $(DEMO)/run/best.pt --out $(DEMO)/predictions.csv --workers 2
+	$(BIN)/sightx-predict $(ZIP) --checkpoint $(DEMO)/run/best.pt --out $(DEMO)/predictions.csv --workers 2
 	@echo "reports: $(DEMO)/reports/raw/report.html $(DEMO)/reports/shards/report.html"
 	@echo "run: $(DEMO)/run (metrics.jsonl, best.pt, confusion.png, learning_curve.png); predictions: $(DEMO)/predictions.csv"
 

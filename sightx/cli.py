@@ -49,6 +49,13 @@ def _size(_ctx: click.Context, _param: click.Parameter, values: tuple[str, ...])
 @click.option("--corrupt", type=click.IntRange(0), default=0, show_default=True, help="Also write K broken inputs.")
 @click.option("--with-test", "n_test", type=click.IntRange(0), default=0, show_default=True, help="Unlabelled test/ images, as Kaggle.")
 @click.option("--ungradable", type=click.FloatRange(0, 1), default=0.015, show_default=True, help="Share of ungradable shots.")
+@click.option(
+    "--archive",
+    type=click.Choice(["folder", "kaggle"]),
+    default="folder",
+    show_default=True,
+    help="kaggle: pack it as the competition download, OUT/diabetic-retinopathy-detection.zip (split train.zip/test.zip parts inside).",
+)
 @click.option("--workers", type=click.IntRange(1), default=default_workers(), show_default=True)
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def synth(
@@ -61,10 +68,13 @@ def synth(
     corrupt: int,
     n_test: int,
     ungradable: float,
+    archive: str,
     workers: int,
     quiet: bool,
 ) -> None:
-    """Generate a synthetic EyePACS set in the Kaggle layout: OUT/train/*.jpeg, OUT/trainLabels.csv."""
+    """Generate a synthetic EyePACS set in the Kaggle layout: OUT/train/*.jpeg, OUT/trainLabels.csv
+    (or, with --archive kaggle, packed as Kaggle's download)."""
+    from sightx.synth.archive import write_kaggle
     from sightx.synth.generate import SynthOptions, generate
 
     opts = SynthOptions(
@@ -82,13 +92,14 @@ def synth(
     start = time.perf_counter()
     try:
         summary = generate(out, opts)
+        packed = write_kaggle(out) if archive == "kaggle" else None
     except OSError as e:
         raise click.ClickException(f"cannot write to {out}: {e.strerror or e}") from None
     elapsed = time.perf_counter() - start
     grades = " ".join(f"{g}:{c}" for g, c in summary.grades.items())
     click.echo(
-        f"wrote {summary.train} train + {summary.test} test + {summary.corrupt} corrupt images to {out} "
-        f"({summary.bytes / 1e6:.1f} MB) in {elapsed:.1f}s; grades {grades}"
+        f"wrote {summary.train} train + {summary.test} test + {summary.corrupt} corrupt images to {packed or out} "
+        f"({(packed.stat().st_size if packed else summary.bytes) / 1e6:.1f} MB) in {elapsed:.1f}s; grades {grades}"
     )
 
 
@@ -109,10 +120,25 @@ def _quality_rules(_ctx: click.Context, _param: click.Parameter, value: str | No
 
 
 @command()
-@click.argument("raw", type=click.Path(path_type=Path))
+@click.argument("raw", metavar="SOURCE", type=click.Path(path_type=Path))
 @click.argument("out", type=click.Path(path_type=Path), default=Path("shards"))
-@click.option("--labels", type=click.Path(dir_okay=False), help="Label CSV (image,level); default: trainLabels.csv in RAW or its parent.")
-@click.option("--unlabeled", is_flag=True, help="Write images without a label into a 'test' split instead of rejecting them.")
+@click.option(
+    "--labels",
+    type=click.Path(dir_okay=False),
+    help="Label CSV (image,level), or trainLabels.csv.zip; default: trainLabels.csv(.zip) beside SOURCE or inside the competition zip.",
+)
+@click.option(
+    "--label-format",
+    type=click.Choice(["auto", "eyepacs", "aptos", "idrid", "messidor2", "ddr"]),
+    default="auto",
+    show_default=True,
+    help="Label file format; auto detects it from the header (DDR: '<file> <grade>' lines, 5 = ungradable).",
+)
+@click.option(
+    "--unlabeled",
+    is_flag=True,
+    help="Write images without a label into a 'test' split instead of rejecting them; from the competition zip: its test images.",
+)
 @click.option("--size", type=click.IntRange(32, 4096), default=512, show_default=True, help="Output side in pixels.")
 @click.option("--normalize", type=click.Choice(["graham", "clahe", "none"]), default="graham", show_default=True)
 @click.option("--quality", type=click.IntRange(50, 100), default=95, show_default=True, help="Output JPEG quality.")
@@ -135,6 +161,7 @@ def shard(
     raw: Path,
     out: Path,
     labels: str | None,
+    label_format: str,
     unlabeled: bool,
     size: int,
     normalize: str,
@@ -149,7 +176,11 @@ def shard(
     overwrite: bool,
     quiet: bool,
 ) -> None:
-    """Preprocess RAW fundus JPEGs into WebDataset shards in OUT (default: shards/)."""
+    """Preprocess the fundus JPEGs in SOURCE into WebDataset shards in OUT (default: shards/).
+
+    SOURCE is a folder, a zip, byte-split zip parts (train.zip.001 or their folder), Kaggle's
+    diabetic-retinopathy-detection.zip as downloaded, or a tar (.tar, .tar.gz): read in place,
+    nothing is extracted."""
     from sightx.preprocess import PreprocessOptions
     from sightx.shard import ShardError, ShardInterrupted, ShardOptions, format_summary, nothing_written, run
 
@@ -162,6 +193,7 @@ def shard(
         unlabeled=unlabeled,
         min_quality=min_quality,
         labels=labels,
+        label_format=label_format,
         workers=workers,
         overwrite=overwrite,
         progress=not quiet,
@@ -279,7 +311,8 @@ def predict(
     submission: Path | None,
     quiet: bool,
 ) -> None:
-    """Grade INPUTS (image files, folders, or .tar shards) with the checkpoint's own preprocessing."""
+    """Grade INPUTS (image files, folders, zips, split parts, the competition zip's test images, .tar shards)
+    with the checkpoint's own preprocessing."""
     from sightx.grade import Grader
     from sightx.predict import grade_inputs, read_submission_ids, write_csv
     from sightx.predict import submission as kaggle_rows
@@ -326,9 +359,7 @@ def verify(shards: Path, deep: bool, quiet: bool) -> None:
 @click.option("--seed", type=int, default=0, show_default=True, help="Seeds the gallery and the sample.")
 @click.option("--sample", type=click.IntRange(0), default=2000, show_default=True, help="Images measured for the properties; 0 = all.")
 @click.option("--labels", type=click.Path(dir_okay=False), help="Label CSV (image,level); default: trainLabels.csv beside the images.")
-@click.option(
-    "--raw", type=click.Path(file_okay=False), help="Shards only: the raw folder they were made from, for the before/after gallery."
-)
+@click.option("--raw", type=click.Path(), help="Shards only: the raw folder or archive they were made from, for the before/after gallery.")
 @click.option("--workers", type=click.IntRange(1), default=default_workers(), show_default=True)
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def explore(
@@ -342,7 +373,8 @@ def explore(
     workers: int,
     quiet: bool,
 ) -> None:
-    """Report on a raw archive (images + trainLabels.csv) or a shard folder (manifest.json): HTML, PNG, JSON."""
+    """Report on raw photos (a folder, zip, split parts, the competition zip, a tar; with their labels) or a
+    shard folder (manifest.json): HTML, PNG, JSON."""
     from sightx.explore import ExploreOptions, format_summary
     from sightx.explore import explore as run_explore
 

@@ -7,10 +7,12 @@ so a bad label file fails in a second rather than after hours of decoding.
 from __future__ import annotations
 
 import errno
+import io
 import re
 import stat
+import zipfile
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePath
 
 import numpy as np
 import pandas as pd
@@ -18,7 +20,9 @@ import pandas as pd
 from sightx.errors import SightXError, one_line
 
 LABEL_FILE = "trainLabels.csv"
-IMAGE_SUFFIXES = (".jpeg", ".jpg")
+LABEL_FILES = (LABEL_FILE, LABEL_FILE + ".zip")  # Kaggle ships the labels zipped
+_MAX_LABEL_BYTES = 1 << 30
+IMAGE_SUFFIXES = (".jpeg", ".jpg", ".png", ".tif", ".tiff")  # PNG/TIFF: other DR sets, via Pillow
 _KAGGLE_NAME = re.compile(r"^(?P<patient>.+)_(?P<eye>left|right)$", re.IGNORECASE)
 
 
@@ -27,11 +31,33 @@ class LabelError(SightXError, ValueError):
 
 
 def find_label_file(raw: Path) -> Path | None:
-    """Kaggle keeps trainLabels.csv beside train/: look in raw/ and its parent."""
-    for folder in (raw, raw.parent):
-        if (folder / LABEL_FILE).is_file():
-            return folder / LABEL_FILE
+    """Kaggle keeps trainLabels.csv(.zip) beside train/: look in raw/ and its parent."""
+    return find_label_in([raw, raw.parent])
+
+
+def find_label_in(folders: list[Path]) -> Path | None:
+    """The first trainLabels.csv or trainLabels.csv.zip in `folders`, nearest first."""
+    for folder in folders:
+        for name in LABEL_FILES:
+            if (folder / name).is_file():
+                return folder / name
     return None
+
+
+def label_bytes(path: Path) -> bytes:
+    """A label file's bytes; a .zip gives its one .csv member (read in memory, never extracted)."""
+    try:
+        if path.suffix.lower() != ".zip":
+            return path.read_bytes()
+        with zipfile.ZipFile(path) as zf:
+            members = [i for i in zf.infolist() if i.filename.lower().endswith((".csv", ".txt")) and not i.is_dir()]
+            if len(members) == 1 and members[0].file_size <= _MAX_LABEL_BYTES and not members[0].flag_bits & 0x1:
+                return zf.read(members[0])
+    except (OSError, zipfile.BadZipFile, EOFError, ValueError) as e:
+        raise LabelError(f"{path}: cannot read label file ({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
+    raise LabelError(
+        f"{path}: expected one unencrypted .csv of at most {_MAX_LABEL_BYTES:,} bytes inside, found {len(members)} .csv file(s)"
+    )
 
 
 def _rows(lines: list[int], limit: int = 8) -> str:
@@ -40,18 +66,34 @@ def _rows(lines: list[int], limit: int = 8) -> str:
 
 
 def read_labels(path: Path) -> dict[str, int]:
-    """image id -> grade, validated: columns image,level; integer grades 0-4; unique ids."""
-    try:
-        df = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
-    except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as e:
-        raise LabelError(f"{path}: cannot read label file ({one_line(str(e))})") from None
+    """image id -> grade from trainLabels.csv or trainLabels.csv.zip (see parse_labels)."""
+    return parse_labels(label_bytes(path), str(path))
+
+
+def parse_labels(data: bytes, path: str) -> dict[str, int]:
+    """image id -> grade, validated: columns image,level; integer grades 0-4; unique ids. `path` names
+    the file in messages (it may be inside an archive)."""
+    df = read_csv(data, path)
     missing = [c for c in ("image", "level") if c not in df.columns]
     if missing:
         raise LabelError(f"{path}: missing column(s) {', '.join(missing)} (found: {', '.join(map(str, df.columns)) or 'none'})")
-    line = np.arange(len(df)) + 2  # file line numbers: header is line 1
+    return validate_grades(df["image"], df["level"], path)
+
+
+def read_csv(data: bytes, path: str) -> pd.DataFrame:
+    """All cells as strings, so ids like 007 stay as written."""
+    try:
+        return pd.read_csv(io.BytesIO(data), dtype=str, keep_default_na=False, skipinitialspace=True)
+    except (UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as e:
+        raise LabelError(f"{path}: cannot read label file ({one_line(str(e))})") from None
+
+
+def validate_grades(ids: pd.Series, grades: pd.Series, path: str, first_line: int = 2) -> dict[str, int]:
+    """image id -> grade, refusing grades outside 0-4, empty ids and duplicate ids (naming the lines)."""
+    line = ids.index.to_numpy() + first_line  # file line numbers from the row positions (after a header: 2)
     # Ids are file names without the extension; some label files carry it ("10_left.jpeg"): accept both.
-    images = df["image"].str.strip().str.replace(r"\.(?:jpe?g)$", "", case=False, regex=True)
-    levels = df["level"].str.strip()
+    images = ids.str.strip().str.replace(r"\.(?:jpe?g|png|tiff?)$", "", case=False, regex=True).reset_index(drop=True)
+    levels = grades.str.strip().reset_index(drop=True)
     bad = ~levels.isin([str(g) for g in range(5)])
     if bad.any():
         examples = ", ".join(f"{i!r}={v!r}" for i, v in zip(images[bad][:3], levels[bad][:3]))
@@ -69,7 +111,7 @@ def read_labels(path: Path) -> dict[str, int]:
     return dict(zip(images, levels.astype(int)))
 
 
-def image_id(path: Path) -> str:
+def image_id(path: PurePath) -> str:
     """The id a label file uses for an image: its file name without the extension."""
     return path.stem
 

@@ -14,9 +14,19 @@ import warnings
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from sightx import pillow_codec
 from sightx.codec import JPEG_SOI, read_size
 from sightx.errors import Rejection
-from sightx.preprocess import Decoded, PreprocessOptions, check_size, decode_bytes, decoded_array
+from sightx.preprocess import (
+    Decoded,
+    PreprocessOptions,
+    Processed,
+    check_size,
+    decode_bytes,
+    decoded_array,
+    preprocess_bytes,
+    preprocess_decoded,
+)
 
 _PNG = b"\x89PNG\r\n\x1a\n"
 _TIFF = (b"II*\x00", b"MM\x00*")
@@ -87,3 +97,11 @@ def _decode_with_pillow(data: bytes, opts: PreprocessOptions) -> np.ndarray:
         raise Rejection(reason, str(e)) from None
     check_size(*rgb.size, opts)
     return np.asarray(rgb)
+
+
+def preprocess_input(data: bytes, name: str, opts: PreprocessOptions) -> Processed:
+    """A dataset input, routed by its name as the shards route it: `.png`/`.tif(f)` through Pillow
+    (at full size), everything else as a JPEG (a misnamed PNG stays the `not-jpeg` rejection)."""
+    if pillow_codec.decodes(name):
+        return preprocess_decoded(decode_photo(data, opts), opts)
+    return preprocess_bytes(data, opts)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from multiprocessing.pool import AsyncResult
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -44,3 +46,28 @@ def ordered_map(fn: Callable[[T], R], items: Sequence[T], workers: int, context:
         return
     with mp.get_context(context).Pool(workers, initializer=single_threaded) as pool:
         yield from pool.imap(fn, items, chunksize=1)
+
+
+def bounded_map(
+    fn: Callable[[T], R], items: Iterable[T], workers: int, initializer: Callable[[], None] = single_threaded, per_worker: int = 4
+) -> Iterator[R]:
+    """fn over items in `workers` spawn processes, results in input order, with at most
+    `per_worker` items per worker pending: `items` (a stream read from an archive) is consumed no
+    faster than the workers keep up, so memory stays bounded (Pool.imap reads it all ahead)."""
+    if workers <= 1:
+        single_threaded()
+        yield from map(fn, items)
+        return
+    pool = mp.get_context("spawn").Pool(workers, initializer)
+    try:
+        pending: deque[AsyncResult[R]] = deque()
+        for item in items:
+            pending.append(pool.apply_async(fn, (item,)))
+            while pending and (len(pending) >= per_worker * workers or pending[0].ready()):
+                yield pending.popleft().get()
+        while pending:
+            yield pending.popleft().get()
+        pool.close()
+    finally:
+        pool.terminate()
+        pool.join()

@@ -12,7 +12,7 @@ import io
 import tarfile
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import numpy as np
@@ -25,9 +25,10 @@ from sightx.errors import Rejection, SightXError, describe
 from sightx.grade import Graded, Grader, Photo, preprocess_photo
 from sightx.grades import NUM_GRADES, other_eye
 from sightx.labels import find_images, image_id, patient_eye
-from sightx.pool import ordered_map
+from sightx.pool import bounded_map, ordered_map
 from sightx.preprocess import PreprocessOptions
 from sightx.quality import quality_warnings
+from sightx.sources import Source, is_archive, open_source
 
 # Share of the other eye in a blended prediction (both eyes of a patient are strongly correlated).
 OTHER_EYE_WEIGHT = 0.25
@@ -46,32 +47,67 @@ class Item:
     error: str = ""
 
 
-def expand_inputs(paths: list[Path]) -> tuple[list[Path], list[Path]]:
-    """Split inputs into raw images and shard tars; folders are searched recursively."""
-    images, shards = [], []
+def expand_inputs(paths: list[Path]) -> tuple[list[Path], list[Path], list[Source]]:
+    """Split inputs into raw images, shard tars and archives of raw images (zip, split parts, the
+    competition zip's test images, compressed tars); folders are searched recursively."""
+    images, shards, archives = [], [], []
     for p in paths:
-        if p.is_dir():
+        if is_archive(p):
+            archives.append(open_source(p, unlabeled=True))
+        elif p.is_dir():
             images += find_images(p)
             shards += sorted(p.rglob("*.tar"))
         elif p.suffix == ".tar":
             shards.append(p)
         else:
             images.append(p)
-    return images, shards
+    return images, shards, archives
+
+
+def _graded_input(name: str, data: bytes | Rejection, opts: PreprocessOptions) -> Item:
+    """One raw image's bytes, preprocessed; errors become a row, not a crash."""
+    image = image_id(PurePosixPath(name))
+    if isinstance(data, Rejection):
+        return Item(image, None, str(data))
+    try:
+        return Item(image, preprocess_photo(data, opts))
+    except Rejection as e:
+        return Item(image, None, str(e))
+    except Exception as e:  # one odd file must not stop a batch job
+        return Item(image, None, f"error: {describe(e)}")
 
 
 def _preprocess_file(args: tuple[str, PreprocessOptions]) -> Item:
-    """Worker: read and preprocess one raw image; errors become a row, not a crash."""
+    """Worker: read and preprocess one raw image file."""
     path, opts = args
-    name = image_id(Path(path))
     try:
-        return Item(name, preprocess_photo(Path(path).read_bytes(), opts))
+        data: bytes | Rejection = Path(path).read_bytes()
     except OSError as e:
-        return Item(name, None, f"unreadable: {e.strerror or e}")
+        data = Rejection("unreadable", e.strerror or str(e))
+    return _graded_input(Path(path).name, data, opts)
+
+
+def _preprocess_member(args: tuple[Source, str, PreprocessOptions]) -> Item:
+    """Worker: read one member of a random-access archive (opened once per worker) and preprocess it."""
+    source, name, opts = args
+    try:
+        data: bytes | Rejection = source.read(name)
     except Rejection as e:
-        return Item(name, None, str(e))
-    except Exception as e:  # one odd file must not stop a batch job
-        return Item(name, None, f"error: {describe(e)}")
+        data = e
+    return _graded_input(name, data, opts)
+
+
+def _preprocess_streamed(args: tuple[str, bytes | Rejection, PreprocessOptions]) -> Item:
+    return _graded_input(*args)
+
+
+def _archive_items(source: Source, opts: PreprocessOptions, workers: int) -> Iterator[Item]:
+    """The images of an archive, in listing order for random access, archive order for a stream."""
+    names = [m.name for m in source.members()]
+    if source.random_access:
+        yield from bounded_map(_preprocess_member, ((source, n, opts) for n in names), workers)
+    else:
+        yield from bounded_map(_preprocess_streamed, ((n, data, opts) for n, data in source.stream(names)), workers)
 
 
 def _shard_items(path: Path) -> Iterator[Item]:
@@ -114,9 +150,10 @@ def grade_inputs(
     progress: bool = True,
 ) -> list[dict[str, Any]]:
     """One row per input image: image, level, probabilities or score, warnings, error."""
-    raw, shards = expand_inputs(inputs)
+    raw, shards, archives = expand_inputs(inputs)
     items = ordered_map(_preprocess_file, [(str(p), grader.preprocess) for p in raw], workers)
-    stream = (item for source in (items, *(_shard_items(s) for s in shards)) for item in source)
+    from_archives = (_archive_items(a, grader.preprocess, workers) for a in archives)
+    stream = (item for source in (items, *from_archives, *(_shard_items(s) for s in shards)) for item in source)
     rows: list[_Row] = []
     batch: list[_Row] = []
     bar = tqdm(desc="predict", unit="img", disable=not progress)

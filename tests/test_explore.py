@@ -232,7 +232,7 @@ def test_cli_broken_label_file_with_workers(raw: Path, tmp_path: Path) -> None:
 def test_cli_errors_are_one_line(tmp_path: Path) -> None:
     runner = CliRunner()
     missing = runner.invoke(explore_cli, [str(tmp_path / "nope"), "--out", str(tmp_path / "r")])
-    assert missing.exit_code == 1 and "is not a folder" in missing.output and "Traceback" not in missing.output
+    assert missing.exit_code == 1 and "does not exist" in missing.output and "Traceback" not in missing.output
     (tmp_path / "bogus").mkdir()
     (tmp_path / "bogus" / mf.MANIFEST).write_text("{}")
     bogus = runner.invoke(explore_cli, [str(tmp_path / "bogus"), "--out", str(tmp_path / "r")])

@@ -348,3 +348,30 @@ def test_each_family_builds_and_takes_a_training_step(arch: str) -> None:
     loss = train_step(ctx, images, torch.tensor([0, 3]), torch.ones(2))
     assert torch.isfinite(loss) and list(model(torch.zeros(1, 3, 64, 64)).shape) == [1, 5]
     assert any(not torch.equal(a, b) for a, b in zip(before, list(model.parameters())[-2:]))
+
+
+def test_predict_reads_archives_in_place(trained: Path, tiny_raw: Path, tmp_path: Path) -> None:
+    import zipfile
+
+    photos = {f"test/{p.name}": p.read_bytes() for p in sorted((tiny_raw / "train").glob("*.jpeg"))}
+    buf = tmp_path / "test.zip"
+    with zipfile.ZipFile(buf, "w") as zf:
+        for name, data in photos.items():
+            zf.writestr(name, data)
+    data = buf.read_bytes()
+    (tmp_path / "parts").mkdir()
+    half = -(-len(data) // 2)
+    for i in range(2):
+        (tmp_path / "parts" / f"test.zip.{i + 1:03d}").write_bytes(data[i * half : (i + 1) * half])
+    competition = tmp_path / "diabetic-retinopathy-detection.zip"
+    with zipfile.ZipFile(competition, "w", zipfile.ZIP_DEFLATED) as zf:
+        for part in sorted((tmp_path / "parts").iterdir()):
+            zf.write(part, part.name)
+    expected = {r["image"]: r for r in predict([tiny_raw / "train"], trained / "best.pt", device="cpu", progress=False)}
+    for inputs, workers in (([buf], 1), ([tmp_path / "parts"], 1), ([competition], 2)):  # 2: the stream feeds a pool
+        rows = predict(inputs, trained / "best.pt", workers=workers, device="cpu", progress=False)
+        assert {r["image"] for r in rows} == set(expected)
+        for row in rows:
+            twin = expected[row["image"]]
+            assert row["level"] == twin["level"] and not row["error"]
+            assert [row[f"p{g}"] for g in range(5)] == pytest.approx([twin[f"p{g}"] for g in range(5)], abs=1e-5)

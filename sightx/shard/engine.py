@@ -17,21 +17,25 @@ import time
 from collections import Counter
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from tqdm import tqdm
 
+from sightx import pillow_codec
 from sightx.atomic import atomic_write_text
 from sightx.contracts import manifest as mf
 from sightx.errors import SightXError
 from sightx.grades import NUM_GRADES
-from sightx.labels import find_inputs, find_label_file, image_id, read_labels
+from sightx.label_formats import LabelSet, read_label_set
+from sightx.labels import image_id, label_bytes
 from sightx.pool import single_threaded
 from sightx.preprocess import PreprocessOptions
 from sightx.shard import lock
 from sightx.shard.plan import Plan, Reject, ShardTask, make_plan
+from sightx.shard.streamed import SPOOL_SUFFIX, execute_streamed
 from sightx.shard.task import BuildOptions, ShardResult, build_shard, commit_shard, file_sha256
+from sightx.sources import Member, Source, find_labels, open_source
 
 
 class ShardError(SightXError):
@@ -51,6 +55,7 @@ class ShardOptions:
     unlabeled: bool = False
     min_quality: tuple[tuple[str, float], ...] = ()
     labels: str | None = None
+    label_format: str = "auto"
     workers: int = 1
     overwrite: bool = False
     progress: bool = True
@@ -68,7 +73,9 @@ class ShardOptions:
 
 
 def _shard_files(out: Path) -> list[Path]:
-    return sorted(p for p in out.iterdir() if p.name.split("-")[0] in mf.SPLITS and p.name.endswith((".tar", ".tar.tmp")))
+    """Shards, and what a killed run left of them (temporary tars, stream spools)."""
+    ends = (".tar", ".tar.tmp", ".tar" + SPOOL_SUFFIX)
+    return sorted(p for p in out.iterdir() if p.name.split("-")[0] in mf.SPLITS and p.name.endswith(ends))
 
 
 def _prepare_output(out: Path, opts: ShardOptions, held: contextlib.ExitStack) -> dict[str, Any] | None:
@@ -101,7 +108,7 @@ def _prepare_output(out: Path, opts: ShardOptions, held: contextlib.ExitStack) -
             p.unlink(missing_ok=True)
         return None
     for p in _shard_files(out):
-        if p.name.endswith(".tmp"):
+        if not p.name.endswith(".tar"):
             p.unlink()  # a shard a killed run was writing: redone below
     for name in (mf.MANIFEST, mf.REJECTS):
         for p in out.glob(f".{name}.*.tmp"):
@@ -194,40 +201,42 @@ def _write_rejects(out: Path, plan: Plan, results: dict[str, ShardResult]) -> No
     atomic_write_text(out / mf.REJECTS, buf.getvalue())
 
 
-def load_inputs(raw: Path, opts: ShardOptions) -> tuple[list[Path], dict[str, int] | None, list[Reject]]:
-    """The images under raw/, the validated labels (None when shard-ing an unlabelled set), and the
-    inputs that are not regular files, rejected as `not-a-file` (never opened)."""
-    if not raw.is_dir():
-        raise ShardError(f"input folder {raw} does not exist")
-    label_path = Path(opts.labels) if opts.labels else find_label_file(raw)
-    if label_path is None and not opts.unlabeled:
-        raise ShardError(f"no trainLabels.csv in {raw} or its parent: pass --labels PATH, or --unlabeled for a test set")
-    labels = read_labels(label_path) if label_path else None
-    images, others = find_inputs(raw)
-    if not images and not others:
-        raise ShardError(f"no .jpeg/.jpg files under {raw}")
-    not_files = [Reject(p.relative_to(raw).as_posix(), image_id(p), "not-a-file", what) for p, what in others]
-    return images, labels, not_files
+def load_inputs(raw: Path, opts: ShardOptions) -> tuple[Source, list[Member], LabelSet | None, list[Reject]]:
+    """The source at raw (folder, zip, parts, competition zip, tar), its images, the validated labels
+    (None when shard-ing an unlabelled set) and the entries that are not regular files, rejected as
+    `not-a-file` (never opened); every whole-archive problem is found here."""
+    source = open_source(raw, opts.unlabeled)
+    found = (label_bytes(Path(opts.labels)), opts.labels) if opts.labels else find_labels(source)
+    labels = read_label_set(*found, opts.label_format) if found else None
+    members = source.members()
+    if labels is None and not opts.unlabeled:
+        where = " or ".join(str(f) for f in source.label_folders())
+        raise ShardError(f"no trainLabels.csv(.zip) in {where}: pass --labels PATH, or --unlabeled for a test set")
+    not_files = [Reject(name, image_id(PurePosixPath(name)), "not-a-file", what) for name, what in source.not_files()]
+    if not members and not not_files:
+        raise ShardError(f"no .jpeg/.jpg files (nor .png/.tif) under {raw}")
+    return source, members, labels, not_files
 
 
 def run(raw: Path, out: Path, opts: ShardOptions) -> dict[str, Any]:
-    """Shard raw/ into out/; returns the final manifest (with a `run` block of timings). One run per out/ at a time."""
+    """Shard the source at raw into out/; returns the final manifest (with a `run` block of timings).
+    One run per out/ at a time."""
     with contextlib.ExitStack() as held:
         return _run(raw, out, opts, held)
 
 
 def _run(raw: Path, out: Path, opts: ShardOptions, held: contextlib.ExitStack) -> dict[str, Any]:
     start = time.perf_counter()
-    images, labels, not_files = load_inputs(raw, opts)
-    n_inputs = len(images) + len(not_files)
+    source, members, labels, not_files = load_inputs(raw, opts)
+    n_inputs = len(members) + len(not_files)
     plan = make_plan(
-        raw,
-        images,
-        labels,
+        [m.name for m in members],
+        labels.grades if labels else None,
         shard_size=opts.shard_size,
         val_fraction=opts.val_fraction,
         seed=opts.seed,
         unlabeled=opts.unlabeled,
+        ungradable=labels.ungradable if labels else frozenset(),
     )
     plan.rejects.extend(not_files)
     previous = _prepare_output(out, opts, held)
@@ -248,7 +257,7 @@ def _run(raw: Path, out: Path, opts: ShardOptions, held: contextlib.ExitStack) -
     record()
 
     todo = [t for t in plan.tasks if t.name not in results]
-    build = BuildOptions(str(raw), str(out), opts.preprocess, opts.min_quality)
+    build = BuildOptions(source, str(out), opts.preprocess, opts.min_quality)
     total = sum(len(t.samples) for t in todo)
     bar = tqdm(total=total, unit="img", desc="shard", disable=not opts.progress, smoothing=0.05)
     rejected = 0
@@ -278,7 +287,10 @@ def _run(raw: Path, out: Path, opts: ShardOptions, held: contextlib.ExitStack) -
             pass  # the run is failing anyway; shards not listed are rebuilt by a resume
 
     try:
-        _execute(todo, build, opts.workers, tick, finished)
+        if source.random_access:
+            _execute(todo, build, opts.workers, tick, finished, {m.name: m.size for m in members})
+        else:
+            execute_streamed(todo, build, opts.workers, tick, finished)
     except OSError as e:  # disk full, permissions: the finished shards stay valid for a resume
         record_progress()
         raise ShardError(f"cannot write shards in {out}: {e.strerror or e}") from None
@@ -301,6 +313,8 @@ def _run(raw: Path, out: Path, opts: ShardOptions, held: contextlib.ExitStack) -
         "built_shards": len(built),
         "images_per_s": round(total / elapsed, 2) if elapsed else None,
         "input_mb_per_s": round(sum(r.input_bytes for r in built) / 1e6 / elapsed, 2) if elapsed else None,
+        "label_format": labels.format if labels else None,
+        "full_decodes": sum(pillow_codec.decodes(m.name) for m in members),
     }
     mf.write(out, final)
     return final
@@ -351,23 +365,13 @@ def _build_in_worker(args: tuple[ShardTask, BuildOptions]) -> ShardResult:
         _TICKS.flush()  # before the result, so the bar is complete when the shard is
 
 
-def _longest_first(todo: list[ShardTask], raw: Path) -> list[ShardTask]:
-    """Shards by input bytes, largest first: the pool's last shards are its shortest, so
-    workers finish together (which shard runs when never changes its bytes)."""
-
-    def size(task: ShardTask) -> int:
-        total = 0
-        for ref in task.samples:
-            try:
-                total += (raw / ref.source).stat().st_size
-            except OSError:
-                pass  # unreadable: build_shard records the rejection
-        return total
-
-    return sorted(todo, key=size, reverse=True)
+def _longest_first(todo: list[ShardTask], sizes: dict[str, int]) -> list[ShardTask]:
+    """Shards by input bytes (as listed by the source), largest first: the pool's last shards are
+    its shortest, so workers finish together (which shard runs when never changes its bytes)."""
+    return sorted(todo, key=lambda task: sum(sizes[ref.source] for ref in task.samples), reverse=True)
 
 
-def _execute(todo: list[ShardTask], build: BuildOptions, workers: int, tick: Any, finished: Any) -> None:
+def _execute(todo: list[ShardTask], build: BuildOptions, workers: int, tick: Any, finished: Any, sizes: dict[str, int]) -> None:
     """Build the shards, in-process for one worker, else on a spawn pool with progress ticks."""
     if workers <= 1 or len(todo) <= 1:
         single_threaded()
@@ -386,7 +390,7 @@ def _execute(todo: list[ShardTask], build: BuildOptions, workers: int, tick: Any
     ticks = ctx.Queue()
     pool = ctx.Pool(min(workers, len(todo)), _init_worker, (ticks,))
     try:
-        pending = [pool.apply_async(_build_in_worker, ((t, build),)) for t in _longest_first(todo, Path(build.raw))]
+        pending = [pool.apply_async(_build_in_worker, ((t, build),)) for t in _longest_first(todo, sizes)]
         while pending:
             try:
                 tick(*ticks.get(timeout=0.1))
@@ -440,6 +444,10 @@ def format_summary(m: dict[str, Any], out: Path) -> str:
         lines.append(
             f"  {r['elapsed_s']}s, {r['images_per_s']} images/s, {r['input_mb_per_s']} MB/s input, "
             f"{r['workers']} worker(s); {r['resumed_shards']} shard(s) resumed, {r['built_shards']} built"
+        )
+    if r.get("full_decodes"):
+        lines.append(
+            f"  {r['full_decodes']} PNG/TIFF input(s) decoded at full size through Pillow (no DCT-scaled decode: slower than JPEG)"
         )
     lines.append(f"  manifest: {out / mf.MANIFEST}   rejects: {out / mf.REJECTS}")
     return "\n".join(lines)

@@ -12,7 +12,7 @@ import json
 import math
 from collections import Counter
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from pathlib import PurePosixPath
 
 import numpy as np
 
@@ -25,7 +25,7 @@ from sightx.labels import image_id, patient_eye, sample_key, split_patients
 class SampleRef:
     """One input image and everything known about it before decoding."""
 
-    source: str  # path relative to the raw folder
+    source: str  # the member's path inside the source (relative to a folder, or inside an archive)
     image: str
     key: str
     patient: str
@@ -73,29 +73,31 @@ class Plan:
 
 
 def make_plan(
-    raw: Path,
-    images: list[Path],
+    sources: list[str],
     labels: dict[str, int] | None,
     *,
     shard_size: int,
     val_fraction: float,
     seed: int,
     unlabeled: bool,
+    ungradable: frozenset[str] = frozenset(),
 ) -> Plan:
-    """Assign every input to a split and a shard, or to a planning-time rejection."""
+    """Assign every input (member names, in listing order) to a split and a shard, or to a planning-time
+    rejection; `ungradable`: ids the label file grades ungradable (DDR's 5), never trained on."""
     rejects: list[Reject] = []
     labelled: dict[str, tuple[str, int]] = {}  # image id -> (source, grade)
     unlabelled: dict[str, str] = {}
     seen: dict[str, str] = {}
-    for path in images:
-        source = path.relative_to(raw).as_posix()
-        image = image_id(path)
+    for source in sources:
+        image = image_id(PurePosixPath(source))
         key = sample_key(image)
         if key in seen:
             rejects.append(Reject(source, image, "duplicate-id", f"same id as {seen[key]}"))
             continue
         seen[key] = source
-        if labels is not None and image in labels:
+        if image in ungradable:
+            rejects.append(Reject(source, image, "ungradable-label", "graded ungradable in the label file"))
+        elif labels is not None and image in labels:
             labelled[image] = (source, labels[image])
         elif unlabeled:
             unlabelled[image] = source

@@ -1,6 +1,7 @@
 """Build one shard: read, preprocess and write each planned sample; reject what cannot be used.
 
-Runs in a worker process. Memory is one image at a time; the tar streams to `*.tar.tmp`, which
+Runs in a worker process, reading from a random-access source (a streamed one is assembled by
+shard/streamed.py from the same per-sample bytes, `sample_block`). Memory is one image at a time; the tar streams to `*.tar.tmp`, which
 the parent fsyncs and renames (commit_shard), so a crash never leaves a partial shard under its
 final name.
 """
@@ -17,19 +18,21 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from sightx.contracts import sample
-from sightx.errors import describe
+from sightx.errors import Rejection, describe
 from sightx.grades import NUM_GRADES
-from sightx.preprocess import PreprocessOptions, Rejected, preprocess_bytes
+from sightx.photos import preprocess_input
+from sightx.preprocess import PreprocessOptions, Rejected
 from sightx.shard.plan import Reject, SampleRef, ShardTask
+from sightx.sources import Source
 
 QUALITY_METRICS = ("brightness", "contrast", "sharpness", "fov_fraction")
 
 
 @dataclass(frozen=True)
 class BuildOptions:
-    """What a worker needs besides the task; picklable."""
+    """What a worker needs besides the task; picklable (the source pickles as its description)."""
 
-    raw: str
+    source: Source
     out: str
     preprocess: PreprocessOptions
     min_quality: tuple[tuple[str, float], ...] = ()
@@ -72,10 +75,11 @@ class _TarWriter:
         self.size = 0
 
     def add(self, members: list[tuple[str, bytes]]) -> None:
-        parts: list[bytes] = []
-        for name, data in members:
-            parts += (_header(name, len(data)), data, tarfile.NUL * (-len(data) % tarfile.BLOCKSIZE))
-        self._write(b"".join(parts))
+        self.add_block(tar_block(members))
+
+    def add_block(self, block: bytes) -> None:
+        """A sample's members as `tar_block` made them."""
+        self._write(block)
 
     def close(self) -> None:
         end = tarfile.NUL * (2 * tarfile.BLOCKSIZE)
@@ -85,6 +89,14 @@ class _TarWriter:
         self.sha256.update(data)
         self.size += len(data)
         self.f.write(data)
+
+
+def tar_block(members: list[tuple[str, bytes]]) -> bytes:
+    """The tar bytes of one sample's members: headers, data, padding."""
+    parts: list[bytes] = []
+    for name, data in members:
+        parts += (_header(name, len(data)), data, tarfile.NUL * (-len(data) % tarfile.BLOCKSIZE))
+    return b"".join(parts)
 
 
 def _header(name: str, size: int) -> bytes:
@@ -111,7 +123,7 @@ def build_shard(task: ShardTask, opts: BuildOptions, tick: Callable[[bool], None
     """
     start = time.perf_counter()
     result = ShardResult(task.name, task.split, task.digest)
-    with open(_temporary(Path(opts.out) / task.name), "wb") as f:
+    with open(temporary(Path(opts.out) / task.name), "wb") as f:
         out = _TarWriter(f)
         for ref in task.samples:
             rejected = _add_sample(out, ref, task.split, opts, result)
@@ -127,7 +139,7 @@ def build_shard(task: ShardTask, opts: BuildOptions, tick: Callable[[bool], None
 def commit_shard(out: Path, name: str) -> None:
     """fsync a built shard and rename it to its final name, so a crash never leaves a partial
     shard under that name. (The manifest's atomic write then fsyncs the folder.)"""
-    tmp = _temporary(out / name)
+    tmp = temporary(out / name)
     fd = os.open(tmp, os.O_RDWR)
     try:
         os.fsync(fd)
@@ -136,32 +148,44 @@ def commit_shard(out: Path, name: str) -> None:
     os.replace(tmp, out / name)
 
 
-def _temporary(final: Path) -> Path:
+def temporary(final: Path) -> Path:
     return final.with_name(final.name + ".tmp")
 
 
 def _add_sample(tar: _TarWriter, ref: SampleRef, split: str, opts: BuildOptions, result: ShardResult) -> bool:
     """Append one sample, or record why not. Returns True when rejected."""
     try:
-        data = (Path(opts.raw) / ref.source).read_bytes()
-    except OSError as e:
-        result.rejects.append(Reject(ref.source, ref.image, "unreadable", e.strerror or str(e)))
+        data = opts.source.read(ref.source)
+    except Rejection as e:
+        result.rejects.append(Reject(ref.source, ref.image, e.reason, e.detail))
         return True
     result.input_bytes += len(data)
     try:
-        processed = preprocess_bytes(data, opts.preprocess)
-        low = _quality_reject(processed.info, opts.min_quality)
-        if low:
-            raise Rejected("low-quality", low)
-    except Rejected as e:
+        block = sample_block(ref, split, data, opts.preprocess, opts.min_quality)
+    except Rejection as e:
         result.rejects.append(Reject(ref.source, ref.image, e.reason, e.detail))
         return True
-    except Exception as e:  # a decoder or maths failure on one odd file must not stop the run
-        result.rejects.append(Reject(ref.source, ref.image, "error", describe(e)))
-        return True
-    identity = {**asdict(ref), "split": split}
-    tar.add(sample.members(ref.key, processed.jpeg, ref.grade, sample.metadata(identity, processed.info)))
+    tar.add_block(block)
+    add_to_counts(result, ref)
+    return False
+
+
+def add_to_counts(result: ShardResult, ref: SampleRef) -> None:
+    result.count += 1
     if ref.grade is not None:
         result.grades[ref.grade] += 1
-    result.count += 1
-    return False
+
+
+def sample_block(ref: SampleRef, split: str, data: bytes, pre: PreprocessOptions, min_quality: tuple[tuple[str, float], ...]) -> bytes:
+    """One input's bytes -> its sample's tar bytes (.jpg, .cls, .json), or raise Rejection."""
+    try:
+        processed = preprocess_input(data, ref.source, pre)
+        low = _quality_reject(processed.info, min_quality)
+        if low:
+            raise Rejected("low-quality", low)
+    except Rejection:
+        raise
+    except Exception as e:  # a decoder or maths failure on one odd file must not stop the run
+        raise Rejection("error", describe(e)) from None
+    identity = {**asdict(ref), "split": split}
+    return tar_block(sample.members(ref.key, processed.jpeg, ref.grade, sample.metadata(identity, processed.info)))

@@ -1,0 +1,90 @@
+"""Label files of the public DR sets as each is distributed, read into one shape.
+
+All of them grade on the international clinical DR scale (0 none .. 4 proliferative), so the
+grades carry over as they are; what differs is the file: Kaggle EyePACS `image,level`; APTOS 2019
+`id_code,diagnosis`; IDRiD `Image name,Retinopathy grade` (stray spaces in the header);
+Messidor-2 `image_id,adjudicated_dr_grade,...,adjudicated_gradable` (ids with their extension);
+DDR `train.txt` lines `<file> <grade>` where 5 means ungradable. Images graded ungradable are
+kept apart (the shard plan records them as `ungradable-label` rejections, never trains on them).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+
+import pandas as pd
+
+from sightx.labels import LabelError, parse_labels, read_csv, validate_grades
+
+FORMATS = ("eyepacs", "aptos", "idrid", "messidor2", "ddr")
+_COLUMNS = {
+    "eyepacs": ("image", "level"),
+    "aptos": ("id_code", "diagnosis"),
+    "idrid": ("image name", "retinopathy grade"),
+    "messidor2": ("image_id", "adjudicated_dr_grade"),
+}
+_DDR_LINE = re.compile(r"^\S+\.(jpe?g|png|tiff?)\s+\d+\s*$", re.IGNORECASE)
+DDR_UNGRADABLE = "5"
+
+
+@dataclass(frozen=True)
+class LabelSet:
+    """image id -> grade 0-4, the ids graded ungradable, and the format they were read from."""
+
+    grades: dict[str, int]
+    ungradable: frozenset[str]
+    format: str
+
+
+def detect(head: bytes) -> str | None:
+    """The format of a label file from its first line, or None when it is none of them."""
+    first = head.decode("utf-8", "replace").lstrip("\ufeff").splitlines()[0] if head.strip() else ""
+    header = {c.strip().lower() for c in first.split(",")}
+    for name, columns in _COLUMNS.items():
+        if set(columns) <= header:
+            return name
+    return "ddr" if _DDR_LINE.match(first) else None
+
+
+def read_label_set(data: bytes, origin: str, fmt: str = "auto") -> LabelSet:
+    """The labels in `data` (from `origin`, named in messages), in `fmt` or the detected format."""
+    name = detect(data[:65536]) if fmt == "auto" else fmt
+    if name is None:
+        known = "; ".join(f"{k}: {','.join(v)}" for k, v in _COLUMNS.items())
+        raise LabelError(f"{origin}: not a known label format ({known}; ddr: '<file> <grade>' lines); pass --label-format")
+    if name == "eyepacs":
+        return LabelSet(parse_labels(data, origin), frozenset(), name)
+    if name == "ddr":
+        return _ddr(data, origin)
+    df = read_csv(data, origin)
+    df.columns = [str(c).strip().lower() for c in df.columns]
+    id_col, grade_col = _COLUMNS[name]
+    missing = [c for c in (id_col, grade_col) if c not in df.columns]
+    if missing:
+        raise LabelError(f"{origin}: missing column(s) {', '.join(missing)} for the {name} format")
+    df = df[(df != "").any(axis=1)]  # IDRiD sheets end in rows of empty cells
+    ids = df[id_col].map(lambda s: _stem(s.strip()))
+    ungradable = pd.Series(False, index=df.index)
+    if name == "messidor2" and "adjudicated_gradable" in df.columns:
+        ungradable = df["adjudicated_gradable"].str.strip() == "0"
+    grades = validate_grades(ids[~ungradable], df.loc[~ungradable, grade_col], origin)
+    return LabelSet(grades, frozenset(ids[ungradable]), name)
+
+
+def _ddr(data: bytes, origin: str) -> LabelSet:
+    rows = [line.split() for line in data.decode("utf-8", "replace").splitlines() if line.strip()]
+    bad = [i + 1 for i, r in enumerate(rows) if len(r) != 2]
+    if bad:
+        raise LabelError(f"{origin}: expected '<file> <grade>' on line(s) {', '.join(map(str, bad[:8]))}")
+    ids = pd.Series([_stem(f) for f, _ in rows])
+    grades = pd.Series([g for _, g in rows])
+    ungradable = grades == DDR_UNGRADABLE
+    return LabelSet(validate_grades(ids[~ungradable], grades[~ungradable], origin, first_line=1), frozenset(ids[ungradable]), "ddr")
+
+
+def _stem(name: str) -> str:
+    """Messidor-2 and DDR name files with their extension; the image id is the name without it."""
+    path = PurePosixPath(name)
+    return path.stem if path.suffix.lower() in (".jpg", ".jpeg", ".png", ".tif", ".tiff") else name

@@ -1,0 +1,221 @@
+"""Kaggle's competition zip as downloaded: an outer zip whose deflated members are the byte-split parts
+of `train.zip` / `test.zip`, plus `trainLabels.csv.zip`.
+
+The outer members are deflated, so the inner zip has no random access. Its central directory is
+read from the tail of the inflated last part(s); the images are then read in one forward pass,
+inflating the parts in order and reading each wanted member at the offset the directory gives
+(stored or deflated, CRC checked). Nothing is written: the inner zip exists only as a stream.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import struct
+import zipfile
+import zlib
+from collections.abc import Collection, Iterator
+from pathlib import Path
+from typing import IO, ClassVar
+
+from sightx.errors import Rejection, describe
+from sightx.sources.base import Member, Source, SourceError, is_image, listing_order, safe_name, unique_name
+from sightx.sources.zipsource import _MEMBER_ERRORS, check_entry, open_zip
+
+SUBSETS = ("train", "test")
+_PART = re.compile(r"^(?P<subset>train|test)\.zip(\.(?P<number>\d{3}))?$")
+_TAIL_BYTES = 64 << 20  # room for the inner central directory: ~8 MB for all 88,702 EyePACS photos
+_CHUNK = 1 << 20
+_LOCAL = struct.Struct("<4s5H3L2H")
+_STREAMABLE = (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED)
+
+
+def is_competition_zip(names: Collection[str]) -> bool:
+    """An outer zip holding train.zip / test.zip (whole or split) and no images of its own."""
+    return any(_PART.match(safe_name(n)) for n in names) and not any(is_image(safe_name(n)) for n in names)
+
+
+class _Chain:
+    """The inflated outer parts, one after another, as a forward-only byte stream."""
+
+    def __init__(self, outer: zipfile.ZipFile, parts: list[zipfile.ZipInfo]) -> None:
+        self.outer = outer
+        self.parts = iter(parts)
+        self.current: IO[bytes] | None = None
+        self.pos = 0
+
+    def read(self, n: int) -> bytes:
+        chunks = []
+        while n > 0:
+            if self.current is None:
+                part = next(self.parts, None)
+                if part is None:
+                    break
+                self.current = self.outer.open(part)
+            data = self.current.read(min(n, _CHUNK))
+            if not data:
+                self.current.close()
+                self.current = None
+                continue
+            chunks.append(data)
+            n -= len(data)
+            self.pos += len(data)
+        return b"".join(chunks)
+
+    def skip(self, n: int) -> None:
+        while n > 0:
+            data = self.read(min(n, _CHUNK))
+            if not data:
+                raise EOFError("the inner zip ends early")
+            n -= len(data)
+
+
+class _Tail(io.RawIOBase):
+    """A file of `size` bytes of which only the last len(tail) are known: enough for zipfile to read
+    the end record and the central directory."""
+
+    def __init__(self, size: int, tail: bytes) -> None:
+        super().__init__()
+        self.size, self.tail, self.start, self.pos = size, tail, size - len(tail), 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self.pos
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        self.pos = {os.SEEK_SET: 0, os.SEEK_CUR: self.pos, os.SEEK_END: self.size}[whence] + offset
+        return self.pos
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
+        if self.pos < self.start:
+            raise OSError(f"central directory starts over {_TAIL_BYTES >> 20} MiB before the end of the inner zip")
+        data = self.tail[self.pos - self.start : self.pos - self.start + len(buffer)]
+        memoryview(buffer).cast("B")[: len(data)] = data
+        self.pos += len(data)
+        return len(data)
+
+
+class CompetitionSource(Source):
+    """The `subset` (train or test) images of the competition zip at `path`, read as a stream."""
+
+    random_access: ClassVar[bool] = False
+
+    def __init__(self, path: str, subset: str = "train") -> None:
+        self.path, self.subset = path, subset
+        self.outer = open_zip(open(path, "rb"), path)
+        self.parts = self._parts()
+        self.label = f"{path}:{self.parts[0].filename}" + (f"..{self.parts[-1].filename}" if len(self.parts) > 1 else "")
+        self.index = self._directory()
+
+    def _parts(self) -> list[zipfile.ZipInfo]:
+        numbered: dict[int, zipfile.ZipInfo] = {}
+        for info in self.outer.infolist():
+            m = _PART.match(safe_name(info.filename))
+            if m and m["subset"] == self.subset:
+                check_entry(self.path, info.filename, info)
+                numbered[int(m["number"] or 0)] = info
+        if not numbered:
+            raise SourceError(f"{self.path} holds no {self.subset}.zip or {self.subset}.zip.001 ...")
+        expected = list(range(1, len(numbered) + 1)) if 0 not in numbered else [0]
+        if sorted(numbered) != expected:
+            missing = sorted(set(range(1, max(numbered) + 1)) - set(numbered))
+            raise SourceError(f"{self.path}: {self.subset}.zip.{missing[0]:03d} is missing from the download: fetch it again")
+        return [numbered[n] for n in expected]
+
+    def _directory(self) -> dict[str, zipfile.ZipInfo]:
+        """The inner zip's central directory, from the tail of its last part(s)."""
+        sizes = [p.file_size for p in self.parts]
+        first = len(sizes) - 1
+        while first > 0 and sum(sizes[first:]) < _TAIL_BYTES:
+            first -= 1
+        tail = bytearray()
+        try:
+            chain = _Chain(self.outer, self.parts[first:])
+            while block := chain.read(_CHUNK):
+                tail += block
+                del tail[:-_TAIL_BYTES]
+        except _MEMBER_ERRORS as e:
+            raise SourceError(f"{self.label}: damaged download ({describe(e)})") from None
+        inner = open_zip(_Tail(sum(sizes), bytes(tail)), self.label, split=True)  # type: ignore[arg-type]
+        index: dict[str, zipfile.ZipInfo] = {}
+        for info in inner.infolist():
+            name = safe_name(info.filename)
+            if info.is_dir() or not is_image(name):
+                continue
+            check_entry(self.label, info.filename, info, _STREAMABLE)
+            if info.header_offset < 0:
+                raise SourceError(f"{self.label}: bytes are missing before the central directory (a truncated part?)")
+            index[unique_name(name, index)] = info
+        return index
+
+    def describe(self) -> tuple[str, str]:
+        return (self.path, self.subset)
+
+    def members(self) -> list[Member]:
+        return [Member(n, self.index[n].file_size) for n in listing_order(self.index)]
+
+    def label_folders(self) -> list[Path]:
+        return [Path(self.path).parent] if self.subset == "train" else []  # the test images have no labels
+
+    def inner_file(self, name: str) -> tuple[bytes, str] | None:
+        """`name` or `name`.zip (Kaggle ships trainLabels.csv.zip) among the outer members; the
+        train labels only go with the train images."""
+        if self.subset != "train":
+            return None
+        for info in self.outer.infolist():
+            outer_name = Path(safe_name(info.filename)).name
+            if outer_name not in (name, name + ".zip"):
+                continue
+            check_entry(self.path, info.filename, info)
+            try:
+                data = self.outer.read(info)
+                if outer_name == name:
+                    return data, f"{self.path}:{info.filename}"
+                nested = open_zip(io.BytesIO(data), f"{self.path}:{info.filename}")
+                for inner in nested.infolist():
+                    if Path(safe_name(inner.filename)).name == name:
+                        check_entry(f"{self.path}:{info.filename}", inner.filename, inner)
+                        return nested.read(inner), f"{self.path}:{info.filename}:{inner.filename}"
+            except _MEMBER_ERRORS as e:
+                raise SourceError(f"{self.path}: cannot read {info.filename} ({describe(e)})") from None
+        return None
+
+    def stream(self, names: Collection[str]) -> Iterator[tuple[str, bytes | Rejection]]:
+        """One forward pass: skip to each wanted member, read its local header and data, inflate, check."""
+        wanted = sorted(((self.index[n], n) for n in names), key=lambda x: x[0].header_offset)
+        chain = _Chain(self.outer, self.parts)
+        for i, (info, name) in enumerate(wanted):
+            if info.header_offset < chain.pos:
+                yield name, Rejection("corrupt-member", "overlaps the member before it")
+                continue
+            try:
+                chain.skip(info.header_offset - chain.pos)
+                header = chain.read(_LOCAL.size)
+                if len(header) < _LOCAL.size or header[:4] != b"PK\x03\x04":
+                    raise zipfile.BadZipFile("no local header at the offset the central directory gives")
+                *_, name_length, extra_length = _LOCAL.unpack(header)
+                chain.skip(name_length + extra_length)
+                stored = chain.read(info.compress_size)
+            except _MEMBER_ERRORS as e:
+                for _, rest in wanted[i:]:
+                    yield rest, Rejection("corrupt-member", f"archive unreadable before this member ({describe(e)})")
+                return
+            yield name, _inflate(info, stored)
+
+
+def _inflate(info: zipfile.ZipInfo, stored: bytes) -> bytes | Rejection:
+    if len(stored) != info.compress_size:
+        return Rejection("corrupt-member", f"truncated: {len(stored)} of {info.compress_size} bytes")
+    try:
+        data = stored if info.compress_type == zipfile.ZIP_STORED else zlib.decompressobj(-15).decompress(stored, info.file_size + 1)
+    except zlib.error as e:
+        return Rejection("corrupt-member", describe(e))
+    if len(data) != info.file_size or zlib.crc32(data) != info.CRC:
+        return Rejection("corrupt-member", f"bad CRC-32 or size for {info.filename}")
+    return data

@@ -1,0 +1,42 @@
+"""A folder of loose images, as SightX always read them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sightx.errors import Rejection
+from sightx.labels import find_inputs
+from sightx.sources.base import Member, Source, listing_order
+
+
+class FolderSource(Source):
+    """Images anywhere under `root`; member names are paths relative to it."""
+
+    def __init__(self, root: str) -> None:
+        self.root = Path(root)
+
+    def describe(self) -> tuple[str]:
+        return (str(self.root),)
+
+    def members(self) -> list[Member]:
+        found = []
+        for path in find_inputs(self.root)[0]:
+            try:
+                size = path.stat().st_size
+            except OSError:
+                size = 0  # vanished or unreadable: read() records why
+            found.append(Member(path.relative_to(self.root).as_posix(), size))
+        order = {n: i for i, n in enumerate(listing_order([m.name for m in found]))}
+        return sorted(found, key=lambda m: order[m.name])
+
+    def not_files(self) -> list[tuple[str, str]]:
+        return [(path.relative_to(self.root).as_posix(), what) for path, what in find_inputs(self.root)[1]]
+
+    def label_folders(self) -> list[Path]:
+        return [self.root, self.root.parent]
+
+    def read(self, name: str) -> bytes:
+        try:
+            return (self.root / name).read_bytes()
+        except OSError as e:
+            raise Rejection("unreadable", e.strerror or str(e)) from None

@@ -1,0 +1,98 @@
+"""Byte-split parts (`train.zip.001`, `.002`, ...) read as one seekable file: no joined copy on disk."""
+
+from __future__ import annotations
+
+import bisect
+import io
+import os
+import re
+from pathlib import Path
+
+from sightx.sources.base import SourceError
+
+_PART = re.compile(r"^(?P<stem>.+)\.(?P<number>\d{3})$")
+
+
+def is_part(path: Path) -> bool:
+    return _PART.match(path.name) is not None
+
+
+def find_parts(path: Path) -> list[Path]:
+    """The parts of a split file named by any of its parts (`train.zip.001`) or by the folder holding them.
+
+    Numbering must run from 001 without a gap, and every part but the last must be as long as
+    the first (a byte split is equal-sized): either failure names the part to fetch again.
+    """
+    if path.is_dir():
+        stems = sorted({m["stem"] for p in path.iterdir() if (m := _PART.match(p.name))})
+        if len(stems) != 1:
+            found = ", ".join(stems) or "none"
+            raise SourceError(f"{path}: expected the parts of one split file (NAME.001, NAME.002, ...), found {found}")
+        stem, folder = stems[0], path
+    else:
+        match = _PART.match(path.name)
+        if match is None:
+            raise SourceError(f"{path} is not a split part (NAME.001)")
+        stem, folder = match["stem"], path.parent
+    numbers = sorted(int(m["number"]) for p in folder.iterdir() if (m := _PART.match(p.name)) and m["stem"] == stem)
+    expected = list(range(1, len(numbers) + 1))
+    if numbers != expected:
+        missing = sorted(set(range(1, max(numbers, default=0) + 1)) - set(numbers))
+        detail = f"{stem}.{missing[0]:03d} is missing" if missing else f"numbering starts at {stem}.{numbers[0]:03d}, not .001"
+        raise SourceError(f"{folder}: {detail} (found {len(numbers)} part(s)): download it again")
+    parts = [folder / f"{stem}.{n:03d}" for n in numbers]
+    sizes = [p.stat().st_size for p in parts]
+    for part, size in zip(parts[1:-1], sizes[1:-1]):
+        if size != sizes[0]:
+            raise SourceError(f"{part} is {size:,} bytes where {parts[0].name} is {sizes[0]:,}: a truncated download, fetch it again")
+    if len(parts) > 1 and sizes[-1] > sizes[0]:
+        raise SourceError(f"{parts[-1]} is longer than {parts[0].name}: not parts of one byte split")
+    return parts
+
+
+class SplitFile(io.RawIOBase):
+    """The concatenation of `parts`, read-only with random access; one open handle per part."""
+
+    def __init__(self, parts: list[Path]) -> None:
+        super().__init__()
+        self.parts = parts
+        sizes = [p.stat().st_size for p in parts]
+        self.starts = [sum(sizes[:i]) for i in range(len(sizes))]
+        self.size = sum(sizes)
+        self.handles = [open(p, "rb", buffering=0) for p in parts]
+        self.pos = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self.pos
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        base = {os.SEEK_SET: 0, os.SEEK_CUR: self.pos, os.SEEK_END: self.size}[whence]
+        if base + offset < 0:
+            raise OSError(f"negative seek position {base + offset}")
+        self.pos = base + offset
+        return self.pos
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
+        view = memoryview(buffer).cast("B")
+        done = 0
+        while done < len(view) and self.pos < self.size:
+            i = bisect.bisect_right(self.starts, self.pos) - 1
+            handle = self.handles[i]
+            handle.seek(self.pos - self.starts[i])
+            n = handle.readinto(view[done:]) or 0
+            if n == 0:
+                break  # the part shrank under us: a short read, reported by the zip reader
+            done += n
+            self.pos += n
+        return done
+
+    def close(self) -> None:
+        for handle in self.handles:
+            handle.close()
+        super().close()
