@@ -86,6 +86,7 @@ class Augment:
     degrees: float = 180.0  # the fundus has no up: any rotation
     translate: float = 0.04  # fraction of the side
     scale: tuple[float, float] = (0.92, 1.08)
+    stretch: tuple[float, float] = (1.0, 1.0)  # aspect ratio range (width over height), as a random resized crop's
     brightness: float = 0.2
     contrast: float = 0.2
     saturation: float = 0.15
@@ -116,9 +117,13 @@ class Augment:
         zoom = rng.uniform(*self.scale)
         tx, ty = rng.uniform(-self.translate, self.translate, 2) * n
         a = math.radians(angle)
-        cos, sin = zoom * math.cos(a), zoom * math.sin(a)
+        cos, sin = math.cos(a), math.sin(a)
         rotate = np.array([[cos, -sin, c - cos * c + sin * c + tx], [sin, cos, c - sin * c - cos * c + ty], [0, 0, 1]])
-        return (rotate @ flip @ resize_m)[:2]
+        # Zoom (and stretch, drawn only when asked for, so the default draws stay as they were) about the centre.
+        ratio = math.exp(rng.uniform(*np.log(self.stretch))) if self.stretch != (1.0, 1.0) else 1.0
+        zx, zy = zoom * math.sqrt(ratio), zoom / math.sqrt(ratio)
+        scale_m = np.array([[zx, 0, c - zx * c], [0, zy, c - zy * c], [0, 0, 1]])
+        return (rotate @ scale_m @ flip @ resize_m)[:2]
 
     def colour(self, img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """3x4 colour matrix for brightness b, contrast c, saturation s, applied in that order:

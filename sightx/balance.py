@@ -15,15 +15,19 @@ import numpy as np
 MODES = ("loss", "sample", "progressive", "none")
 
 
-def target_distribution(mode: str, counts: list[int], epoch: int, decay: float) -> np.ndarray:
+def target_distribution(mode: str, counts: list[int], epoch: int, decay: float, end: tuple[float, ...] | None = None) -> np.ndarray:
     """The grade distribution an epoch should show the model.
 
     `sample`: uniform over the grades present. `progressive`: starts uniform and moves towards the
-    natural distribution by `decay` per epoch (weight on uniform = decay**epoch), as the 2nd-place
-    Kaggle team did. `loss`/`none`: the natural distribution.
+    end point by `decay` per epoch (weight on uniform = decay**epoch), as the 2nd-place Kaggle team
+    did. The end point is the natural distribution, or with `end` per-grade weights on it (o_O's
+    grade 0 weight 1, others 2: (1, 2, 2, 2, 2)). `loss`/`none`: the natural distribution.
     """
     n = np.asarray(counts, np.float64)
     natural = n / n.sum()
+    if end is not None and mode == "progressive":
+        weighted = natural * np.asarray(end, np.float64)
+        natural = weighted / weighted.sum()
     uniform = (n > 0) / (n > 0).sum()
     if mode == "sample":
         return uniform

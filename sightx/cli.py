@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -209,9 +210,36 @@ def shard(
         raise ShardError(empty)
 
 
+def _floats(n: int | None) -> Any:
+    """A click callback parsing 'A,B[,...]' into a tuple of floats (n of them when n is given); None stays None."""
+
+    def parse(_ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[float, ...] | None:
+        if value is None:
+            return None
+        try:
+            out = tuple(float(v) for v in value.split(","))
+        except ValueError:
+            raise click.BadParameter(f"{value!r} is not comma-separated numbers") from None
+        if n is not None and len(out) != n:
+            raise click.BadParameter(f"{value!r}: expected {n} numbers")
+        return out
+
+    return parse
+
+
+def _list_recipes(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    if value and not ctx.resilient_parsing:
+        from sightx.train.recipes import describe
+
+        click.echo(describe(), nl=False)
+        ctx.exit()
+
+
 @command()
 @click.argument("shards", type=click.Path(path_type=Path), default=Path("shards"))
 @click.option("--out", default="runs/default", show_default=True, help="Run folder: metrics.jsonl, last.pt, best.pt, PNGs.")
+@click.option("--recipe", help="Start from a published recipe's settings (huang2023, kaggle2015-o_O, quick); flags given still win.")
+@click.option("--list-recipes", is_flag=True, expose_value=False, is_eager=True, callback=_list_recipes, help="Print the recipes and exit.")
 @click.option(
     "--arch",
     default="resnet50",
@@ -264,16 +292,37 @@ def shard(
     show_default=True,
     help="Input statistics: imagenet, eyepacs (Huang et al. 2023), or M,M,M/S,S,S; recorded in the checkpoint for grading.",
 )
+@click.option(
+    "--rotate", type=click.FloatRange(0, 180), default=180.0, show_default=True, help="Augmentation: rotation, degrees either way."
+)
+@click.option(
+    "--translate", type=click.FloatRange(0, 1), default=0.04, show_default=True, help="Augmentation: shift, fraction of the side."
+)
+@click.option("--scale", callback=_floats(2), help="Augmentation: zoom range LOW,HIGH.  [default: 0.92,1.08]")
+@click.option("--stretch", callback=_floats(2), help="Augmentation: aspect-ratio range LOW,HIGH.  [default: 1,1]")
+@click.option("--brightness", type=click.FloatRange(0, 1), default=0.2, show_default=True, help="Augmentation: brightness jitter.")
+@click.option("--contrast", type=click.FloatRange(0, 1), default=0.2, show_default=True, help="Augmentation: contrast jitter.")
+@click.option("--saturation", type=click.FloatRange(0, 1), default=0.15, show_default=True, help="Augmentation: saturation jitter.")
+@click.option(
+    "--balance-end",
+    callback=_floats(5),
+    help="progressive: per-grade weights on the natural mix the resampling ends at, e.g. 1,2,2,2,2 (o_O).  [default: natural]",
+)
 @click.option("--resume", is_flag=True, help="Continue the run in --out from last.pt.")
 @click.option("--tensorboard", is_flag=True, help="Also log to OUT/tensorboard (needs the tensorboard package).")
 @click.option("--quiet", is_flag=True)
-def train(shards: Path, out: str, quiet: bool, **kw: object) -> None:
-    """Train a ResNet on SHARDS (default: shards/) written by sightx-shard, streaming from disk."""
-    from sightx.train import TrainConfig
-    from sightx.train import train as run_train
+def train(shards: Path, out: str, recipe: str | None, quiet: bool, **kw: object) -> None:
+    """Train a model on SHARDS (default: shards/) written by sightx-shard, streaming from disk."""
+    from click.core import ParameterSource
 
+    from sightx.train import train as run_train
+    from sightx.train.recipes import resolve
+
+    ctx = click.get_current_context()
+    given = {k: v for k, v in kw.items() if ctx.get_parameter_source(k) not in (ParameterSource.DEFAULT, None) and v is not None}
+    cfg = resolve(recipe, {"shards": str(shards), "out": out, "progress": not quiet, **given})
     try:
-        history = run_train(TrainConfig(shards=str(shards), out=out, progress=not quiet, **kw))  # type: ignore[arg-type]
+        history = run_train(cfg)
     except KeyboardInterrupt:
         click.echo(f"interrupted; `--resume --out {out}` continues from the last finished epoch", err=True)
         raise SystemExit(130) from None

@@ -4,7 +4,7 @@ webdataset stages, in order: per-epoch shard shuffle (same order on every rank),
 split_by_worker, tar reading restricted to .jpg/.cls/.json (nothing is unpickled; sightx.contracts.sample
 reads and checks them), class resampling on undecoded samples, a sample shuffle buffer, then JPEG
 decode (through the pixel limit) and augmentation (sightx.augment, seeded per seed, epoch, rank and worker).
-Workers send uint8 tensors; normalisation happens on the device (4x less IPC than float).
+Workers send uint8 tensors; normalisation happens on the device (a quarter of float32's IPC).
 
 Shards are data from outside: a corrupt sample (or the unreadable rest of a shard) is skipped and
 counted in a counter shared by the loader's workers (`take_bad_samples`); the trainer reports the
@@ -53,6 +53,8 @@ class StreamConfig:
     counts: tuple[int, ...] = (1, 1, 1, 1, 1)
     decay: float = 0.7
     loss_weights: bool = False
+    balance_end: tuple[float, ...] | None = None  # progressive: per-grade weights on the natural mix it ends at
+    augment: Augment | None = None  # training augmentation ranges; None: Augment's defaults at image_size
     max_pixels: int = smp.MAX_SAMPLE_PIXELS  # a stored image claiming more is refused undecoded
 
 
@@ -81,14 +83,15 @@ class ShardStream(IterableDataset):
             self._samples,
         ]
         if cfg.train and cfg.balance in ("sample", "progressive"):
-            target = balance.target_distribution(cfg.balance, list(cfg.counts), epoch, cfg.decay)
+            target = balance.target_distribution(cfg.balance, list(cfg.counts), epoch, cfg.decay, cfg.balance_end)
             ratios = balance.resample_ratios(list(cfg.counts), target)
             rng = np.random.default_rng(seeds + [1])
             stages.append(lambda src: balance.resample(src, ratios, rng))
         if cfg.train and cfg.shuffle_buffer > 1:
             stages.append(wds.shuffle(cfg.shuffle_buffer, initial=min(100, cfg.shuffle_buffer), rng=random.Random(str(seeds))))
+        augment = cfg.augment or Augment(cfg.image_size)
         transform: Callable[[np.ndarray], torch.Tensor] = (
-            partial(Augment(cfg.image_size), rng=np.random.default_rng(seeds + [2])) if cfg.train else EvalTransform(cfg.image_size)
+            partial(augment, rng=np.random.default_rng(seeds + [2])) if cfg.train else EvalTransform(cfg.image_size)
         )
         for sample in wds.DataPipeline(*stages):
             try:

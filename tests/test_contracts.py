@@ -161,7 +161,13 @@ def test_the_cli_literals_are_the_librarys_constants() -> None:
     assert set(_choices(cli.train, "balance")) == set(MODES) and set(_choices(cli.train, "optimizer")) == set(OPTIMIZERS)
     assert set(_choices(cli.train, "schedule")) == set(SCHEDULES) and set(_choices(cli.train, "amp")) == set(AMP_MODES)
     for field in TrainConfig.__dataclass_fields__:
-        if field not in ("shards", "progress", "resume", "tensorboard"):
+        if field in ("shards", "progress", "resume", "tensorboard"):
+            continue
+        if field in ("scale", "stretch", "balance_end"):  # no CLI default: an option left out takes the library's (or the recipe's)
+            assert _default(cli.train, field) in (None, click.core.UNSET), field
+        elif field == "recipe":
+            assert _default(cli.train, field) in (None, click.core.UNSET) and default(field) == "none"
+        else:
             assert _default(cli.train, field) == default(field), field
     pre = PreprocessOptions()
     assert set(_choices(cli.shard, "normalize")) == set(fundus.NORMALIZERS) and set(_choices(cli.shard, "chroma")) == set(codec.CHROMA)

@@ -24,7 +24,7 @@ from sightx.doctor.check import FAIL, WARN
 from sightx.doctor.concat import ConcatFile
 
 LABEL_FILE = "trainLabels.csv"  # = sightx.labels.LABEL_FILE (that module imports pandas)
-IMAGE_SUFFIXES = (".jpeg", ".jpg")  # = sightx.labels.IMAGE_SUFFIXES
+IMAGE_SUFFIXES = (".jpeg", ".jpg", ".png", ".tif", ".tiff")  # = sightx.labels.IMAGE_SUFFIXES (stdlib-only copy)
 PART = re.compile(r"^(?P<stem>.+\.zip)\.(?P<n>\d{3})$")
 # The Kaggle download (diabetic-retinopathy-detection.zip): what it holds, member by member.
 KAGGLE_MEMBERS = (

@@ -5,9 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import Any
 
-from sightx.augment import parse_normalization
+from sightx.augment import Augment, parse_normalization
 from sightx.balance import MODES
 from sightx.errors import SightXError
+from sightx.grades import NUM_GRADES
 from sightx.heads import HEADS
 from sightx.model import ARCHS
 from sightx.pool import default_workers
@@ -38,6 +39,7 @@ class TrainConfig:
     warmup_epochs: float = 1.0
     balance: str = "progressive"
     balance_decay: float = 0.7
+    balance_end: tuple[float, ...] | None = None  # progressive: per-grade weights on the natural mix it ends at
     workers: int = min(8, default_workers())
     shuffle_buffer: int = 1000
     max_bad_samples: int = 10  # corrupt samples skipped per pass (train or val) before the run stops
@@ -45,6 +47,15 @@ class TrainConfig:
     device: str = "auto"
     amp: str = "auto"
     normalization: str = "imagenet"  # a name in augment.NORMALIZATIONS, or M,M,M/S,S,S
+    # Training augmentation (sightx.augment.Augment): any rotation, flips, zoom, stretch, shift, colour.
+    rotate: float = 180.0  # degrees either way
+    translate: float = 0.04  # fraction of the side
+    scale: tuple[float, float] = (0.92, 1.08)
+    stretch: tuple[float, float] = (1.0, 1.0)  # aspect ratio range
+    brightness: float = 0.2
+    contrast: float = 0.2
+    saturation: float = 0.15
+    recipe: str = "none"  # the published recipe the defaults came from (sightx.train.recipes), for the record
     resume: bool = False
     tensorboard: bool = False
     progress: bool = True
@@ -64,6 +75,25 @@ class TrainConfig:
             parse_normalization(self.normalization)
         except ValueError as e:
             raise TrainError(f"--normalization: {e}") from None
+        if self.balance_end is not None and (len(self.balance_end) != NUM_GRADES or min(self.balance_end) <= 0):
+            raise TrainError(f"--balance-end needs {NUM_GRADES} positive weights, one per grade")
+        for name in ("scale", "stretch"):
+            lo, hi = getattr(self, name)
+            if not 0 < lo <= hi:
+                raise TrainError(f"--{name} must be LOW,HIGH with 0 < LOW <= HIGH")
+
+    def augment(self) -> Augment:
+        """The training augmentation these options describe."""
+        return Augment(
+            self.image_size,
+            degrees=self.rotate,
+            translate=self.translate,
+            scale=tuple(self.scale),  # type: ignore[arg-type]
+            stretch=tuple(self.stretch),  # type: ignore[arg-type]
+            brightness=self.brightness,
+            contrast=self.contrast,
+            saturation=self.saturation,
+        )
 
 
 def default(name: str) -> Any:

@@ -27,6 +27,11 @@ class RunDir:
             return []
         return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
+    def write_config(self, config: dict[str, Any]) -> None:
+        """config.json: the resolved options of the run (recipe, defaults and flags as applied)."""
+        if self.main:
+            atomic_write_text(self.out / "config.json", json.dumps(config, indent=1, sort_keys=True) + "\n")
+
     def write_history(self, history: list[dict[str, Any]]) -> None:
         if self.main:
             atomic_write_text(self.out / METRICS, "".join(json.dumps(h, sort_keys=True) + "\n" for h in history))

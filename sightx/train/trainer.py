@@ -141,6 +141,8 @@ class Trainer:
             balance=cfg.balance,
             decay=cfg.balance_decay,
             loss_weights=cfg.balance == "loss",
+            balance_end=cfg.balance_end,
+            augment=cfg.augment(),
             **stream,  # type: ignore[arg-type]
         )
         self.train_loader, self.epoch_value = make_loader(train_cfg, cfg.batch_size, cfg.workers, pin_memory=pin)
@@ -153,6 +155,7 @@ class Trainer:
         if (out / "last.pt").exists() and not cfg.resume:
             raise TrainError(f"{out} already holds a run (last.pt): pass --resume to continue it, or choose another --out")
         self.run_dir = RunDir(out, tensorboard=cfg.tensorboard, main=d.main)
+        self.run_dir.write_config(asdict(cfg))
         self.progress = self._resume(out / "last.pt") if cfg.resume and (out / "last.pt").exists() else Progress()
 
     def _resume(self, last: Path) -> Progress:
