@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
+from sightx.concat_file import ConcatFile
 from sightx.doctor.check import FAIL, WARN
-from sightx.doctor.concat import ConcatFile
 
 LABEL_FILE = "trainLabels.csv"  # = sightx.labels.LABEL_FILE (that module imports pandas)
 IMAGE_SUFFIXES = (".jpeg", ".jpg", ".png", ".tif", ".tiff")  # = sightx.labels.IMAGE_SUFFIXES (stdlib-only copy)

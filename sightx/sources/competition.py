@@ -10,7 +10,6 @@ inflating the parts in order and reading each wanted member at the offset the di
 from __future__ import annotations
 
 import io
-import os
 import re
 import struct
 import zipfile
@@ -19,6 +18,7 @@ from collections.abc import Collection, Iterator
 from pathlib import Path
 from typing import IO, ClassVar
 
+from sightx.concat_file import SeekableReader
 from sightx.errors import Rejection, describe
 from sightx.sources.base import Member, Source, SourceError, is_image, listing_order, safe_name, unique_name
 from sightx.sources.zipsource import _MEMBER_ERRORS, check_entry, open_zip
@@ -71,26 +71,13 @@ class _Chain:
             n -= len(data)
 
 
-class _Tail(io.RawIOBase):
+class _Tail(SeekableReader):
     """A file of `size` bytes of which only the last len(tail) are known: enough for zipfile to read
     the end record and the central directory."""
 
     def __init__(self, size: int, tail: bytes) -> None:
-        super().__init__()
-        self.size, self.tail, self.start, self.pos = size, tail, size - len(tail), 0
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        return self.pos
-
-    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
-        self.pos = {os.SEEK_SET: 0, os.SEEK_CUR: self.pos, os.SEEK_END: self.size}[whence] + offset
-        return self.pos
+        super().__init__(size)
+        self.tail, self.start = tail, size - len(tail)
 
     def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
         if self.pos < self.start:

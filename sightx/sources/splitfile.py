@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import bisect
-import io
-import os
 import re
+from collections.abc import Callable
 from pathlib import Path
+from typing import BinaryIO
 
+from sightx.concat_file import ConcatFile
 from sightx.sources.base import SourceError
 
 _PART = re.compile(r"^(?P<stem>.+)\.(?P<number>\d{3})$")
@@ -50,49 +50,16 @@ def find_parts(path: Path) -> list[Path]:
     return parts
 
 
-class SplitFile(io.RawIOBase):
-    """The concatenation of `parts`, read-only with random access; one open handle per part."""
+def _opener(path: Path) -> Callable[[], BinaryIO]:
+    def open_part() -> BinaryIO:
+        return open(path, "rb")
+
+    return open_part
+
+
+class SplitFile(ConcatFile):
+    """The concatenation of the part files, read-only with random access."""
 
     def __init__(self, parts: list[Path]) -> None:
-        super().__init__()
+        super().__init__([p.stat().st_size for p in parts], [_opener(p) for p in parts])
         self.parts = parts
-        sizes = [p.stat().st_size for p in parts]
-        self.starts = [sum(sizes[:i]) for i in range(len(sizes))]
-        self.size = sum(sizes)
-        self.handles = [open(p, "rb", buffering=0) for p in parts]
-        self.pos = 0
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        return self.pos
-
-    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
-        base = {os.SEEK_SET: 0, os.SEEK_CUR: self.pos, os.SEEK_END: self.size}[whence]
-        if base + offset < 0:
-            raise OSError(f"negative seek position {base + offset}")
-        self.pos = base + offset
-        return self.pos
-
-    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
-        view = memoryview(buffer).cast("B")
-        done = 0
-        while done < len(view) and self.pos < self.size:
-            i = bisect.bisect_right(self.starts, self.pos) - 1
-            handle = self.handles[i]
-            handle.seek(self.pos - self.starts[i])
-            n = handle.readinto(view[done:]) or 0
-            if n == 0:
-                break  # the part shrank under us: a short read, reported by the zip reader
-            done += n
-            self.pos += n
-        return done
-
-    def close(self) -> None:
-        for handle in self.handles:
-            handle.close()
-        super().close()
