@@ -1,4 +1,4 @@
-"""Look at a raw archive or a shard folder before training: class balance, galleries, image quality.
+"""Look at raw photos (a folder or any archive sightx-shard reads) or shards before training: class balance, galleries, quality.
 
 Writes PNG charts, one self-contained report.html and a summary.json (keys: docs/summary-schema.md);
 never modifies its input. Each kind of input is loaded (cheap checks that may refuse it with one
@@ -44,13 +44,14 @@ __all__ = [
 
 
 def explore(path: Path, out: Path, opts: ExploreOptions) -> dict[str, Any]:
-    """Report on `path` (a shard folder if it holds manifest.json, else raw images) into `out`.
+    """Report on `path` (a shard folder if it holds manifest.json, else raw images: a folder, a zip,
+    split parts, the competition zip's train images or a tar) into `out`.
 
     Returns the summary as written to out/summary.json. Inputs are refused (ExploreError) before
     `out` is touched; `out` is cleared of an earlier report before the long part starts.
     """
-    if not path.is_dir():
-        raise ExploreError(f"{path} is not a folder")
+    if not path.exists():
+        raise ExploreError(f"{path} does not exist")
     report = Report(out)
     if (path / mf.MANIFEST).is_file():
         manifest = shards.load(path)

@@ -8,11 +8,15 @@ from typing import Any
 
 import numpy as np
 
-from sightx import codec
-from sightx.errors import SightXError
+from sightx import codec, pillow_codec
+from sightx.errors import Rejection, SightXError
+from sightx.preprocess import PreprocessOptions
 
 TILE = (240, 160)  # contact-sheet cell (width, height): the 3:2 shape of most fundus photos
 EXAMPLES = 20  # names listed per finding; the counts are always complete
+# PNG/TIFF thumbnails: Pillow's decode with the shards' pixel limit, but no minimum side, so a
+# photo too small to shard is still shown (the worst-photos sheet exists to show such photos).
+_PILLOW_THUMB = PreprocessOptions(size=256, normalize="none", min_side=1)
 
 
 class ExploreError(SightXError):
@@ -26,15 +30,34 @@ class ExploreOptions:
     sample: int = 2000  # images measured for the properties section; 0 = all
     workers: int = 1
     labels: str | None = None  # label CSV; default: trainLabels.csv beside the images
-    raw: str | None = None  # raw folder the shards were made from, for the before/after gallery
+    raw: str | None = None  # raw folder or archive the shards were made from, for the before/after gallery
     progress: bool = True
 
 
 def thumbnail(path: Path) -> np.ndarray | None:
-    """A decode at the smallest DCT scale that still fills a tile, so even huge photos stay cheap."""
+    """The thumbnail of a file (see thumb); None when it cannot be read."""
     try:
-        return codec.decode(path.read_bytes(), TILE)[0]
-    except (OSError, codec.CodecError):
+        data = path.read_bytes()
+    except OSError:
+        return None
+    return thumb(data, path.name)
+
+
+def thumb(data: bytes | None, name: str) -> np.ndarray | None:
+    """A photo's pixels for a contact sheet, or None (no bytes, or not decodable).
+
+    A JPEG decodes at the smallest DCT scale that still fills a tile, so even huge photos stay
+    cheap; `.png`/`.tif(f)` go through sightx.photos (Pillow), routed by name as the shards route them.
+    """
+    if data is None:
+        return None
+    try:
+        if pillow_codec.decodes(name):
+            from sightx.photos import decode_photo  # Pillow's decoder: loaded only for a PNG/TIFF input
+
+            return decode_photo(data, _PILLOW_THUMB).image
+        return codec.decode(data, TILE)[0]
+    except Rejection:  # CodecError and the Pillow path's rejections alike
         return None
 
 

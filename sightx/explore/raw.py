@@ -1,29 +1,37 @@
 """The numbers about a raw archive: labels against images, class balance, a gallery, image properties.
 
 Computes only; render.py turns the results into HTML and PNG. Per-image facts come from
-preprocess_bytes, the code path sightx-shard uses, so the quality numbers and rejection reasons
+preprocess_input, the code path sightx-shard uses, so the quality numbers and rejection reasons
 shown are the ones the shards will get. Bad inputs (unreadable files, missing or broken labels)
 are findings for the report, not errors.
+
+The images come from any source sightx-shard reads (a folder, a zip, split parts, the competition
+zip's train images, a tar): a random-access one is read where needed, a streamed one in one pass
+for the measured sample and one short pass for each set of photos shown (sightx.sources.picked).
 """
 
 from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
+from pathlib import Path, PurePosixPath
+from typing import Any, TypeVar
 
 import numpy as np
 import pandas as pd
 
 from sightx import codec
-from sightx.errors import describe
-from sightx.explore.common import EXAMPLES, ExploreError, ExploreOptions, examples, pct, thumbnail
+from sightx.errors import Rejection, describe
+from sightx.explore.common import EXAMPLES, ExploreError, ExploreOptions, examples, pct, thumb
 from sightx.grades import NAMES, NUM_GRADES
-from sightx.labels import LabelError, find_images, find_label_file, image_id, patient_eye, read_labels
+from sightx.label_formats import read_label_set
+from sightx.labels import LabelError, image_id, label_bytes, patient_eye
 from sightx.metrics import majority_baseline
-from sightx.pool import ordered_map
-from sightx.preprocess import PreprocessOptions, Rejected, preprocess_bytes
+from sightx.photos import preprocess_input
+from sightx.pool import bounded_map
+from sightx.preprocess import PreprocessOptions
+from sightx.sources import Source, SourceError, find_labels, open_source
+from sightx.sources.picked import Picked
 
 TOO_DARK = 30.0  # mean field brightness (0-255) below which a photo counts as underexposed
 OVER_EXPOSED = 200.0  # ... and above which it counts as over-exposed
@@ -33,6 +41,8 @@ FACTS_OPTIONS = PreprocessOptions(size=256, normalize="none")
 UNREADABLE = ("unreadable", "empty-file", "not-jpeg", "truncated", "decode-error")
 METRICS = ("brightness", "contrast", "sharpness", "fov_fraction")
 FACT_COLUMNS = ["path", "bytes", "resolution", "reason", "detail", *METRICS]
+SPARE = 4  # unreadable photos a streamed source's gallery (or worst sheet) can pass over per row
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -40,8 +50,8 @@ class RawInputs:
     """What was found before any image is read: enough to refuse a folder with nothing in it."""
 
     path: Path
-    folder: Path
-    images: list[Path]
+    source: Source  # where the images are: path itself, its train/ folder, or the archive at path
+    images: list[str]  # member names (paths inside the source), in listing order
     labels: dict[str, int] | None
     label_info: dict[str, Any]
 
@@ -71,53 +81,63 @@ def images_folder(path: Path) -> Path:
 
 
 def load(path: Path, opts: ExploreOptions) -> RawInputs:
-    """The images and the label file; ExploreError when there is neither."""
-    folder = images_folder(path)
-    images = find_images(folder)
-    labels, label_info = load_labels(folder, opts.labels, images)
+    """The images and the label file; ExploreError when there is neither or the archive is unreadable."""
+    try:
+        source = open_source(images_folder(path) if path.is_dir() else path)
+        images = [m.name for m in source.members()]
+    except SourceError as e:
+        raise ExploreError(str(e)) from None
+    labels, label_info = load_labels(source, opts.labels, images)
     if not images and labels is None:
-        raise ExploreError(f"no .jpeg/.jpg files and no label file under {path}: nothing to explore")
-    return RawInputs(path, folder, images, labels, label_info)
+        raise ExploreError(f"no .jpeg/.jpg/.png/.tif files and no label file under {path}: nothing to explore")
+    return RawInputs(path, source, images, labels, label_info)
 
 
 def analyse(inputs: RawInputs, opts: ExploreOptions) -> RawFindings:
     """Every number of the raw report; reads (a sample of) the images."""
-    summary: dict[str, Any] = {"kind": "raw", "folder": str(inputs.path), "images_folder": str(inputs.folder), "images": len(inputs.images)}
+    summary: dict[str, Any] = {"kind": "raw", "folder": str(inputs.path), "images_folder": str(inputs.source), "images": len(inputs.images)}
     summary["labels"] = inputs.label_info
     labels = inputs.labels
-    summary["classes"] = class_stats(labels, {image_id(p) for p in inputs.images}) if labels is not None else None
+    picked = Picked(inputs.source)
+    summary["classes"] = class_stats(labels, {_id(n) for n in inputs.images}) if labels is not None else None
     gallery = None
     if labels is None:
         summary["gallery"] = {"shown": 0, "note": "no usable label file"}
     else:
-        gallery = pick_gallery(labels, inputs.images, opts)
+        gallery = pick_gallery(labels, inputs.images, picked, opts)
         summary["gallery"] = {"shown": len(gallery.shown), "images": gallery.shown}
-    facts = measure(inputs.images, opts)
-    props = property_stats(facts, inputs.folder, len(inputs.images))
-    worst = worst_photos(facts, WORST_SHOWN)
-    props["worst"] = [{"image": Path(p).relative_to(inputs.folder).as_posix(), "why": why} for p, why, _ in worst]
+    facts = measure(inputs.images, inputs.source, opts)
+    props = property_stats(facts, len(inputs.images))
+    worst = worst_photos(facts, WORST_SHOWN, picked)
+    props["worst"] = [{"image": p, "why": why} for p, why, _ in worst]
     summary["properties"] = props
     return RawFindings(summary, gallery, facts, worst)
 
 
-def load_labels(folder: Path, override: str | None, images: list[Path]) -> tuple[dict[str, int] | None, dict[str, Any]]:
-    """The label file and how it matches the images; a missing or broken file is a finding."""
-    label_path = Path(override) if override else find_label_file(folder)
-    info: dict[str, Any] = {"file": str(label_path) if label_path else None, "rows": 0, "error": None}
-    if label_path is None:
-        info["error"] = f"no trainLabels.csv in {folder} or its parent: class distribution and gallery skipped"
-        return None, info
+def load_labels(source: Source, override: str | None, images: list[str]) -> tuple[dict[str, int] | None, dict[str, Any]]:
+    """The label file (--labels, else inside the archive or beside it, as sightx-shard finds it) and
+    how it matches the images; a missing or broken file is a finding."""
+    info: dict[str, Any] = {"file": override, "rows": 0, "error": None}
     try:
-        labels = read_labels(label_path)
-    except LabelError as e:
+        found = (label_bytes(Path(override)), override) if override else find_labels(source)
+        if found is None:
+            where = " or ".join(str(f) for f in source.label_folders()) or str(source)
+            info["error"] = f"no trainLabels.csv in {where}: class distribution and gallery skipped"
+            return None, info
+        info["file"] = found[1]
+        labels = read_label_set(*found).grades
+    except (LabelError, SourceError) as e:
         info["error"] = f"{e}: class distribution and gallery skipped"
         return None, info
-    ids = {image_id(p) for p in images}
+    ids = {_id(n) for n in images}
     info["rows"] = len(labels)
-    unlabelled = [p.relative_to(folder).as_posix() for p in images if image_id(p) not in labels]
-    info["images_without_label"] = examples(sorted(unlabelled))
+    info["images_without_label"] = examples(sorted(n for n in images if _id(n) not in labels))
     info["labels_without_image"] = examples(sorted(set(labels) - ids))
     return labels, info
+
+
+def _id(name: str) -> str:
+    return image_id(PurePosixPath(name))
 
 
 def class_stats(labels: dict[str, int], present: set[str]) -> dict[str, Any]:
@@ -160,56 +180,82 @@ def baseline(grades: np.ndarray) -> dict[str, Any]:
     return {"grade": grade, "accuracy": round(accuracy, 4), "kappa": round(kappa, 4), "text": text}
 
 
-def pick_gallery(labels: dict[str, int], images: list[Path], opts: ExploreOptions) -> Gallery:
-    """opts.per_grade seeded random readable photos per grade, blanks where a grade has too few."""
-    by_grade: dict[int, list[Path]] = {}
-    for p in images:
-        if image_id(p) in labels:
-            by_grade.setdefault(labels[image_id(p)], []).append(p)
+def pick_gallery(labels: dict[str, int], images: list[str], picked: Picked, opts: ExploreOptions) -> Gallery:
+    """opts.per_grade seeded random readable photos per grade, blanks where a grade has too few.
+
+    A streamed source gives only what was fetched in one pass beforehand: per grade, the first
+    per_grade + SPARE photos of the same seeded order, so a few unreadable ones are passed over.
+    """
+    by_grade: dict[int, list[str]] = {}
+    for name in images:
+        if _id(name) in labels:
+            by_grade.setdefault(labels[_id(name)], []).append(name)
     rng = np.random.default_rng([opts.seed, 1])
+    orders = [in_order(by_grade.get(g, []), rng) for g in range(NUM_GRADES)]
+    picked.fetch([n for order in orders for n in order[: opts.per_grade + SPARE]])
     tiles: list[np.ndarray | None] = []
     captions: list[str] = []
     shown: list[str] = []
-    for grade in range(NUM_GRADES):
-        picked = first_readable(by_grade.get(grade, []), rng, opts.per_grade)
-        missing = opts.per_grade - len(picked)
-        tiles += [img for img, _ in picked] + [None] * missing
-        captions += [f"grade {grade} | {p.name}" for _, p in picked] + [f"grade {grade} | no image"] * missing
-        shown += [p.name for _, p in picked]
+    for grade, order in enumerate(orders):
+        chosen = first_readable(order, picked, opts.per_grade)
+        missing = opts.per_grade - len(chosen)
+        names = [PurePosixPath(n).name for _, n in chosen]
+        tiles += [img for img, _ in chosen] + [None] * missing
+        captions += [f"grade {grade} | {n}" for n in names] + [f"grade {grade} | no image"] * missing
+        shown += names
     return Gallery(tiles, captions, shown)
 
 
-def first_readable(paths: list[Path], rng: np.random.Generator, n: int) -> list[tuple[np.ndarray, Path]]:
-    """Up to n thumbnails from paths in a seeded random order, passing over unreadable files."""
-    picked = []
-    for i in rng.permutation(len(paths)):
-        thumb = thumbnail(paths[i])
-        if thumb is not None:
-            picked.append((thumb, paths[i]))
-        if len(picked) == n:
+def in_order(names: list[T], rng: np.random.Generator) -> list[T]:
+    """`names` in a seeded random order (one permutation drawn from rng)."""
+    return [names[i] for i in rng.permutation(len(names))]
+
+
+def first_readable(names: list[str], picked: Picked, n: int) -> list[tuple[np.ndarray, str]]:
+    """Up to n thumbnails of `names`, in order, passing over unreadable photos."""
+    chosen = []
+    for name in names:
+        img = thumb(picked.read(name), name)
+        if img is not None:
+            chosen.append((img, name))
+        if len(chosen) == n:
             break
-    return picked
+    return chosen
 
 
 # --- image properties --------------------------------------------------------------
 
 
-def image_facts(path: str) -> dict[str, Any]:
-    """Header size, file size and quality metrics of one file; runs in a worker and never raises."""
-    facts: dict[str, Any] = {"path": path, "bytes": None, "resolution": None, "reason": None, "detail": ""}
-    try:
-        data = Path(path).read_bytes()
-    except OSError as e:
-        return {**facts, "reason": "unreadable", "detail": e.strerror or str(e)}
+def image_facts(name: str, data: bytes | Rejection) -> dict[str, Any]:
+    """Header size, file size and quality metrics of one photo (its bytes, or why they could not
+    be read); runs in a worker and never raises."""
+    facts: dict[str, Any] = {"path": name, "bytes": None, "resolution": None, "reason": None, "detail": ""}
+    if isinstance(data, Rejection):
+        return {**facts, "reason": data.reason, "detail": data.detail}
     facts["bytes"] = len(data)
     facts["resolution"] = resolution(data)
     try:
-        info = preprocess_bytes(data, FACTS_OPTIONS).info
-    except Rejected as e:
+        info = preprocess_input(data, name, FACTS_OPTIONS).info
+    except Rejection as e:  # Rejected, and the Pillow path's rejections for a PNG/TIFF
         return {**facts, "reason": e.reason, "detail": e.detail}
     except Exception as e:  # one odd file must not end a scan of 100 GB
         return {**facts, "reason": "error", "detail": describe(e)}
     return {**facts, **{m: info[m] for m in METRICS}}
+
+
+def _member_facts(args: tuple[Source, str]) -> dict[str, Any]:
+    """Worker: read one member of a random-access source (opened once per worker) and measure it."""
+    source, name = args
+    try:
+        data: bytes | Rejection = source.read(name)
+    except Rejection as e:
+        data = e
+    return image_facts(name, data)
+
+
+def _streamed_facts(args: tuple[str, bytes | Rejection]) -> dict[str, Any]:
+    """Worker: measure one member read by the parent's single pass over a streamed source."""
+    return image_facts(*args)
 
 
 def resolution(data: bytes) -> str | None:
@@ -220,7 +266,7 @@ def resolution(data: bytes) -> str | None:
         return None
 
 
-def sample_images(images: list[Path], n: int, seed: int) -> list[Path]:
+def sample_images(images: list[T], n: int, seed: int) -> list[T]:
     """A seeded random subset of n images in folder order; all of them when n is 0 or too big."""
     if n == 0 or n >= len(images):
         return images
@@ -228,13 +274,26 @@ def sample_images(images: list[Path], n: int, seed: int) -> list[Path]:
     return [images[i] for i in keep]
 
 
-def measure(images: list[Path], opts: ExploreOptions) -> pd.DataFrame:
-    """image_facts of the sampled images, on opts.workers processes, in folder order."""
+def measure(images: list[str], source: Source, opts: ExploreOptions) -> pd.DataFrame:
+    """image_facts of the sampled images, on opts.workers processes, in listing order.
+
+    Workers read a random-access source themselves; a streamed one is read in one pass here and fed
+    to them, no faster than they measure (bounded_map), so memory stays bounded.
+    """
     from tqdm import tqdm  # the progress bar is the command's, not the library's: imported when measuring
 
-    paths = [str(p) for p in sample_images(images, opts.sample, opts.seed)]
-    facts = ordered_map(image_facts, paths, min(opts.workers, max(1, len(paths))))
-    rows = list(tqdm(facts, total=len(paths), desc="explore", unit="img", disable=not opts.progress))
+    names = sample_images(images, opts.sample, opts.seed)
+    workers = min(opts.workers, max(1, len(names)))
+    if source.random_access:
+        facts = bounded_map(_member_facts, ((source, n) for n in names), workers)
+    else:
+        facts = bounded_map(_streamed_facts, source.stream(names), workers)
+    try:
+        rows = list(tqdm(facts, total=len(names), desc="explore", unit="img", disable=not opts.progress))
+    except SourceError as e:  # the archive itself broke mid-pass (a part gone, a corrupt stream)
+        raise ExploreError(str(e)) from None
+    position = {n: i for i, n in enumerate(names)}  # a stream yields in archive order
+    rows.sort(key=lambda r: position.get(r["path"], len(position)))
     return pd.DataFrame(rows, columns=FACT_COLUMNS)
 
 
@@ -247,7 +306,7 @@ def distribution(values: pd.Series) -> dict[str, float] | None:
     return {k: round(float(x), 3) for k, x in stats.items()}
 
 
-def property_stats(df: pd.DataFrame, folder: Path, n_images: int) -> dict[str, Any]:
+def property_stats(df: pd.DataFrame, n_images: int) -> dict[str, Any]:
     """The numbers of the properties section, from one row of image_facts per sampled file."""
     ok = df[df["reason"].isna()]
     failed = df[df["reason"].notna()]
@@ -257,9 +316,7 @@ def property_stats(df: pd.DataFrame, folder: Path, n_images: int) -> dict[str, A
         "measured": len(ok),
         "unreadable": int(failed["reason"].isin(UNREADABLE).sum()),
         "failed_by_reason": {str(k): int(v) for k, v in sorted(Counter(failed["reason"]).items())},
-        "failed": [
-            {"image": Path(r.path).relative_to(folder).as_posix(), "reason": r.reason, "detail": r.detail} for r in failed.itertuples()
-        ],
+        "failed": [{"image": r.path, "reason": r.reason, "detail": r.detail} for r in failed.itertuples()],
         "resolutions": {str(k): int(v) for k, v in df["resolution"].value_counts().items()},
         "file_bytes": distribution(df["bytes"]),
         **{m: distribution(ok[m]) for m in METRICS},
@@ -270,7 +327,7 @@ def property_stats(df: pd.DataFrame, folder: Path, n_images: int) -> dict[str, A
     }
 
 
-def worst_photos(df: pd.DataFrame, k: int) -> list[tuple[str, str, np.ndarray]]:
+def worst_photos(df: pd.DataFrame, k: int, picked: Picked) -> list[tuple[str, str, np.ndarray]]:
     """Up to k decodable photos, worst first: rejected ones, then by their lowest percentile.
 
     Percentiles (sharpness, closeness to the median brightness, visible field) make the metrics
@@ -289,9 +346,10 @@ def worst_photos(df: pd.DataFrame, k: int) -> list[tuple[str, str, np.ndarray]]:
     metric = rank.idxmin(axis=1) if len(ok) else pd.Series(dtype=str)
     candidates = [(r.path, r.reason) for r in rejected.itertuples()]
     candidates += [(ok.at[i, "path"], f"{metric[i]} {ok.at[i, metric[i]]:.3g}") for i in order]
+    picked.fetch([p for p, _ in candidates[: k + SPARE]])  # a streamed source: one short pass
     worst = []
     for path, why in candidates:
-        img = thumbnail(Path(path))
+        img = thumb(picked.read(path), path)
         if img is not None:
             worst.append((path, why, img))
         if len(worst) == k:

@@ -12,7 +12,7 @@ import csv
 import json
 import tarfile
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, NamedTuple
@@ -23,8 +23,10 @@ from sightx import codec
 from sightx.contracts import manifest as mf
 from sightx.contracts.sample import decode_sample, read_samples, sample_size
 from sightx.errors import Rejection, describe
-from sightx.explore.common import EXAMPLES, ExploreError, ExploreOptions, pct, thumbnail
+from sightx.explore.common import EXAMPLES, ExploreError, ExploreOptions, pct, thumb, thumbnail
 from sightx.grades import NUM_GRADES, is_grade
+from sightx.sources import SourceError, is_archive, open_source
+from sightx.sources.picked import Picked as Members
 
 
 class Sample(NamedTuple):
@@ -38,6 +40,7 @@ class Sample(NamedTuple):
 
 Picked = tuple[dict[str, Any], np.ndarray]  # a sample's metadata and its JPEG decoded
 ByGrade = dict[int, list[Picked]]  # grade -> the samples picked
+RawThumb = Callable[[str], "np.ndarray | None"]  # a sample's source name -> its raw photo's thumbnail
 _MISSING = object()
 
 
@@ -211,34 +214,57 @@ def before_after(path: Path, shards: list[dict[str, Any]], opts: ExploreOptions)
     found = _before_after_inputs(path, shards, opts, skips)
     if isinstance(found, str):
         return {"raw": opts.raw, "shown": 0, "note": found, "skipped": skips.summary()}, None
-    samples, root = found
+    samples, raw_thumb, where = found
     cols = 2 * opts.per_grade
     tiles: list[np.ndarray | None] = []
     captions: list[str] = []
     for grade, picked in sorted(samples.items()):
         for meta, img in picked:
-            tiles += [thumbnail(root / meta["source"]), img]
+            tiles += [raw_thumb(meta["source"]), img]
             captions += [f"grade {grade} | {Path(meta['source']).stem}", f"grade {grade} | preprocessed"]
         blank = cols - 2 * len(picked)  # a rare grade may have fewer samples: keep one row per grade
         tiles += [None] * blank
         captions += [""] * blank
     shown = sum(len(p) for p in samples.values())
-    return {"raw": str(root), "shown": shown, "note": None, "skipped": skips.summary()}, BeforeAfter(tiles, captions, cols, len(samples))
+    return {"raw": where, "shown": shown, "note": None, "skipped": skips.summary()}, BeforeAfter(tiles, captions, cols, len(samples))
 
 
-def _before_after_inputs(path: Path, shards: list[dict[str, Any]], opts: ExploreOptions, skips: Skips) -> tuple[ByGrade, Path] | str:
-    """The samples to show and the raw folder their sources are in, or why the gallery is skipped."""
+def _before_after_inputs(
+    path: Path, shards: list[dict[str, Any]], opts: ExploreOptions, skips: Skips
+) -> tuple[ByGrade, RawThumb, str] | str:
+    """The samples to show, how to get their raw photos (from a folder, or the archive they were
+    sharded from) and where those are; or why the gallery is skipped."""
     if opts.raw is None:
-        return "Skipped: pass --raw PATH (the folder given to sightx-shard) to see raw photos beside their preprocessed versions."
+        return (
+            "Skipped: pass --raw PATH (the folder or archive given to sightx-shard) to see raw photos beside their preprocessed versions."
+        )
     samples = shard_samples(path, [s for s in shards if s["split"] != "test"], opts.per_grade, opts.seed, skips)
     if not samples:
         if skips.by_reason:
             return f"Skipped: no usable labelled sample in the shards ({sum(skips.by_reason.values())} malformed, see skipped)."
         return "Skipped: the shards hold no labelled samples."
-    root = raw_root(Path(opts.raw), [m["source"] for picked in samples.values() for m, _ in picked])
+    sources = [m["source"] for picked in samples.values() for m, _ in picked]
+    raw = Path(opts.raw)
+    if raw.is_file() or is_archive(raw):
+        return _archive_photos(raw, sources, samples)
+    root = raw_root(raw, sources)
     if root is None:
         return f"Skipped: none of the sampled source files were found under {opts.raw} (or its train/ folder)."
-    return samples, root
+    return samples, lambda name: thumbnail(root / name), str(root)
+
+
+def _archive_photos(raw: Path, sources: list[str], samples: ByGrade) -> tuple[ByGrade, RawThumb, str] | str:
+    """The raw photos of `sources` from the archive the shards were made from (their names are its
+    member names), fetched in one pass when it is streamed; or why the gallery is skipped."""
+    try:
+        archive = open_source(raw)
+        if not {m.name for m in archive.members()} & set(sources):
+            return f"Skipped: none of the sampled source files are in {raw}."
+        members = Members(archive)
+        members.fetch(sources)
+    except SourceError as e:
+        return f"Skipped: {e}."
+    return samples, lambda name: thumb(members.read(name), name), str(archive)
 
 
 def shard_samples(path: Path, shards: list[dict[str, Any]], per_grade: int, seed: int, skips: Skips) -> ByGrade:
