@@ -407,7 +407,11 @@ def verify(shards: Path, deep: bool, quiet: bool) -> None:
 @click.option("--per-grade", type=click.IntRange(1, 20), default=2, show_default=True, help="Gallery photos per grade.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seeds the gallery and the sample.")
 @click.option("--sample", type=click.IntRange(0), default=2000, show_default=True, help="Images measured for the properties; 0 = all.")
-@click.option("--labels", type=click.Path(dir_okay=False), help="Label CSV (image,level); default: trainLabels.csv beside the images.")
+@click.option(
+    "--labels",
+    type=click.Path(dir_okay=False),
+    help="Label file (trainLabels.csv[.zip] or another DR set's); default: found in or beside the source, as sightx-shard does.",
+)
 @click.option("--raw", type=click.Path(), help="Shards only: the raw folder or archive they were made from, for the before/after gallery.")
 @click.option("--workers", type=click.IntRange(1), default=default_workers(), show_default=True)
 @click.option("--quiet", is_flag=True, help="No progress bar.")
