@@ -155,7 +155,15 @@ def _quality_rules(_ctx: click.Context, _param: click.Parameter, value: str | No
 @click.option("--seed", type=int, default=0, show_default=True, help="Seeds the split and the shuffling.")
 @click.option("--min-quality", callback=_quality_rules, help="Reject below these, e.g. 'brightness=15,sharpness=2'.")
 @click.option("--max-pixels", type=click.IntRange(1), default=60_000_000, show_default=True, help="Reject larger images from the header.")
-@click.option("--workers", type=click.IntRange(1), default=default_workers(), show_default=True)
+@click.option("--workers", type=click.IntRange(1), default=default_workers(), show_default=True, help="Pool or dask-local processes.")
+@click.option(
+    "--executor",
+    type=click.Choice(["pool", "dask", "dask-local"]),
+    default="pool",
+    show_default=True,
+    help="Where shards are built: a local process pool, an existing Dask cluster (--scheduler), or a local Dask cluster.",
+)
+@click.option("--scheduler", metavar="ADDRESS", help="Dask scheduler for --executor dask, e.g. tcp://HOST:8786.")
 @click.option("--overwrite", is_flag=True, help="Replace shards made with other options.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def shard(
@@ -174,6 +182,8 @@ def shard(
     min_quality: tuple[tuple[str, float], ...],
     max_pixels: int,
     workers: int,
+    executor: str,
+    scheduler: str | None,
     overwrite: bool,
     quiet: bool,
 ) -> None:
@@ -198,6 +208,8 @@ def shard(
         workers=workers,
         overwrite=overwrite,
         progress=not quiet,
+        executor=executor,
+        scheduler=scheduler,
     )
     try:
         result = run(raw, out, opts)

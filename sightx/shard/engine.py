@@ -31,7 +31,7 @@ from sightx.label_formats import LabelSet, read_label_set
 from sightx.labels import image_id, label_bytes
 from sightx.pool import single_threaded
 from sightx.preprocess import PreprocessOptions
-from sightx.shard import lock
+from sightx.shard import executors, lock
 from sightx.shard.plan import Plan, Reject, ShardTask, make_plan
 from sightx.shard.streamed import SPOOL_SUFFIX, execute_streamed
 from sightx.shard.task import BuildOptions, ShardResult, build_shard, commit_shard, file_sha256
@@ -59,6 +59,8 @@ class ShardOptions:
     workers: int = 1
     overwrite: bool = False
     progress: bool = True
+    executor: str = "pool"  # or "dask" (an existing cluster at `scheduler`), "dask-local" (a LocalCluster of `workers`)
+    scheduler: str | None = None
 
     def recorded(self) -> dict[str, Any]:
         """The options that change the output, as stored in the manifest."""
@@ -227,7 +229,10 @@ def run(raw: Path, out: Path, opts: ShardOptions) -> dict[str, Any]:
 
 def _run(raw: Path, out: Path, opts: ShardOptions, held: contextlib.ExitStack) -> dict[str, Any]:
     start = time.perf_counter()
+    if opts.executor != "pool":  # cluster workers start in folders of their own: relative paths would point elsewhere
+        raw, out = raw.absolute(), out.absolute()
     source, members, labels, not_files = load_inputs(raw, opts)
+    executors.preflight(source, opts.executor, opts.scheduler)
     n_inputs = len(members) + len(not_files)
     plan = make_plan(
         [m.name for m in members],
@@ -259,6 +264,7 @@ def _run(raw: Path, out: Path, opts: ShardOptions, held: contextlib.ExitStack) -
     todo = [t for t in plan.tasks if t.name not in results]
     build = BuildOptions(source, str(out), opts.preprocess, opts.min_quality)
     total = sum(len(t.samples) for t in todo)
+    sizes = {m.name: m.size for m in members}
     bar = tqdm(total=total, unit="img", desc="shard", disable=not opts.progress, smoothing=0.05)
     rejected = 0
 
@@ -287,8 +293,11 @@ def _run(raw: Path, out: Path, opts: ShardOptions, held: contextlib.ExitStack) -
             pass  # the run is failing anyway; shards not listed are rebuilt by a resume
 
     try:
-        if source.random_access:
-            _execute(todo, build, opts.workers, tick, finished, {m.name: m.size for m in members})
+        if opts.executor != "pool":
+            scheduler = opts.scheduler if opts.executor == "dask" else None
+            executors.execute_dask(_longest_first(todo, sizes), build, scheduler, opts.workers, tick, finished)
+        elif source.random_access:
+            _execute(todo, build, opts.workers, tick, finished, sizes)
         else:
             execute_streamed(todo, build, opts.workers, tick, finished)
     except OSError as e:  # disk full, permissions: the finished shards stay valid for a resume
@@ -308,6 +317,7 @@ def _run(raw: Path, out: Path, opts: ShardOptions, held: contextlib.ExitStack) -
     built = [r for r in results.values() if r.seconds > 0]
     final["run"] = {
         "workers": opts.workers,
+        "executor": opts.executor,
         "elapsed_s": round(elapsed, 2),
         "resumed_shards": resumed,
         "built_shards": len(built),
