@@ -10,12 +10,8 @@ from __future__ import annotations
 import contextlib
 import csv
 import io
-import multiprocessing as mp
-import queue as queue_mod
-import signal
 import time
 from collections import Counter
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -29,12 +25,12 @@ from sightx.errors import SightXError
 from sightx.grades import NUM_GRADES
 from sightx.label_formats import LabelSet, read_label_set
 from sightx.labels import image_id, label_bytes
-from sightx.pool import single_threaded
 from sightx.preprocess import PreprocessOptions
 from sightx.shard import executors, lock
+from sightx.shard.local import execute_local, longest_first
 from sightx.shard.plan import Plan, Reject, ShardTask, make_plan
 from sightx.shard.streamed import SPOOL_SUFFIX, execute_streamed
-from sightx.shard.task import BuildOptions, ShardResult, build_shard, commit_shard, file_sha256
+from sightx.shard.task import BuildOptions, ShardResult, commit_shard, file_sha256
 from sightx.sources import Member, Source, find_labels, open_source
 
 
@@ -295,9 +291,9 @@ def _run(raw: Path, out: Path, opts: ShardOptions, held: contextlib.ExitStack) -
     try:
         if opts.executor != "pool":
             scheduler = opts.scheduler if opts.executor == "dask" else None
-            executors.execute_dask(_longest_first(todo, sizes), build, scheduler, opts.workers, tick, finished)
+            executors.execute_dask(longest_first(todo, sizes), build, scheduler, opts.workers, tick, finished)
         elif source.random_access:
-            _execute(todo, build, opts.workers, tick, finished, sizes)
+            execute_local(todo, build, opts.workers, tick, finished, sizes)
         else:
             execute_streamed(todo, build, opts.workers, tick, finished)
     except OSError as e:  # disk full, permissions: the finished shards stay valid for a resume
@@ -334,91 +330,6 @@ def _run(raw: Path, out: Path, opts: ShardOptions, held: contextlib.ExitStack) -
 # killed in between rebuilds at most this much work on resume, and small shards do not pay a
 # manifest write each.
 _RECORD_EVERY_S = 1.0
-_TICKS: Any = None
-_TICK_EVERY_S = 0.25  # a worker reports progress this often, not per image: fewer wake-ups on busy cores
-
-
-class _Ticks:
-    """Per-sample progress from build_shard, sent to the parent's queue in batches."""
-
-    def __init__(self, queue: Any) -> None:
-        self.queue = queue
-        self.done = self.rejected = 0
-        self.last = time.monotonic()
-
-    def __call__(self, rejected: bool) -> None:
-        self.done += 1
-        self.rejected += rejected
-        if time.monotonic() - self.last >= _TICK_EVERY_S:
-            self.flush()
-
-    def flush(self) -> None:
-        if self.done:
-            self.queue.put((self.done, self.rejected))
-        self.done = self.rejected = 0
-        self.last = time.monotonic()
-
-
-def _init_worker(ticks: Any) -> None:
-    """Worker set-up under spawn or fork: no inherited state is relied on."""
-    global _TICKS
-    _TICKS = _Ticks(ticks)
-    single_threaded()
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and stops the pool
-
-
-def _build_in_worker(args: tuple[ShardTask, BuildOptions]) -> ShardResult:
-    task, build = args
-    try:
-        return build_shard(task, build, tick=_TICKS)
-    finally:
-        _TICKS.flush()  # before the result, so the bar is complete when the shard is
-
-
-def _longest_first(todo: list[ShardTask], sizes: dict[str, int]) -> list[ShardTask]:
-    """Shards by input bytes (as listed by the source), largest first: the pool's last shards are
-    its shortest, so workers finish together (which shard runs when never changes its bytes)."""
-    return sorted(todo, key=lambda task: sum(sizes[ref.source] for ref in task.samples), reverse=True)
-
-
-def _execute(todo: list[ShardTask], build: BuildOptions, workers: int, tick: Any, finished: Any, sizes: dict[str, int]) -> None:
-    """Build the shards, in-process for one worker, else on a spawn pool with progress ticks."""
-    if workers <= 1 or len(todo) <= 1:
-        single_threaded()
-        # One committer thread: a shard's fsync (the GIL is released) overlaps building the next.
-        with ThreadPoolExecutor(1) as committer:
-            commit: Future[None] | None = None
-            for task in todo:
-                result = build_shard(task, build, lambda rejected: tick(1, int(rejected)))
-                if commit is not None:
-                    commit.result()  # the previous shard's, done by now; re-raises a failed commit (disk full)
-                commit = committer.submit(finished, result)
-            if commit is not None:
-                commit.result()
-        return
-    ctx = mp.get_context("spawn")
-    ticks = ctx.Queue()
-    pool = ctx.Pool(min(workers, len(todo)), _init_worker, (ticks,))
-    try:
-        pending = [pool.apply_async(_build_in_worker, ((t, build),)) for t in _longest_first(todo, sizes)]
-        while pending:
-            try:
-                tick(*ticks.get(timeout=0.1))
-                continue
-            except queue_mod.Empty:
-                pass
-            for job in [j for j in pending if j.ready()]:
-                pending.remove(job)
-                finished(job.get())  # re-raises a worker's unexpected error here
-        while True:  # ticks still queued after the last result
-            try:
-                tick(*ticks.get_nowait())
-            except queue_mod.Empty:
-                break
-        pool.close()
-    finally:
-        pool.terminate()
-        pool.join()
 
 
 def nothing_written(m: dict[str, Any], out: Path) -> str | None:
