@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 NUM_GRADES = 5
-GRADES = tuple(range(NUM_GRADES))
 NAMES = ("No DR", "Mild", "Moderate", "Severe", "Proliferative")
 # Referable DR: moderate or worse (grade >= 2), the usual screening end-point.
 REFERABLE = 2
-EYES = ("left", "right")
 
 
 def is_grade(value: object) -> bool:

@@ -31,7 +31,6 @@ from sightx.preprocess import (
 _PNG = b"\x89PNG\r\n\x1a\n"
 _TIFF = (b"II*\x00", b"MM\x00*")
 _ORIENTATION = 0x0112
-FORMATS = ("JPEG", "PNG", "TIFF")
 
 
 def sniff(data: bytes) -> str:

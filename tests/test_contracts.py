@@ -197,3 +197,9 @@ def test_normalization_statistics_round_trip_through_a_checkpoint(tmp_path: Path
         parse_normalization("0.5,0.4/0.2")
     with pytest.raises(ValueError, match="not one of"):
         parse_normalization("coco")
+
+
+def test_the_cli_label_formats_are_the_librarys() -> None:
+    from sightx.label_formats import FORMATS
+
+    assert set(_choices(cli.shard, "label_format")) == {"auto", *FORMATS}

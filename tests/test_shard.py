@@ -310,12 +310,12 @@ def test_tar_writer_writes_what_tarfile_would(tmp_path: Path, samples: list) -> 
     import hashlib
     import io
 
-    from sightx.shard.task import _TarWriter
+    from sightx.shard.task import _TarWriter, tar_block
 
     with open(tmp_path / "ours.tar", "wb") as f:
         ours = _TarWriter(f)
         for members in samples:
-            ours.add(members)
+            ours.add_block(tar_block(members))
         ours.close()
     with tarfile.open(tmp_path / "ref.tar", "w", format=tarfile.GNU_FORMAT) as ref:
         for name, data in (m for members in samples for m in members):

@@ -7,8 +7,6 @@ from sightx.doctor import compute, data, decoding, env, packages
 from sightx.doctor.check import FAIL, Check, guarded
 from sightx.doctor.context import Context
 
-SECTIONS = ("environment", "packages", "compute", "decoding", "data")
-
 
 def diagnose(ctx: Context) -> list[Check]:
     """All checks for this interpreter and ctx.data, in checklist order."""

@@ -11,8 +11,6 @@ from typing import Any
 
 from sightx.explore.common import pairs
 
-SCHEMA_DOC = "docs/summary-schema.md"
-
 
 def format_summary(summary: dict[str, Any], out: Path) -> str:
     """What the command prints: headline numbers and where the report is."""

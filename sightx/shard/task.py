@@ -74,9 +74,6 @@ class _TarWriter:
         self.sha256 = hashlib.sha256()
         self.size = 0
 
-    def add(self, members: list[tuple[str, bytes]]) -> None:
-        self.add_block(tar_block(members))
-
     def add_block(self, block: bytes) -> None:
         """A sample's members as `tar_block` made them."""
         self._write(block)
