@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import resource
 import signal
@@ -15,9 +14,9 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from outputs import stable_outputs
 
 from sightx.cli import shard as shard_cli
-from sightx.contracts import manifest as mf
 from sightx.preprocess import PreprocessOptions
 from sightx.shard import ShardOptions, run
 from sightx.shard.executors import DaskError
@@ -33,15 +32,6 @@ def _opts(**kw: object) -> ShardOptions:
     return ShardOptions(**{**base, **kw})
 
 
-def _stable(out: Path) -> dict[str, bytes]:
-    """Everything in the output folder, the manifest without its timing block."""
-    files = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
-    m = json.loads(files.pop(mf.MANIFEST))
-    m.pop("run")
-    files[mf.MANIFEST] = json.dumps(m, sort_keys=True).encode()
-    return files
-
-
 @pytest.fixture(scope="module")
 def raw(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("raw")
@@ -53,7 +43,7 @@ def raw(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def reference(raw: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, bytes]:
     out = tmp_path_factory.mktemp("pool")
     run(raw, out, _opts())
-    return _stable(out)
+    return stable_outputs(out)
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +55,7 @@ def cluster() -> Iterator[object]:
 def test_dask_local_is_byte_identical_to_the_pool(raw: Path, reference: dict[str, bytes], tmp_path: Path) -> None:
     m = run(raw, tmp_path, _opts(executor="dask-local", workers=2))
     assert m["run"]["built_shards"] == len(m["shards"]) > 4
-    assert _stable(tmp_path) == reference
+    assert stable_outputs(tmp_path) == reference
     again = run(raw, tmp_path, _opts(executor="dask-local", workers=2))
     assert again["run"]["resumed_shards"] == len(m["shards"]) and again["run"]["built_shards"] == 0
 
@@ -123,7 +113,7 @@ def test_worker_killed_mid_run_costs_only_its_shards(raw: Path, reference: dict[
         assert not thread.is_alive() and not errors, errors
         client.wait_for_workers(2, timeout=20)  # the nanny restarted the killed worker
         assert set(client.run(os.getpid).values()) != set(pids.values())
-    assert _stable(tmp_path) == reference
+    assert stable_outputs(tmp_path) == reference
 
 
 def _no_file_writes() -> None:

@@ -17,6 +17,7 @@ import pytest
 import simplejpeg
 import webdataset as wds
 from click.testing import CliRunner
+from outputs import stable_outputs
 
 from sightx.cli import shard as shard_cli
 from sightx.contracts import manifest as mf
@@ -169,15 +170,6 @@ def test_same_output_whatever_the_worker_count(raw: Path, built: tuple[Path, dic
     assert {k: v for k, v in m1.items() if k != "run"} == {k: v for k, v in m2.items() if k != "run"}
 
 
-def _stable(out: Path) -> dict[str, bytes]:
-    """Everything in the output folder, with the manifest's timing block removed."""
-    files = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
-    m = json.loads(files.pop(mf.MANIFEST))
-    m.pop("run")
-    files[mf.MANIFEST] = json.dumps(m, sort_keys=True).encode()
-    return files
-
-
 def _done(out: Path) -> int:
     """Shards under their final name: the kill lands right after the next one is committed."""
     return len(list(out.glob("*.tar"))) if out.is_dir() else 0
@@ -216,7 +208,7 @@ def test_sigkill_and_resume_is_byte_identical(raw: Path, tmp_path: Path) -> None
     victim = sorted(resumed.glob("*.tar"))[0]
     victim.write_bytes(victim.read_bytes()[:-1024] + b"\0" * 1024)
     subprocess.run(cmd + ["--workers", "2"], check=True)
-    assert _stable(resumed) == _stable(reference)
+    assert stable_outputs(resumed) == stable_outputs(reference)
     again = subprocess.run(cmd + ["--workers", "2"], check=True, capture_output=True, text=True).stdout
     assert f"{len(mf.read(reference)['shards'])} shard(s) resumed, 0 built" in again
 

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from outputs import stable_outputs
 
 from sightx.cli import shard as shard_cli
 from sightx.contracts import manifest as mf
@@ -123,21 +124,12 @@ def archives(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     }
 
 
-def _stable(out: Path) -> dict[str, bytes]:
-    """Everything in the output folder, the manifest's timing block removed."""
-    files = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
-    m = json.loads(files.pop(mf.MANIFEST))
-    m.pop("run")
-    files[mf.MANIFEST] = json.dumps(m, sort_keys=True).encode()
-    return files
-
-
 @pytest.fixture(scope="module")
 def reference(archives: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> dict[str, bytes]:
     out = tmp_path_factory.mktemp("reference")
     m = run(archives["folder"], out, _opts())
     assert m["summary"]["written"] >= 12 and m["summary"]["rejected_by_reason"] == {"empty-file": 1, "truncated": 1}
-    return _stable(out)
+    return stable_outputs(out)
 
 
 def test_zip_is_zip64(archives: dict[str, Path]) -> None:
@@ -152,7 +144,7 @@ def test_every_source_gives_the_same_bytes(
     archives: dict[str, Path], reference: dict[str, bytes], tmp_path: Path, kind: str, workers: int
 ) -> None:
     m = run(archives[kind], tmp_path, _opts(workers=workers))
-    assert _stable(tmp_path) == reference
+    assert stable_outputs(tmp_path) == reference
     sources = [r["source"] for r in csv_rows(tmp_path)]
     assert all(s.startswith("train/") for s in sources) and m["complete"]
 
@@ -168,7 +160,7 @@ def test_competition_zip_unlabeled_takes_the_test_images(archives: dict[str, Pat
     m = run(archives["competition"], tmp_path / "zip", _opts(unlabeled=True))
     assert set(m["splits"]) == {"test"} and m["splits"]["test"]["count"] == 3 and not m["summary"]["labels_without_image"]
     run(archives["test folder"], tmp_path / "folder", _opts(unlabeled=True))
-    assert _stable(tmp_path / "zip") == _stable(tmp_path / "folder")
+    assert stable_outputs(tmp_path / "zip") == stable_outputs(tmp_path / "folder")
 
 
 def test_sources_pickle_as_their_description(archives: dict[str, Path]) -> None:
@@ -348,7 +340,7 @@ def test_sigkill_and_resume_is_byte_identical_without_extraction(
     assert all(n.endswith(outputs) or n.startswith((".manifest.json.", ".rejects.csv.", ".sightx-shard.lock")) for n in left), left
     assert not mf.read(out)["complete"]
     subprocess.run(cmd, env=env, check=True, capture_output=True)
-    assert _stable(out) == reference
+    assert stable_outputs(out) == reference
     assert not list(scratch.iterdir())  # nothing was extracted or copied to the temp directory
 
 
@@ -370,7 +362,7 @@ def test_synth_kaggle_archive_shards_like_its_folder(tmp_path: Path) -> None:
     shutil.rmtree(tmp_path / "folder" / "test")
     run(tmp_path / "folder", tmp_path / "from-folder", _opts())
     run(download, tmp_path / "from-zip", _opts())
-    assert _stable(tmp_path / "from-zip") == _stable(tmp_path / "from-folder")
+    assert stable_outputs(tmp_path / "from-zip") == stable_outputs(tmp_path / "from-folder")
     assert run(download, tmp_path / "test", _opts(unlabeled=True))["splits"]["test"]["count"] == 3
 
 
