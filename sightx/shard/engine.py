@@ -206,11 +206,11 @@ def load_inputs(raw: Path, opts: ShardOptions) -> tuple[Source, list[Member], La
     source = open_source(raw, opts.unlabeled)
     found = (label_bytes(Path(opts.labels)), opts.labels) if opts.labels else find_labels(source)
     labels = read_label_set(*found, opts.label_format) if found else None
-    members = source.members()
+    members, others = source.inventory()
     if labels is None and not opts.unlabeled:
         where = " or ".join(str(f) for f in source.label_folders())
         raise ShardError(f"no trainLabels.csv(.zip) in {where}: pass --labels PATH, or --unlabeled for a test set")
-    not_files = [Reject(name, image_id(PurePosixPath(name)), "not-a-file", what) for name, what in source.not_files()]
+    not_files = [Reject(name, image_id(PurePosixPath(name)), "not-a-file", what) for name, what in others]
     if not members and not not_files:
         raise ShardError(f"no .jpeg/.jpg files (nor .png/.tif) under {raw}")
     return source, members, labels, not_files

@@ -106,10 +106,11 @@ class Source(ABC):
     def members(self) -> list[Member]:
         """The image members, in `listing_order`."""
 
-    def not_files(self) -> list[tuple[str, str]]:
-        """Entries named like images that are not regular files (name, what they are): counted as
-        inputs and rejected, never opened. Archives hold only files, so only a folder has them."""
-        return []
+    def inventory(self) -> tuple[list[Member], list[tuple[str, str]]]:
+        """The members, and the entries named like images that are not regular files (name, what they
+        are: counted as inputs and rejected, never opened). Archives hold only files, so only a folder
+        has the latter; it lists both in one scan."""
+        return self.members(), []
 
     @abstractmethod
     def label_folders(self) -> list[Path]:

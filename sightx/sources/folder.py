@@ -19,18 +19,20 @@ class FolderSource(Source):
         return (str(self.root),)
 
     def members(self) -> list[Member]:
+        return self.inventory()[0]
+
+    def inventory(self) -> tuple[list[Member], list[tuple[str, str]]]:
+        files, others = find_inputs(self.root)
         found = []
-        for path in find_inputs(self.root)[0]:
+        for path in files:
             try:
                 size = path.stat().st_size
             except OSError:
                 size = 0  # vanished or unreadable: read() records why
             found.append(Member(path.relative_to(self.root).as_posix(), size))
         order = {n: i for i, n in enumerate(listing_order([m.name for m in found]))}
-        return sorted(found, key=lambda m: order[m.name])
-
-    def not_files(self) -> list[tuple[str, str]]:
-        return [(path.relative_to(self.root).as_posix(), what) for path, what in find_inputs(self.root)[1]]
+        not_files = [(path.relative_to(self.root).as_posix(), what) for path, what in others]
+        return sorted(found, key=lambda m: order[m.name]), not_files
 
     def label_folders(self) -> list[Path]:
         return [self.root, self.root.parent]
