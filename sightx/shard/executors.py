@@ -64,7 +64,7 @@ def _client(scheduler: str | None, workers: int) -> Iterator[Any]:
     distributed = _distributed()
     if scheduler is None:
         cluster = distributed.LocalCluster(
-            n_workers=workers, processes=True, threads_per_worker=1, host="127.0.0.1", dashboard_address=":0"
+            n_workers=workers, processes=True, threads_per_worker=1, host="127.0.0.1", dashboard_address="127.0.0.1:0"
         )
         with cluster, distributed.Client(cluster) as client:
             yield client
