@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import csv
+import io
+import json
 import os
 import resource
 import signal
 import socket
 import subprocess
+import tarfile
 import threading
 import time
 from collections.abc import Iterator
@@ -17,9 +21,11 @@ from click.testing import CliRunner
 from outputs import stable_outputs
 
 from sightx.cli import shard as shard_cli
+from sightx.contracts import manifest as mf
 from sightx.preprocess import PreprocessOptions
 from sightx.shard import ShardOptions, run
 from sightx.shard.executors import DaskError
+from sightx.shard.task import TEST_FAULT_ENV
 from sightx.synth.generate import SynthOptions, generate
 
 distributed = pytest.importorskip("distributed")
@@ -131,3 +137,31 @@ def test_worker_that_cannot_write_the_output_is_one_line(raw: Path, tmp_path: Pa
             run(raw, tmp_path, _opts(executor="dask", scheduler=c.scheduler_address))
     assert str(e.value) == f"dask worker {victim}: cannot write to {tmp_path}: File too large"
     assert not list(tmp_path.glob("*.tar*"))  # refused before any shard was built
+
+
+def test_an_input_that_kills_every_worker_it_meets_is_rejected_and_the_rest_written(
+    raw: Path, reference: dict[str, bytes], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Dask reruns a task whose worker died and gives up after `allowed-failures` deaths (1 here, to
+    keep the test short): then the shard's inputs run one at a time and the killer is rejected."""
+    import dask
+
+    victim = sorted(name for name in reference if name.startswith("train-"))[1]
+    with tarfile.open(fileobj=io.BytesIO(reference[victim])) as t:
+        key = t.getnames()[0].rsplit(".", 1)[0]
+        source = json.loads(t.extractfile(f"{key}.json").read())["source"]  # type: ignore[union-attr]
+    monkeypatch.setenv(TEST_FAULT_ENV, f"kill {source}")
+    with dask.config.set({"distributed.scheduler.allowed-failures": 1}):
+        m = run(raw, tmp_path, _opts(executor="dask-local", workers=2))
+    got = stable_outputs(tmp_path)
+    rejects = list(csv.reader(io.StringIO(got.pop(mf.REJECTS).decode())))
+    assert [r for r in rejects if r[2] == "decoder-crash"] == [[source, key, "decoder-crash", _CRASH_DETAIL]]
+    assert m["complete"] and m["summary"]["rejected_by_reason"].get("decoder-crash") == 1
+    with tarfile.open(tmp_path / victim) as t:
+        assert t.getnames() == []  # its only sample (one per shard here) is the killer's
+    assert {n: b for n, b in got.items() if n not in (victim, mf.MANIFEST)} == {
+        n: b for n, b in reference.items() if n not in (victim, mf.MANIFEST, mf.REJECTS)
+    }
+
+
+_CRASH_DETAIL = "Dask workers died 2 times on this input alone (and as many on its shard before)"

@@ -1,8 +1,9 @@
 """Run a shard plan on a process pool: resume what is finished, build the rest, account for everything.
 
-The manifest is rewritten atomically as shards finish (at most once a second), so a run killed at
-any point resumes from the shards it lists (after checking their size and sha256); shards are
-deterministic, so the resumed output is byte-identical to an uninterrupted run.
+Each finished shard is committed (fsync, rename) as soon as it is back and listed in the manifest
+(rewritten atomically) within about a second, so a run killed at any point resumes from the shards
+it lists (after checking their size and sha256); shards are deterministic, so the resumed output is
+byte-identical to an uninterrupted run.
 """
 
 from __future__ import annotations
@@ -27,9 +28,11 @@ from sightx.label_formats import LabelSet, read_label_set
 from sightx.labels import image_id, label_bytes
 from sightx.preprocess import PreprocessOptions
 from sightx.shard import executors, lock
+from sightx.shard.assembly import SPOOL_SUFFIX
+from sightx.shard.committer import Committer
 from sightx.shard.local import execute_local, longest_first
 from sightx.shard.plan import Plan, Reject, ShardTask, make_plan
-from sightx.shard.streamed import SPOOL_SUFFIX, execute_streamed
+from sightx.shard.streamed import execute_streamed
 from sightx.shard.task import BuildOptions, ShardResult, commit_shard, file_sha256
 from sightx.sources import Member, Source, find_labels, open_source
 
@@ -271,15 +274,9 @@ def _run(raw: Path, out: Path, opts: ShardOptions, held: contextlib.ExitStack) -
         if were_rejected:
             bar.set_postfix(rejects=rejected, refresh=False)
 
-    recorded = time.monotonic()
-
-    def finished(result: ShardResult) -> None:
-        nonlocal recorded
+    def commit(result: ShardResult) -> None:
         commit_shard(out, result.name)
         results[result.name] = result
-        if time.monotonic() - recorded >= _RECORD_EVERY_S:
-            record()
-            recorded = time.monotonic()
 
     def record_progress() -> None:
         """On the way out, so a resume reuses every shard finished so far."""
@@ -289,13 +286,18 @@ def _run(raw: Path, out: Path, opts: ShardOptions, held: contextlib.ExitStack) -
             pass  # the run is failing anyway; shards not listed are rebuilt by a resume
 
     try:
-        if opts.executor != "pool":
-            scheduler = opts.scheduler if opts.executor == "dask" else None
-            executors.execute_dask(longest_first(todo, sizes), build, scheduler, opts.workers, tick, finished)
-        elif source.random_access:
-            execute_local(todo, build, opts.workers, tick, finished, sizes)
-        else:
-            execute_streamed(todo, build, opts.workers, tick, finished)
+        # Executors hand each result over as it arrives; the committer makes it final and listed
+        # within _RECORD_EVERY_S whatever the executor does next. Closed (drained) before the
+        # manifest is written below, also on Ctrl-C: every shard handed over is kept.
+        with Committer(commit, record, _RECORD_EVERY_S) as committer:
+            finished = committer.submit
+            if opts.executor != "pool":
+                scheduler = opts.scheduler if opts.executor == "dask" else None
+                executors.execute_dask(longest_first(todo, sizes), build, scheduler, opts.workers, tick, finished)
+            elif source.random_access:
+                execute_local(todo, build, opts.workers, tick, finished, sizes)
+            else:
+                execute_streamed(todo, build, opts.workers, tick, finished)
     except OSError as e:  # disk full, permissions: the finished shards stay valid for a resume
         record_progress()
         raise ShardError(f"cannot write shards in {out}: {e.strerror or e}") from None
@@ -326,9 +328,9 @@ def _run(raw: Path, out: Path, opts: ShardOptions, held: contextlib.ExitStack) -
     return final
 
 
-# The manifest is rewritten (atomically, fsynced) at most this often while shards finish: a run
-# killed in between rebuilds at most this much work on resume, and small shards do not pay a
-# manifest write each.
+# The manifest is rewritten (atomically, fsynced) this long after a shard is committed, or at the
+# next commit once this long has passed: a run killed at any point rebuilds at most about this
+# much work on resume, and small shards do not pay a manifest write each.
 _RECORD_EVERY_S = 1.0
 
 

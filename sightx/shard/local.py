@@ -1,30 +1,36 @@
-"""The local executor: shards built in this process (a committer thread overlapping each fsync with the
-next build) or on a spawn process pool, the largest first so workers finish together, with progress
-ticks batched per worker. `sightx.shard.executors` runs the same tasks on a Dask cluster.
+"""The local executor: shards built in this process (one worker) or on spawn worker processes, the
+largest first so workers finish together, with progress ticks batched per worker. A worker that
+dies (a decoder's segfault, the OOM killer) costs a retry of its shard; a second death isolates the
+input that kills it: the shard's inputs run one at a time, each death rejects that input
+(`decoder-crash`), and the rest of the shard is written as a build without it would write it.
+`sightx.shard.executors` runs the same tasks on a Dask cluster.
 """
 
 from __future__ import annotations
 
-import multiprocessing as mp
-import queue as queue_mod
 import signal
+import sys
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
 
+from sightx.errors import Rejection
 from sightx.pool import single_threaded
-from sightx.shard.plan import ShardTask
-from sightx.shard.task import BuildOptions, ShardResult, build_shard
+from sightx.shard import workers as wk
+from sightx.shard.assembly import Assembly, spool_path
+from sightx.shard.plan import SampleRef, ShardTask
+from sightx.shard.task import BuildOptions, ShardResult, arm_test_fault, build_shard, sample_outcome
 
-_TICKS: Any = None
 _TICK_EVERY_S = 0.25  # a worker reports progress this often, not per image: fewer wake-ups on busy cores
+ATTEMPTS = 2  # whole-shard builds a shard gets before its inputs are run one at a time
+CRASH = "decoder-crash"
 
 
 class _Ticks:
-    """Per-sample progress from build_shard, sent to the parent's queue in batches."""
+    """Per-sample progress from build_shard, sent to the parent in batches."""
 
-    def __init__(self, queue: Any) -> None:
-        self.queue = queue
+    def __init__(self) -> None:
         self.done = self.rejected = 0
         self.last = time.monotonic()
 
@@ -36,25 +42,28 @@ class _Ticks:
 
     def flush(self) -> None:
         if self.done:
-            self.queue.put((self.done, self.rejected))
+            wk.progress((self.done, self.rejected))
         self.done = self.rejected = 0
         self.last = time.monotonic()
 
 
-def _init_worker(ticks: Any) -> None:
-    """Worker set-up under spawn or fork: no inherited state is relied on."""
-    global _TICKS
-    _TICKS = _Ticks(ticks)
+def init_worker() -> None:
+    """Worker set-up under spawn: no inherited state is relied on."""
     single_threaded()
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and stops the pool
+    arm_test_fault()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and stops the workers
 
 
-def _build_in_worker(args: tuple[ShardTask, BuildOptions]) -> ShardResult:
-    task, build = args
+def _build_in_worker(task: ShardTask, build: BuildOptions) -> ShardResult:
+    ticks = _Ticks()
     try:
-        return build_shard(task, build, tick=_TICKS)
+        return build_shard(task, build, tick=ticks)
     finally:
-        _TICKS.flush()  # before the result, so the bar is complete when the shard is
+        ticks.flush()  # before the result, so the bar is complete when the shard is
+
+
+def _sample_in_worker(ref: SampleRef, split: str, build: BuildOptions) -> tuple[bytes | Rejection, int]:
+    return sample_outcome(ref, split, build)
 
 
 def longest_first(todo: list[ShardTask], sizes: dict[str, int]) -> list[ShardTask]:
@@ -63,41 +72,74 @@ def longest_first(todo: list[ShardTask], sizes: dict[str, int]) -> list[ShardTas
     return sorted(todo, key=lambda task: sum(sizes[ref.source] for ref in task.samples), reverse=True)
 
 
-def execute_local(todo: list[ShardTask], build: BuildOptions, workers: int, tick: Any, finished: Any, sizes: dict[str, int]) -> None:
-    """Build the shards, in-process for one worker, else on a spawn pool with progress ticks."""
-    if workers <= 1 or len(todo) <= 1:
+def execute_local(
+    todo: list[ShardTask],
+    build: BuildOptions,
+    workers: int,
+    tick: Callable[[int, int], None],
+    finished: Callable[[ShardResult], None],
+    sizes: dict[str, int],
+) -> None:
+    """Build the shards, in-process for one worker, else on spawn worker processes; `finished` gets
+    each result the moment it is back."""
+    if workers <= 1:
         single_threaded()
-        # One committer thread: a shard's fsync (the GIL is released) overlaps building the next.
-        with ThreadPoolExecutor(1) as committer:
-            commit: Future[None] | None = None
-            for task in todo:
-                result = build_shard(task, build, lambda rejected: tick(1, int(rejected)))
-                if commit is not None:
-                    commit.result()  # the previous shard's, done by now; re-raises a failed commit (disk full)
-                commit = committer.submit(finished, result)
-            if commit is not None:
-                commit.result()
+        for task in todo:
+            finished(build_shard(task, build, lambda rejected: tick(1, int(rejected))))
         return
-    ctx = mp.get_context("spawn")
-    ticks = ctx.Queue()
-    pool = ctx.Pool(min(workers, len(todo)), _init_worker, (ticks,))
+    pool = wk.Workers(min(workers, len(todo)), init_worker)
+    deaths: Counter[str] = Counter()
+    tasks = {t.name: t for t in todo}
+    isolated: dict[str, Assembly] = {}
     try:
-        pending = [pool.apply_async(_build_in_worker, ((t, build),)) for t in longest_first(todo, sizes)]
-        while pending:
-            try:
-                tick(*ticks.get(timeout=0.1))
-                continue
-            except queue_mod.Empty:
-                pass
-            for job in [j for j in pending if j.ready()]:
-                pending.remove(job)
-                finished(job.get())  # re-raises a worker's unexpected error here
-        while True:  # ticks still queued after the last result
-            try:
-                tick(*ticks.get_nowait())
-            except queue_mod.Empty:
-                break
-        pool.close()
+        for task in longest_first(todo, sizes):
+            pool.submit(("shard", task.name), _build_in_worker, task, build)
+        for event in pool.events():
+            if isinstance(event, wk.Progress):
+                tick(*event.payload)
+            elif isinstance(event, wk.Failed):
+                raise event.error  # a worker's unexpected error (a full disk: OSError) ends the run
+            elif isinstance(event, wk.Done) and event.key[0] == "shard":
+                finished(event.value)
+            elif isinstance(event, wk.Done):
+                _, name, i = event.key
+                outcome, input_bytes = event.value
+                tick(1, int(isinstance(outcome, Rejection)))
+                _add_isolated(isolated, name, i, outcome, input_bytes, finished)
+            elif event.key[0] == "shard":
+                name = event.key[1]
+                deaths[name] += 1
+                task = tasks[name]
+                if deaths[name] < ATTEMPTS:
+                    say(f"a worker died ({event.how}) building {name}; building it again")
+                    pool.submit(("shard", name), _build_in_worker, task, build)
+                    continue
+                say(f"a worker died ({event.how}) building {name} again; running its {len(task.samples)} inputs one at a time")
+                out = Path(build.out)
+                spool_path(out, name).unlink(missing_ok=True)
+                isolated[name] = Assembly(task, out)
+                for i, ref in enumerate(task.samples):
+                    pool.submit(("sample", name, i), _sample_in_worker, ref, task.split, build)
+            else:
+                _, name, i = event.key
+                ref = tasks[name].samples[i]
+                say(f"{ref.source} kills the worker that decodes it ({event.how}): rejected as {CRASH}")
+                detail = f"the worker process died ({event.how}) on this input, alone, after its shard died {ATTEMPTS} times"
+                tick(1, 1)
+                _add_isolated(isolated, name, i, Rejection(CRASH, detail), 0, finished)
     finally:
-        pool.terminate()
-        pool.join()
+        pool.close()
+
+
+def _add_isolated(
+    isolated: dict[str, Assembly], name: str, i: int, outcome: bytes | Rejection, input_bytes: int, finished: Callable[[ShardResult], None]
+) -> None:
+    shard = isolated[name]
+    shard.add(i, outcome, input_bytes)
+    if shard.complete:
+        finished(shard.write())
+        del isolated[name]
+
+
+def say(line: str) -> None:
+    print(f"sightx-shard: {line}", file=sys.stderr, flush=True)

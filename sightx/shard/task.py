@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import signal
 import tarfile
 import time
 from collections.abc import Callable
@@ -151,20 +152,27 @@ def temporary(final: Path) -> Path:
 
 def _add_sample(tar: _TarWriter, ref: SampleRef, split: str, opts: BuildOptions, result: ShardResult) -> bool:
     """Append one sample, or record why not. Returns True when rejected."""
+    outcome, input_bytes = sample_outcome(ref, split, opts)
+    result.input_bytes += input_bytes
+    if isinstance(outcome, Rejection):
+        result.rejects.append(Reject(ref.source, ref.image, outcome.reason, outcome.detail))
+        return True
+    tar.add_block(outcome)
+    add_to_counts(result, ref)
+    return False
+
+
+def sample_outcome(ref: SampleRef, split: str, opts: BuildOptions) -> tuple[bytes | Rejection, int]:
+    """One planned input read from the source: its sample's tar bytes or its rejection, and the
+    input bytes read. The one per-sample path of a whole-shard build and of an isolated input."""
     try:
         data = opts.source.read(ref.source)
     except Rejection as e:
-        result.rejects.append(Reject(ref.source, ref.image, e.reason, e.detail))
-        return True
-    result.input_bytes += len(data)
+        return e, 0
     try:
-        block = sample_block(ref, split, data, opts.preprocess, opts.min_quality)
+        return sample_block(ref, split, data, opts.preprocess, opts.min_quality), len(data)
     except Rejection as e:
-        result.rejects.append(Reject(ref.source, ref.image, e.reason, e.detail))
-        return True
-    tar.add_block(block)
-    add_to_counts(result, ref)
-    return False
+        return e, len(data)
 
 
 def add_to_counts(result: ShardResult, ref: SampleRef) -> None:
@@ -175,6 +183,8 @@ def add_to_counts(result: ShardResult, ref: SampleRef) -> None:
 
 def sample_block(ref: SampleRef, split: str, data: bytes, pre: PreprocessOptions, min_quality: tuple[tuple[str, float], ...]) -> bytes:
     """One input's bytes -> its sample's tar bytes (.jpg, .cls, .json), or raise Rejection."""
+    if _test_fault is not None and _test_fault[1] == ref.source:
+        _fail_for_test(*_test_fault)
     try:
         processed = preprocess_input(data, ref.source, pre)
         low = _quality_reject(processed.info, min_quality)
@@ -186,3 +196,32 @@ def sample_block(ref: SampleRef, split: str, data: bytes, pre: PreprocessOptions
         raise Rejection("error", describe(e)) from None
     identity = {**asdict(ref), "split": split}
     return tar_block(sample.members(ref.key, processed.jpeg, ref.grade, sample.metadata(identity, processed.info)))
+
+
+# Tests only: SIGHTX_TEST_FAULT="kill MEMBER", "kill-once MEMBER MARKER-FILE" or "hang MEMBER" makes a
+# pool worker die by a real SIGKILL (the OOM killer's signal; once: only while MARKER-FILE does not
+# exist) or hang on that input until the run is killed. Read by pool workers only (`arm_test_fault`),
+# never in the parent: an in-process build is not touched.
+TEST_FAULT_ENV = "SIGHTX_TEST_FAULT"
+_test_fault: tuple[str, ...] | None = None
+
+
+def arm_test_fault() -> None:
+    global _test_fault
+    spec = os.environ.get(TEST_FAULT_ENV, "").split()
+    _test_fault = tuple(spec) if len(spec) >= 2 else None
+
+
+def _fail_for_test(action: str, member: str, *marker: str) -> None:
+    if action == "kill-once":
+        try:
+            os.close(os.open(marker[0], os.O_CREAT | os.O_EXCL))
+        except FileExistsError:
+            return  # killed once already
+    if action in ("kill", "kill-once"):
+        os.kill(os.getpid(), signal.SIGKILL)
+    if action == "hang":
+        parent = os.getppid()
+        while os.getppid() == parent:  # until the run is gone (killed): a test leaves no process behind
+            time.sleep(0.05)
+        os._exit(1)
