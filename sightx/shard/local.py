@@ -1,8 +1,9 @@
 """The local executor: shards built in this process (one worker) or on spawn worker processes, the
 largest first so workers finish together, with progress ticks batched per worker. A worker that
 dies (a decoder's segfault, the OOM killer) costs a retry of its shard; a second death isolates the
-input that kills it: the shard's inputs run one at a time, each death rejects that input
-(`decoder-crash`), and the rest of the shard is written as a build without it would write it.
+input that kills it: each of the shard's inputs becomes a job of its own, the input a worker dies on
+is rejected (`decoder-crash`), and the rest of the shard is written as a build that rejected that
+input writes it.
 `sightx.shard.executors` runs the same tasks on a Dask cluster.
 """
 
@@ -114,7 +115,7 @@ def execute_local(
                     say(f"a worker died ({event.how}) building {name}; building it again")
                     pool.submit(("shard", name), _build_in_worker, task, build)
                     continue
-                say(f"a worker died ({event.how}) building {name} again; running its {len(task.samples)} inputs one at a time")
+                say(f"a worker died ({event.how}) building {name} again; running each of its {len(task.samples)} inputs on its own")
                 out = Path(build.out)
                 spool_path(out, name).unlink(missing_ok=True)
                 isolated[name] = Assembly(task, out)

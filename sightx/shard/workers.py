@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
+from sightx.errors import SightXError
+
 _CONN: Connection | None = None  # in a worker: the pipe to the parent
 Key = tuple[Any, ...]  # names a job in its events
 
@@ -53,8 +55,11 @@ class Progress:
 Event = Done | Failed | Died | Progress
 
 
-class WorkerStartError(RuntimeError):
-    """A worker died before it was ready for a job: a broken environment, not a bad input."""
+class WorkerStartError(SightXError):
+    """Workers keep dying before they are ready for a job: a broken environment, not a bad input."""
+
+
+START_FAILURES = 3  # workers in a row that die while starting (one may meet the OOM killer) before giving up
 
 
 def progress(payload: Any) -> None:
@@ -117,6 +122,7 @@ class Workers:
         self.ctx = mp.get_context("spawn")
         self.pending: deque[tuple[Key, Callable[..., Any], tuple[Any, ...]]] = deque()
         self.workers: list[_Worker] = []
+        self.start_failures = 0
 
     def submit(self, key: Key, fn: Callable[..., Any], *args: Any) -> None:
         """Queue fn(*args); it runs on the next idle worker (FIFO)."""
@@ -160,6 +166,7 @@ class Workers:
                 kind, *rest = w.conn.recv()
                 if kind == "ready":
                     w.ready = True
+                    self.start_failures = 0
                 elif kind == "progress":
                     yield Progress(rest[0])
                 else:
@@ -176,7 +183,11 @@ class Workers:
         self.workers.remove(w)
         w.conn.close()
         if not w.ready:
-            raise WorkerStartError(f"a worker process died while starting ({how_it_ended(w.process.exitcode)})")
+            self.start_failures += 1
+            if self.start_failures >= START_FAILURES:
+                raise WorkerStartError(
+                    f"{START_FAILURES} worker processes in a row died while starting (the last: {how_it_ended(w.process.exitcode)})"
+                )
         if w.job is not None:
             key = w.job[0]
             w.job = None
