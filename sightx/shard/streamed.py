@@ -2,7 +2,7 @@
 
 Samples arrive in archive order, but a shard's samples are spread over the whole archive (the
 plan is stratified and shuffled, identical for every source). So the reader feeds samples, not
-shards, to the workers, at most two per worker in flight (memory: a few compressed images per
+shards, to the workers, at most three per worker in flight (memory: a few compressed images per
 worker), and each finished sample's tar bytes are appended to its shard's spool file beside the
 output (shard/assembly.py). When a shard's last sample is back, the spool is copied into the tar in
 plan order (the bytes a random-access build writes) and deleted. Spools hold outputs only.
@@ -24,7 +24,7 @@ from sightx.shard.plan import SampleRef, ShardTask
 from sightx.shard.task import BuildOptions, ShardResult, sample_block
 
 _Job = tuple[SampleRef, str, bytes, PreprocessOptions, tuple[tuple[str, float], ...]]
-READ_AHEAD = 2  # samples read from the archive per worker: one being built, one waiting
+READ_AHEAD = 3  # samples read from the archive per worker: one being built, one next in line, one ready to send
 
 
 def _block(job: _Job) -> bytes | Rejection:
@@ -80,7 +80,7 @@ def _on_workers(
 ) -> None:
     """The samples on spawn workers, read no faster than they are built (memory: READ_AHEAD
     compressed images per worker)."""
-    pool = wk.Workers(workers, init_worker)
+    pool = wk.Workers(workers, init_worker, depth=2)
     held: dict[str, tuple[int, _Job]] = {}  # sent to a worker, kept for a resend until its outcome is back
     deaths: Counter[str] = Counter()
 

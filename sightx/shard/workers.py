@@ -1,10 +1,10 @@
-"""Spawned worker processes that hold one job each, so a worker that dies is known with its job.
+"""Spawned worker processes that know which job each holds, so a worker that dies is known with its job.
 
 multiprocessing.Pool loses the job of a worker killed by a signal (a segfault in a decoder, the
 OOM killer) and waits for its result forever; concurrent.futures breaks the whole pool without
-saying whose job it was. Here each worker has its own pipe and gets its next job only when idle,
-so when its process ends with a job in hand, that job is reported `Died` (with the signal) and a
-fresh worker takes over. Results and progress come back on the same pipes, handled in arrival
+saying whose job it was. Here each worker has its own pipe and runs the jobs sent to it in order,
+so when its process ends, the first job it had not answered is reported `Died` (with the signal),
+the others it held go back to the queue, and a fresh worker takes over. Results and progress come back on the same pipes, handled in arrival
 order by one `multiprocessing.connection.wait` loop: no message kind waits behind another.
 Always `spawn`: the same pickling path on Linux as on macOS.
 """
@@ -12,7 +12,9 @@ Always `spawn`: the same pickling path on Linux as on macOS.
 from __future__ import annotations
 
 import multiprocessing as mp
+import queue
 import signal
+import threading
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -78,16 +80,16 @@ def how_it_ended(exitcode: int | None) -> str:
 
 
 def _serve(conn: Connection, initializer: Callable[[], None]) -> None:
-    """A worker's life: set up, say ready, then run jobs until told to stop (None)."""
+    """A worker's life: set up, say ready, then run jobs in the order sent until told to stop (None).
+    A thread receives them, so the parent's send never waits for the job running now."""
     global _CONN
     _CONN = conn
     initializer()
+    jobs: queue.SimpleQueue[Any] = queue.SimpleQueue()
+    threading.Thread(target=_receive_jobs, args=(conn, jobs), daemon=True).start()
     conn.send(("ready", None))
     try:
-        while True:
-            job = conn.recv()
-            if job is None:
-                return
+        while (job := jobs.get()) is not None:
             key, fn, args = job
             try:
                 message = ("done", key, fn(*args))
@@ -103,6 +105,20 @@ def _serve(conn: Connection, initializer: Callable[[], None]) -> None:
         return  # the parent is gone (killed): nothing to report to
 
 
+def _receive_jobs(conn: Connection, jobs: queue.SimpleQueue[Any]) -> None:
+    try:
+        while True:
+            job = conn.recv()
+            jobs.put(job)
+            if job is None:
+                return
+    except (EOFError, OSError):
+        jobs.put(None)  # the parent is gone
+
+
+_Job = tuple[Key, Callable[..., Any], tuple[Any, ...]]
+
+
 class _Worker:
     def __init__(self, ctx: Any, initializer: Callable[[], None]) -> None:
         self.conn, child = ctx.Pipe()
@@ -110,33 +126,34 @@ class _Worker:
         self.process.start()
         child.close()
         self.ready = False
-        self.job: tuple[Key, Callable[..., Any], tuple[Any, ...]] | None = None
+        self.jobs: deque[_Job] = deque()  # sent, in the order it runs them: the first is running
 
 
 class Workers:
-    """Up to `n` spawn processes running submitted jobs; `events()` yields what happens to them."""
+    """Up to `n` spawn processes running submitted jobs, each holding at most `depth` (one running,
+    the rest next in line: no idle gap between short jobs); `events()` yields what happens to them."""
 
-    def __init__(self, n: int, initializer: Callable[[], None]) -> None:
-        self.n = n
+    def __init__(self, n: int, initializer: Callable[[], None], depth: int = 1) -> None:
+        self.n, self.depth = n, depth
         self.initializer = initializer
         self.ctx = mp.get_context("spawn")
-        self.pending: deque[tuple[Key, Callable[..., Any], tuple[Any, ...]]] = deque()
+        self.pending: deque[_Job] = deque()
         self.workers: list[_Worker] = []
         self.start_failures = 0
 
     def submit(self, key: Key, fn: Callable[..., Any], *args: Any) -> None:
-        """Queue fn(*args); it runs on the next idle worker (FIFO)."""
+        """Queue fn(*args); it runs on the next worker with room (FIFO)."""
         self.pending.append((key, fn, args))
 
     @property
     def load(self) -> int:
-        """Jobs queued or running."""
-        return len(self.pending) + sum(w.job is not None for w in self.workers)
+        """Jobs queued or held by a worker."""
+        return len(self.pending) + sum(len(w.jobs) for w in self.workers)
 
     def events(self) -> Iterator[Event]:
-        """Until no job is queued or running: results, failures, deaths and progress, as they arrive.
+        """Until no job is queued or held: results, failures, deaths and progress, as they arrive.
         The caller may submit more jobs in between (a retry)."""
-        while self.pending or any(w.job for w in self.workers):
+        while self.pending or any(w.jobs for w in self.workers):
             self._dispatch()
             by_handle: dict[Any, _Worker] = {}
             for w in self.workers:
@@ -150,17 +167,20 @@ class Workers:
     def _dispatch(self) -> None:
         while self.pending and len(self.workers) < self.n:
             self.workers.append(_Worker(self.ctx, self.initializer))
-        for w in self.workers:
-            if self.pending and w.ready and w.job is None:
-                w.job = self.pending.popleft()
-                try:
-                    w.conn.send(w.job)
-                except OSError:  # it died while idle: the job never reached it
-                    self.pending.appendleft(w.job)
-                    w.job = None
+        for depth in range(1, self.depth + 1):  # the idle workers first, then the next in line
+            for w in self.workers:
+                if self.pending and w.ready and len(w.jobs) < depth:
+                    job = self.pending.popleft()
+                    try:
+                        w.conn.send(job)
+                    except OSError:  # it has died: the job never reached it
+                        self.pending.appendleft(job)
+                        continue
+                    w.jobs.append(job)
 
     def _receive(self, w: _Worker) -> Iterator[Event]:
-        """Whatever `w` sent (all of it once its process has ended), then its death if it has died."""
+        """Whatever `w` sent (all of it once its process has ended), then its death if it has died:
+        the job it was running is `Died`; the ones next in line go back to the queue, uncounted."""
         try:
             while w.conn.poll():
                 kind, *rest = w.conn.recv()
@@ -170,8 +190,8 @@ class Workers:
                 elif kind == "progress":
                     yield Progress(rest[0])
                 else:
-                    assert w.job is not None
-                    w.job = None
+                    assert w.jobs and w.jobs[0][0] == rest[0], "results come back in the order sent"
+                    w.jobs.popleft()
                     yield Done(*rest) if kind == "done" else Failed(*rest)
                 if w.process.is_alive():
                     return  # back to the wait loop
@@ -182,21 +202,21 @@ class Workers:
         w.process.join()
         self.workers.remove(w)
         w.conn.close()
+        how = how_it_ended(w.process.exitcode)
         if not w.ready:
             self.start_failures += 1
             if self.start_failures >= START_FAILURES:
-                raise WorkerStartError(
-                    f"{START_FAILURES} worker processes in a row died while starting (the last: {how_it_ended(w.process.exitcode)})"
-                )
-        if w.job is not None:
-            key = w.job[0]
-            w.job = None
-            yield Died(key, how_it_ended(w.process.exitcode))
+                raise WorkerStartError(f"{START_FAILURES} worker processes in a row died while starting (the last: {how})")
+        if w.jobs:
+            running = w.jobs.popleft()
+            self.pending.extendleft(reversed(w.jobs))
+            w.jobs.clear()
+            yield Died(running[0], how)
 
     def close(self) -> None:
         """Stop every worker: politely when idle, by force when still busy (an error or Ctrl-C)."""
         for w in self.workers:
-            if w.job is None and w.ready:
+            if not w.jobs and w.ready:
                 try:
                     w.conn.send(None)
                 except OSError:
