@@ -5,8 +5,9 @@ commits each shard and writes the manifest through the same `finished` callback 
 pool, so the output is byte-identical and resume behaves the same. A worker lost mid-run (SIGKILL,
 node failure) costs only the shards it held: the scheduler reruns them elsewhere, and a rerun
 rewrites the same bytes. Each future is released once committed, so a worker lost later never
-makes the scheduler rebuild (and leave behind) a shard that is already final. A shard whose
-workers keep dying has the input that kills them isolated and rejected, as on the process pool.
+makes the scheduler rebuild (and leave behind) a shard that is already final. A shard Dask gives
+up on (its workers keep dying) is built input by input in this process's own workers, where the
+input that kills them is isolated and rejected, as on the process pool.
 """
 
 from __future__ import annotations
@@ -19,12 +20,11 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from sightx.errors import Rejection, SightXError
+from sightx.errors import SightXError
 from sightx.pool import single_threaded
-from sightx.shard.assembly import Assembly, spool_path
-from sightx.shard.local import CRASH, say
-from sightx.shard.plan import SampleRef, ShardTask
-from sightx.shard.task import BuildOptions, ShardResult, arm_test_fault, build_shard, sample_outcome
+from sightx.shard.local import isolate, say
+from sightx.shard.plan import ShardTask
+from sightx.shard.task import BuildOptions, ShardResult, arm_test_fault, build_shard
 from sightx.sources import Source
 
 EXECUTORS = ("pool", "dask", "dask-local")
@@ -134,13 +134,6 @@ def _build_on_worker(task: ShardTask, build: BuildOptions) -> ShardResult:
         raise DaskError(f"dask worker {get_worker().address}: {e.strerror or e}: {e.filename or build.out}") from None
 
 
-def _sample_on_worker(ref: SampleRef, split: str, build: BuildOptions) -> tuple[bytes | Rejection, int]:
-    """One input of a shard being isolated: its sample's tar bytes or its rejection."""
-    single_threaded()
-    arm_test_fault()
-    return sample_outcome(ref, split, build)
-
-
 def execute_dask(
     todo: list[ShardTask],
     build: BuildOptions,
@@ -152,60 +145,33 @@ def execute_dask(
     """Build `todo` (largest first) on Dask; `finished` commits each result in the parent as it arrives.
 
     A shard whose workers keep dying (Dask gives up after `distributed.scheduler.allowed-failures`
-    deaths: KilledWorker) has its inputs run one at a time; an input that makes Dask give up alone
-    is rejected (`decoder-crash`) and the rest of the shard is assembled here, in plan order."""
-    distributed = _distributed()
+    deaths: KilledWorker) is built at the end input by input on spawn workers in this process
+    (`local.isolate`): on a cluster a death also fails the tasks that merely shared the worker,
+    so only a process that holds one input at a time can name the input that kills it."""
+    gave_up: list[ShardTask] = []
     with _client(scheduler, workers) as client:
         info = client.scheduler_info()
         dashboard = client.dashboard_link if "dashboard" in info.get("services", {}) else "off (pip install bokeh to see it)"
         print(f"dask: scheduler {client.scheduler.address}, {len(info['workers'])} worker(s), dashboard {dashboard}", file=sys.stderr)
         _check_workers(client, build)
         run_id = uuid.uuid4().hex[:8]  # keys unique per run: two runs never share a result on one cluster
-        jobs: dict[str, tuple[ShardTask, int | None]] = {}  # future key -> the shard, and the input when isolating
-        isolated: dict[str, Assembly] = {}
-        completed = distributed.as_completed()
-
-        def submit(task: ShardTask, i: int | None) -> None:
-            if i is None:
-                future = client.submit(_build_on_worker, task, build, key=f"sightx-{task.name}-{run_id}", retries=RETRIES, pure=False)
-            else:
-                key = f"sightx-{task.name}-{i}-{run_id}"
-                future = client.submit(_sample_on_worker, task.samples[i], task.split, build, key=key, retries=RETRIES, pure=False)
-            jobs[future.key] = (task, i)
-            completed.add(future)  # as_completed holds it; released below once its result is used
-
-        def deliver(task: ShardTask, i: int, outcome: bytes | Rejection, input_bytes: int) -> None:
-            tick(1, int(isinstance(outcome, Rejection)))
-            shard = isolated[task.name]
-            shard.add(i, outcome, input_bytes)
-            if shard.complete:
-                finished(shard.write())
-                del isolated[task.name]
-            else:
-                submit(task, i + 1)  # one at a time: no other input of the shard shares a dying worker
-
-        for task in todo:
-            submit(task, None)
+        futures = [
+            client.submit(_build_on_worker, task, build, key=f"sightx-{task.name}-{run_id}", retries=RETRIES, pure=False) for task in todo
+        ]
+        tasks = {future.key: task for future, task in zip(futures, todo, strict=True)}
+        completed = _distributed().as_completed(futures)
+        del futures  # as_completed holds them; each is released below once committed
         for future in completed:
-            task, i = jobs.pop(future.key)
+            task = tasks.pop(future.key)
             try:
-                value = future.result()
-            except distributed.KilledWorker as e:
-                future.release()
-                if i is None:
-                    say(f"dask gave up on {task.name} ({e.allowed_failures + 1} workers died); running its inputs one at a time")
-                    spool_path(Path(build.out), task.name).unlink(missing_ok=True)
-                    isolated[task.name] = Assembly(task, Path(build.out))
-                    submit(task, 0)
-                else:
-                    ref = task.samples[i]
-                    say(f"{ref.source} kills the dask workers that decode it: rejected as {CRASH}")
-                    detail = f"Dask workers died {e.allowed_failures + 1} times on this input alone (and as many on its shard before)"
-                    deliver(task, i, Rejection(CRASH, detail), 0)
+                result: ShardResult = future.result()
+            except _distributed().KilledWorker as e:
+                say(f"dask gave up on {task.name} after {e.allowed_failures + 1} worker death(s); its inputs are run one by one at the end")
+                gave_up.append(task)
                 continue
-            future.release()
-            if i is None:
-                tick(value.count + len(value.rejects), len(value.rejects))
-                finished(value)
-            else:
-                deliver(task, i, *value)
+            finally:
+                future.release()
+            tick(result.count + len(result.rejects), len(result.rejects))
+            finished(result)
+    if gave_up:
+        isolate(gave_up, build, workers, tick, finished)

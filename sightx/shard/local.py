@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from sightx.errors import Rejection
-from sightx.pool import single_threaded
+from sightx.pool import cap_workers, single_threaded
 from sightx.shard import workers as wk
 from sightx.shard.assembly import Assembly, spool_path
 from sightx.shard.plan import SampleRef, ShardTask
@@ -88,58 +88,90 @@ def execute_local(
         for task in todo:
             finished(build_shard(task, build, lambda rejected: tick(1, int(rejected))))
         return
-    pool = wk.Workers(min(workers, len(todo)), init_worker)
-    deaths: Counter[str] = Counter()
-    tasks = {t.name: t for t in todo}
-    isolated: dict[str, Assembly] = {}
-    try:
+    with _Supervised(min(workers, len(todo)), build, tick, finished) as run:
         for task in longest_first(todo, sizes):
-            pool.submit(("shard", task.name), _build_in_worker, task, build)
-        for event in pool.events():
+            run.build(task)
+        run.wait()
+
+
+def isolate(
+    todo: list[ShardTask], build: BuildOptions, workers: int, tick: Callable[[int, int], None], finished: Callable[[ShardResult], None]
+) -> None:
+    """Build the shards input by input on spawn workers: each input that kills its worker is
+    rejected (`decoder-crash`), the rest written in plan order. For shards a cluster gave up on."""
+    with _Supervised(cap_workers(workers, sum(len(t.samples) for t in todo)), build, tick, finished) as run:
+        for task in todo:
+            run.isolate(task)
+        run.wait()
+
+
+class _Supervised:
+    """Shard and input jobs on `wk.Workers`, with what a death leads to: a shard's first death a
+    retry, its second the isolation of its inputs, an isolated input's death its rejection."""
+
+    def __init__(
+        self, workers: int, build: BuildOptions, tick: Callable[[int, int], None], finished: Callable[[ShardResult], None]
+    ) -> None:
+        self.pool = wk.Workers(workers, init_worker)
+        self.build_opts, self.tick, self.finished = build, tick, finished
+        self.tasks: dict[str, ShardTask] = {}
+        self.deaths: Counter[str] = Counter()
+        self.isolated: dict[str, Assembly] = {}
+
+    def __enter__(self) -> _Supervised:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.pool.close()
+
+    def build(self, task: ShardTask) -> None:
+        self.tasks[task.name] = task
+        self.pool.submit(("shard", task.name), _build_in_worker, task, self.build_opts)
+
+    def isolate(self, task: ShardTask) -> None:
+        self.tasks[task.name] = task
+        out = Path(self.build_opts.out)
+        spool_path(out, task.name).unlink(missing_ok=True)
+        self.isolated[task.name] = Assembly(task, out)
+        for i, ref in enumerate(task.samples):
+            self.pool.submit(("sample", task.name, i), _sample_in_worker, ref, task.split, self.build_opts)
+
+    def wait(self) -> None:
+        for event in self.pool.events():
             if isinstance(event, wk.Progress):
-                tick(*event.payload)
+                self.tick(*event.payload)
             elif isinstance(event, wk.Failed):
                 raise event.error  # a worker's unexpected error (a full disk: OSError) ends the run
             elif isinstance(event, wk.Done) and event.key[0] == "shard":
-                finished(event.value)
+                self.finished(event.value)
             elif isinstance(event, wk.Done):
-                _, name, i = event.key
                 outcome, input_bytes = event.value
-                tick(1, int(isinstance(outcome, Rejection)))
-                _add_isolated(isolated, name, i, outcome, input_bytes, finished)
+                self._add(event.key[1], event.key[2], outcome, input_bytes)
             elif event.key[0] == "shard":
-                name = event.key[1]
-                deaths[name] += 1
-                task = tasks[name]
-                if deaths[name] < ATTEMPTS:
-                    say(f"a worker died ({event.how}) building {name}; building it again")
-                    pool.submit(("shard", name), _build_in_worker, task, build)
-                    continue
-                say(f"a worker died ({event.how}) building {name} again; running each of its {len(task.samples)} inputs on its own")
-                out = Path(build.out)
-                spool_path(out, name).unlink(missing_ok=True)
-                isolated[name] = Assembly(task, out)
-                for i, ref in enumerate(task.samples):
-                    pool.submit(("sample", name, i), _sample_in_worker, ref, task.split, build)
+                self._shard_died(self.tasks[event.key[1]], event.how)
             else:
                 _, name, i = event.key
-                ref = tasks[name].samples[i]
+                ref = self.tasks[name].samples[i]
                 say(f"{ref.source} kills the worker that decodes it ({event.how}): rejected as {CRASH}")
-                detail = f"the worker process died ({event.how}) on this input, alone, after its shard died {ATTEMPTS} times"
-                tick(1, 1)
-                _add_isolated(isolated, name, i, Rejection(CRASH, detail), 0, finished)
-    finally:
-        pool.close()
+                detail = f"the worker process died ({event.how}) on this input, alone, after its shard died"
+                self._add(name, i, Rejection(CRASH, detail), 0)
 
+    def _shard_died(self, task: ShardTask, how: str) -> None:
+        self.deaths[task.name] += 1
+        if self.deaths[task.name] < ATTEMPTS:
+            say(f"a worker died ({how}) building {task.name}; building it again")
+            self.build(task)
+        else:
+            say(f"a worker died ({how}) building {task.name} again; running each of its {len(task.samples)} inputs on its own")
+            self.isolate(task)
 
-def _add_isolated(
-    isolated: dict[str, Assembly], name: str, i: int, outcome: bytes | Rejection, input_bytes: int, finished: Callable[[ShardResult], None]
-) -> None:
-    shard = isolated[name]
-    shard.add(i, outcome, input_bytes)
-    if shard.complete:
-        finished(shard.write())
-        del isolated[name]
+    def _add(self, name: str, i: int, outcome: bytes | Rejection, input_bytes: int) -> None:
+        self.tick(1, int(isinstance(outcome, Rejection)))
+        shard = self.isolated[name]
+        shard.add(i, outcome, input_bytes)
+        if shard.complete:
+            self.finished(shard.write())
+            del self.isolated[name]
 
 
 def say(line: str) -> None:
