@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sightx.errors import Rejection
+from sightx.label_kinds import classes
 from sightx.pool import bounded_map
 from sightx.preprocess import PreprocessOptions
 from sightx.shard.plan import Reject, SampleRef, ShardTask
@@ -53,7 +54,7 @@ def _init_worker() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and stops the pool
 
 
-_Job = tuple[SampleRef, str, bytes, PreprocessOptions, tuple[tuple[str, float], ...]]
+_Job = tuple[SampleRef, str, bytes, PreprocessOptions, tuple[tuple[str, float], ...], str]
 
 
 def _block(item: tuple[str, int, _Job | Rejection]) -> tuple[str, int, bytes | Rejection]:
@@ -93,7 +94,7 @@ def execute_streamed(
             shard.spool_bytes += len(outcome)
         tick(1, int(isinstance(outcome, Rejection)))
         if shard.complete:
-            finished(_assemble(out, shard))
+            finished(_assemble(out, shard, classes(build.labels)))
             del assemblies[task.name]
 
     def jobs() -> Iterator[tuple[str, int, _Job | Rejection]]:
@@ -102,7 +103,7 @@ def execute_streamed(
                 yield name, 0, data
             else:
                 task, i = where[name]
-                yield name, len(data), (task.samples[i], task.split, data, build.preprocess, build.min_quality)
+                yield name, len(data), (task.samples[i], task.split, data, build.preprocess, build.min_quality, build.labels)
 
     for name, size, outcome in bounded_map(_block, jobs(), workers, _init_worker):
         deliver(name, outcome, size)
@@ -110,10 +111,10 @@ def execute_streamed(
         deliver(name, Rejection("corrupt-member", "not found in the archive"), 0)
 
 
-def _assemble(out: Path, shard: _Assembly) -> ShardResult:
+def _assemble(out: Path, shard: _Assembly, n_classes: int) -> ShardResult:
     """The spooled samples, in plan order, as the shard's temporary tar; the spool is then removed."""
     task = shard.task
-    result = ShardResult(task.name, task.split, task.digest, input_bytes=shard.input_bytes)
+    result = ShardResult(task.name, task.split, task.digest, grades=[0] * n_classes, input_bytes=shard.input_bytes)
     spool = spool_path(out, task.name)
     with open(temporary(out / task.name), "wb") as f:
         tar = _TarWriter(f)
