@@ -158,10 +158,11 @@ def test_the_cli_literals_are_the_librarys_constants() -> None:
     """The CLI keeps literals so `--help` starts without torch; they must agree with the library."""
     from sightx import codec, fundus
     from sightx.balance import MODES
-    from sightx.heads import HEADS
+    from sightx.heads import GRADE_HEADS
+    from sightx.label_kinds import TASKS
     from sightx.train.config import AMP_MODES, OPTIMIZERS, SCHEDULES, TrainConfig, default
 
-    assert set(_choices(cli.train, "head")) == set(HEADS)
+    assert set(_choices(cli.train, "head")) == set(GRADE_HEADS) and set(_choices(cli.train, "task")) == set(TASKS)
     assert set(_choices(cli.train, "balance")) == set(MODES) and set(_choices(cli.train, "optimizer")) == set(OPTIMIZERS)
     assert set(_choices(cli.train, "schedule")) == set(SCHEDULES) and set(_choices(cli.train, "amp")) == set(AMP_MODES)
     for field in TrainConfig.__dataclass_fields__:

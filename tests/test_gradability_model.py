@@ -49,9 +49,9 @@ def _eyeq_csv(raw: Path, indexed: bool = True) -> dict[str, int]:
 
 @pytest.fixture(scope="module")
 def quality_raw(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """80 photos, a third of them ungradable, with an EyeQ-style label file beside train/."""
+    """100 photos, 40% of them ungradable, with an EyeQ-style label file beside train/."""
     root = tmp_path_factory.mktemp("quality_raw")
-    generate(root, SynthOptions(n=80, seed=5, sizes=((400, 267),), workers=2, ungradable_rate=0.35, progress=False))
+    generate(root, SynthOptions(n=100, seed=5, sizes=((400, 267),), workers=2, ungradable_rate=0.4, progress=False))
     _eyeq_csv(root)
     return root
 
@@ -59,7 +59,7 @@ def quality_raw(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def quality_shards(quality_raw: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("quality_shards")
-    opts = ShardOptions(PRE, shard_size=40, val_fraction=0.25, seed=1, labels=str(quality_raw / "Label_EyeQ_train.csv"), progress=False)
+    opts = ShardOptions(PRE, shard_size=50, val_fraction=0.25, seed=1, labels=str(quality_raw / "Label_EyeQ_train.csv"), progress=False)
     run(quality_raw / "train", out, opts)
     return out
 
@@ -75,7 +75,7 @@ def quality_run(quality_shards: Path, tmp_path_factory: pytest.TempPathFactory) 
         image_size=64,
         batch_size=16,
         workers=0,
-        epochs=3,
+        epochs=4,
         lr=2e-3,
         weight_decay=1e-4,
         progress=False,
@@ -153,7 +153,7 @@ def test_the_learned_score_separates_held_out_rejects_and_goes_into_predictions(
 ) -> None:
     """Photos the model never saw (another seed), scored through sightx-predict --gradability-model."""
     held = tmp_path / "held"
-    generate(held, SynthOptions(n=40, seed=6, sizes=((400, 267),), workers=2, ungradable_rate=0.35, progress=False))
+    generate(held, SynthOptions(n=40, seed=6, sizes=((400, 267),), workers=2, ungradable_rate=0.4, progress=False))
     quality = _eyeq_csv(held)
     out = tmp_path / "pred.csv"
     args = [str(held / "train"), "--checkpoint", str(tiny_checkpoint), "--gradability-model", str(quality_run / "best.pt")]
