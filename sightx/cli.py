@@ -329,8 +329,9 @@ def _list_recipes(ctx: click.Context, _param: click.Parameter, value: bool) -> N
 @click.option("--saturation", type=click.FloatRange(0, 1), default=0.15, show_default=True, help="Augmentation: saturation jitter.")
 @click.option(
     "--balance-end",
-    callback=_floats(5),
-    help="progressive: per-grade weights on the natural mix the resampling ends at, e.g. 1,2,2,2,2 (o_O).  [default: natural]",
+    callback=_floats(None),
+    help="progressive: per-class weights on the natural mix the resampling ends at, e.g. 1,2,2,2,2 (o_O; "
+    "3 for --task gradability).  [default: natural]",
 )
 @click.option("--resume", is_flag=True, help="Continue the run in --out from last.pt.")
 @click.option("--tensorboard", is_flag=True, help="Also log to OUT/tensorboard (needs the tensorboard package).")

@@ -134,6 +134,10 @@ def test_each_trainer_refuses_the_other_kind_of_shards(quality_shards: Path, tin
     assert q.exit_code == 1 and "labelled with grade classes, not quality" in q.output and len(q.output.strip().splitlines()) == 1
     bad = runner.invoke(cli.train, [str(quality_shards), "--out", str(tmp_path / "c"), "--task", "gradability", "--head", "regress", *fast])
     assert bad.exit_code == 1 and "--head regress does not apply" in bad.output
+    end = runner.invoke(
+        cli.train, [str(quality_shards), "--out", str(tmp_path / "d"), "--task", "gradability", "--balance-end", "1,2,2,2,2", *fast]
+    )
+    assert end.exit_code == 1 and "--balance-end needs 3 positive weights, one per quality class" in end.output
 
 
 def test_gradability_training_reports_reject_auc_and_saves_a_gradability_checkpoint(quality_run: Path, quality_shards: Path) -> None:
