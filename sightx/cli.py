@@ -134,10 +134,11 @@ def _quality_rules(_ctx: click.Context, _param: click.Parameter, value: str | No
 )
 @click.option(
     "--label-format",
-    type=click.Choice(["auto", "eyepacs", "aptos", "idrid", "messidor2", "ddr"]),
+    type=click.Choice(["auto", "eyepacs", "aptos", "idrid", "messidor2", "ddr", "eyeq"]),
     default="auto",
     show_default=True,
-    help="Label file format; auto detects it from the header (DDR: '<file> <grade>' lines, 5 = ungradable).",
+    help="Label file format; auto detects it from the header (DDR: '<file> <grade>' lines, 5 = ungradable; "
+    "eyeq: image,quality with 0 Good / 1 Usable / 2 Reject, shards for --task gradability).",
 )
 @click.option(
     "--unlabeled",
@@ -254,6 +255,13 @@ def _list_recipes(ctx: click.Context, _param: click.Parameter, value: bool) -> N
 @command()
 @click.argument("shards", type=click.Path(path_type=Path), default=Path("shards"))
 @click.option("--out", default="runs/default", show_default=True, help="Run folder: metrics.jsonl, last.pt, best.pt, PNGs.")
+@click.option(
+    "--task",
+    type=click.Choice(["grade", "gradability"]),
+    default="grade",
+    show_default=True,
+    help="grade: DR grades 0-4; gradability: a 3-way Good/Usable/Reject classifier on shards made with --label-format eyeq.",
+)
 @click.option("--recipe", help="Start from a published recipe's settings (huang2023, kaggle2015-o_O, quick); flags given still win.")
 @click.option("--list-recipes", is_flag=True, expose_value=False, is_eager=True, callback=_list_recipes, help="Print the recipes and exit.")
 @click.option(
@@ -321,8 +329,9 @@ def _list_recipes(ctx: click.Context, _param: click.Parameter, value: bool) -> N
 @click.option("--saturation", type=click.FloatRange(0, 1), default=0.15, show_default=True, help="Augmentation: saturation jitter.")
 @click.option(
     "--balance-end",
-    callback=_floats(5),
-    help="progressive: per-grade weights on the natural mix the resampling ends at, e.g. 1,2,2,2,2 (o_O).  [default: natural]",
+    callback=_floats(None),
+    help="progressive: per-class weights on the natural mix the resampling ends at, e.g. 1,2,2,2,2 (o_O; "
+    "3 for --task gradability).  [default: natural]",
 )
 @click.option("--resume", is_flag=True, help="Continue the run in --out from last.pt.")
 @click.option("--tensorboard", is_flag=True, help="Also log to OUT/tensorboard (needs the tensorboard package).")
@@ -342,7 +351,14 @@ def train(shards: Path, out: str, recipe: str | None, quiet: bool, **kw: object)
     except KeyboardInterrupt:
         click.echo(f"interrupted; `--resume --out {out}` continues from the last finished epoch", err=True)
         raise SystemExit(130) from None
-    if history and "val" in history[-1]:
+    if history and "val" in history[-1] and "reject" in history[-1]["val"]:
+        best = max(history, key=lambda h: h["val"]["reject"]["auc"] or 0.0)
+        v = best["val"]
+        click.echo(
+            f"best epoch {best['epoch']}: Reject AUC {v['reject']['auc']} (chance 0.5), accuracy {v['accuracy']:.3f} "
+            f"(always-majority {v['baseline']['accuracy']:.3f}); checkpoints in {out}"
+        )
+    elif history and "val" in history[-1]:
         best = max(history, key=lambda h: h["val"]["kappa"])
         v = best["val"]
         click.echo(
@@ -364,10 +380,16 @@ def train(shards: Path, out: str, recipe: str | None, quiet: bool, **kw: object)
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="Kaggle's sampleSubmission.csv: write exactly its image,level rows to --out (ids not graded get the majority grade).",
 )
+@click.option(
+    "--gradability-model",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="A sightx-train --task gradability checkpoint: adds its score (gradability_model, 1 - P(Reject)) per photo.",
+)
 @click.option("--quiet", is_flag=True)
 def predict(
     inputs: tuple[Path, ...],
     checkpoint: Path,
+    gradability_model: Path | None,
     out_csv: Path,
     batch_size: int,
     workers: int,
@@ -378,13 +400,17 @@ def predict(
 ) -> None:
     """Grade INPUTS (image files, folders, zips, split parts, the competition zip's test images, .tar shards)
     with the checkpoint's own preprocessing."""
+    from sightx.gradability_model import load as load_gradability
     from sightx.grade import Grader
     from sightx.predict import grade_inputs, read_submission_ids, write_csv
     from sightx.predict import submission as kaggle_rows
 
     ids = read_submission_ids(submission) if submission else None
     grader = Grader(checkpoint, device)
-    rows = grade_inputs(grader, list(inputs), batch_size=batch_size, workers=workers, blend_eyes=blend_eyes, progress=not quiet)
+    gradability = load_gradability(gradability_model, device) if gradability_model else None
+    rows = grade_inputs(
+        grader, list(inputs), batch_size=batch_size, workers=workers, blend_eyes=blend_eyes, progress=not quiet, gradability=gradability
+    )
     out_rows = rows
     if ids is not None:
         out_rows, missing = kaggle_rows(rows, ids, grader.majority_grade)
@@ -500,12 +526,18 @@ def bench(stage: str, json_path: Path | None, markdown: bool, quick: bool, quiet
 @click.option("--max-upload-mb", type=click.FloatRange(0, min_open=True), default=40.0, show_default=True, help="Request body limit.")
 @click.option("--max-files", type=click.IntRange(1), default=16, show_default=True, help="Photos per request.")
 @click.option("--token", envvar="SIGHTX_TOKEN", help="Require 'Authorization: Bearer TOKEN' on /v1/* (or set SIGHTX_TOKEN).")
-def serve(checkpoint: Path, host: str, port: int, device: str, token: str | None, **kw: object) -> None:
+@click.option(
+    "--gradability-model",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="A sightx-train --task gradability checkpoint: each result gets its score (gradability_model, 1 - P(Reject)).",
+)
+def serve(checkpoint: Path, host: str, port: int, device: str, token: str | None, gradability_model: Path | None, **kw: object) -> None:
     """Serve a web page and a REST API that grade fundus photos with CHECKPOINT's preprocessing."""
     from sightx.serve.config import ServeConfig
     from sightx.serve.server import run
 
-    run(checkpoint, host, port, device, ServeConfig(token=token, **kw), lambda line: click.echo(line, err=True))  # type: ignore[arg-type]
+    config = ServeConfig(token=token, **kw)  # type: ignore[arg-type]
+    run(checkpoint, host, port, device, config, lambda line: click.echo(line, err=True), gradability_model)
 
 
 @command()

@@ -72,14 +72,20 @@ class Graded:
 
 
 class Grader:
-    """A checkpoint ready to grade, with the preprocessing it was trained on.
+    """A checkpoint ready to grade, with the preprocessing it was trained on (of `task` grade; the
+    gradability model (sightx.gradability_model) runs a quality checkpoint through this class too).
 
     `prepare` and `tensor` are CPU work, safe to run in many threads at once; `outputs` runs the
     model and belongs on one thread per model instance.
     """
 
-    def __init__(self, checkpoint: Path, device: str = "auto") -> None:
+    def __init__(self, checkpoint: Path, device: str = "auto", task: str = "grade") -> None:
         state = ckpt.load(checkpoint)
+        if state.task != task:
+            use = "--gradability-model" if state.task == "gradability" else "--checkpoint"
+            raise ckpt.CheckpointError(
+                f"{checkpoint} is a {state.task} model (sightx-train --task {state.task}), not a {task} one: pass it as {use}"
+            )
         self.head = heads.get(state.head)
         self.preprocess = PreprocessOptions.from_dict(state.preprocess)
         self.device = pick_device(device)

@@ -15,11 +15,13 @@ import torch.nn.functional as F
 
 from sightx import metrics
 from sightx.grades import NUM_GRADES, REFERABLE
+from sightx.label_kinds import GRADE, QUALITY, QUALITY_NAMES, REJECT
 
 
 class Head:
     name: ClassVar[str]
     width: ClassVar[int]  # outputs of the final layer
+    labels: ClassVar[str] = GRADE  # the label kind it learns (sightx.label_kinds)
 
     def per_sample_loss(self, out: torch.Tensor, grades: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
@@ -48,7 +50,11 @@ class Head:
 
     def empty(self) -> np.ndarray:
         """Outputs for no images, shaped like `activate`'s."""
-        return np.zeros((0, NUM_GRADES) if self.width > 1 else (0,), np.float32)
+        return np.zeros((0, self.width) if self.width > 1 else (0,), np.float32)
+
+    def selection(self, val: dict) -> float:
+        """The validation number best.pt is chosen by: quadratic kappa for DR."""
+        return float(val["kappa"])
 
 
 class Classify(Head):
@@ -99,7 +105,31 @@ class Regress(Head):
         return [float(t) for t in metrics.optimize_thresholds(outputs, grades)]
 
 
-HEADS: dict[str, Head] = {h.name: h for h in (Classify(), Regress())}
+class Quality(Classify):
+    """Three-way softmax over EyeQ's quality classes (Good, Usable, Reject), cross-entropy.
+
+    Three classes rather than Reject-vs-rest: Usable photos (readable despite blur, haze or uneven light)
+    are what a binary model confuses most, and keeping them apart costs nothing; the learned
+    gradability score is 1 - P(Reject), so Usable counts as gradable, as a grader would read it.
+    """
+
+    name = "quality"
+    width = len(QUALITY_NAMES)
+    labels = QUALITY
+
+    def referable_score(self, outputs: np.ndarray) -> np.ndarray:
+        """P(Reject): what ranks photos as ungradable."""
+        return np.asarray(outputs)[:, REJECT]
+
+    def selection(self, val: dict) -> float:
+        """Reject AUC (undefined without both kinds in validation: then accuracy)."""
+        auc = val["reject"]["auc"]
+        return float(val["accuracy"] if auc is None else auc)
+
+
+HEADS: dict[str, Head] = {h.name: h for h in (Classify(), Regress(), Quality())}
+# The heads a DR grader can be trained with (--head); the quality head is --task gradability's.
+GRADE_HEADS = ("classify", "regress")
 
 
 def get(name: str) -> Head:

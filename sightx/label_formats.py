@@ -6,6 +6,11 @@ grades carry over as they are; what differs is the file: Kaggle EyePACS `image,l
 Messidor-2 `image_id,adjudicated_dr_grade,...,adjudicated_gradable` (ids with their extension);
 DDR `train.txt` lines `<file> <grade>` where 5 means ungradable. Images graded ungradable are
 kept apart (the shard plan records them as `ungradable-label` rejections, never trains on them).
+
+EyeQ (Fu et al. 2019, a re-labelling of 28,792 EyePACS photos) is the one set labelled for image
+quality instead: `image,quality` with 0 Good, 1 Usable, 2 Reject (its `Label_EyeQ_train.csv` starts
+with an unnamed index column and carries a `DR_grade` column, both ignored). Its labels are of kind
+`quality` (sightx.label_kinds): they train the gradability model, never a DR grader.
 """
 
 from __future__ import annotations
@@ -16,14 +21,16 @@ from pathlib import PurePosixPath
 
 import pandas as pd
 
+from sightx.label_kinds import GRADE, QUALITY, QUALITY_NAMES
 from sightx.labels import LabelError, parse_labels, read_csv, validate_grades
 
-FORMATS = ("eyepacs", "aptos", "idrid", "messidor2", "ddr")
+FORMATS = ("eyepacs", "aptos", "idrid", "messidor2", "ddr", "eyeq")
 _COLUMNS = {
     "eyepacs": ("image", "level"),
     "aptos": ("id_code", "diagnosis"),
     "idrid": ("image name", "retinopathy grade"),
     "messidor2": ("image_id", "adjudicated_dr_grade"),
+    "eyeq": ("image", "quality"),
 }
 _DDR_LINE = re.compile(r"^\S+\.(jpe?g|png|tiff?)\s+\d+\s*$", re.IGNORECASE)
 DDR_UNGRADABLE = "5"
@@ -31,11 +38,13 @@ DDR_UNGRADABLE = "5"
 
 @dataclass(frozen=True)
 class LabelSet:
-    """image id -> grade 0-4, the ids graded ungradable, and the format they were read from."""
+    """image id -> class (a grade 0-4, or for `kind` quality EyeQ's 0-2), the ids graded ungradable,
+    and the format they were read from."""
 
     grades: dict[str, int]
     ungradable: frozenset[str]
     format: str
+    kind: str = GRADE
 
 
 def detect(head: bytes) -> str | None:
@@ -69,6 +78,9 @@ def read_label_set(data: bytes, origin: str, fmt: str = "auto") -> LabelSet:
     ungradable = pd.Series(False, index=df.index)
     if name == "messidor2" and "adjudicated_gradable" in df.columns:
         ungradable = df["adjudicated_gradable"].str.strip() == "0"
+    if name == "eyeq":  # every photo is labelled, Reject included: that is what the model learns
+        quality = validate_grades(ids, df[grade_col], origin, classes=len(QUALITY_NAMES), what="quality")
+        return LabelSet(quality, frozenset(), name, QUALITY)
     grades = validate_grades(ids[~ungradable], df.loc[~ungradable, grade_col], origin)
     return LabelSet(grades, frozenset(ids[ungradable]), name)
 

@@ -88,16 +88,19 @@ def read_csv(data: bytes, path: str) -> pd.DataFrame:
         raise LabelError(f"{path}: cannot read label file ({one_line(str(e))})") from None
 
 
-def validate_grades(ids: pd.Series, grades: pd.Series, path: str, first_line: int = 2) -> dict[str, int]:
-    """image id -> grade, refusing grades outside 0-4, empty ids and duplicate ids (naming the lines)."""
+def validate_grades(
+    ids: pd.Series, grades: pd.Series, path: str, first_line: int = 2, classes: int = 5, what: str = "grade"
+) -> dict[str, int]:
+    """image id -> grade (or another class label: `classes` of them, called `what` in messages), refusing
+    values outside 0..classes-1, empty ids and duplicate ids (naming the lines)."""
     line = ids.index.to_numpy() + first_line  # file line numbers from the row positions (after a header: 2)
     # Ids are file names without the extension; some label files carry it ("10_left.jpeg"): accept both.
     images = ids.str.strip().str.replace(r"\.(?:jpe?g|png|tiff?)$", "", case=False, regex=True).reset_index(drop=True)
     levels = grades.str.strip().reset_index(drop=True)
-    bad = ~levels.isin([str(g) for g in range(5)])
+    bad = ~levels.isin([str(g) for g in range(classes)])
     if bad.any():
         examples = ", ".join(f"{i!r}={v!r}" for i, v in zip(images[bad][:3], levels[bad][:3]))
-        raise LabelError(f"{path}: grade not in 0-4 on line(s) {_rows(line[bad].tolist())} ({examples})")
+        raise LabelError(f"{path}: {what} not in 0-{classes - 1} on line(s) {_rows(line[bad].tolist())} ({examples})")
     empty = images == ""
     if empty.any():
         raise LabelError(f"{path}: empty image id on line(s) {_rows(line[empty].tolist())}")

@@ -1,4 +1,4 @@
-"""Metrics for 5-grade diabetic-retinopathy grading (pure numpy).
+"""Metrics for 5-grade diabetic-retinopathy grading, and for image-quality classes (pure numpy).
 
 Grades are ordinal (0 none .. 4 proliferative) and ~73% of EyePACS is grade 0,
 so plain accuracy flatters a model that ignores disease.  The headline metric is
@@ -14,6 +14,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from sightx.grades import NUM_GRADES, REFERABLE
+from sightx.label_kinds import QUALITY_NAMES, REJECT
 
 DEFAULT_THRESHOLDS: tuple[float, ...] = (0.5, 1.5, 2.5, 3.5)
 
@@ -162,6 +163,57 @@ def evaluate(y_true: ArrayLike, y_pred: ArrayLike, referable_score: ArrayLike | 
             "kappa": _round(base["kappa"]),
         },
     }
+
+
+def quality_evaluate(y_true: ArrayLike, probabilities: ArrayLike) -> dict:
+    """Metrics for image-quality classes (EyeQ's 0 Good, 1 Usable, 2 Reject) from per-class probabilities.
+
+    The end-point is Reject: a photo a grader cannot read must be set aside, so Reject AUC on P(Reject)
+    (threshold-free, what MCF-Net reports on EyeQ: 0.98) leads, with Reject sensitivity and specificity at
+    the predicted class; accuracy and QWK (the classes are ordered) sit beside the always-majority baseline.
+    """
+    probs = np.asarray(probabilities, np.float64)
+    n = len(QUALITY_NAMES)
+    if probs.ndim != 2 or probs.shape[1] != n:
+        raise ValueError(f"probabilities must be (N, {n}), got shape {probs.shape}")
+    t = _labels(y_true, n, "y_true")
+    p = probs.argmax(1)
+    cm = confusion_matrix(t, p, n)
+    is_reject, called_reject = t == REJECT, p == REJECT
+    n_rej, n_ok = int(is_reject.sum()), int((~is_reject).sum())
+    majority = int(np.bincount(t, minlength=n).argmax())
+    return {
+        "n": int(t.size),
+        "accuracy": _round((t == p).mean()),
+        "kappa": _round(_kappa_from_confusion(cm)),
+        "confusion": cm.tolist(),
+        "per_grade_recall": [_round(r) for r in per_grade_recall(cm)],  # per quality class, under the shared key
+        "reject": {
+            "auc": _round(roc_auc(is_reject, probs[:, REJECT])),
+            "sensitivity": _round((called_reject & is_reject).sum() / n_rej) if n_rej else None,
+            "specificity": _round((~called_reject & ~is_reject).sum() / n_ok) if n_ok else None,
+        },
+        "baseline": {"grade": majority, "accuracy": _round((t == majority).mean()), "kappa": 0.0},
+    }
+
+
+def format_quality_report(metrics: dict) -> str:
+    """Compact text block of a `quality_evaluate()` dict."""
+    base, rej, cm = metrics["baseline"], metrics["reject"], metrics["confusion"]
+    recall = "  ".join(f"{QUALITY_NAMES[c]}:{_fmt(r, 3)}" for c, r in enumerate(metrics["per_grade_recall"]))
+    rows = [f"{QUALITY_NAMES[c]:>9}" + "".join(f"{v:>8}" for v in row) for c, row in enumerate(cm)]
+    return "\n".join(
+        [
+            f"n={metrics['n']}  Reject AUC {_fmt(rej['auc'])}  "
+            f"sensitivity {_fmt(rej['sensitivity'])}  specificity {_fmt(rej['specificity'])}",
+            f"accuracy {_fmt(metrics['accuracy'])}  QWK {_fmt(metrics['kappa'])}  "
+            f"(always-{QUALITY_NAMES[base['grade']]} baseline: accuracy {_fmt(base['accuracy'])})",
+            f"per-class recall  {recall}",
+            "confusion (rows = true class, columns = predicted class):",
+            "true\\pred" + "".join(f"{name:>8}" for name in QUALITY_NAMES),
+            *rows,
+        ]
+    )
 
 
 def _sorted_thresholds(thresholds: Sequence[float]) -> np.ndarray:

@@ -22,6 +22,7 @@ from sightx import codec
 from sightx.atomic import atomic_write_text
 from sightx.contracts import sample
 from sightx.errors import Rejection, SightXError, describe
+from sightx.gradability_model import GradabilityModel
 from sightx.grade import Graded, Grader, Photo, preprocess_photo
 from sightx.grades import NUM_GRADES, other_eye
 from sightx.labels import find_images, image_id, patient_eye
@@ -133,6 +134,7 @@ class _Row:
     output: np.ndarray | None = None
     error: str = ""
     graded: Graded | None = None
+    gradability: float | None = None  # the learned score (--gradability-model), when one is given
 
 
 def predict(inputs: list[Path], checkpoint: Path, *, device: str = "auto", **kw: Any) -> list[dict[str, Any]]:
@@ -148,8 +150,12 @@ def grade_inputs(
     workers: int = 1,
     blend_eyes: bool = False,
     progress: bool = True,
+    gradability: GradabilityModel | None = None,
 ) -> list[dict[str, Any]]:
-    """One row per input image: image, level, probabilities or score, warnings, error."""
+    """One row per input image: image, level, probabilities or score, warnings, error; with a
+    `gradability` model also its score (`gradability_model`: 1 - P(Reject), 1 = gradable)."""
+    if gradability is not None:
+        gradability.check_preprocess(grader.preprocess, "the grading checkpoint's photos")
     raw, shards, archives = expand_inputs(inputs)
     items = ordered_map(_preprocess_file, [(str(p), grader.preprocess) for p in raw], workers)
     from_archives = (_archive_items(a, grader.preprocess, workers) for a in archives)
@@ -171,6 +177,8 @@ def grade_inputs(
                 row.error = f"corrupt sample: {e}"
         for row, out in zip(ready, grader.outputs(tensors)):
             row.output = out
+        if gradability is not None:
+            _score_gradability(gradability, ready)
         rows.extend(batch)
         bar.update(len(batch))
         batch.clear()
@@ -183,7 +191,13 @@ def grade_inputs(
     bar.close()
     if blend_eyes:
         _blend(rows)
-    return _table(rows, grader)
+    return _table(rows, grader, gradability is not None)
+
+
+def _score_gradability(model: GradabilityModel, rows: list[_Row]) -> None:
+    """The learned gradability score of a batch's graded photos (their stored fields, already decodable)."""
+    for row, score in zip(rows, model.score_jpegs([r.item.photo.jpeg for r in rows if r.item.photo is not None])):
+        row.gradability = round(float(score), 6)
 
 
 def _blend(rows: list[_Row]) -> None:
@@ -196,7 +210,7 @@ def _blend(rows: list[_Row]) -> None:
             r.output = (1 - OTHER_EYE_WEIGHT) * r.output + OTHER_EYE_WEIGHT * other
 
 
-def _table(rows: list[_Row], grader: Grader) -> list[dict[str, Any]]:
+def _table(rows: list[_Row], grader: Grader, with_gradability: bool = False) -> list[dict[str, Any]]:
     ready = [r for r in rows if r.output is not None and r.item.photo is not None]
     if ready:
         judged = grader.judge(np.stack([r.output for r in ready]), [r.item.photo for r in ready])  # type: ignore[misc]
@@ -210,6 +224,8 @@ def _table(rows: list[_Row], grader: Grader) -> list[dict[str, Any]]:
             row.update({f"p{k}": "" if g is None else round(float(g.output[k]), 6) for k in range(NUM_GRADES)})
         else:
             row["score"] = "" if g is None else round(float(g.output), 6)
+        if with_gradability:
+            row["gradability_model"] = "" if r.gradability is None or g is None else r.gradability
         row["warnings"] = "" if g is None else " ".join(g.photo.warnings)
         row["error"] = r.error
         table.append(row)

@@ -56,6 +56,7 @@ class StreamConfig:
     balance_end: tuple[float, ...] | None = None  # progressive: per-grade weights on the natural mix it ends at
     augment: Augment | None = None  # training augmentation ranges; None: Augment's defaults at image_size
     max_pixels: int = smp.MAX_SAMPLE_PIXELS  # a stored image claiming more is refused undecoded
+    classes: int = 5  # .cls values allowed: the manifest's label kind (5 grades, 3 quality classes)
 
 
 class ShardStream(IterableDataset):
@@ -117,7 +118,7 @@ class ShardStream(IterableDataset):
                 self._skip()
 
     def _check(self, parts: dict[str, bytes]) -> dict[str, Any]:
-        grade = smp.grade_of(parts)
+        grade = smp.grade_of(parts, self.cfg.classes)
         if grade is None:
             raise smp.SampleError(f"no .{smp.GRADE} member")
         smp.sample_size(smp.image_of(parts), self.cfg.max_pixels)  # before resampling: a corrupt sample is counted once

@@ -20,7 +20,7 @@ from tqdm import tqdm
 from sightx.contracts import manifest as mf
 from sightx.contracts import sample as smp
 from sightx.errors import Rejection, describe
-from sightx.grades import NUM_GRADES
+from sightx.label_kinds import GRADE, QUALITY, classes
 
 SHOWN = 20  # problems listed in the printed report; all are counted
 
@@ -102,7 +102,7 @@ def verify(shard_dir: Path, *, deep: bool = False, progress: bool = False) -> Re
     todo = [r for r in records if r["name"] not in absent]
     bar = tqdm(total=sum(r["bytes"] for r in todo), unit="B", unit_scale=True, desc="verify", disable=not progress)
     for rec in todo:
-        samples, problems = _check_shard(mf.shard_file(shard_dir, rec), rec, size, limit, deep)
+        samples, problems = _check_shard(mf.shard_file(shard_dir, rec), rec, size, limit, deep, mf.labels_of(manifest))
         report.shards += 1
         report.samples += samples
         report.bytes += rec["bytes"]
@@ -112,13 +112,15 @@ def verify(shard_dir: Path, *, deep: bool = False, progress: bool = False) -> Re
     return report
 
 
-def _check_shard(path: Path, rec: dict[str, Any], size: int | None, max_pixels: int, deep: bool) -> tuple[int, list[Problem]]:
-    """(samples read, problems) for one shard, read once."""
+def _check_shard(
+    path: Path, rec: dict[str, Any], size: int | None, max_pixels: int, deep: bool, labels: str = GRADE
+) -> tuple[int, list[Problem]]:
+    """(samples read, problems) for one shard, read once; `labels`: what the set's classes are."""
     name, labelled = rec["name"], rec["split"] != "test"
     problems: list[Problem] = []
     others: list[str] = []
     keys: Counter[str] = Counter()
-    grades = [0] * NUM_GRADES
+    grades = [0] * classes(labels)
     members = 0
     try:
         with open(path, "rb") as f:
@@ -126,7 +128,7 @@ def _check_shard(path: Path, rec: dict[str, Any], size: int | None, max_pixels: 
             for key, parts in smp.read_samples(stream, others.append):  # type: ignore[arg-type]
                 keys[key] += 1
                 members += len(parts)
-                grade, what = _check_sample(key, parts, rec["split"], labelled, size, max_pixels, deep)
+                grade, what = _check_sample(key, parts, rec["split"], labelled, size, max_pixels, deep, labels)
                 if grade is not None:
                     grades[grade] += 1
                 problems += [Problem(name, w, key) for w in what]
@@ -153,16 +155,16 @@ def _check_shard(path: Path, rec: dict[str, Any], size: int | None, max_pixels: 
 
 
 def _check_sample(
-    key: str, parts: dict[str, bytes], split: str, labelled: bool, size: int | None, max_pixels: int, deep: bool
+    key: str, parts: dict[str, bytes], split: str, labelled: bool, size: int | None, max_pixels: int, deep: bool, labels: str = GRADE
 ) -> tuple[int | None, list[str]]:
-    """The sample's grade (None if it has none or a bad one) and what is wrong with it."""
+    """The sample's class (None if it has none or a bad one) and what is wrong with it."""
     what: list[str] = []
     expected = {smp.IMAGE, smp.META} | ({smp.GRADE} if labelled else set())
     if set(parts) != expected:
         what.append(f"members {', '.join(sorted(parts))}, expected {', '.join(sorted(expected))}")
     grade = None
     try:
-        grade = smp.grade_of(parts)
+        grade = smp.grade_of(parts, classes(labels))
     except Rejection as e:
         what.append(e.detail)
     if not deep:
@@ -180,7 +182,10 @@ def _check_sample(
     lacking = [k for k in smp.META_KEYS if k not in meta]
     if lacking:
         what.append(f".json lacks {', '.join(lacking)}")
-    facts = [("key", key), ("split", split)] + ([("grade", grade)] if grade is not None or not labelled else [])
+    # The class .cls holds is the JSON's grade, or in a quality set its quality (its grade is null there).
+    facts = [("key", key), ("split", split)] + ([(labels, grade)] if grade is not None or not labelled else [])
+    if labels == QUALITY:
+        facts.append(("grade", None))
     for field_, want in facts:
         if field_ in meta and meta[field_] != want:
             what.append(f".json {field_} is {str(meta[field_])[:40]!r}, not {want!r}")

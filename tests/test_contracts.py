@@ -73,14 +73,18 @@ def test_a_checkpoint_written_before_the_restructure_loads(tmp_path: Path) -> No
     assert c.sha256 == hashlib.sha256((tmp_path / "old.pt").read_bytes()).hexdigest()
     ckpt.save(tmp_path / "again.pt", c)  # the writer writes what the reader reads
     back = torch.load(tmp_path / "again.pt", weights_only=True)
-    assert set(back) == set(_v1_state()) | {"normalization"} and back["thresholds"] == [0.4, 1.6, 2.5, 3.4]
+    assert set(back) == set(_v1_state()) | {"normalization", "task"} and back["thresholds"] == [0.4, 1.6, 2.5, 3.4]
+    assert (c.task, back["task"], back["version"]) == ("grade", "grade", 2)  # a version-1 file is a DR grader
     assert c.normalization == IMAGENET and ckpt.load(tmp_path / "again.pt").normalization == IMAGENET
 
 
 @pytest.mark.parametrize(
     ("edits", "message"),
     [
-        ({"version": 2}, "checkpoint version 2; this SightX reads version 1"),
+        ({"version": 3}, "checkpoint version 3; this SightX reads versions 1, 2"),
+        ({"version": 2, "task": "segment"}, "task 'segment' is not one of grade, gradability"),
+        ({"version": 2, "task": "gradability"}, "head 'regress' does not go with task 'gradability'"),
+        ({"version": 2, "head": "quality"}, "head 'quality' does not go with task 'grade'"),
         ({"version": None}, "checkpoint version None"),
         ({"format": "other"}, "not a SightX checkpoint"),
         ({"arch": "vit_h"}, "arch 'vit_h' is not one of"),
@@ -154,10 +158,11 @@ def test_the_cli_literals_are_the_librarys_constants() -> None:
     """The CLI keeps literals so `--help` starts without torch; they must agree with the library."""
     from sightx import codec, fundus
     from sightx.balance import MODES
-    from sightx.heads import HEADS
+    from sightx.heads import GRADE_HEADS
+    from sightx.label_kinds import TASKS
     from sightx.train.config import AMP_MODES, OPTIMIZERS, SCHEDULES, TrainConfig, default
 
-    assert set(_choices(cli.train, "head")) == set(HEADS)
+    assert set(_choices(cli.train, "head")) == set(GRADE_HEADS) and set(_choices(cli.train, "task")) == set(TASKS)
     assert set(_choices(cli.train, "balance")) == set(MODES) and set(_choices(cli.train, "optimizer")) == set(OPTIMIZERS)
     assert set(_choices(cli.train, "schedule")) == set(SCHEDULES) and set(_choices(cli.train, "amp")) == set(AMP_MODES)
     for field in TrainConfig.__dataclass_fields__:

@@ -3,6 +3,9 @@
 Loading never runs code (`torch.load(weights_only=True)`), checks the format and version, and checks the
 fields a grader acts on (architecture, head, input size, preprocessing), so an edited or foreign file is
 refused with one line instead of failing deep inside model construction.
+
+Version 2 adds `task`: "grade" (a DR grader) or "gradability" (an image-quality classifier, head
+"quality", trained on EyeQ-labelled shards). Version 1 files still load, as task "grade".
 """
 
 from __future__ import annotations
@@ -24,7 +27,9 @@ from sightx.model import ARCHS
 from sightx.preprocess import PreprocessOptions
 
 FORMAT = "sightx-checkpoint"
-VERSION = 1
+VERSION = 2
+READABLE = (1, 2)  # version 1: before `task`, always a DR grader
+TASKS = {"grade": ("classify", "regress"), "gradability": ("quality",)}  # task -> the heads it trains
 # The optimiser, scheduler, scaler and RNG states: only a resumed run needs them.
 TRAINING_KEYS = ("optimizer", "scheduler", "scaler", "best_kappa", "rng")
 
@@ -47,11 +52,13 @@ class Checkpoint:
     training: dict[str, Any] = field(default_factory=dict)  # TRAINING_KEYS, for --resume
     normalization: Normalization = IMAGENET  # absent from checkpoints written before it was an option: ImageNet
     sha256: str = ""  # of the file it was read from
+    task: str = "grade"  # absent from version-1 checkpoints: DR grading
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "format": FORMAT,
             "version": VERSION,
+            "task": self.task,
             "epoch": self.epoch,
             "arch": self.arch,
             "head": self.head,
@@ -88,8 +95,8 @@ def load(path: Path) -> Checkpoint:
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a SightX checkpoint")
     version = state.get("version")
-    if version != VERSION:
-        raise CheckpointError(f"{path}: checkpoint version {version!r}; this SightX reads version {VERSION}")
+    if version not in READABLE:
+        raise CheckpointError(f"{path}: checkpoint version {version!r}; this SightX reads versions {', '.join(map(str, READABLE))}")
     problem = _problem(state)
     if problem:
         raise CheckpointError(f"{path}: {problem}")
@@ -106,6 +113,7 @@ def load(path: Path) -> Checkpoint:
         training={k: state[k] for k in TRAINING_KEYS if k in state},
         normalization=_normalization(state.get("normalization")),
         sha256=hashlib.sha256(data).hexdigest(),
+        task=state.get("task", "grade"),
     )
 
 
@@ -116,6 +124,11 @@ def _normalization(value: Any) -> Normalization:
 
 
 def _problem(state: dict[str, Any]) -> str | None:
+    task = state.get("task", "grade")
+    if task not in TASKS:
+        return f"task {str(task)[:40]!r} is not one of {', '.join(TASKS)}"
+    if state.get("head") in HEADS and state["head"] not in TASKS[task]:
+        return f"head {state['head']!r} does not go with task {task!r} ({', '.join(TASKS[task])})"
     if state.get("arch") not in ARCHS:
         return f"arch {state.get('arch')!r} is not one of {', '.join(ARCHS)}"
     if state.get("head") not in HEADS:

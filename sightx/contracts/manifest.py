@@ -3,6 +3,12 @@
 It records how the shards were made (options, so prediction can replay the preprocessing),
 what each shard holds (counts per grade, bytes, sha256, so a resume can trust or redo it),
 and per-split class counts and weights for training-time balancing.
+
+What the class labels are is the manifest's `labels` (sightx.label_kinds): absent means DR grades, as
+every version-1 manifest is; a set labelled with image-quality classes (EyeQ) says `"labels": "quality"`,
+its count lists have one entry per quality class, and it is written as version 2, so a SightX from
+before quality labels refuses it instead of training a DR grader on quality classes. DR sets are
+still written as version 1, byte for byte as before.
 """
 
 from __future__ import annotations
@@ -16,10 +22,10 @@ import numpy as np
 
 from sightx.atomic import atomic_write_text
 from sightx.errors import SightXError
-from sightx.grades import NUM_GRADES
+from sightx.label_kinds import GRADE, KINDS, classes
 
 FORMAT = "sightx-shards"
-VERSION = 1
+VERSION = 2  # the newest this SightX reads; `version_for` says which one a set is written as
 MANIFEST = "manifest.json"
 REJECTS = "rejects.csv"
 SPLITS = ("train", "val", "test")
@@ -53,6 +59,20 @@ def class_weights(counts: list[int]) -> dict[str, list[float]]:
     return {"inverse": [round(float(w), 6) for w in inverse], "effective": [round(float(w), 6) for w in effective]}
 
 
+def version_for(labels: str) -> int:
+    """Version 1 for DR grades (unchanged since it), 2 for the `labels` field a quality set needs."""
+    return 1 if labels == GRADE else 2
+
+
+def labels_of(manifest: dict[str, Any]) -> str:
+    """What the set's classes are (a label kind; grades when the manifest does not say)."""
+    return str(manifest.get("labels", GRADE))
+
+
+def num_classes(manifest: dict[str, Any]) -> int:
+    return classes(labels_of(manifest))
+
+
 def write(out: Path, manifest: dict[str, Any]) -> None:
     atomic_write_text(out / MANIFEST, json.dumps(manifest, indent=1, sort_keys=True) + "\n")
 
@@ -76,13 +96,15 @@ def read(path: Path) -> dict[str, Any]:
     for key in ("options", "shards", "splits"):
         if key not in data:
             raise ManifestError(f"{path}: manifest lacks {key!r}")
+    if data.get("labels", GRADE) not in KINDS:
+        raise ManifestError(f"{path}: manifest field labels is {str(data.get('labels'))[:40]!r}, not one of {', '.join(KINDS)}")
     problem = _inconsistency(data)
     if problem:
         raise ManifestError(f"{path}: manifest field {problem}")
     return data
 
 
-def _counts(value: Any, n: int | None = NUM_GRADES) -> bool:
+def _counts(value: Any, n: int | None) -> bool:
     """A list of non-negative integer counts (of length n when given)."""
     return (
         isinstance(value, list)
@@ -97,6 +119,7 @@ def _inconsistency(data: dict[str, Any]) -> str | None:
     Names are checked first: they are the one field a reader would act on (open a file).
     Counts must add up, so an edited or lying manifest cannot steer class weights or a resume.
     """
+    n = num_classes(data)
     if not isinstance(data["shards"], list):
         return "'shards' is not a list"
     if not isinstance(data["splits"], dict):
@@ -117,17 +140,17 @@ def _inconsistency(data: dict[str, Any]) -> str | None:
         for key in ("count", "bytes", "input_bytes"):
             if not _counts([record.get(key)], None):
                 return f"shards[{i}].{key} is {record.get(key)!r}, not a count"
-        if not _counts(record.get("grades")) or sum(record["grades"]) > record["count"]:
-            return f"shards[{i}].grades is {record.get('grades')!r}: not {NUM_GRADES} counts adding up to at most its count"
+        if not _counts(record.get("grades"), n) or sum(record["grades"]) > record["count"]:
+            return f"shards[{i}].grades is {record.get('grades')!r}: not {n} counts adding up to at most its count"
         if not isinstance(record.get("sha256"), str) or not isinstance(record.get("rejects"), list):
             return f"shards[{i}] lacks its sha256 or rejects"
-        totals = done_grades.setdefault(record["split"], [0] * NUM_GRADES)
+        totals = done_grades.setdefault(record["split"], [0] * n)
         for g, c in enumerate(record["grades"]):
             totals[g] += c
     for split, info in data["splits"].items():
-        if split not in SPLITS or not isinstance(info, dict) or not _counts(info.get("grades")):
-            return f"splits.{split}.grades is not {NUM_GRADES} non-negative counts"
-        if info["grades"] != done_grades.get(split, [0] * NUM_GRADES):
+        if split not in SPLITS or not isinstance(info, dict) or not _counts(info.get("grades"), n):
+            return f"splits.{split}.grades is not {n} non-negative counts"
+        if info["grades"] != done_grades.get(split, [0] * n):
             return f"splits.{split}.grades {info['grades']} differs from the sum over its finished shards"
     return None
 
@@ -162,3 +185,13 @@ def shard_file(shard_dir: Path, record: dict[str, Any]) -> Path:
     if not isinstance(name, str) or not SHARD_NAME.fullmatch(name):
         raise ManifestError(f"manifest field 'name' is {name!r}, not a SightX shard name ({{split}}-NNNNNN.tar)")
     return shard_dir.absolute() / name
+
+
+def require_labels(manifest: dict[str, Any], wanted: str, where: Path, use: str) -> None:
+    """ManifestError unless the set's labels are of kind `wanted` (`use` says what needs them)."""
+    have = labels_of(manifest)
+    if have != wanted:
+        hint = "--task gradability" if have != GRADE else "--task grade (the default)"
+        raise ManifestError(
+            f"{where}: these shards are labelled with {have} classes, not {wanted}: {use} needs {wanted} labels ({hint} trains on these)"
+        )

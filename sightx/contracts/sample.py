@@ -1,9 +1,11 @@
 """One shard sample: its tar member names and JSON metadata, written and read here and nowhere else.
 
-A sample is `KEY.jpg` (the preprocessed field of view), `KEY.cls` (the grade, absent for unlabelled
+A sample is `KEY.jpg` (the preprocessed field of view), `KEY.cls` (the class the set is labelled with:
+the grade, or in a quality set (manifest `labels: quality`) EyeQ's quality class; absent for unlabelled
 images) and `KEY.json` (where it came from and what preprocessing measured), the WebDataset key
 convention, so stock webdataset reads the shards too. A shard is data from outside: only these
 three members are ever read (a `.pyd` or `.pth` could be a pickle), and each is checked on read.
+In a quality set the JSON's `grade` is null and its `quality` holds the class that `.cls` holds.
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ import numpy as np
 
 from sightx import codec
 from sightx.errors import Rejection
-from sightx.grades import is_grade
+from sightx.grades import NUM_GRADES
+from sightx.label_kinds import QUALITY
 
 IMAGE = "jpg"
 GRADE = "cls"
@@ -53,12 +56,16 @@ def wanted_member(name: str) -> bool:
     return name.endswith(MEMBERS)
 
 
-def metadata(identity: dict[str, Any], info: dict[str, Any]) -> dict[str, Any]:
-    """The sample's JSON: its identity (the META_KEYS) and the preprocessing facts."""
+def metadata(identity: dict[str, Any], info: dict[str, Any], labels: str = "grade") -> dict[str, Any]:
+    """The sample's JSON: its identity (the META_KEYS) and the preprocessing facts. In a quality set the
+    identity's class is a quality class: it goes under `quality`, and `grade` (unknown) is null."""
     missing = set(META_KEYS) - set(identity)
     if missing:
         raise ValueError(f"sample metadata lacks {sorted(missing)}")
-    return {**{k: identity[k] for k in META_KEYS}, **info}
+    meta = {k: identity[k] for k in META_KEYS}
+    if labels == QUALITY:
+        meta["quality"], meta["grade"] = meta["grade"], None
+    return {**meta, **info}
 
 
 def members(key: str, jpeg: bytes, grade: int | None, meta: dict[str, Any]) -> list[tuple[str, bytes]]:
@@ -78,17 +85,19 @@ def image_of(parts: dict[str, bytes]) -> bytes:
     return data
 
 
-def grade_of(parts: dict[str, bytes]) -> int | None:
-    """The grade in `.cls` (None when unlabelled); SampleError unless it is 0-4."""
+def grade_of(parts: dict[str, bytes], classes: int = NUM_GRADES) -> int | None:
+    """The class in `.cls` (None when unlabelled); SampleError unless it is 0..classes-1 (a grade 0-4
+    by default; a quality set's reader passes its 3 classes)."""
     raw = parts.get(GRADE)
     if raw is None:
         return None
+    what = "grade" if classes == NUM_GRADES else "quality class"
     try:
         grade = int(raw.decode("ascii").strip())
     except (UnicodeDecodeError, ValueError):
-        raise SampleError(f".{GRADE} is {raw[:20]!r}, not a grade") from None
-    if not is_grade(grade):
-        raise SampleError(f".{GRADE} is {grade}, not a grade 0-4")
+        raise SampleError(f".{GRADE} is {raw[:20]!r}, not a {what}") from None
+    if not 0 <= grade < classes:
+        raise SampleError(f".{GRADE} is {grade}, not a {what} 0-{classes - 1}")
     return grade
 
 

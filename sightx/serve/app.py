@@ -26,6 +26,7 @@ from fastapi.staticfiles import StaticFiles
 
 from sightx import __version__
 from sightx.errors import Rejection, describe
+from sightx.gradability_model import GradabilityModel
 from sightx.grade import Graded, Grader, Photo
 from sightx.grades import NAMES, REFERABLE
 from sightx.quality import MESSAGES
@@ -65,9 +66,10 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 class Service:
     """The grader with its executors, batcher and request slots; started and stopped by the app's lifespan."""
 
-    def __init__(self, grader: Grader, config: ServeConfig) -> None:
+    def __init__(self, grader: Grader, config: ServeConfig, gradability: GradabilityModel | None = None) -> None:
         self.grader = grader
         self.config = config
+        self.gradability = gradability  # runs on the model thread too: one model call at a time
         self.prep = ThreadPoolExecutor(config.workers, thread_name_prefix="sightx-prep")
         self.model_thread = ThreadPoolExecutor(1, thread_name_prefix="sightx-model")
         self.batcher: MicroBatcher[torch.Tensor, tuple[np.ndarray, float, int]] = MicroBatcher(
@@ -126,8 +128,13 @@ class Service:
     async def grade(self, uploads: list[Upload], cam: bool, start: float) -> list[schemas.GradeResult]:
         prepared = await asyncio.gather(*(self.prepare(u) for u in uploads))
         outputs = await asyncio.gather(*(self.batcher.submit(tensor) for _, tensor in prepared))
+        scores: list[float | None] = [None] * len(prepared)
+        if self.gradability is not None:
+            jpegs = [photo.jpeg for photo, _ in prepared]
+            found = await asyncio.get_running_loop().run_in_executor(self.model_thread, self.gradability.score_jpegs, jpegs)
+            scores = [round(float(s), 6) for s in found]
         results = []
-        for upload, (photo, tensor), (out, model_ms, batch) in zip(uploads, prepared, outputs):
+        for upload, (photo, tensor), (out, model_ms, batch), score in zip(uploads, prepared, outputs, scores):
             graded = self.grader.judge(out[None], [photo], model_ms)[0]
             extra = {}
             if cam:
@@ -136,10 +143,12 @@ class Service:
                     "cam_png": _b64(await self.cam(tensor, graded.grade, size)),
                     "field_jpeg": _b64(photo.jpeg),
                 }
-            results.append(self._result(upload.name, graded, batch, start, extra))
+            results.append(self._result(upload.name, graded, batch, start, extra, score))
         return results
 
-    def _result(self, name: str, g: Graded, batch: int, start: float, extra: dict[str, str]) -> schemas.GradeResult:
+    def _result(
+        self, name: str, g: Graded, batch: int, start: float, extra: dict[str, str], gradability: float | None = None
+    ) -> schemas.GradeResult:
         classify = self.grader.head.width > 1
         photo = g.photo
         return schemas.GradeResult(
@@ -161,6 +170,7 @@ class Service:
             ),
             model=self.grader.sha256,
             batch_size=batch,
+            gradability_model=gradability,
             **extra,
         )
 
@@ -179,6 +189,7 @@ class Service:
             sha256=ck.sha256,
             device=str(self.grader.device),
             max_batch=self.config.max_batch,
+            gradability_model=None if self.gradability is None else self.gradability.sha256,
         )
 
 
@@ -201,10 +212,11 @@ def _validation(val: dict[str, Any] | None) -> schemas.Validation | None:
     )
 
 
-def create_app(grader: Grader, config: ServeConfig | None = None) -> FastAPI:
-    """The application for one grader; testable in-process with fastapi.testclient.TestClient."""
+def create_app(grader: Grader, config: ServeConfig | None = None, gradability: GradabilityModel | None = None) -> FastAPI:
+    """The application for one grader (and optionally a learned gradability model, whose preprocessing the
+    caller has checked: `GradabilityModel.check_preprocess`); testable in-process with fastapi.testclient.TestClient."""
     config = config or ServeConfig()
-    service = Service(grader, config)
+    service = Service(grader, config, gradability)
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:

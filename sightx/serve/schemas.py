@@ -52,6 +52,9 @@ class GradeResult(BaseModel):
     timings_ms: Timings
     model: str = Field(description="sha256 of the checkpoint that graded it")
     batch_size: int = Field(description="photos in the model call that graded it")
+    gradability_model: float | None = Field(
+        None, description="--gradability-model: the learned gradability score, 1 - P(Reject) in [0, 1] (1 = gradable)"
+    )
     cam_png: str | None = Field(None, description="?cam=1: Grad-CAM heat map over the field, RGBA PNG, base64")
     field_jpeg: str | None = Field(None, description="?cam=1: the preprocessed field the model saw, JPEG, base64")
 
@@ -85,6 +88,7 @@ class ModelInfo(BaseModel):
     sha256: str
     device: str
     max_batch: int
+    gradability_model: str | None = Field(None, description="sha256 of the --gradability-model checkpoint, when one scores photos")
 
 
 class Status(BaseModel):

@@ -1,4 +1,5 @@
-"""Run the service with uvicorn: load the checkpoint (refused with one line if it is not SightX's), bind, serve."""
+"""Run the service with uvicorn: load the checkpoint (refused with one line if it is not SightX's) and any
+gradability model (refused unless it was trained on the same preprocessing), bind, serve."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from pathlib import Path
 
 import uvicorn
 
+from sightx.gradability_model import load as load_gradability
 from sightx.grade import Grader
 from sightx.serve.app import create_app
 from sightx.serve.config import LOOPBACK, ServeConfig
@@ -22,10 +24,23 @@ def exposure_warning(host: str, token: str | None) -> str | None:
     return f"warning: {reach}; the bearer token travels in clear text unless a TLS proxy fronts this server"
 
 
-def run(checkpoint: Path, host: str, port: int, device: str, config: ServeConfig, log: Callable[[str], None]) -> None:
+def run(
+    checkpoint: Path,
+    host: str,
+    port: int,
+    device: str,
+    config: ServeConfig,
+    log: Callable[[str], None],
+    gradability_model: Path | None = None,
+) -> None:
     grader = Grader(checkpoint, device)
+    gradability = None
+    if gradability_model is not None:
+        gradability = load_gradability(gradability_model, device)
+        gradability.check_preprocess(grader.preprocess, f"{checkpoint}'s photos")
+        log(f"gradability scores from {gradability_model} (sha256 {gradability.sha256[:12]})")
     warning = exposure_warning(host, config.token)
     if warning:
         log(warning)
     log(f"grading with {checkpoint} ({grader.checkpoint.arch}, {grader.checkpoint.head}, sha256 {grader.sha256[:12]}) on {grader.device}")
-    uvicorn.run(create_app(grader, config), host=host, port=port, log_level="info", server_header=False)
+    uvicorn.run(create_app(grader, config, gradability), host=host, port=port, log_level="info", server_header=False)

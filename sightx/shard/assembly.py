@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sightx.errors import Rejection
+from sightx.grades import NUM_GRADES
 from sightx.shard.plan import Reject, ShardTask
 from sightx.shard.task import ShardResult, _TarWriter, add_to_counts, temporary
 
@@ -31,6 +32,7 @@ class Assembly:
 
     task: ShardTask
     out: Path
+    classes: int = NUM_GRADES  # the label kind's class count (sightx.label_kinds.classes)
     spooled: dict[int, tuple[int, int]] = field(default_factory=dict)
     rejected: dict[int, Reject] = field(default_factory=dict)
     spool_bytes: int = 0
@@ -56,7 +58,7 @@ class Assembly:
     def write(self) -> ShardResult:
         """The spooled samples, in plan order, as the shard's temporary tar; the spool is then removed."""
         task = self.task
-        result = ShardResult(task.name, task.split, task.digest, input_bytes=self.input_bytes)
+        result = ShardResult(task.name, task.split, task.digest, grades=[0] * self.classes, input_bytes=self.input_bytes)
         spool = spool_path(self.out, task.name)
         with open(temporary(self.out / task.name), "wb") as f:
             tar = _TarWriter(f)

@@ -23,8 +23,8 @@ from sightx import pillow_codec
 from sightx.atomic import atomic_write_text
 from sightx.contracts import manifest as mf
 from sightx.errors import SightXError
-from sightx.grades import NUM_GRADES
 from sightx.label_formats import LabelSet, read_label_set
+from sightx.label_kinds import GRADE, classes
 from sightx.labels import image_id, label_bytes
 from sightx.preprocess import PreprocessOptions
 from sightx.shard import executors, lock
@@ -79,7 +79,7 @@ def _shard_files(out: Path) -> list[Path]:
     return sorted(p for p in out.iterdir() if p.name.split("-")[0] in mf.SPLITS and p.name.endswith(ends))
 
 
-def _prepare_output(out: Path, opts: ShardOptions, held: contextlib.ExitStack) -> dict[str, Any] | None:
+def _prepare_output(out: Path, opts: ShardOptions, held: contextlib.ExitStack, labels: str = GRADE) -> dict[str, Any] | None:
     """Create/check and lock the output folder (for `held`'s lifetime); returns the previous manifest when it can be resumed."""
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -98,6 +98,11 @@ def _prepare_output(out: Path, opts: ShardOptions, held: contextlib.ExitStack) -
                 raise ShardError(f"{e}; pass --overwrite to replace it") from None
     elif any(p.suffix == ".tar" for p in _shard_files(out)) and not opts.overwrite:
         raise ShardError(f"{out} holds shards but no {mf.MANIFEST}; pass --overwrite to replace them")
+    if previous is not None and mf.labels_of(previous) != labels and not opts.overwrite:
+        raise ShardError(
+            f"{out} holds shards labelled with {mf.labels_of(previous)} classes, these labels are {labels} classes; "
+            "pass --overwrite to rebuild, or choose another folder"
+        )
     if previous is not None and previous["options"] != opts.recorded() and not opts.overwrite:
         changed = sorted(k for k in opts.recorded() if previous["options"].get(k) != opts.recorded()[k])
         raise ShardError(
@@ -159,13 +164,14 @@ def _record(task: ShardTask, result: ShardResult | None) -> dict[str, Any]:
     }
 
 
-def _manifest(opts: ShardOptions, plan: Plan, results: dict[str, ShardResult], n_inputs: int) -> dict[str, Any]:
-    """The deterministic part of the manifest (no timings)."""
+def _manifest(opts: ShardOptions, plan: Plan, results: dict[str, ShardResult], n_inputs: int, labels: str = GRADE) -> dict[str, Any]:
+    """The deterministic part of the manifest (no timings); `labels` only when they are not DR grades,
+    so a DR set's manifest is what it always was."""
     shards = [_record(t, results.get(t.name)) for t in plan.tasks]
     splits = {}
     for split, planned in plan.split_counts.items():
         done = [results[t.name] for t in plan.tasks if t.split == split and t.name in results]
-        grades = [sum(r.grades[g] for r in done) for g in range(NUM_GRADES)]
+        grades = [sum(r.grades[g] for r in done) for g in range(len(planned))]
         splits[split] = {
             "shards": sum(t.split == split for t in plan.tasks),
             "count": sum(r.count for r in done),
@@ -178,7 +184,8 @@ def _manifest(opts: ShardOptions, plan: Plan, results: dict[str, ShardResult], n
     written = sum(r.count for r in results.values())
     return {
         "format": mf.FORMAT,
-        "version": mf.VERSION,
+        "version": mf.version_for(labels),
+        **({"labels": labels} if labels != GRADE else {}),
         "complete": len(results) == len(plan.tasks),
         "options": opts.recorded(),
         "shards": shards,
@@ -231,6 +238,7 @@ def _run(raw: Path, out: Path, opts: ShardOptions, held: contextlib.ExitStack) -
     if opts.executor != "pool":  # cluster workers start in folders of their own: relative paths would point elsewhere
         raw, out = raw.absolute(), out.absolute()
     source, members, labels, not_files = load_inputs(raw, opts)
+    kind = labels.kind if labels else GRADE
     executors.preflight(source, opts.executor, opts.scheduler)
     n_inputs = len(members) + len(not_files)
     plan = make_plan(
@@ -241,13 +249,14 @@ def _run(raw: Path, out: Path, opts: ShardOptions, held: contextlib.ExitStack) -
         seed=opts.seed,
         unlabeled=opts.unlabeled,
         ungradable=labels.ungradable if labels else frozenset(),
+        classes=classes(kind),
     )
     plan.rejects.extend(not_files)
-    previous = _prepare_output(out, opts, held)
+    previous = _prepare_output(out, opts, held, kind)
     results: dict[str, ShardResult] = {}
 
     def record() -> None:
-        mf.write(out, _manifest(opts, plan, results, n_inputs))
+        mf.write(out, _manifest(opts, plan, results, n_inputs, kind))
 
     for task in plan.tasks:
         reused = _reusable(out, task, previous)
@@ -261,7 +270,7 @@ def _run(raw: Path, out: Path, opts: ShardOptions, held: contextlib.ExitStack) -
     record()
 
     todo = [t for t in plan.tasks if t.name not in results]
-    build = BuildOptions(source, str(out), opts.preprocess, opts.min_quality)
+    build = BuildOptions(source, str(out), opts.preprocess, opts.min_quality, kind)
     total = sum(len(t.samples) for t in todo)
     sizes = {m.name: m.size for m in members}
     bar = tqdm(total=total, unit="img", desc="shard", disable=not opts.progress, smoothing=0.05)
@@ -310,7 +319,7 @@ def _run(raw: Path, out: Path, opts: ShardOptions, held: contextlib.ExitStack) -
         bar.close()
 
     _write_rejects(out, plan, results)
-    final = _manifest(opts, plan, results, n_inputs)
+    final = _manifest(opts, plan, results, n_inputs, kind)
     elapsed = time.perf_counter() - start
     built = [r for r in results.values() if r.seconds > 0]
     final["run"] = {
@@ -356,8 +365,9 @@ def format_summary(m: dict[str, Any], out: Path) -> str:
     ]
     for split, info in m["splits"].items():
         grades = " ".join(f"{g}:{c}" for g, c in enumerate(info["grades"]))
+        kind = "grades" if mf.labels_of(m) == GRADE else mf.labels_of(m)
         lines.append(
-            f"  {split:5s} {info['count']:6d} samples in {info['shards']} shard(s)" + (f"  grades {grades}" if split != "test" else "")
+            f"  {split:5s} {info['count']:6d} samples in {info['shards']} shard(s)" + (f"  {kind} {grades}" if split != "test" else "")
         )
     if s["labels_without_image"]:
         shown = ", ".join(s["labels_without_image"][:5])

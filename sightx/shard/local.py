@@ -17,6 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from sightx.errors import Rejection
+from sightx.label_kinds import classes
 from sightx.pool import cap_workers, single_threaded
 from sightx.shard import workers as wk
 from sightx.shard.assembly import Assembly, spool_path
@@ -132,7 +133,7 @@ class _Supervised:
         self.tasks[task.name] = task
         out = Path(self.build_opts.out)
         spool_path(out, task.name).unlink(missing_ok=True)
-        self.isolated[task.name] = Assembly(task, out)
+        self.isolated[task.name] = Assembly(task, out, classes(self.build_opts.labels))
         for i, ref in enumerate(task.samples):
             self.pool.submit(("sample", task.name, i), _sample_in_worker, ref, task.split, self.build_opts)
 

@@ -81,9 +81,11 @@ def make_plan(
     seed: int,
     unlabeled: bool,
     ungradable: frozenset[str] = frozenset(),
+    classes: int = NUM_GRADES,
 ) -> Plan:
     """Assign every input (member names, in listing order) to a split and a shard, or to a planning-time
-    rejection; `ungradable`: ids the label file grades ungradable (DDR's 5), never trained on."""
+    rejection; `ungradable`: ids the label file grades ungradable (DDR's 5), never trained on; `classes`:
+    how many classes the labels have (5 grades; 3 for EyeQ's quality classes, which split and stratify alike)."""
     rejects: list[Reject] = []
     labelled: dict[str, tuple[str, int]] = {}  # image id -> (source, grade)
     unlabelled: dict[str, str] = {}
@@ -122,7 +124,7 @@ def make_plan(
         if not members:
             continue
         counts = Counter(g for _, _, g in members if g is not None)
-        split_counts[name] = [counts.get(g, 0) for g in range(NUM_GRADES)]
+        split_counts[name] = [counts.get(g, 0) for g in range(classes)]
         weights = class_weights(split_counts[name]) if name != "test" else None
 
         def ref(image: str, source: str, grade: int | None) -> SampleRef:

@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from sightx.errors import Rejection
+from sightx.label_kinds import classes
 from sightx.pool import single_threaded
 from sightx.preprocess import PreprocessOptions
 from sightx.shard import workers as wk
@@ -23,7 +24,7 @@ from sightx.shard.local import ATTEMPTS, CRASH, init_worker, say
 from sightx.shard.plan import SampleRef, ShardTask
 from sightx.shard.task import BuildOptions, ShardResult, sample_block
 
-_Job = tuple[SampleRef, str, bytes, PreprocessOptions, tuple[tuple[str, float], ...]]
+_Job = tuple[SampleRef, str, bytes, PreprocessOptions, tuple[tuple[str, float], ...], str]
 READ_AHEAD = 3  # samples read from the archive per worker: one being built, one next in line, one ready to send
 
 
@@ -46,7 +47,7 @@ def execute_streamed(
     whose worker dies is sent again once; a second death rejects it (`decoder-crash`)."""
     out = Path(build.out)
     where = {ref.source: (task, i) for task in todo for i, ref in enumerate(task.samples)}
-    assemblies = {task.name: Assembly(task, out) for task in todo}
+    assemblies = {task.name: Assembly(task, out, classes(build.labels)) for task in todo}
 
     def deliver(name: str, outcome: bytes | Rejection, input_bytes: int) -> None:
         task, i = where.pop(name)
@@ -63,7 +64,7 @@ def execute_streamed(
                 yield name, 0, data
             else:
                 task, i = where[name]
-                yield name, len(data), (task.samples[i], task.split, data, build.preprocess, build.min_quality)
+                yield name, len(data), (task.samples[i], task.split, data, build.preprocess, build.min_quality, build.labels)
 
     if workers <= 1:
         single_threaded()

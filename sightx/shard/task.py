@@ -21,6 +21,7 @@ from typing import Any, BinaryIO
 from sightx.contracts import sample
 from sightx.errors import Rejection, describe
 from sightx.grades import NUM_GRADES
+from sightx.label_kinds import GRADE, classes
 from sightx.photos import preprocess_input
 from sightx.preprocess import PreprocessOptions, Rejected
 from sightx.shard.plan import Reject, SampleRef, ShardTask
@@ -37,6 +38,7 @@ class BuildOptions:
     out: str
     preprocess: PreprocessOptions
     min_quality: tuple[tuple[str, float], ...] = ()
+    labels: str = GRADE  # what the planned classes are (sightx.label_kinds)
 
 
 @dataclass
@@ -120,7 +122,7 @@ def build_shard(task: ShardTask, opts: BuildOptions, tick: Callable[[bool], None
     does not wait for the disk. `tick(rejected)` is called after each sample for progress.
     """
     start = time.perf_counter()
-    result = ShardResult(task.name, task.split, task.digest)
+    result = ShardResult(task.name, task.split, task.digest, grades=[0] * classes(opts.labels))
     with open(temporary(Path(opts.out) / task.name), "wb") as f:
         out = _TarWriter(f)
         for ref in task.samples:
@@ -170,7 +172,7 @@ def sample_outcome(ref: SampleRef, split: str, opts: BuildOptions) -> tuple[byte
     except Rejection as e:
         return e, 0
     try:
-        return sample_block(ref, split, data, opts.preprocess, opts.min_quality), len(data)
+        return sample_block(ref, split, data, opts.preprocess, opts.min_quality, opts.labels), len(data)
     except Rejection as e:
         return e, len(data)
 
@@ -181,7 +183,9 @@ def add_to_counts(result: ShardResult, ref: SampleRef) -> None:
         result.grades[ref.grade] += 1
 
 
-def sample_block(ref: SampleRef, split: str, data: bytes, pre: PreprocessOptions, min_quality: tuple[tuple[str, float], ...]) -> bytes:
+def sample_block(
+    ref: SampleRef, split: str, data: bytes, pre: PreprocessOptions, min_quality: tuple[tuple[str, float], ...], labels: str = GRADE
+) -> bytes:
     """One input's bytes -> its sample's tar bytes (.jpg, .cls, .json), or raise Rejection."""
     if _test_fault is not None and _test_fault[1] == ref.source:
         _fail_for_test(*_test_fault)
@@ -195,7 +199,7 @@ def sample_block(ref: SampleRef, split: str, data: bytes, pre: PreprocessOptions
     except Exception as e:  # a decoder or maths failure on one odd file must not stop the run
         raise Rejection("error", describe(e)) from None
     identity = {**asdict(ref), "split": split}
-    return tar_block(sample.members(ref.key, processed.jpeg, ref.grade, sample.metadata(identity, processed.info)))
+    return tar_block(sample.members(ref.key, processed.jpeg, ref.grade, sample.metadata(identity, processed.info, labels)))
 
 
 # Tests only: SIGHTX_TEST_FAULT="kill MEMBER", "kill-once MEMBER MARKER-FILE" or "hang MEMBER" makes a

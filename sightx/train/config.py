@@ -9,7 +9,8 @@ from sightx.augment import Augment, parse_normalization
 from sightx.balance import MODES
 from sightx.errors import SightXError
 from sightx.grades import NUM_GRADES
-from sightx.heads import HEADS
+from sightx.heads import GRADE_HEADS
+from sightx.label_kinds import TASKS, classes
 from sightx.model import ARCHS
 from sightx.pool import default_workers
 
@@ -26,6 +27,7 @@ class TrainError(SightXError):
 class TrainConfig:
     shards: str
     out: str = "runs/default"
+    task: str = "grade"  # grade: DR grades 0-4; gradability: EyeQ quality classes (its head is always "quality")
     arch: str = "resnet50"
     head: str = "classify"
     weights: str = "none"
@@ -61,10 +63,16 @@ class TrainConfig:
     progress: bool = True
 
     def __post_init__(self) -> None:
+        if self.task not in TASKS:
+            raise TrainError(f"--task must be one of {', '.join(TASKS)}")
+        if self.task == "gradability":
+            if self.head not in ("classify", "quality"):
+                raise TrainError(f"--task gradability trains a 3-way quality classifier: --head {self.head} does not apply")
+            self.head = "quality"
         for name, allowed in (
             ("balance", MODES),
             ("arch", ARCHS),
-            ("head", tuple(HEADS)),
+            ("head", GRADE_HEADS if self.task == "grade" else ("quality",)),
             ("optimizer", OPTIMIZERS),
             ("schedule", SCHEDULES),
             ("amp", AMP_MODES),
@@ -75,8 +83,9 @@ class TrainConfig:
             parse_normalization(self.normalization)
         except ValueError as e:
             raise TrainError(f"--normalization: {e}") from None
-        if self.balance_end is not None and (len(self.balance_end) != NUM_GRADES or min(self.balance_end) <= 0):
-            raise TrainError(f"--balance-end needs {NUM_GRADES} positive weights, one per grade")
+        n = classes(TASKS[self.task])
+        if self.balance_end is not None and (len(self.balance_end) != n or min(self.balance_end) <= 0):
+            raise TrainError(f"--balance-end needs {n} positive weights, one per {'grade' if n == NUM_GRADES else 'quality class'}")
         for name in ("scale", "stretch"):
             lo, hi = getattr(self, name)
             if not 0 < lo <= hi:

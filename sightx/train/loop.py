@@ -20,6 +20,7 @@ from tqdm import tqdm
 from sightx import metrics
 from sightx.augment import IMAGENET, Normalization, normalize_batch
 from sightx.heads import Head
+from sightx.label_kinds import QUALITY
 from sightx.model import autocast
 from sightx.train import distributed
 from sightx.train.distributed import Dist
@@ -124,7 +125,9 @@ def predict(ctx: StepContext, model: nn.Module, loader: Any, d: Dist) -> tuple[n
 def evaluate(head: Head, outputs: np.ndarray, grades: np.ndarray) -> dict[str, Any]:
     """DR metrics of validation outputs. A head with thresholds reports kappa at the default ones and
     at thresholds tuned on these outputs; the tuned ones are returned in `thresholds` for the caller
-    to keep (or not)."""
+    to keep (or not). A quality head gets the quality metrics (sightx.metrics.quality_evaluate)."""
+    if head.labels == QUALITY:
+        return {**metrics.quality_evaluate(grades, outputs), "loss": round(head.val_loss(outputs, grades), 5)}
     pred = head.grades(outputs, list(metrics.DEFAULT_THRESHOLDS))
     result = metrics.evaluate(grades, pred, head.referable_score(outputs))
     result["loss"] = round(head.val_loss(outputs, grades), 5)

@@ -43,8 +43,13 @@ class RunDir:
         row = history[-1]
         val = row.get("val")
         learning_curve_png(history, self.out / "learning_curve.png")
+        quality = val is not None and "reject" in val  # a gradability run (metrics.quality_evaluate)
         if val is not None:
-            confusion_png(val["confusion"], self.out / "confusion.png", f"epoch {row['epoch']}: QWK {val['kappa']:.3f}")
+            auc = (val.get("reject") or {}).get("auc")
+            title = f"epoch {row['epoch']}: " + (
+                f"Reject AUC {auc if auc is None else round(auc, 3)}" if quality else f"QWK {val['kappa']:.3f}"
+            )
+            confusion_png(val["confusion"], self.out / "confusion.png", title)
         if self.writer is not None:
             self.writer.add_scalar("train/loss", row["train_loss"], row["epoch"])
             if val is not None:
@@ -57,7 +62,7 @@ class RunDir:
                 flush=True,
             )
             if val is not None:
-                print(metrics.format_report(val), flush=True)
+                print((metrics.format_quality_report if quality else metrics.format_report)(val), flush=True)
 
     def close(self) -> None:
         if self.writer is not None:

@@ -22,6 +22,7 @@ from sightx.augment import parse_normalization
 from sightx.contracts import checkpoint as ckpt
 from sightx.contracts import manifest as mf
 from sightx.contracts import sample as smp
+from sightx.label_kinds import TASKS
 from sightx.model import autocast_dtype, build_model, pick_device
 from sightx.stream import StreamConfig, make_loader, shard_paths, take_bad_samples
 from sightx.train import distributed, loop
@@ -45,9 +46,10 @@ def lr_lambda(total_steps: int, warmup_steps: int, schedule: str) -> Any:
     return f
 
 
-def read_shards(shard_dir: Path) -> tuple[dict[str, Any], list[str], list[str]]:
-    """The manifest and the train/val shard paths, refused unless the set is complete."""
+def read_shards(shard_dir: Path, task: str = "grade") -> tuple[dict[str, Any], list[str], list[str]]:
+    """The manifest and the train/val shard paths, refused unless the set is complete and labelled for `task`."""
     manifest = mf.read(shard_dir)
+    mf.require_labels(manifest, TASKS[task], shard_dir, f"--task {task}")
     if not manifest.get("complete", False):
         raise TrainError(f"{shard_dir}: the shards are incomplete (an interrupted sightx-shard?): re-run it to finish them")
     train_shards, val_shards = shard_paths(shard_dir, manifest, "train"), shard_paths(shard_dir, manifest, "val")
@@ -113,7 +115,7 @@ class Trainer:
 
     def __init__(self, cfg: TrainConfig, d: Dist) -> None:
         self.cfg, self.dist = cfg, d
-        self.manifest, train_shards, val_shards = read_shards(Path(cfg.shards))
+        self.manifest, train_shards, val_shards = read_shards(Path(cfg.shards), cfg.task)
         counts = self.manifest["splits"]["train"]["grades"]
         self.head = heads.get(cfg.head)
 
@@ -132,6 +134,7 @@ class Trainer:
             seed=cfg.seed,
             counts=tuple(counts),
             max_pixels=mf.sample_pixel_limit(self.manifest, smp.MAX_SAMPLE_PIXELS),
+            classes=mf.num_classes(self.manifest),
         )
         pin = device.type == "cuda"
         train_cfg = StreamConfig(
@@ -160,7 +163,7 @@ class Trainer:
 
     def _resume(self, last: Path) -> Progress:
         state = ckpt.load(last)
-        for key in ("arch", "head"):
+        for key in ("task", "arch", "head"):
             if getattr(state, key) != getattr(self.cfg, key):
                 raise TrainError(
                     f"{last} was trained with --{key} {getattr(state, key)}, not {getattr(self.cfg, key)}: resume with the same options"
@@ -190,6 +193,7 @@ class Trainer:
             "rng": {"torch": torch.get_rng_state(), "python": random.getstate()},
         }
         return ckpt.Checkpoint(
+            task=self.cfg.task,
             arch=self.cfg.arch,
             head=self.cfg.head,
             image_size=self.cfg.image_size,
@@ -236,9 +240,10 @@ class Trainer:
                     p.thresholds = list(val["thresholds"])
             if not self.dist.main:
                 continue
-            improved = val is not None and val["kappa"] > p.best_kappa
+            # best_kappa (its name kept for old checkpoints) holds the head's selection metric: kappa, or Reject AUC
+            improved = val is not None and self.head.selection(val) > p.best_kappa
             if improved:
-                p.best_kappa = val["kappa"]  # type: ignore[index]
+                p.best_kappa = self.head.selection(val)  # type: ignore[arg-type]
             p.history.append(row)
             self.run_dir.write_history(p.history)  # before last.pt: a resume drops lines past the checkpoint
             state = self._checkpoint(epoch, val)
