@@ -414,3 +414,116 @@ def test_a_pool_asked_for_999_workers_on_3_items_starts_at_most_3(tmp_path: Path
     before = len(mp.active_children())
     counts = list(ordered_map(siblings, [1, 2, 3], 999))
     assert len(counts) == 3 and max(counts) <= min(3, default_workers()) + 1 + before  # + spawn's resource tracker
+
+
+# --- item 4: file names that are not UTF-8 -----------------------------------------------------------
+
+BAD = b"bad\xff_left.jpeg"  # the bytes on disk; recorded as the text bad\xff_left.jpeg
+ODD = b"odd\xfe\xfd.jpeg"
+
+
+def test_a_name_that_is_not_utf8_is_recorded_as_backslash_x_and_maps_back() -> None:
+    import os
+
+    from sightx.names import original, recorded
+
+    for raw in (BAD, ODD, "é\\x.jpeg".encode(), b"plain.jpeg"):
+        name = recorded(os.fsdecode(raw))
+        name.encode("utf-8")  # always writable as UTF-8
+        assert os.fsencode(original(name)) == raw
+    assert recorded(os.fsdecode(BAD)) == r"bad\xff_left.jpeg" and recorded("10_left.jpeg") == "10_left.jpeg"
+    assert recorded("\ud800.jpeg") == r"\ud800.jpeg"  # a surrogate no file system makes (from JSON): escaped too
+
+
+def _bad_name_folder(tiny_raw: Path, root: Path) -> Path:
+    """Three photos, one named with a byte that is not UTF-8 and one more with two such bytes."""
+    import os
+
+    root.mkdir()
+    photos = sorted((tiny_raw / "train").glob("*.jpeg"))[:3]
+    shutil.copy(photos[0], root / photos[0].name)
+    shutil.copy(photos[1], os.path.join(os.fsencode(root), BAD))
+    shutil.copy(photos[2], os.path.join(os.fsencode(root), ODD))
+    return root
+
+
+def test_shard_processes_photos_whose_names_are_not_utf8_from_a_folder_and_a_tar(tiny_raw: Path, tmp_path: Path) -> None:
+    import csv
+    import os
+
+    from click.testing import CliRunner
+
+    from sightx.cli import shard
+
+    folder = _bad_name_folder(tiny_raw, tmp_path / "raw")
+    packed = tmp_path / "raw.tar"
+    with tarfile.open(packed, "w") as tar:  # member names as raw bytes, as GNU tar writes them
+        for raw in sorted(os.listdir(os.fsencode(folder))):
+            tar.add(os.path.join(os.fsencode(folder), raw), arcname=os.fsdecode(b"photos/" + raw))
+    assert BAD in packed.read_bytes()
+    first = sorted(p.stem for p in folder.iterdir() if p.name.isascii())[0]
+    labels = tmp_path / "labels.csv"
+    labels.write_text(f"image,level\n{first},0\nbad\\xff_left,2\n")  # labelled by its recorded name
+    for source, prefix in ((folder, ""), (packed, "photos/")):
+        out = tmp_path / f"out-{source.name}"
+        args = [str(source), str(out), "--labels", str(labels), "--size", "64", "--val-fraction", "0", "--workers", "2", "--quiet"]
+        res = CliRunner().invoke(shard, args)
+        assert res.exit_code == 0 and "2 written, 1 rejected" in res.output, res.output
+        rejects = list(csv.DictReader((out / mf.REJECTS).open(encoding="utf-8")))
+        assert [(r["source"], r["image"], r["reason"]) for r in rejects] == [(prefix + r"odd\xfe\xfd.jpeg", r"odd\xfe\xfd", "no-label")]
+        metas = {m["image"]: m for _, parts in smp.read_samples(out / "train-000000.tar") for m in [smp.meta_of(parts)]}
+        assert metas[r"bad\xff_left"]["source"] == prefix + r"bad\xff_left.jpeg" and metas[r"bad\xff_left"]["grade"] == 2
+        assert metas[r"bad\xff_left"]["patient"] == r"bad\xff" and metas[r"bad\xff_left"]["eye"] == "left"
+        assert mf.read(out)["summary"]["written"] == 2
+
+
+def test_predict_grades_photos_whose_names_are_not_utf8(tiny_raw: Path, tiny_checkpoint: Path, tmp_path: Path) -> None:
+    import csv
+
+    from click.testing import CliRunner
+
+    from sightx.cli import predict
+
+    folder = _bad_name_folder(tiny_raw, tmp_path / "raw")
+    out = tmp_path / "p.csv"
+    res = CliRunner().invoke(predict, [str(folder), "--checkpoint", str(tiny_checkpoint), "--out", str(out), "--workers", "1", "--quiet"])
+    assert res.exit_code == 0 and "graded 3 image(s), 0 failed" in res.output, res.output
+    rows = {r["image"]: r for r in csv.DictReader(out.open(encoding="utf-8"))}
+    assert {r"bad\xff_left", r"odd\xfe\xfd"} < set(rows) and all(r["level"] != "" for r in rows.values())
+
+
+def test_explore_reports_photos_whose_names_are_not_utf8_escaped_in_json_and_html(tiny_raw: Path, tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from sightx.cli import explore
+
+    folder = _bad_name_folder(tiny_raw, tmp_path / "raw")
+    (folder / "trainLabels.csv").write_text(f"image,level\n{sorted(folder.glob('*.jpeg'))[0].stem},0\n")
+    out = tmp_path / "report"
+    res = CliRunner().invoke(explore, [str(folder), "--out", str(out), "--workers", "1", "--quiet"])
+    assert res.exit_code == 0 and "3 images" in res.output, res.output
+    summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
+    html = (out / "report.html").read_text(encoding="utf-8")
+    for names in (summary["labels"]["images_without_label"]["examples"], html):
+        assert r"bad\xff_left.jpeg" in names and r"odd\xfe\xfd.jpeg" in names and r"\udc" not in str(names)
+
+
+def test_zip_names_without_the_utf8_flag_are_code_page_437_and_a_false_flag_is_one_line(tiny_raw: Path, tmp_path: Path) -> None:
+    """Python's zipfile cannot write either, so the name bytes of a real zip are patched in place."""
+    import zipfile
+
+    from sightx.sources import open_source
+    from sightx.sources.base import SourceError
+
+    photo = sorted((tiny_raw / "train").glob("*.jpeg"))[0].read_bytes()
+    for written, patched, flagged in ((b"badX_left.jpeg", BAD, False), ("badé_left.jpeg".encode(), b"bad\xff\xfe_left.jpeg", True)):
+        path = tmp_path / f"flag{flagged}.zip"
+        with zipfile.ZipFile(path, "w") as zf:
+            zf.writestr(written.decode(), photo)
+        path.write_bytes(path.read_bytes().replace(written, patched))  # local header and central directory
+        if not flagged:
+            assert [m.name for m in open_source(path).members()] == [BAD.decode("cp437")]
+            continue
+        with pytest.raises(SourceError) as e:
+            open_source(path)
+        assert "marked UTF-8 but is not (byte 0xff" in str(e.value) and "\n" not in str(e.value)
