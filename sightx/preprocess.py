@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from sightx import codec, fov, fundus
+from sightx import codec, fov, fundus, orientation
 from sightx.errors import Rejection
 
 _FOV_OF_MIN_SIDE = 0.9  # typical field diameter / short image side, to pick the decode scale
@@ -69,16 +69,18 @@ class Processed:
 
 @dataclass
 class Decoded:
-    """A photo decoded for preprocessing: the pixels, their scale to the original, the original size.
+    """A photo decoded for preprocessing: the pixels, upright, their scale to the original, the
+    original's upright size and the EXIF orientation that turned it (1: stored upright).
 
-    `jpeg` is the source for a finer second decode; None for pixels decoded elsewhere (PNG, TIFF,
-    rotated or CMYK photos, decoded by Pillow at full size, so they never need one).
+    `jpeg` is the source for a finer second decode; None for pixels decoded elsewhere (PNG, TIFF or
+    CMYK photos, decoded by Pillow at full size, so they never need one).
     """
 
     image: np.ndarray
     scale: float
-    size: tuple[int, int]  # original (width, height)
+    size: tuple[int, int]  # original (width, height), upright
     jpeg: bytes | None = None
+    orientation: int = orientation.UPRIGHT
 
 
 def check_size(width: int, height: int, opts: PreprocessOptions) -> None:
@@ -96,18 +98,22 @@ def decode_target(size: int) -> tuple[int, int]:
 
 
 def decode_bytes(data: bytes, opts: PreprocessOptions) -> Decoded:
-    """Header checks, then a decode at the smallest DCT scale that keeps the field >= the output."""
+    """Header checks, then a decode at the smallest DCT scale that keeps the field >= the output,
+    turned upright by the photo's EXIF orientation."""
     width, height = _read_size(data)
     check_size(width, height, opts)
-    img, scale = _decode(data, decode_target(opts.size))
-    return Decoded(img, scale, (width, height), data)
+    turn = orientation.read(data)
+    if orientation.swaps_sides(turn):
+        width, height = height, width
+    img, scale = _decode(data, decode_target(opts.size), (width, height), turn)
+    return Decoded(img, scale, (width, height), data, turn)
 
 
-def decoded_array(img: np.ndarray, opts: PreprocessOptions) -> Decoded:
-    """An RGB uint8 array decoded elsewhere, at full size."""
+def decoded_array(img: np.ndarray, opts: PreprocessOptions, turn: int = orientation.UPRIGHT) -> Decoded:
+    """An RGB uint8 array decoded (and turned upright by `turn`) elsewhere, at full size."""
     height, width = img.shape[:2]
     check_size(width, height, opts)
-    return Decoded(img, 1.0, (width, height))
+    return Decoded(img, 1.0, (width, height), orientation=turn)
 
 
 def preprocess_bytes(data: bytes, opts: PreprocessOptions) -> Processed:
@@ -133,7 +139,7 @@ def preprocess_decoded(decoded: Decoded, opts: PreprocessOptions, *, centre_fall
         if 2 * circle.r < (1 - _UPSCALE_TOLERANCE) * opts.size and scale < 1 and decoded.jpeg is not None:
             # Field smaller than assumed: decode finer so the crop is never noticeably upsampled.
             need = opts.size * scale / (2 * circle.r)
-            img, new_scale = _decode(decoded.jpeg, (math.ceil(width * need), math.ceil(height * need)))
+            img, new_scale = _decode(decoded.jpeg, (math.ceil(width * need), math.ceil(height * need)), decoded.size, decoded.orientation)
             circle = circle.scaled(new_scale / scale)
             scale = new_scale
 
@@ -153,6 +159,8 @@ def preprocess_decoded(decoded: Decoded, opts: PreprocessOptions, *, centre_fall
         "fov_fraction": round(fov.visible_fraction((height, width), orig), 3),
         **metrics,
     }
+    if decoded.orientation != orientation.UPRIGHT:
+        info["exif_orientation"] = decoded.orientation
     if fallback:
         info["fov_fallback"] = fallback
     return Processed(jpeg=codec.encode(out, opts.quality, opts.chroma), image=out, info=info)
@@ -175,8 +183,13 @@ def _read_size(data: bytes) -> tuple[int, int]:
         raise Rejected(e.reason, e.detail) from e
 
 
-def _decode(data: bytes, min_size: tuple[int, int]) -> tuple[np.ndarray, float]:
+def _decode(data: bytes, min_size: tuple[int, int], size: tuple[int, int], turn: int) -> tuple[np.ndarray, float]:
+    """Decode as stored, at least `min_size` (width, height) once upright, then turn upright; the
+    scale is the upright height's to the upright photo's `size`, whichever way it was stored."""
+    stored_min = (min_size[1], min_size[0]) if orientation.swaps_sides(turn) else min_size
     try:
-        return codec.decode(data, min_size)
+        img, _ = codec.decode(data, stored_min)
     except codec.CodecError as e:
         raise Rejected(e.reason, e.detail) from e
+    img = orientation.upright(img, turn)
+    return img, img.shape[0] / size[1]
