@@ -7,6 +7,7 @@ preprocess_bytes, so the model always sees images made the same way.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
@@ -19,6 +20,15 @@ _FOV_OF_MIN_SIDE = 0.9  # typical field diameter / short image side, to pick the
 # A field this much smaller than the output is enlarged rather than decoded again at the next
 # k/8 scale: a second decode costs as much as the first, to win under 3% of resolution.
 _UPSCALE_TOLERANCE = 0.03
+
+
+# Integer options: (lowest, highest). The output side is that of sightx-shard --size, down to the
+# smallest input a checkpoint accepts.
+_INTEGERS = {"size": (16, 4096), "quality": (1, 100), "min_side": (1, 1 << 20), "max_pixels": (1, 1 << 40)}
+_FRACTIONS: dict[str, tuple[str, Callable[[float], bool]]] = {
+    "mask_scale": ("(0, 1]", lambda v: 0 < v <= 1),
+    "min_radius_frac": ("[0, 1)", lambda v: 0 <= v < 1),
+}
 
 
 @dataclass(frozen=True)
@@ -35,12 +45,20 @@ class PreprocessOptions:
     min_radius_frac: float = 0.25
 
     def __post_init__(self) -> None:
-        if self.normalize not in fundus.NORMALIZERS:
+        """Every field by type and range: options also arrive from files (a checkpoint, a manifest),
+        and an edited one must be refused here, not fail on every photo or allocate without bound."""
+        for name, (low, high) in _INTEGERS.items():
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+                raise ValueError(f"{name} must be an integer from {low} to {high:,}, got {value!r}")
+        for name, (interval, inside) in _FRACTIONS.items():
+            value = getattr(self, name)
+            if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value) or not inside(value):
+                raise ValueError(f"{name} must be a number in {interval}, got {value!r}")
+        if not isinstance(self.normalize, str) or self.normalize not in fundus.NORMALIZERS:
             raise ValueError(f"normalize must be one of {fundus.NORMALIZERS}, got {self.normalize!r}")
-        if self.chroma not in codec.CHROMA:
+        if not isinstance(self.chroma, str) or self.chroma not in codec.CHROMA:
             raise ValueError(f"chroma must be one of {codec.CHROMA}, got {self.chroma!r}")
-        if self.size < 1 or not 1 <= self.quality <= 100 or not 0 < self.mask_scale <= 1:
-            raise ValueError(f"invalid options {self}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -7,7 +7,7 @@ import json
 import shutil
 import tarfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -527,3 +527,133 @@ def test_zip_names_without_the_utf8_flag_are_code_page_437_and_a_false_flag_is_o
         with pytest.raises(SourceError) as e:
             open_source(path)
         assert "marked UTF-8 but is not (byte 0xff" in str(e.value) and "\n" not in str(e.value)
+
+
+# --- item 5 (the rest): a full disk, a re-run over a malformed manifest, an edited checkpoint ----------
+
+
+@pytest.fixture()
+def tiny_disk(tmp_path: Path) -> Iterator[Path]:
+    """A real 1 MiB filesystem (tmpfs), so a full disk is a real ENOSPC: needs root, as CI runs."""
+    import subprocess
+
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    try:
+        mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(disk)], capture_output=True).returncode == 0
+    except FileNotFoundError:
+        mounted = False
+    if not mounted:
+        pytest.skip("mounting a tmpfs needs root (CI runs as root)")
+    try:
+        yield disk
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], check=True)
+
+
+def fill(disk: Path, leave: int) -> Path:
+    """Fill the filesystem but `leave` bytes (whole pages): the filler file, to delete for room."""
+    import os
+
+    filler = disk / "filler"
+    with open(filler, "wb", buffering=0) as f:
+        try:
+            while True:
+                f.write(b"\0" * 4096)
+        except OSError as e:
+            assert e.errno == 28  # ENOSPC
+    os.truncate(filler, max(0, filler.stat().st_size - leave))
+    return filler
+
+
+def test_shard_onto_a_full_disk_is_one_line_and_resumes_once_there_is_room(tiny_raw: Path, tiny_disk: Path, tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from sightx.cli import shard
+
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    for p in sorted((tiny_raw / "train").glob("*.jpeg"))[:3]:
+        shutil.copy(p, raw / p.name)
+    out = tiny_disk / "out"
+    out.mkdir()
+    args = [str(raw), str(out), "--unlabeled", "--size", "64", "--workers", "1", "--quiet"]
+    # Full: the lock's pid is the first write. One page left: the lock fits, the first manifest write does not.
+    for leave in (0, 4096):
+        filler = fill(tiny_disk, leave)
+        res = CliRunner().invoke(shard, args)
+        assert res.exit_code == 1 and res.output.count("\n") == 1, res.output
+        assert res.output.startswith(f"Error: cannot write shards in {out}: No space left on device; once fixed, re-run")
+        assert not [p for p in out.iterdir() if p.name != mf.MANIFEST], list(out.iterdir())  # no temp file left behind
+        filler.unlink()
+    res = CliRunner().invoke(shard, args)
+    assert res.exit_code == 0 and "3 written" in res.output, res.output
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda m: m.update(shards="oops"), "manifest field 'shards' is not a list"),
+        (lambda m: m["shards"][0].pop("digest"), "manifest field shards[0].digest is missing"),
+        (lambda m: m.update(options="oops"), "manifest field options is 'oops', not an object"),
+        (lambda m: m["options"].pop("preprocess"), "manifest field options.preprocess is None, not an object"),
+        (lambda m: m["options"]["preprocess"].update(size=10**7), "options.preprocess is not valid preprocessing options (size must be"),
+        (lambda m: m["options"]["preprocess"].update(max_pixels="all"), "(max_pixels must be an integer"),
+    ],
+    ids=["shards", "digest", "options", "no-preprocess", "huge-size", "max-pixels"],
+)
+def test_a_rerun_over_a_manifest_of_the_wrong_structure_is_one_line(
+    tiny_raw: Path, shard_copy: Path, edit: Callable[[dict], object], message: str
+) -> None:
+    from click.testing import CliRunner
+
+    from sightx.cli import shard
+
+    m = json.loads((shard_copy / mf.MANIFEST).read_text())
+    edit(m)
+    (shard_copy / mf.MANIFEST).write_text(json.dumps(m))
+    args = ["--size", "64", "--quality", "90", "--shard-size", "4", "--val-fraction", "0.25", "--seed", "2", "--workers", "1", "--quiet"]
+    res = CliRunner().invoke(shard, [str(tiny_raw / "train"), str(shard_copy), *args])  # the command that made it
+    assert res.exit_code == 1 and res.output.count("\n") == 1 and res.exception is not None, res.output
+    assert message in res.output and res.output.rstrip().endswith("pass --overwrite to replace it"), res.output
+
+
+def _edited_checkpoint(src: Path, dest: Path, edit: Callable[[dict], object]) -> Path:
+    import torch
+
+    state = torch.load(src, weights_only=True)
+    edit(state)
+    torch.save(state, dest)
+    return dest
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda s: s.update(arch="resnet34"), "its weights do not fit a resnet34 with a classify head"),
+        (lambda s: s.update(arch="resnet1000"), "arch 'resnet1000' is not one of"),
+        (lambda s: s.update(head="regress"), "its weights do not fit a resnet18 with a regress head"),
+        (lambda s: s["preprocess"].update(size=10**7), "(size must be an integer from 16 to 4,096, got 10000000)"),
+        (lambda s: s["preprocess"].update(max_pixels="x"), "(max_pixels must be an integer"),
+        (lambda s: s["preprocess"].update(min_side=None), "(min_side must be an integer"),
+        (lambda s: s["preprocess"].update(quality=90.5), "(quality must be an integer from 1 to 100, got 90.5)"),
+        (lambda s: s["preprocess"].update(min_radius_frac="x"), "(min_radius_frac must be a number in [0, 1)"),
+        (lambda s: s["thresholds"].__setitem__(1, float("nan")), "thresholds are not 4 numbers"),
+        (lambda s: s.update(normalization={"mean": [0.5] * 3, "std": [1, 1, float("nan")]}), "three positive stds"),
+    ],
+    ids=["arch", "unknown-arch", "head", "size", "max-pixels", "min-side", "quality", "min-radius", "threshold-nan", "std-nan"],
+)
+def test_predict_with_an_edited_checkpoint_is_one_line(
+    tiny_raw: Path, tiny_checkpoint: Path, tmp_path: Path, edit: Callable[[dict], object], message: str
+) -> None:
+    from click.testing import CliRunner
+
+    from sightx.cli import predict
+
+    bad = _edited_checkpoint(tiny_checkpoint, tmp_path / "edited.pt", edit)
+    photo = sorted((tiny_raw / "train").glob("*.jpeg"))[0]
+    args = [str(photo), "--checkpoint", str(bad), "--out", str(tmp_path / "p.csv"), "--device", "cpu", "--quiet"]
+    res = CliRunner().invoke(predict, args)
+    assert res.exit_code == 1 and res.output.count("\n") == 1, res.output
+    assert res.output.startswith(f"Error: {bad}: ") and message in res.output, res.output
+    assert not (tmp_path / "p.csv").exists()
