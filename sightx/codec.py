@@ -19,17 +19,27 @@ class CodecError(Rejection, ValueError):
     """Undecodable input; reason is one of empty-file, not-jpeg, truncated, decode-error, too-large."""
 
 
+# What libjpeg-turbo turns into RGB as a shard stores it; CMYK and YCCK photos go through Pillow.
+PLAIN_COLORSPACES = ("YCbCr", "Gray", "RGB")
+
+
 def read_size(data: bytes) -> tuple[int, int]:
     """(width, height) from the header alone, so huge images can be refused undecoded."""
+    width, height, _ = read_header(data)
+    return width, height
+
+
+def read_header(data: bytes) -> tuple[int, int, str]:
+    """(width, height, colour space as libjpeg names it) from the header alone."""
     if len(data) == 0:
         raise CodecError("empty-file")
     if not data.startswith(JPEG_SOI):
         raise CodecError("not-jpeg", f"starts with {bytes(data[:4])!r}")
     try:
-        height, width, _, _ = simplejpeg.decode_jpeg_header(data)
+        height, width, colorspace, _ = simplejpeg.decode_jpeg_header(data)
     except ValueError as e:
         raise CodecError("decode-error", str(e)) from e
-    return width, height
+    return width, height, colorspace
 
 
 def decode(data: bytes, min_size: tuple[int, int] | None = None) -> tuple[np.ndarray, float]:

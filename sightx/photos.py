@@ -1,9 +1,10 @@
 """Photos as people send them (JPEG, PNG, TIFF; greyscale, CMYK, EXIF-rotated) -> pixels to preprocess.
 
-A plain JPEG (RGB or greyscale, upright) is decoded exactly as sightx-shard decodes it, at a reduced
-DCT scale, so grading a raw photo matches grading its shard. Anything else is decoded by Pillow,
-turned upright by its EXIF orientation and converted to RGB. Sizes are checked from the header first:
-a header claiming a huge image is refused without decoding it.
+A JPEG in colour or greyscale is decoded exactly as sightx-shard decodes it, at a reduced DCT scale
+and turned upright by its EXIF orientation, so grading a raw photo matches grading its shard.
+Anything else (PNG, TIFF, CMYK) is decoded by Pillow, turned upright the same way and converted to
+RGB. Sizes are checked from the header first: a header claiming a huge image is refused without
+decoding it.
 """
 
 from __future__ import annotations
@@ -12,10 +13,10 @@ import io
 import warnings
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
-from sightx import pillow_codec
-from sightx.codec import JPEG_SOI, read_size
+from sightx import orientation, pillow_codec
+from sightx.codec import JPEG_SOI, PLAIN_COLORSPACES, read_header
 from sightx.errors import Rejection
 from sightx.preprocess import (
     Decoded,
@@ -50,12 +51,13 @@ def decode_photo(data: bytes, opts: PreprocessOptions) -> Decoded:
     """Pixels ready for `preprocess_decoded`, or a Rejection (not-image, too-large, truncated, ...)."""
     kind = sniff(data)
     if kind == "JPEG":
-        check_size(*read_size(data), opts)
-        if _is_plain_jpeg(data):
+        width, height, colorspace = read_header(data)
+        check_size(width, height, opts)
+        if colorspace in PLAIN_COLORSPACES:
             return decode_bytes(data, opts)
     elif kind == "PNG" and len(data) >= 24 and data[12:16] == b"IHDR":
         check_size(int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big"), opts)
-    return decoded_array(_decode_with_pillow(data, opts), opts)
+    return _decode_with_pillow(data, opts)
 
 
 def _open(data: bytes) -> Image.Image:
@@ -70,32 +72,27 @@ def _open(data: bytes) -> Image.Image:
         raise Rejection("decode-error", str(e)) from None
 
 
-def _is_plain_jpeg(data: bytes) -> bool:
-    """RGB or greyscale and upright: what libjpeg-turbo decodes as the shards did."""
-    img = _open(data)
-    if img.mode not in ("RGB", "L"):
-        return False
+def _orientation(img: Image.Image) -> int:
     try:
-        orientation = img.getexif().get(_ORIENTATION, 1)
+        turn = img.getexif().get(_ORIENTATION, orientation.UPRIGHT)
     except Exception:  # a broken EXIF block does not make the photo unreadable
-        orientation = 1
-    return orientation in (0, 1)
+        return orientation.UPRIGHT
+    return turn if isinstance(turn, int) and 1 <= turn <= 8 else orientation.UPRIGHT
 
 
-def _decode_with_pillow(data: bytes, opts: PreprocessOptions) -> np.ndarray:
+def _decode_with_pillow(data: bytes, opts: PreprocessOptions) -> Decoded:
     img = _open(data)
     check_size(*img.size, opts)
+    turn = _orientation(img)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             img.load()
-            upright = ImageOps.exif_transpose(img)
-            rgb = upright.convert("RGB")
+            rgb = np.asarray(img.convert("RGB"))
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
         reason = "truncated" if "truncated" in str(e).lower() else "decode-error"
         raise Rejection(reason, str(e)) from None
-    check_size(*rgb.size, opts)
-    return np.asarray(rgb)
+    return decoded_array(orientation.upright(rgb, turn), opts, turn)
 
 
 def preprocess_input(data: bytes, name: str, opts: PreprocessOptions) -> Processed:

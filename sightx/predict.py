@@ -26,6 +26,7 @@ from sightx.gradability_model import GradabilityModel
 from sightx.grade import Graded, Grader, Photo, preprocess_photo
 from sightx.grades import NUM_GRADES, other_eye
 from sightx.labels import find_images, image_id, patient_eye
+from sightx.names import recorded
 from sightx.pool import bounded_map, ordered_map
 from sightx.preprocess import PreprocessOptions
 from sightx.quality import quality_warnings
@@ -67,7 +68,7 @@ def expand_inputs(paths: list[Path]) -> tuple[list[Path], list[Path], list[Sourc
 
 def _graded_input(name: str, data: bytes | Rejection, opts: PreprocessOptions) -> Item:
     """One raw image's bytes, preprocessed; errors become a row, not a crash."""
-    image = image_id(PurePosixPath(name))
+    image = image_id(PurePosixPath(recorded(name)))
     if isinstance(data, Rejection):
         return Item(image, None, str(data))
     try:
@@ -119,13 +120,13 @@ def _shard_items(path: Path) -> Iterator[Item]:
                 meta = sample.meta_of(parts)
             except sample.SampleError:
                 meta = {}
-            image = str(meta.get("image", key))
+            image = recorded(str(meta.get("image", key)))  # a shard's JSON is data from outside
             try:
                 yield Item(image, Photo(sample.image_of(parts), meta, tuple(quality_warnings(meta))))
             except sample.SampleError as e:
                 yield Item(image, None, str(e))
     except (OSError, tarfile.TarError) as e:
-        yield Item(path.name, None, f"unreadable shard: {e}")
+        yield Item(recorded(path.name), None, f"unreadable shard: {e}")
 
 
 @dataclass

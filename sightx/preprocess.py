@@ -7,18 +7,28 @@ preprocess_bytes, so the model always sees images made the same way.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 import numpy as np
 
-from sightx import codec, fov, fundus
+from sightx import codec, fov, fundus, orientation
 from sightx.errors import Rejection
 
 _FOV_OF_MIN_SIDE = 0.9  # typical field diameter / short image side, to pick the decode scale
 # A field this much smaller than the output is enlarged rather than decoded again at the next
 # k/8 scale: a second decode costs as much as the first, to win under 3% of resolution.
 _UPSCALE_TOLERANCE = 0.03
+
+
+# Integer options: (lowest, highest). The output side is that of sightx-shard --size, down to the
+# smallest input a checkpoint accepts.
+_INTEGERS = {"size": (16, 4096), "quality": (1, 100), "min_side": (1, 1 << 20), "max_pixels": (1, 1 << 40)}
+_FRACTIONS: dict[str, tuple[str, Callable[[float], bool]]] = {
+    "mask_scale": ("(0, 1]", lambda v: 0 < v <= 1),
+    "min_radius_frac": ("[0, 1)", lambda v: 0 <= v < 1),
+}
 
 
 @dataclass(frozen=True)
@@ -35,12 +45,20 @@ class PreprocessOptions:
     min_radius_frac: float = 0.25
 
     def __post_init__(self) -> None:
-        if self.normalize not in fundus.NORMALIZERS:
+        """Every field by type and range: options also arrive from files (a checkpoint, a manifest),
+        and an edited one must be refused here, not fail on every photo or allocate without bound."""
+        for name, (low, high) in _INTEGERS.items():
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+                raise ValueError(f"{name} must be an integer from {low} to {high:,}, got {value!r}")
+        for name, (interval, inside) in _FRACTIONS.items():
+            value = getattr(self, name)
+            if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value) or not inside(value):
+                raise ValueError(f"{name} must be a number in {interval}, got {value!r}")
+        if not isinstance(self.normalize, str) or self.normalize not in fundus.NORMALIZERS:
             raise ValueError(f"normalize must be one of {fundus.NORMALIZERS}, got {self.normalize!r}")
-        if self.chroma not in codec.CHROMA:
+        if not isinstance(self.chroma, str) or self.chroma not in codec.CHROMA:
             raise ValueError(f"chroma must be one of {codec.CHROMA}, got {self.chroma!r}")
-        if self.size < 1 or not 1 <= self.quality <= 100 or not 0 < self.mask_scale <= 1:
-            raise ValueError(f"invalid options {self}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -69,16 +87,18 @@ class Processed:
 
 @dataclass
 class Decoded:
-    """A photo decoded for preprocessing: the pixels, their scale to the original, the original size.
+    """A photo decoded for preprocessing: the pixels, upright, their scale to the original, the
+    original's upright size and the EXIF orientation that turned it (1: stored upright).
 
-    `jpeg` is the source for a finer second decode; None for pixels decoded elsewhere (PNG, TIFF,
-    rotated or CMYK photos, decoded by Pillow at full size, so they never need one).
+    `jpeg` is the source for a finer second decode; None for pixels decoded elsewhere (PNG, TIFF or
+    CMYK photos, decoded by Pillow at full size, so they never need one).
     """
 
     image: np.ndarray
     scale: float
-    size: tuple[int, int]  # original (width, height)
+    size: tuple[int, int]  # original (width, height), upright
     jpeg: bytes | None = None
+    orientation: int = orientation.UPRIGHT
 
 
 def check_size(width: int, height: int, opts: PreprocessOptions) -> None:
@@ -96,18 +116,22 @@ def decode_target(size: int) -> tuple[int, int]:
 
 
 def decode_bytes(data: bytes, opts: PreprocessOptions) -> Decoded:
-    """Header checks, then a decode at the smallest DCT scale that keeps the field >= the output."""
+    """Header checks, then a decode at the smallest DCT scale that keeps the field >= the output,
+    turned upright by the photo's EXIF orientation."""
     width, height = _read_size(data)
     check_size(width, height, opts)
-    img, scale = _decode(data, decode_target(opts.size))
-    return Decoded(img, scale, (width, height), data)
+    turn = orientation.read(data)
+    if orientation.swaps_sides(turn):
+        width, height = height, width
+    img, scale = _decode(data, decode_target(opts.size), (width, height), turn)
+    return Decoded(img, scale, (width, height), data, turn)
 
 
-def decoded_array(img: np.ndarray, opts: PreprocessOptions) -> Decoded:
-    """An RGB uint8 array decoded elsewhere, at full size."""
+def decoded_array(img: np.ndarray, opts: PreprocessOptions, turn: int = orientation.UPRIGHT) -> Decoded:
+    """An RGB uint8 array decoded (and turned upright by `turn`) elsewhere, at full size."""
     height, width = img.shape[:2]
     check_size(width, height, opts)
-    return Decoded(img, 1.0, (width, height))
+    return Decoded(img, 1.0, (width, height), orientation=turn)
 
 
 def preprocess_bytes(data: bytes, opts: PreprocessOptions) -> Processed:
@@ -133,7 +157,7 @@ def preprocess_decoded(decoded: Decoded, opts: PreprocessOptions, *, centre_fall
         if 2 * circle.r < (1 - _UPSCALE_TOLERANCE) * opts.size and scale < 1 and decoded.jpeg is not None:
             # Field smaller than assumed: decode finer so the crop is never noticeably upsampled.
             need = opts.size * scale / (2 * circle.r)
-            img, new_scale = _decode(decoded.jpeg, (math.ceil(width * need), math.ceil(height * need)))
+            img, new_scale = _decode(decoded.jpeg, (math.ceil(width * need), math.ceil(height * need)), decoded.size, decoded.orientation)
             circle = circle.scaled(new_scale / scale)
             scale = new_scale
 
@@ -153,6 +177,8 @@ def preprocess_decoded(decoded: Decoded, opts: PreprocessOptions, *, centre_fall
         "fov_fraction": round(fov.visible_fraction((height, width), orig), 3),
         **metrics,
     }
+    if decoded.orientation != orientation.UPRIGHT:
+        info["exif_orientation"] = decoded.orientation
     if fallback:
         info["fov_fallback"] = fallback
     return Processed(jpeg=codec.encode(out, opts.quality, opts.chroma), image=out, info=info)
@@ -175,8 +201,13 @@ def _read_size(data: bytes) -> tuple[int, int]:
         raise Rejected(e.reason, e.detail) from e
 
 
-def _decode(data: bytes, min_size: tuple[int, int]) -> tuple[np.ndarray, float]:
+def _decode(data: bytes, min_size: tuple[int, int], size: tuple[int, int], turn: int) -> tuple[np.ndarray, float]:
+    """Decode as stored, at least `min_size` (width, height) once upright, then turn upright; the
+    scale is the upright height's to the upright photo's `size`, whichever way it was stored."""
+    stored_min = (min_size[1], min_size[0]) if orientation.swaps_sides(turn) else min_size
     try:
-        return codec.decode(data, min_size)
+        img, _ = codec.decode(data, stored_min)
     except codec.CodecError as e:
         raise Rejected(e.reason, e.detail) from e
+    img = orientation.upright(img, turn)
+    return img, img.shape[0] / size[1]

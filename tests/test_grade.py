@@ -15,7 +15,6 @@ from sample_photos import encode, huge_jpeg_header, huge_png_header, no_field_ph
 
 from sightx.errors import Rejection
 from sightx.grade import Grader, preprocess_photo
-from sightx.photos import decode_photo
 from sightx.preprocess import PreprocessOptions, preprocess_bytes
 from sightx.quality import quality_warnings
 
@@ -59,12 +58,6 @@ def test_other_formats_find_the_same_field(photo: bytes) -> None:
             assert got.quality["circle"][k] == pytest.approx(want["circle"][k], abs=0.02 * want["circle"]["r"]), (name, k)
         if name != "grey":
             assert got.quality["brightness"] == pytest.approx(want["brightness"], abs=4), name
-
-
-def test_exif_rotation_is_applied(photo: bytes) -> None:
-    rotated = decode_photo(variants(photo)["exif-rotated"], OPTS).image
-    assert rotated.shape[:2] == rgb_of(photo).shape[:2]
-    assert np.abs(rotated.astype(int) - rgb_of(photo).astype(int)).mean() < 4
 
 
 @pytest.mark.parametrize(

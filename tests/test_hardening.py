@@ -7,7 +7,7 @@ import json
 import shutil
 import tarfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -414,3 +414,246 @@ def test_a_pool_asked_for_999_workers_on_3_items_starts_at_most_3(tmp_path: Path
     before = len(mp.active_children())
     counts = list(ordered_map(siblings, [1, 2, 3], 999))
     assert len(counts) == 3 and max(counts) <= min(3, default_workers()) + 1 + before  # + spawn's resource tracker
+
+
+# --- item 4: file names that are not UTF-8 -----------------------------------------------------------
+
+BAD = b"bad\xff_left.jpeg"  # the bytes on disk; recorded as the text bad\xff_left.jpeg
+ODD = b"odd\xfe\xfd.jpeg"
+
+
+def test_a_name_that_is_not_utf8_is_recorded_as_backslash_x_and_maps_back() -> None:
+    import os
+
+    from sightx.names import original, recorded
+
+    for raw in (BAD, ODD, "é\\x.jpeg".encode(), b"plain.jpeg"):
+        name = recorded(os.fsdecode(raw))
+        name.encode("utf-8")  # always writable as UTF-8
+        assert os.fsencode(original(name)) == raw
+    assert recorded(os.fsdecode(BAD)) == r"bad\xff_left.jpeg" and recorded("10_left.jpeg") == "10_left.jpeg"
+    assert recorded("\ud800.jpeg") == r"\ud800.jpeg"  # a surrogate no file system makes (from JSON): escaped too
+
+
+def _bad_name_folder(tiny_raw: Path, root: Path) -> Path:
+    """Three photos, one named with a byte that is not UTF-8 and one more with two such bytes."""
+    import os
+
+    root.mkdir()
+    photos = sorted((tiny_raw / "train").glob("*.jpeg"))[:3]
+    shutil.copy(photos[0], root / photos[0].name)
+    shutil.copy(photos[1], os.path.join(os.fsencode(root), BAD))
+    shutil.copy(photos[2], os.path.join(os.fsencode(root), ODD))
+    return root
+
+
+def test_shard_processes_photos_whose_names_are_not_utf8_from_a_folder_and_a_tar(tiny_raw: Path, tmp_path: Path) -> None:
+    import csv
+    import os
+
+    from click.testing import CliRunner
+
+    from sightx.cli import shard
+
+    folder = _bad_name_folder(tiny_raw, tmp_path / "raw")
+    packed = tmp_path / "raw.tar"
+    with tarfile.open(packed, "w") as tar:  # member names as raw bytes, as GNU tar writes them
+        for raw in sorted(os.listdir(os.fsencode(folder))):
+            tar.add(os.path.join(os.fsencode(folder), raw), arcname=os.fsdecode(b"photos/" + raw))
+    assert BAD in packed.read_bytes()
+    first = sorted(p.stem for p in folder.iterdir() if p.name.isascii())[0]
+    labels = tmp_path / "labels.csv"
+    labels.write_text(f"image,level\n{first},0\nbad\\xff_left,2\n")  # labelled by its recorded name
+    for source, prefix in ((folder, ""), (packed, "photos/")):
+        out = tmp_path / f"out-{source.name}"
+        args = [str(source), str(out), "--labels", str(labels), "--size", "64", "--val-fraction", "0", "--workers", "2", "--quiet"]
+        res = CliRunner().invoke(shard, args)
+        assert res.exit_code == 0 and "2 written, 1 rejected" in res.output, res.output
+        rejects = list(csv.DictReader((out / mf.REJECTS).open(encoding="utf-8")))
+        assert [(r["source"], r["image"], r["reason"]) for r in rejects] == [(prefix + r"odd\xfe\xfd.jpeg", r"odd\xfe\xfd", "no-label")]
+        metas = {m["image"]: m for _, parts in smp.read_samples(out / "train-000000.tar") for m in [smp.meta_of(parts)]}
+        assert metas[r"bad\xff_left"]["source"] == prefix + r"bad\xff_left.jpeg" and metas[r"bad\xff_left"]["grade"] == 2
+        assert metas[r"bad\xff_left"]["patient"] == r"bad\xff" and metas[r"bad\xff_left"]["eye"] == "left"
+        assert mf.read(out)["summary"]["written"] == 2
+
+
+def test_predict_grades_photos_whose_names_are_not_utf8(tiny_raw: Path, tiny_checkpoint: Path, tmp_path: Path) -> None:
+    import csv
+
+    from click.testing import CliRunner
+
+    from sightx.cli import predict
+
+    folder = _bad_name_folder(tiny_raw, tmp_path / "raw")
+    out = tmp_path / "p.csv"
+    res = CliRunner().invoke(predict, [str(folder), "--checkpoint", str(tiny_checkpoint), "--out", str(out), "--workers", "1", "--quiet"])
+    assert res.exit_code == 0 and "graded 3 image(s), 0 failed" in res.output, res.output
+    rows = {r["image"]: r for r in csv.DictReader(out.open(encoding="utf-8"))}
+    assert {r"bad\xff_left", r"odd\xfe\xfd"} < set(rows) and all(r["level"] != "" for r in rows.values())
+
+
+def test_explore_reports_photos_whose_names_are_not_utf8_escaped_in_json_and_html(tiny_raw: Path, tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from sightx.cli import explore
+
+    folder = _bad_name_folder(tiny_raw, tmp_path / "raw")
+    (folder / "trainLabels.csv").write_text(f"image,level\n{sorted(folder.glob('*.jpeg'))[0].stem},0\n")
+    out = tmp_path / "report"
+    res = CliRunner().invoke(explore, [str(folder), "--out", str(out), "--workers", "1", "--quiet"])
+    assert res.exit_code == 0 and "3 images" in res.output, res.output
+    summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
+    html = (out / "report.html").read_text(encoding="utf-8")
+    for names in (summary["labels"]["images_without_label"]["examples"], html):
+        assert r"bad\xff_left.jpeg" in names and r"odd\xfe\xfd.jpeg" in names and r"\udc" not in str(names)
+
+
+def test_zip_names_without_the_utf8_flag_are_code_page_437_and_a_false_flag_is_one_line(tiny_raw: Path, tmp_path: Path) -> None:
+    """Python's zipfile cannot write either, so the name bytes of a real zip are patched in place."""
+    import zipfile
+
+    from sightx.sources import open_source
+    from sightx.sources.base import SourceError
+
+    photo = sorted((tiny_raw / "train").glob("*.jpeg"))[0].read_bytes()
+    for written, patched, flagged in ((b"badX_left.jpeg", BAD, False), ("badé_left.jpeg".encode(), b"bad\xff\xfe_left.jpeg", True)):
+        path = tmp_path / f"flag{flagged}.zip"
+        with zipfile.ZipFile(path, "w") as zf:
+            zf.writestr(written.decode(), photo)
+        path.write_bytes(path.read_bytes().replace(written, patched))  # local header and central directory
+        if not flagged:
+            assert [m.name for m in open_source(path).members()] == [BAD.decode("cp437")]
+            continue
+        with pytest.raises(SourceError) as e:
+            open_source(path)
+        assert "marked UTF-8 but is not (byte 0xff" in str(e.value) and "\n" not in str(e.value)
+
+
+# --- item 5 (the rest): a full disk, a re-run over a malformed manifest, an edited checkpoint ----------
+
+
+@pytest.fixture()
+def tiny_disk(tmp_path: Path) -> Iterator[Path]:
+    """A real 1 MiB filesystem (tmpfs), so a full disk is a real ENOSPC: needs root, as CI runs."""
+    import subprocess
+
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    try:
+        mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(disk)], capture_output=True).returncode == 0
+    except FileNotFoundError:
+        mounted = False
+    if not mounted:
+        pytest.skip("mounting a tmpfs needs root (CI runs as root)")
+    try:
+        yield disk
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], check=True)
+
+
+def fill(disk: Path, leave: int) -> Path:
+    """Fill the filesystem but `leave` bytes (whole pages): the filler file, to delete for room."""
+    import os
+
+    filler = disk / "filler"
+    with open(filler, "wb", buffering=0) as f:
+        try:
+            while True:
+                f.write(b"\0" * 4096)
+        except OSError as e:
+            assert e.errno == 28  # ENOSPC
+    os.truncate(filler, max(0, filler.stat().st_size - leave))
+    return filler
+
+
+def test_shard_onto_a_full_disk_is_one_line_and_resumes_once_there_is_room(tiny_raw: Path, tiny_disk: Path, tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from sightx.cli import shard
+
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    for p in sorted((tiny_raw / "train").glob("*.jpeg"))[:3]:
+        shutil.copy(p, raw / p.name)
+    out = tiny_disk / "out"
+    out.mkdir()
+    args = [str(raw), str(out), "--unlabeled", "--size", "64", "--workers", "1", "--quiet"]
+    # Full: the lock's pid is the first write. One page left: the lock fits, the first manifest write does not.
+    for leave in (0, 4096):
+        filler = fill(tiny_disk, leave)
+        res = CliRunner().invoke(shard, args)
+        assert res.exit_code == 1 and res.output.count("\n") == 1, res.output
+        assert res.output.startswith(f"Error: cannot write shards in {out}: No space left on device; once fixed, re-run")
+        assert not [p for p in out.iterdir() if p.name != mf.MANIFEST], list(out.iterdir())  # no temp file left behind
+        filler.unlink()
+    res = CliRunner().invoke(shard, args)
+    assert res.exit_code == 0 and "3 written" in res.output, res.output
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda m: m.update(shards="oops"), "manifest field 'shards' is not a list"),
+        (lambda m: m["shards"][0].pop("digest"), "manifest field shards[0].digest is missing"),
+        (lambda m: m.update(options="oops"), "manifest field options is 'oops', not an object"),
+        (lambda m: m["options"].pop("preprocess"), "manifest field options.preprocess is None, not an object"),
+        (lambda m: m["options"]["preprocess"].update(size=10**7), "options.preprocess is not valid preprocessing options (size must be"),
+        (lambda m: m["options"]["preprocess"].update(max_pixels="all"), "(max_pixels must be an integer"),
+    ],
+    ids=["shards", "digest", "options", "no-preprocess", "huge-size", "max-pixels"],
+)
+def test_a_rerun_over_a_manifest_of_the_wrong_structure_is_one_line(
+    tiny_raw: Path, shard_copy: Path, edit: Callable[[dict], object], message: str
+) -> None:
+    from click.testing import CliRunner
+
+    from sightx.cli import shard
+
+    m = json.loads((shard_copy / mf.MANIFEST).read_text())
+    edit(m)
+    (shard_copy / mf.MANIFEST).write_text(json.dumps(m))
+    args = ["--size", "64", "--quality", "90", "--shard-size", "4", "--val-fraction", "0.25", "--seed", "2", "--workers", "1", "--quiet"]
+    res = CliRunner().invoke(shard, [str(tiny_raw / "train"), str(shard_copy), *args])  # the command that made it
+    assert res.exit_code == 1 and res.output.count("\n") == 1 and res.exception is not None, res.output
+    assert message in res.output and res.output.rstrip().endswith("pass --overwrite to replace it"), res.output
+
+
+def _edited_checkpoint(src: Path, dest: Path, edit: Callable[[dict], object]) -> Path:
+    import torch
+
+    state = torch.load(src, weights_only=True)
+    edit(state)
+    torch.save(state, dest)
+    return dest
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda s: s.update(arch="resnet34"), "its weights do not fit a resnet34 with a classify head"),
+        (lambda s: s.update(arch="resnet1000"), "arch 'resnet1000' is not one of"),
+        (lambda s: s.update(head="regress"), "its weights do not fit a resnet18 with a regress head"),
+        (lambda s: s["preprocess"].update(size=10**7), "(size must be an integer from 16 to 4,096, got 10000000)"),
+        (lambda s: s["preprocess"].update(max_pixels="x"), "(max_pixels must be an integer"),
+        (lambda s: s["preprocess"].update(min_side=None), "(min_side must be an integer"),
+        (lambda s: s["preprocess"].update(quality=90.5), "(quality must be an integer from 1 to 100, got 90.5)"),
+        (lambda s: s["preprocess"].update(min_radius_frac="x"), "(min_radius_frac must be a number in [0, 1)"),
+        (lambda s: s["thresholds"].__setitem__(1, float("nan")), "thresholds are not 4 numbers"),
+        (lambda s: s.update(normalization={"mean": [0.5] * 3, "std": [1, 1, float("nan")]}), "three positive stds"),
+    ],
+    ids=["arch", "unknown-arch", "head", "size", "max-pixels", "min-side", "quality", "min-radius", "threshold-nan", "std-nan"],
+)
+def test_predict_with_an_edited_checkpoint_is_one_line(
+    tiny_raw: Path, tiny_checkpoint: Path, tmp_path: Path, edit: Callable[[dict], object], message: str
+) -> None:
+    from click.testing import CliRunner
+
+    from sightx.cli import predict
+
+    bad = _edited_checkpoint(tiny_checkpoint, tmp_path / "edited.pt", edit)
+    photo = sorted((tiny_raw / "train").glob("*.jpeg"))[0]
+    args = [str(photo), "--checkpoint", str(bad), "--out", str(tmp_path / "p.csv"), "--device", "cpu", "--quiet"]
+    res = CliRunner().invoke(predict, args)
+    assert res.exit_code == 1 and res.output.count("\n") == 1, res.output
+    assert res.output.startswith(f"Error: {bad}: ") and message in res.output, res.output
+    assert not (tmp_path / "p.csv").exists()

@@ -352,3 +352,18 @@ def test_the_page_in_headless_chromium(tiny_checkpoint: Path, photos: list[Path]
             assert shot.stat().st_size > 10_000
         finally:
             driver.quit()
+
+
+def test_a_turned_photo_is_graded_upright_as_sightx_predict_grades_it(
+    client: TestClient, tiny_checkpoint: Path, photos: list[Path], tmp_path: Path
+) -> None:
+    upright = photos[0].read_bytes()
+    turned = tmp_path / "turned.jpeg"
+    turned.write_bytes(variants(upright)["exif-rotated"])  # stored a quarter turn off, tagged 6
+    want = client.post("/v1/grade", files=_files(("a.jpeg", upright))).json()["results"][0]
+    r = client.post("/v1/grade", files=_files(("turned.jpeg", turned.read_bytes()))).json()["results"][0]
+    assert r["quality"]["exif_orientation"] == 6 and want["quality"]["exif_orientation"] is None
+    assert r["quality"]["orig_size"] == want["quality"]["orig_size"]
+    assert r["probabilities"] == pytest.approx(want["probabilities"], abs=0.01)
+    row = predict([turned], tiny_checkpoint, device="cpu", progress=False)[0]
+    assert r["grade"] == row["level"] and r["probabilities"] == pytest.approx([row[f"p{g}"] for g in range(5)], abs=2e-6)

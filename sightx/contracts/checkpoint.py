@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -123,6 +124,11 @@ def _normalization(value: Any) -> Normalization:
     return Normalization(tuple(value["mean"]), tuple(value["std"]))  # checked in _problem
 
 
+def _finite(value: Any) -> bool:
+    """A real number: NaN or infinity would grade every photo the same silently."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
 def _problem(state: dict[str, Any]) -> str | None:
     task = state.get("task", "grade")
     if task not in TASKS:
@@ -143,19 +149,12 @@ def _problem(state: dict[str, Any]) -> str | None:
     except (TypeError, ValueError) as e:
         return f"preprocess options are not valid ({one_line(str(e))})"
     thresholds = state.get("thresholds")
-    if (
-        not isinstance(thresholds, list | tuple)
-        or len(thresholds) != NUM_GRADES - 1
-        or not all(isinstance(t, int | float) for t in thresholds)
-    ):
+    if not isinstance(thresholds, list | tuple) or len(thresholds) != NUM_GRADES - 1 or not all(map(_finite, thresholds)):
         return f"thresholds are not {NUM_GRADES - 1} numbers"
     norm = state.get("normalization")
     if norm is not None and not (
         isinstance(norm, dict)
-        and all(
-            isinstance(norm.get(k), list) and len(norm[k]) == 3 and all(isinstance(v, int | float) for v in norm[k])
-            for k in ("mean", "std")
-        )
+        and all(isinstance(norm.get(k), list) and len(norm[k]) == 3 and all(map(_finite, norm[k])) for k in ("mean", "std"))
         and min(norm["std"]) > 0
     ):
         return "normalization is not three means and three positive stds"

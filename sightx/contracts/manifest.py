@@ -21,8 +21,9 @@ from typing import Any
 import numpy as np
 
 from sightx.atomic import atomic_write_text
-from sightx.errors import SightXError
+from sightx.errors import SightXError, one_line
 from sightx.label_kinds import GRADE, KINDS, classes
+from sightx.preprocess import PreprocessOptions
 
 FORMAT = "sightx-shards"
 VERSION = 2  # the newest this SightX reads; `version_for` says which one a set is written as
@@ -116,9 +117,18 @@ def _counts(value: Any, n: int | None) -> bool:
 def _inconsistency(data: dict[str, Any]) -> str | None:
     """What is wrong with a manifest's shard records and split counts, or None.
 
-    Names are checked first: they are the one field a reader would act on (open a file).
+    The options' preprocessing must be valid: the trainer copies it into every checkpoint.
+    Names are checked first among the shards: they are the one field a reader would act on (open a file).
     Counts must add up, so an edited or lying manifest cannot steer class weights or a resume.
     """
+    if not isinstance(data["options"], dict):
+        return f"options is {data['options']!r}, not an object"
+    if not isinstance(data["options"].get("preprocess"), dict):
+        return f"options.preprocess is {data['options'].get('preprocess')!r}, not an object"
+    try:  # replayed by every checkpoint trained on the set
+        PreprocessOptions.from_dict(data["options"]["preprocess"])
+    except (TypeError, ValueError) as e:
+        return f"options.preprocess is not valid preprocessing options ({one_line(str(e))})"
     n = num_classes(data)
     if not isinstance(data["shards"], list):
         return "'shards' is not a list"

@@ -16,7 +16,7 @@ class Circle(BaseModel):
 class Quality(BaseModel):
     """The metrics sightx-shard records for every sample, for this photo."""
 
-    orig_size: list[int] = Field(description="width, height of the photo as sent")
+    orig_size: list[int] = Field(description="width, height of the photo as shown (turned upright by its EXIF orientation)")
     decode_scale: float
     circle: Circle = Field(description="field of view in the photo's pixels")
     fov_fraction: float = Field(description="share of the field circle inside the frame")
@@ -24,6 +24,9 @@ class Quality(BaseModel):
     contrast: float
     sharpness: float
     fov_fallback: str | None = Field(None, description="why the centre square was graded instead of a found field")
+    exif_orientation: int | None = Field(
+        None, description="the EXIF orientation (2-8) the photo was turned upright by; absent: stored upright"
+    )
 
 
 class Warning(BaseModel):

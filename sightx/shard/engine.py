@@ -13,6 +13,7 @@ import csv
 import io
 import time
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -252,22 +253,23 @@ def _run(raw: Path, out: Path, opts: ShardOptions, held: contextlib.ExitStack) -
         classes=classes(kind),
     )
     plan.rejects.extend(not_files)
-    previous = _prepare_output(out, opts, held, kind)
     results: dict[str, ShardResult] = {}
 
     def record() -> None:
         mf.write(out, _manifest(opts, plan, results, n_inputs, kind))
 
-    for task in plan.tasks:
-        reused = _reusable(out, task, previous)
-        if reused is not None:
-            results[task.name] = reused
-    resumed = len(results)
-    planned_names = {t.name for t in plan.tasks}
-    for p in _shard_files(out):
-        if p.name not in planned_names:
-            p.unlink()  # left by a larger earlier plan: readers must not pick it up
-    record()
+    with _writing(out):
+        previous = _prepare_output(out, opts, held, kind)
+        for task in plan.tasks:
+            reused = _reusable(out, task, previous)
+            if reused is not None:
+                results[task.name] = reused
+        resumed = len(results)
+        planned_names = {t.name for t in plan.tasks}
+        for p in _shard_files(out):
+            if p.name not in planned_names:
+                p.unlink()  # left by a larger earlier plan: readers must not pick it up
+        record()
 
     todo = [t for t in plan.tasks if t.name not in results]
     build = BuildOptions(source, str(out), opts.preprocess, opts.min_quality, kind)
@@ -309,7 +311,7 @@ def _run(raw: Path, out: Path, opts: ShardOptions, held: contextlib.ExitStack) -
                 execute_streamed(todo, build, opts.workers, tick, finished)
     except OSError as e:  # disk full, permissions: the finished shards stay valid for a resume
         record_progress()
-        raise ShardError(f"cannot write shards in {out}: {e.strerror or e}") from None
+        raise ShardError(f"cannot write shards in {out}: {e.strerror or e}; once fixed, re-run the same command to resume") from None
     except KeyboardInterrupt:
         record_progress()
         raise ShardInterrupted(
@@ -318,7 +320,8 @@ def _run(raw: Path, out: Path, opts: ShardOptions, held: contextlib.ExitStack) -
     finally:
         bar.close()
 
-    _write_rejects(out, plan, results)
+    with _writing(out):
+        _write_rejects(out, plan, results)
     final = _manifest(opts, plan, results, n_inputs, kind)
     elapsed = time.perf_counter() - start
     built = [r for r in results.values() if r.seconds > 0]
@@ -333,8 +336,19 @@ def _run(raw: Path, out: Path, opts: ShardOptions, held: contextlib.ExitStack) -
         "label_format": labels.format if labels else None,
         "full_decodes": sum(pillow_codec.decodes(m.name) for m in members),
     }
-    mf.write(out, final)
+    with _writing(out):
+        mf.write(out, final)
     return final
+
+
+@contextlib.contextmanager
+def _writing(out: Path) -> Iterator[None]:
+    """Writes of the engine's own (lock, manifest, rejects.csv): a disk that is full, over quota or
+    read-only is one line; the shards finished so far stay valid for a resume."""
+    try:
+        yield
+    except OSError as e:
+        raise ShardError(f"cannot write shards in {out}: {e.strerror or e}; once fixed, re-run the same command to resume") from None
 
 
 # The manifest is rewritten (atomically, fsynced) this long after a shard is committed, or at the

@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 
 from sightx.errors import Rejection, SightXError
 from sightx.labels import IMAGE_SUFFIXES
+from sightx.names import recorded
 
 # An image member declaring more than this, or expanding more than MAX_RATIO times its stored size,
 # is refused from its header before a byte is inflated: no fundus photo comes near either.
@@ -38,7 +39,8 @@ class Member:
 
 
 def safe_name(raw: str) -> str:
-    """The member's path with `..`, `.`, empty parts, drive letters and leading slashes removed.
+    """The member's path with `..`, `.`, empty parts, drive letters and leading slashes removed, its
+    bytes that are not UTF-8 as `\\xHH` (sightx.names).
 
     Members are only ever read, never written; this keeps a hostile name (`../../etc/x.jpeg`,
     `/abs.jpeg`, `C:\\x.jpeg`) from reaching a key, a log line or a report as a path.
@@ -46,7 +48,7 @@ def safe_name(raw: str) -> str:
     parts = [p for p in raw.replace("\\", "/").split("/") if p not in ("", ".", "..")]
     if parts and len(parts[0]) == 2 and parts[0][1] == ":":
         parts = parts[1:]
-    return "/".join(parts)
+    return recorded("/".join(parts))
 
 
 def unique_name(name: str, taken: Collection[str]) -> str:

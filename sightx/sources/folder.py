@@ -6,6 +6,7 @@ from pathlib import Path
 
 from sightx.errors import Rejection
 from sightx.labels import find_inputs
+from sightx.names import original, recorded
 from sightx.sources.base import Member, Source, listing_order
 
 
@@ -29,16 +30,25 @@ class FolderSource(Source):
                 size = path.stat().st_size
             except OSError:
                 size = 0  # vanished or unreadable: read() records why
-            found.append(Member(path.relative_to(self.root).as_posix(), size))
+            found.append(Member(self._name(path), size))
         order = {n: i for i, n in enumerate(listing_order([m.name for m in found]))}
-        not_files = [(path.relative_to(self.root).as_posix(), what) for path, what in others]
+        not_files = [(self._name(path), what) for path, what in others]
         return sorted(found, key=lambda m: order[m.name]), not_files
+
+    def _name(self, path: Path) -> str:
+        return recorded(path.relative_to(self.root).as_posix())
 
     def label_folders(self) -> list[Path]:
         return [self.root, self.root.parent]
 
     def read(self, name: str) -> bytes:
+        """The member recorded as `name`: the file of that name, else the one whose bytes it escapes."""
         try:
-            return (self.root / name).read_bytes()
+            try:
+                return (self.root / name).read_bytes()
+            except FileNotFoundError:
+                if original(name) == name:
+                    raise
+                return (self.root / original(name)).read_bytes()
         except OSError as e:
             raise Rejection("unreadable", e.strerror or str(e)) from None

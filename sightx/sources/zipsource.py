@@ -34,6 +34,12 @@ def open_zip(fp: BinaryIO, label: str, split: bool = False) -> zipfile.ZipFile:
     """zipfile over `fp`, its failures as one line saying what is wrong with the download."""
     try:
         return zipfile.ZipFile(fp)
+    except UnicodeDecodeError as e:  # zipfile decodes flagged names strictly, and only so
+        fp.close()
+        raise SourceError(
+            f"{label}: a member name is marked UTF-8 but is not (byte {e.object[e.start]:#04x} of {bytes(e.object)!r}): "
+            "the zip was written wrongly and Python's zipfile cannot list it; re-pack it"
+        ) from None
     except _DIRECTORY_ERRORS as e:
         fp.close()
         if "not a zip file" in str(e):
