@@ -252,7 +252,12 @@ def _list_recipes(ctx: click.Context, _param: click.Parameter, value: bool) -> N
 
 
 @command()
-@click.argument("shards", type=click.Path(path_type=Path), default=Path("shards"))
+@click.argument("shards", default="shards")
+@click.option(
+    "--manifest",
+    metavar="FILE_OR_URL",
+    help="Read manifest.json from this file or URL (default: beside the shards; for pipe: the command with {name} = manifest.json).",
+)
 @click.option("--out", default="runs/default", show_default=True, help="Run folder: metrics.jsonl, last.pt, best.pt, PNGs.")
 @click.option("--recipe", help="Start from a published recipe's settings (huang2023, kaggle2015-o_O, quick); flags given still win.")
 @click.option("--list-recipes", is_flag=True, expose_value=False, is_eager=True, callback=_list_recipes, help="Print the recipes and exit.")
@@ -327,8 +332,12 @@ def _list_recipes(ctx: click.Context, _param: click.Parameter, value: bool) -> N
 @click.option("--resume", is_flag=True, help="Continue the run in --out from last.pt.")
 @click.option("--tensorboard", is_flag=True, help="Also log to OUT/tensorboard (needs the tensorboard package).")
 @click.option("--quiet", is_flag=True)
-def train(shards: Path, out: str, recipe: str | None, quiet: bool, **kw: object) -> None:
-    """Train a model on SHARDS (default: shards/) written by sightx-shard, streaming from disk."""
+def train(shards: str, out: str, recipe: str | None, quiet: bool, **kw: object) -> None:
+    """Train a model on SHARDS (default: shards/) written by sightx-shard, streaming them.
+
+    SHARDS is a folder, an http(s):// URL serving one (manifest.json beside the shards), any fsspec
+    URL (s3://..., with fsspec and its backend installed), or a command printing one shard, with
+    {name} where its file name goes: 'pipe:aws s3 cp s3://bucket/shards/{name} -'."""
     from click.core import ParameterSource
 
     from sightx.train import train as run_train
@@ -336,7 +345,7 @@ def train(shards: Path, out: str, recipe: str | None, quiet: bool, **kw: object)
 
     ctx = click.get_current_context()
     given = {k: v for k, v in kw.items() if ctx.get_parameter_source(k) not in (ParameterSource.DEFAULT, None) and v is not None}
-    cfg = resolve(recipe, {"shards": str(shards), "out": out, "progress": not quiet, **given})
+    cfg = resolve(recipe, {"shards": shards, "out": out, "progress": not quiet, **given})
     try:
         history = run_train(cfg)
     except KeyboardInterrupt:

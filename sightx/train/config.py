@@ -24,7 +24,8 @@ class TrainError(SightXError):
 
 @dataclass
 class TrainConfig:
-    shards: str
+    shards: str  # a folder, an http(s) base, an fsspec URL or a pipe: template (sightx.locations)
+    manifest: str | None = None  # the manifest from this file or URL instead of beside the shards
     out: str = "runs/default"
     arch: str = "resnet50"
     head: str = "classify"
