@@ -16,8 +16,18 @@ from sightx.train.trainer import Trainer
 
 
 def main(shards: str, out: str, keys: str) -> None:
-    cfg = TrainConfig(shards=shards, out=out, arch="resnet18", image_size=32, batch_size=4, workers=0, epochs=1)
-    cfg.balance, cfg.device, cfg.progress = "none", "cpu", False  # every sample once; gloo
+    cfg = TrainConfig(
+        shards=shards,
+        out=out,
+        arch="resnet18",
+        image_size=32,
+        batch_size=4,
+        workers=0,
+        epochs=1,
+        balance="none",  # every sample once, no resampling
+        device="cpu",  # gloo
+        progress=False,
+    )
     d = distributed.init(cfg.device)
     try:
         trainer = Trainer(cfg, d)
