@@ -475,6 +475,11 @@ def explore(
 @click.option("--batch-size", type=click.IntRange(1), help="Batch size for load and train.  [default: 8]")
 @click.option("--train-steps", type=click.IntRange(1), help="Optimizer steps per timed repetition.  [default: 1]")
 @click.option("--device", help="auto (MPS, then CUDA, then CPU), cpu, cuda, mps.  [default: auto]")
+@click.option(
+    "--executor",
+    type=click.Choice(["pool", "dask-local"]),
+    help="shard: dask-local measures SightX on a Dask LocalCluster against its own pool (no other engines).  [default: pool]",
+)
 @click.option("--img2dataset", help="img2dataset executable.  [default: on PATH, or beside this Python]")
 @click.option("--work", type=click.Path(file_okay=False), help="Keep the scratch files here instead of a temporary folder.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="Also write the full result as JSON.")

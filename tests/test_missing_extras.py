@@ -49,3 +49,10 @@ def test_asking_for_dask_without_the_extra_is_one_line_naming_the_install(tiny_r
     (line,) = proc.stderr.strip().splitlines()
     assert line == "Error: the dask executors need Dask distributed: pip install 'sightx[dask]' (or: pip install distributed)"
     assert not out.exists()  # refused before the output folder is touched
+
+
+def test_benchmarking_dask_without_the_extra_is_the_same_one_line(tmp_path: Path) -> None:
+    proc = _without("distributed,dask", "bench", "shard", "--quick", "--executor", "dask-local", "--work", str(tmp_path / "w"), "--quiet")
+    assert proc.returncode == 1, proc.stderr
+    (line,) = proc.stderr.strip().splitlines()
+    assert line == "Error: the dask executors need Dask distributed: pip install 'sightx[dask]' (or: pip install distributed)"
