@@ -48,6 +48,7 @@ class EngineRun:
     shard_size: int
     recipe: Recipe
     img2dataset: str | None = None
+    scheduler: str | None = None  # sightx-dask: the running cluster's address (bench.shard.measure starts one)
 
 
 def run_engine(job: EngineRun, inputs: InputSet, out: Path) -> int:
@@ -57,16 +58,28 @@ def run_engine(job: EngineRun, inputs: InputSet, out: Path) -> int:
     return _RUNNERS[job.engine](job, inputs, out)
 
 
-def _sightx(job: EngineRun, inputs: InputSet, out: Path, executor: str = "pool") -> int:
-    """The sightx-shard code path with the CLI's options (`executor`: its --executor)."""
+def _sightx(job: EngineRun, inputs: InputSet, out: Path) -> int:
+    """The sightx-shard code path with the CLI's options: its pool, or `--executor dask` on `job.scheduler`."""
     from sightx.preprocess import PreprocessOptions
     from sightx.shard import ShardOptions, run
 
     pre = PreprocessOptions(size=job.recipe.size, quality=job.recipe.quality)
     opts = ShardOptions(
-        preprocess=pre, shard_size=job.shard_size, unlabeled=not inputs.labelled, workers=job.workers, progress=False, executor=executor
+        preprocess=pre,
+        shard_size=job.shard_size,
+        unlabeled=not inputs.labelled,
+        workers=job.workers,
+        progress=False,
+        executor="dask" if job.scheduler else "pool",
+        scheduler=job.scheduler,
     )
     return run(Path(inputs.train), out, opts)["summary"]["written"]
+
+
+def _sightx_dask(job: EngineRun, inputs: InputSet, out: Path) -> int:
+    if job.scheduler is None:
+        raise BenchError("the Dask engine runs on a cluster its measurement starts (bench.shard.measure)")
+    return _sightx(job, inputs, out)
 
 
 def _pooled(fn: Callable[..., bytes], job: EngineRun, inputs: InputSet, out: Path) -> int:
@@ -129,7 +142,7 @@ def _img2dataset(job: EngineRun, inputs: InputSet, out: Path) -> int:
 
 _RUNNERS: dict[str, Callable[[EngineRun, InputSet, Path], int]] = {
     "sightx": _sightx,
-    "sightx-dask": partial(_sightx, executor="dask-local"),
+    "sightx-dask": _sightx_dask,
     "decode-floor": partial(_pooled, decode_floor),
     "naive-pil": partial(_pooled, naive_pil),
     "opencv": partial(_pooled, naive_opencv),
