@@ -75,7 +75,7 @@ def _cluster(run: EngineRun) -> Iterator[EngineRun]:
     import distributed
 
     with distributed.LocalCluster(
-        n_workers=run.workers, processes=True, threads_per_worker=1, host="127.0.0.1", dashboard_address=None
+        n_workers=run.workers, processes=True, threads_per_worker=1, host="127.0.0.1", dashboard_address="127.0.0.1:0"
     ) as cluster:
         yield replace(run, scheduler=cluster.scheduler_address)
 
