@@ -31,7 +31,6 @@ from sightx.contracts import manifest as mf
 from sightx.errors import SightXError, one_line
 from sightx.verify import Problem, check_files
 
-KINDS = ("folder", "http", "fsspec", "pipe")
 NAME = "{name}"  # where a pipe: command template takes the file name (shard or manifest.json)
 MAX_MANIFEST_BYTES = 64 << 20  # EyePACS' manifest is well under 1 MB; a reply past this is not one
 TIMEOUT_S = 15  # per connect and per read: an unreachable server is an error after this, not a hang
@@ -48,7 +47,7 @@ class LocationError(SightXError):
 class ShardLocation:
     """A parsed location: plain data, so it pickles to spawned DataLoader workers."""
 
-    kind: str
+    kind: str  # folder, http, fsspec or pipe
     base: str  # the folder, the URL without a trailing slash, or the pipe: command template
     manifest: str | None = None  # --manifest: read the manifest from this file or URL instead of the base
 
@@ -123,7 +122,7 @@ class ShardLocation:
 def parse(text: str, manifest: str | None = None) -> ShardLocation:
     """Read a location as the user wrote it: `pipe:CMD {name}`, `http(s)://...`, `SCHEME://...` (fsspec), else a folder.
 
-    A URL or command may also name the manifest itself (`.../manifest.json`): its folder is the base.
+    A URL may also name the manifest itself (`.../manifest.json`): its folder is the base.
     """
     if text.startswith("pipe:"):
         if NAME not in text:
