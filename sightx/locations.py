@@ -144,7 +144,10 @@ def _fsspec() -> Any:
     try:
         import fsspec
     except ImportError:
-        raise LocationError("URLs other than http(s):// are read through fsspec: pip install fsspec (and its backend, e.g. s3fs)") from None
+        raise LocationError(
+            "URLs other than http(s):// are read through fsspec: "
+            "pip install 'sightx[remote]' (or: pip install fsspec), and its backend, e.g. s3fs"
+        ) from None
     return fsspec
 
 

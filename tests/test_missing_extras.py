@@ -56,3 +56,11 @@ def test_benchmarking_dask_without_the_extra_is_the_same_one_line(tmp_path: Path
     assert proc.returncode == 1, proc.stderr
     (line,) = proc.stderr.strip().splitlines()
     assert line == "Error: the dask executors need Dask distributed: pip install 'sightx[dask]' (or: pip install distributed)"
+
+
+def test_an_fsspec_url_without_fsspec_is_one_line_naming_the_install(tmp_path: Path) -> None:
+    proc = _without("fsspec", "train", "s3://bucket/shards", "--out", str(tmp_path / "run"), "--quiet")
+    assert proc.returncode == 1, proc.stderr
+    (line,) = proc.stderr.strip().splitlines()
+    assert line.startswith("Error: URLs other than http(s):// are read through fsspec: pip install 'sightx[remote]'")
+    assert not (tmp_path / "run").exists()
