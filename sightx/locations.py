@@ -25,7 +25,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, BinaryIO
+from typing import IO, Any, BinaryIO, cast
 
 from sightx.contracts import manifest as mf
 from sightx.errors import SightXError, one_line
@@ -70,25 +70,33 @@ class ShardLocation:
         return f"{self.base}/{name}"
 
     @contextlib.contextmanager
-    def open(self, address: str) -> Iterator[BinaryIO]:
+    def open(self, address: str, expected: int | None = None) -> Iterator[BinaryIO]:
         """A binary stream of one shard (an `address` from this location), read front to back.
 
         Every failure to open or read it is an OSError (an http.client one included), which readers
-        already take for an unreadable shard.
+        already take for an unreadable shard; so is a remote shard that ends short of `expected` bytes
+        (its manifest size) or, without one, of what the server announced.
         """
         try:
-            if self.kind == "folder":
+            if self.kind == "folder":  # its size was checked before training
                 with open(address, "rb") as f:
                     yield f
             elif self.kind == "http":
                 with urllib.request.urlopen(address, timeout=TIMEOUT_S) as response:
-                    yield response
+                    length = response.headers.get("Content-Length")
+                    body = _Counted(response)
+                    yield cast(BinaryIO, body)
+                    body.finish(expected or (int(length) if length and length.isdigit() else None), address)
             elif self.kind == "fsspec":
                 with _fsspec().open(address, "rb") as f:
-                    yield f
+                    body = _Counted(f)
+                    yield cast(BinaryIO, body)
+                    body.finish(expected or getattr(f, "size", None), address)
             else:
                 with _piped(address) as out:
-                    yield out
+                    body = _Counted(out)
+                    yield cast(BinaryIO, body)
+                    body.finish(expected, address)
         except http.client.HTTPException as e:  # a dropped connection mid-body: IncompleteRead and kin
             raise OSError(f"{address}: {_reason(e)}") from e
 
@@ -117,6 +125,26 @@ class ShardLocation:
             elif size is not None and size != rec["bytes"]:
                 problems.append(Problem(rec["name"], f"{size} bytes, the manifest says {rec['bytes']}"))
         return problems
+
+
+class _Counted:
+    """A body that counts what is read through it. A tar reader stops at the archive's end marker, and
+    one cut at a 512-byte block boundary looks like that marker: only the byte count tells them apart."""
+
+    def __init__(self, stream: IO[bytes]) -> None:
+        self.stream, self.read_bytes = stream, 0
+
+    def read(self, size: int = -1) -> bytes:
+        data = self.stream.read(size)
+        self.read_bytes += len(data)
+        return data
+
+    def finish(self, expected: int | None, address: str) -> None:
+        """Read what the tar reader left (its end padding); OSError when less arrived than was announced."""
+        while self.read(CHUNK):
+            pass
+        if expected is not None and self.read_bytes != expected:
+            raise OSError(f"{address}: {self.read_bytes} of {expected} bytes arrived (the connection dropped?)")
 
 
 def parse(text: str, manifest: str | None = None) -> ShardLocation:

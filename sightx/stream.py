@@ -64,6 +64,7 @@ class StreamConfig:
     augment: Augment | None = None  # training augmentation ranges; None: Augment's defaults at image_size
     max_pixels: int = smp.MAX_SAMPLE_PIXELS  # a stored image claiming more is refused undecoded
     location: ShardLocation | None = None  # how `shards` (its addresses) are opened; None: they are local paths
+    sizes: tuple[int, ...] = ()  # each shard's bytes per its manifest, so a remote one that ends short is told from a whole one
 
 
 class ShardStream(IterableDataset):
@@ -112,10 +113,11 @@ class ShardStream(IterableDataset):
     def _samples(self, shards: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
         """Undecoded samples whose grade, image header, metadata and weight are sound (resampling routes by the
         grade, and may repeat or drop a sample: what is refused here is counted exactly once)."""
-        location = self.cfg.location
+        location, sizes = self.cfg.location, dict(zip(self.cfg.shards, self.cfg.sizes))
         for shard in shards:
+            url = shard["url"]
             try:
-                with contextlib.nullcontext(Path(shard["url"])) if location is None else location.open(shard["url"]) as source:
+                with contextlib.nullcontext(Path(url)) if location is None else location.open(url, sizes.get(url)) as source:
                     for key, parts in smp.read_samples(source):
                         try:
                             checked = self._check(parts)

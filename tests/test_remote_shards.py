@@ -18,7 +18,8 @@ from click.testing import CliRunner
 from sightx import locations
 from sightx.cli import train as train_cli
 from sightx.contracts import manifest as mf
-from sightx.stream import StreamConfig, make_loader
+from sightx.contracts.sample import read_samples
+from sightx.stream import StreamConfig, make_loader, take_bad_samples
 from sightx.train import TrainError
 from sightx.train.trainer import read_shards
 
@@ -27,13 +28,24 @@ TIMINGS = ("images_per_s", "data_wait", "seconds")  # how fast, not what was lea
 
 
 @contextlib.contextmanager
-def serve(folder: Path) -> Iterator[tuple[str, list[str]]]:
-    """Python's http.server on a free loopback port serving `folder`; yields its URL and the request log."""
+def serve(folder: Path, cut: str = "") -> Iterator[tuple[str, list[str]]]:
+    """Python's http.server on a free loopback port serving `folder`; yields its URL and the request log.
+
+    `cut`: a file whose GET announces its full length but sends only half, then drops the connection.
+    """
     requests: list[str] = []
 
     class Handler(SimpleHTTPRequestHandler):
         def log_message(self, format: str, *args: object) -> None:
             requests.append(f"{self.command} {self.path}")
+
+        def copyfile(self, source, outputfile) -> None:  # type: ignore[no-untyped-def]
+            if cut and self.path == f"/{cut}":
+                data = source.read()
+                outputfile.write(data[: _half(len(data))])
+                self.close_connection = True
+                return
+            super().copyfile(source, outputfile)
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Handler, directory=str(folder)))
     thread = threading.Thread(target=server.serve_forever, daemon=True)
@@ -131,6 +143,32 @@ def test_a_served_set_with_a_missing_or_short_shard_is_refused_before_training(t
             read_shards(url)
     assert str(e.value).startswith(f"{url}: {first}: HTTP 404 File not found (and 1 more); sightx-verify checks a downloaded copy")
     assert not [r for r in requests if r.startswith("GET /") and r.endswith(".tar")]  # refused on HEAD requests alone
+
+
+def _half(size: int) -> int:
+    """Half a shard, cut at a 512-byte tar block boundary: what a tar reader alone takes for the archive's end."""
+    return size // 2 // 512 * 512
+
+
+@pytest.mark.parametrize("via", ["http", "pipe"])
+def test_a_shard_cut_short_in_transit_is_counted_and_the_rest_of_the_epoch_is_read(tiny_shards: Path, via: str) -> None:
+    manifest = mf.read(tiny_shards)
+    records = mf.shards_of(manifest, "train")
+    victim = records[1]["name"]
+    half = _half((tiny_shards / victim).stat().st_size)
+    cut = f"head -c {half} {tiny_shards}/{victim}"
+    command = f"pipe:if [ {{name}} = {victim} ]; then {cut}; else cat {tiny_shards}/{{name}}; fi"  # exits 0 all the same
+    with serve(tiny_shards, cut=victim) if via == "http" else contextlib.nullcontext((command, [])) as (where, _):
+        _, train_shards, _, location = read_shards(where)
+        sizes = tuple(r["bytes"] for r in records)  # as the trainer passes them
+        cfg = StreamConfig(tuple(train_shards), image_size=32, train=False, location=location, sizes=sizes)
+        loader, _ = make_loader(cfg, batch_size=4, workers=0)
+        keys = [k for *_, batch in loader for k in batch]
+        bad = take_bad_samples(loader)
+    everything = {k for rec in records for k, _ in read_samples(tiny_shards / rec["name"])}
+    lost = {k for k, _ in read_samples(tiny_shards / victim)}
+    assert bad == 1  # the shard's missing rest, counted once (the trainer stops past --max-bad-samples)
+    assert everything - lost <= set(keys) < everything and len(keys) == len(set(keys))
 
 
 def test_names_from_a_served_manifest_are_never_urls_or_commands(tiny_shards: Path, tmp_path: Path) -> None:

@@ -142,8 +142,10 @@ class Trainer:
             location=self.location,
         )
         pin = device.type == "cuda"
+        sizes = {split: tuple(r["bytes"] for r in mf.shards_of(self.manifest, split)) for split in ("train", "val")}
         train_cfg = StreamConfig(
             tuple(train_shards),
+            sizes=sizes["train"],
             train=True,
             shuffle_buffer=cfg.shuffle_buffer,
             balance=cfg.balance,
@@ -156,7 +158,7 @@ class Trainer:
         self.train_loader, self.epoch_value = make_loader(train_cfg, cfg.batch_size, cfg.workers, pin_memory=pin)
         self.val_loader = None
         if val_shards:
-            val_cfg = StreamConfig(tuple(val_shards), train=False, **stream)  # type: ignore[arg-type]
+            val_cfg = StreamConfig(tuple(val_shards), train=False, sizes=sizes["val"], **stream)  # type: ignore[arg-type]
             self.val_loader, _ = make_loader(val_cfg, cfg.batch_size, cfg.workers, pin_memory=pin)
 
         out = Path(cfg.out)
