@@ -253,7 +253,12 @@ def _list_recipes(ctx: click.Context, _param: click.Parameter, value: bool) -> N
 
 
 @command()
-@click.argument("shards", type=click.Path(path_type=Path), default=Path("shards"))
+@click.argument("shards", default="shards")
+@click.option(
+    "--manifest",
+    metavar="FILE_OR_URL",
+    help="Read manifest.json from this file or URL (default: beside the shards; for pipe: the command with {name} = manifest.json).",
+)
 @click.option("--out", default="runs/default", show_default=True, help="Run folder: metrics.jsonl, last.pt, best.pt, PNGs.")
 @click.option(
     "--task",
@@ -336,8 +341,12 @@ def _list_recipes(ctx: click.Context, _param: click.Parameter, value: bool) -> N
 @click.option("--resume", is_flag=True, help="Continue the run in --out from last.pt.")
 @click.option("--tensorboard", is_flag=True, help="Also log to OUT/tensorboard (needs the tensorboard package).")
 @click.option("--quiet", is_flag=True)
-def train(shards: Path, out: str, recipe: str | None, quiet: bool, **kw: object) -> None:
-    """Train a model on SHARDS (default: shards/) written by sightx-shard, streaming from disk."""
+def train(shards: str, out: str, recipe: str | None, quiet: bool, **kw: object) -> None:
+    """Train a model on SHARDS (default: shards/) written by sightx-shard, streaming them.
+
+    SHARDS is a folder, an http(s):// URL serving one (manifest.json beside the shards), any fsspec
+    URL (s3://..., with fsspec and its backend installed), or a command printing one shard, with
+    {name} where its file name goes: 'pipe:aws s3 cp s3://bucket/shards/{name} -'."""
     from click.core import ParameterSource
 
     from sightx.train import train as run_train
@@ -345,7 +354,7 @@ def train(shards: Path, out: str, recipe: str | None, quiet: bool, **kw: object)
 
     ctx = click.get_current_context()
     given = {k: v for k, v in kw.items() if ctx.get_parameter_source(k) not in (ParameterSource.DEFAULT, None) and v is not None}
-    cfg = resolve(recipe, {"shards": str(shards), "out": out, "progress": not quiet, **given})
+    cfg = resolve(recipe, {"shards": shards, "out": out, "progress": not quiet, **given})
     try:
         history = run_train(cfg)
     except KeyboardInterrupt:
@@ -492,6 +501,11 @@ def explore(
 @click.option("--batch-size", type=click.IntRange(1), help="Batch size for load and train.  [default: 8]")
 @click.option("--train-steps", type=click.IntRange(1), help="Optimizer steps per timed repetition.  [default: 1]")
 @click.option("--device", help="auto (MPS, then CUDA, then CPU), cpu, cuda, mps.  [default: auto]")
+@click.option(
+    "--executor",
+    type=click.Choice(["pool", "dask-local"]),
+    help="shard: dask-local measures SightX on a Dask LocalCluster against its own pool (no other engines).  [default: pool]",
+)
 @click.option("--img2dataset", help="img2dataset executable.  [default: on PATH, or beside this Python]")
 @click.option("--work", type=click.Path(file_okay=False), help="Keep the scratch files here instead of a temporary folder.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="Also write the full result as JSON.")

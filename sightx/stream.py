@@ -14,6 +14,7 @@ yields each of them exactly once.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import random
 import tarfile
@@ -33,11 +34,17 @@ from sightx.augment import Augment, EvalTransform
 from sightx.contracts import manifest as mf
 from sightx.contracts import sample as smp
 from sightx.errors import Rejection
+from sightx.locations import ShardLocation
 
 
 def shard_paths(shard_dir: Path, manifest: dict[str, Any], split: str) -> list[str]:
     """Absolute local paths of a split's finished shards (names checked by `manifest.shard_file`)."""
     return [str(mf.shard_file(shard_dir, s)) for s in mf.shards_of(manifest, split)]
+
+
+def shard_addresses(location: ShardLocation, manifest: dict[str, Any], split: str) -> list[str]:
+    """What `location.open` reads for each of a split's finished shards (names checked by `manifest.shard_name`)."""
+    return [location.address(s) for s in mf.shards_of(manifest, split)]
 
 
 @dataclass(frozen=True)
@@ -57,6 +64,8 @@ class StreamConfig:
     augment: Augment | None = None  # training augmentation ranges; None: Augment's defaults at image_size
     max_pixels: int = smp.MAX_SAMPLE_PIXELS  # a stored image claiming more is refused undecoded
     classes: int = 5  # .cls values allowed: the manifest's label kind (5 grades, 3 quality classes)
+    location: ShardLocation | None = None  # how `shards` (its addresses) are opened; None: they are local paths
+    sizes: tuple[int, ...] = ()  # each shard's bytes per its manifest, so a remote one that ends short is told from a whole one
 
 
 class ShardStream(IterableDataset):
@@ -105,16 +114,19 @@ class ShardStream(IterableDataset):
     def _samples(self, shards: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
         """Undecoded samples whose grade, image header, metadata and weight are sound (resampling routes by the
         grade, and may repeat or drop a sample: what is refused here is counted exactly once)."""
+        location, sizes = self.cfg.location, dict(zip(self.cfg.shards, self.cfg.sizes))
         for shard in shards:
+            url = shard["url"]
             try:
-                for key, parts in smp.read_samples(Path(shard["url"])):
-                    try:
-                        checked = self._check(parts)
-                    except Rejection:
-                        self._skip()
-                        continue
-                    yield {**parts, **checked, "__key__": key}
-            except (OSError, EOFError, tarfile.TarError):  # truncated, not a tar, a member claiming gigabytes
+                with contextlib.nullcontext(Path(url)) if location is None else location.open(url, sizes.get(url)) as source:
+                    for key, parts in smp.read_samples(source):
+                        try:
+                            checked = self._check(parts)
+                        except Rejection:
+                            self._skip()
+                            continue
+                        yield {**parts, **checked, "__key__": key}
+            except (OSError, EOFError, tarfile.TarError):  # truncated, not a tar, a member claiming gigabytes, a lost connection
                 self._skip()
 
     def _check(self, parts: dict[str, bytes]) -> dict[str, Any]:

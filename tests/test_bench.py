@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from sightx.bench import BenchError, BenchOptions, run_bench
-from sightx.bench.engines import ENGINES
+from sightx.bench.engines import DASK_ENGINES, ENGINES
 from sightx.bench.load import PIPELINES
 from sightx.bench.report import TARGETS, render
 from sightx.cli import bench as bench_cli
@@ -105,3 +105,25 @@ def test_work_folder_must_be_empty(tmp_path: Path) -> None:
 def test_options_refuse_too_few_images() -> None:
     with pytest.raises(BenchError, match="twice --workers"):
         BenchOptions(images=3, workers=2)
+
+
+@pytest.mark.slow
+def test_the_dask_option_measures_sightx_on_dask_against_its_pool(tmp_path: Path) -> None:
+    pytest.importorskip("distributed")
+    result = run_bench(BenchOptions.smoke(stages=("shard",), executor="dask-local", workers=2, work=str(tmp_path)))
+    shard = result["shard"]
+    assert list(shard["engines"]) == list(DASK_ENGINES)  # the same engine, pool and Dask, nothing else
+    written = {e: [r["written"] for r in row["runs"].values()] for e, row in shard["engines"].items()}
+    assert written["sightx-dask"] == written["sightx"] and min(written["sightx"]) >= 1
+    d = shard["dask"]
+    rates = {w: shard["engines"][e]["runs"][w]["images_per_s"]["median"] for e in DASK_ENGINES for w in ("1", "2")}
+    assert set(d["overhead_per_image"]) == set(d["images_per_s_per_core"]) == {"1", "2"} == set(rates)
+    assert all(v > -1 for v in d["overhead_per_image"].values()) and all(v > 0 for v in d["images_per_s_per_core"].values())
+    assert d["input_mb_per_image"] == pytest.approx(shard["input"]["mb"] / shard["input"]["images"], rel=0.01)
+    assert d["scaling_efficiency"] == shard["scaling_efficiency"]["sightx-dask"] > 0
+    cluster = d["projection"]["workers"]
+    assert list(cluster) == ["16", "64", "256"]
+    assert cluster["64"]["images_per_s"] == pytest.approx(4 * cluster["16"]["images_per_s"], rel=0.01)
+    assert cluster["64"]["read_mb_per_s"] == pytest.approx(cluster["64"]["images_per_s"] * d["input_mb_per_image"], rel=0.01)
+    text = render(result, markdown=True)
+    assert "| SightX on Dask (LocalCluster) |" in text and "overhead per image" in text and "filesystem read MB/s" in text

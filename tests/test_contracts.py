@@ -168,7 +168,7 @@ def test_the_cli_literals_are_the_librarys_constants() -> None:
     for field in TrainConfig.__dataclass_fields__:
         if field in ("shards", "progress", "resume", "tensorboard"):
             continue
-        if field in ("scale", "stretch", "balance_end"):  # no CLI default: an option left out takes the library's (or the recipe's)
+        if field in ("scale", "stretch", "balance_end", "manifest"):  # no CLI default: left out, the library's (or recipe's)
             assert _default(cli.train, field) in (None, click.core.UNSET), field
         elif field == "recipe":
             assert _default(cli.train, field) in (None, click.core.UNSET) and default(field) == "none"

@@ -5,8 +5,10 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tarfile
@@ -22,6 +24,7 @@ from click.testing import CliRunner
 from sightx.cli import train as train_cli
 from sightx.contracts import manifest as mf
 from sightx.contracts.checkpoint import load as load_checkpoint
+from sightx.contracts.sample import read_samples
 from sightx.model import WeightsError, build_model
 from sightx.predict import predict
 from sightx.train import TrainConfig, TrainError, train
@@ -165,6 +168,36 @@ def test_ddp_two_cpu_processes(tiny_shards: Path, tmp_path: Path) -> None:
     # Shards are split across the two ranks and the epoch is still exact.
     assert all(h["train_images"] == mf.read(tiny_shards)["splits"]["train"]["count"] for h in history)
     assert history[-1]["val"]["n"] == mf.read(tiny_shards)["splits"]["val"]["count"]
+
+
+PROBE = str(Path(__file__).with_name("ddp_probe.py"))
+
+
+@pytest.mark.slow
+def test_torchrun_two_nodes_see_every_sample_once_per_epoch(tiny_shards: Path, tmp_path: Path) -> None:
+    """Two torchrun launchers as two nodes (--nnodes 2, one process each) meeting at a c10d rendezvous on loopback."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    keys, out = tmp_path / "keys", tmp_path / "run"
+    keys.mkdir()
+    launch = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--nproc-per-node", "1", "--rdzv-backend", "c10d"]
+    launch += ["--rdzv-endpoint", f"127.0.0.1:{port}", "--rdzv-id", "sightx-two-nodes", PROBE, str(tiny_shards), str(out), str(keys)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}  # two ranks on a small machine: one thread each
+    nodes = [subprocess.Popen(launch, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for _ in range(2)]
+    try:
+        logs = [node.communicate(timeout=300)[0] for node in nodes]
+    finally:
+        for node in nodes:
+            node.kill()
+    assert [node.returncode for node in nodes] == [0, 0], logs
+    seen = [json.loads((keys / f"rank-{r}.json").read_text()) for r in range(2)]
+    assert [s["world"] for s in seen] == [2, 2] and all(s["keys"] for s in seen)  # both ranks trained
+    m = mf.read(tiny_shards)
+    everything = [k for rec in mf.shards_of(m, "train") for k, _ in read_samples(mf.shard_file(tiny_shards, rec))]
+    assert sorted(seen[0]["keys"] + seen[1]["keys"]) == sorted(everything)  # each sample once, on one rank only
+    (row,) = _history(out)
+    assert row["train_images"] == m["splits"]["train"]["count"] and row["val"]["n"] == m["splits"]["val"]["count"]
 
 
 def _peak_rss_mb(args: list[str]) -> float:

@@ -22,8 +22,10 @@ from sightx.bench.options import BenchError
 from sightx.bench.tars import TarOut
 
 ENGINES = ("sightx", "decode-floor", "naive-pil", "opencv", "img2dataset")
+DASK_ENGINES = ("sightx", "sightx-dask")  # --executor dask-local: the same engine, its pool against a LocalCluster
 LABELS = {
     "sightx": "SightX engine",
+    "sightx-dask": "SightX on Dask (LocalCluster)",
     "decode-floor": "decode-only floor",
     "naive-pil": "naive PIL + Pool",
     "opencv": "OpenCV + Pool",
@@ -31,6 +33,7 @@ LABELS = {
 }
 OUTPUTS = {
     "sightx": "field-of-view crop, Graham, mask, q95 4:2:0",
+    "sightx-dask": "the same bytes as SightX's pool",
     "decode-floor": "none (decode at the engine's DCT scale only)",
     "naive-pil": "bbox crop, LANCZOS, Graham, mask, q95 4:2:0",
     "opencv": "bbox crop, INTER_AREA, Graham, mask, q95 4:2:0",
@@ -45,6 +48,7 @@ class EngineRun:
     shard_size: int
     recipe: Recipe
     img2dataset: str | None = None
+    scheduler: str | None = None  # sightx-dask: the running cluster's address (bench.shard.measure starts one)
 
 
 def run_engine(job: EngineRun, inputs: InputSet, out: Path) -> int:
@@ -55,13 +59,27 @@ def run_engine(job: EngineRun, inputs: InputSet, out: Path) -> int:
 
 
 def _sightx(job: EngineRun, inputs: InputSet, out: Path) -> int:
-    """The sightx-shard code path with the CLI's options."""
+    """The sightx-shard code path with the CLI's options: its pool, or `--executor dask` on `job.scheduler`."""
     from sightx.preprocess import PreprocessOptions
     from sightx.shard import ShardOptions, run
 
     pre = PreprocessOptions(size=job.recipe.size, quality=job.recipe.quality)
-    opts = ShardOptions(preprocess=pre, shard_size=job.shard_size, unlabeled=not inputs.labelled, workers=job.workers, progress=False)
+    opts = ShardOptions(
+        preprocess=pre,
+        shard_size=job.shard_size,
+        unlabeled=not inputs.labelled,
+        workers=job.workers,
+        progress=False,
+        executor="dask" if job.scheduler else "pool",
+        scheduler=job.scheduler,
+    )
     return run(Path(inputs.train), out, opts)["summary"]["written"]
+
+
+def _sightx_dask(job: EngineRun, inputs: InputSet, out: Path) -> int:
+    if job.scheduler is None:
+        raise BenchError("the Dask engine runs on a cluster its measurement starts (bench.shard.measure)")
+    return _sightx(job, inputs, out)
 
 
 def _pooled(fn: Callable[..., bytes], job: EngineRun, inputs: InputSet, out: Path) -> int:
@@ -124,6 +142,7 @@ def _img2dataset(job: EngineRun, inputs: InputSet, out: Path) -> int:
 
 _RUNNERS: dict[str, Callable[[EngineRun, InputSet, Path], int]] = {
     "sightx": _sightx,
+    "sightx-dask": _sightx_dask,
     "decode-floor": partial(_pooled, decode_floor),
     "naive-pil": partial(_pooled, naive_pil),
     "opencv": partial(_pooled, naive_opencv),

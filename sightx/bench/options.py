@@ -8,6 +8,7 @@ from typing import Any
 from sightx.errors import SightXError
 
 STAGES = ("shard", "load", "train")
+EXECUTORS = ("pool", "dask-local")
 EYEPACS_IMAGES = 88_702  # Kaggle 2015: 35,126 train + 53,576 test originals
 
 
@@ -39,6 +40,7 @@ class BenchOptions:
     seed: int = 0
     camera_sizes: tuple[tuple[int, int], ...] | None = None  # None = the EyePACS resolution mix
     quick: bool = False
+    executor: str = "pool"  # dask-local: the shard stage measures SightX on a Dask LocalCluster against its pool
 
     def __post_init__(self) -> None:
         unknown = set(self.stages) - set(STAGES)
@@ -46,6 +48,8 @@ class BenchOptions:
             raise BenchError(f"stages must be among {', '.join(STAGES)}, got {', '.join(self.stages) or 'none'}")
         if min(self.images, self.workers, self.reps, self.load_samples, self.batch_size, self.train_steps) < 1:
             raise BenchError("images, workers, reps, load samples, batch size and train steps must be >= 1")
+        if self.executor not in EXECUTORS:
+            raise BenchError(f"--executor must be one of {', '.join(EXECUTORS)}")
         if self.images < 2 * self.workers:
             raise BenchError(f"--images must be at least twice --workers ({2 * self.workers}) to separate start-up")
 
@@ -72,7 +76,7 @@ class BenchOptions:
         shards, does not do so mid-run. SightX gets eight: a shard is its unit of work (the
         others work per image), and with a handful per worker the last one would leave the
         other workers idle, which a real run, with dozens per worker, never sees."""
-        per_worker = 8 if engine == "sightx" else 4
+        per_worker = 8 if engine.startswith("sightx") else 4
         return self.shard_size or max(1, self.images // (per_worker * workers))
 
     def worker_counts(self) -> tuple[int, ...]:

@@ -116,9 +116,34 @@ def _shard(s: dict[str, Any], markdown: bool) -> list[str]:
         parts += _breakdown(s["breakdown"], markdown)
     p = s["projection"]
     proj = [[s["engines"][e]["label"], _hours(h["2"]), _hours(h["10"])] for e, h in p["hours"].items() if e != "decode-floor"]
-    return parts + [
+    parts += [
         _title(f"projection for the full {p['images']:,}-image EyePACS set ({p['basis']})", markdown),
         _table(["engine", "2 workers", "10 workers"], proj, markdown),
+    ]
+    return parts + (_dask(s["dask"], markdown) if "dask" in s else [])
+
+
+def _dask(d: dict[str, Any], markdown: bool) -> list[str]:
+    """Dask's overhead against the pool, the per-core rate, and the cluster it projects to with its filesystem bound."""
+    if "error" in d:
+        return [_notes([f"Dask figures not available: {d['error']}"], markdown)]
+    workers = list(d["overhead_per_image"])
+    rows = [[f"{w} worker(s)", f"{d['overhead_per_image'][w]:+.1%}", f"{d['images_per_s_per_core'][w]:g}"] for w in workers]
+    p = d["projection"]
+    cluster = [[w, f"{c['images_per_s']:g}", f"{c['read_mb_per_s']:g}", f"{c['eyepacs_minutes']:g}"] for w, c in p["workers"].items()]
+    notes = [
+        "overhead per image = Dask's time per image / the pool's - 1, at the same worker count on the same files "
+        "(a few images per shard here; a real set has hundreds, over which Dask's per-task cost spreads).",
+        f"every image is read once from the shared filesystem: {d['input_mb_per_image']:g} MB per image, "
+        f"{d['read_mb_per_s_per_core']:g} MB/s per worker core; a filesystem serving 1 GB/s bounds a cluster at "
+        f"{d['images_per_s_per_gb_s']:g} images/s whatever its size.",
+    ]
+    return [
+        _title("Dask (LocalCluster, one single-threaded worker process per core) against the process pool", markdown),
+        _table(["", "overhead per image", "images/s per worker core"], rows, markdown),
+        _title(f"cluster projection ({p['basis']}, scaling {d['scaling_efficiency']:.0%})", markdown),
+        _table(["worker cores", "images/s", "filesystem read MB/s", "EyePACS minutes"], cluster, markdown),
+        _notes(notes, markdown),
     ]
 
 

@@ -15,6 +15,7 @@ from typing import Any
 from sightx.bench import inputs, report
 from sightx.bench.options import BenchError, BenchOptions
 from sightx.pool import default_workers
+from sightx.shard.executors import require_dask
 
 FORMAT = "sightx-bench"
 VERSION = 1
@@ -25,6 +26,8 @@ def run_bench(opts: BenchOptions, log: Callable[[str], None] = lambda _: None) -
     """Measure every stage in opts.stages; errors of one engine become a row, not a failure."""
     from sightx.bench import load, shard, train
 
+    if opts.executor != "pool":
+        require_dask()  # before minutes of input generation
     start = time.perf_counter()
     result: dict[str, Any] = {"format": FORMAT, "version": VERSION, "machine": machine(), "options": opts.to_dict()}
     with _scratch(opts.work) as work:

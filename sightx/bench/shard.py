@@ -8,11 +8,12 @@ reported apart.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import statistics
 import tarfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ import numpy as np
 
 from sightx.bench.baselines import Recipe
 from sightx.bench.engines import (
+    DASK_ENGINES,
     ENGINES,
     LABELS,
     OUTPUTS,
@@ -35,6 +37,7 @@ from sightx.bench.stats import sig, spread
 
 _FILL_SAMPLES = 16  # outputs checked for how much of the frame the retina fills
 _DARK, _WHITE = 15, 250  # below: background or mask; above: white padding
+CLUSTER_WORKERS = (16, 64, 256)  # worker cores the Dask projection is stated for
 
 
 @dataclass(frozen=True)
@@ -51,14 +54,30 @@ class Measure:
 def measure(m: Measure) -> dict[str, Any]:
     """An untimed start-up run (imports, lazy set-up), then a timed start-up run and full run."""
     out = Path(m.scratch)
-    startup = replace(m.run, shard_size=1)  # one shard per image: every worker starts
-    if m.warmup:
-        run_engine(startup, m.startup, out)
-    startup_s = _timed(run_engine, startup, m.startup, out)[0]
-    full_s, written = _timed(run_engine, m.run, m.full, out)
+    with _cluster(m.run) as job:
+        startup = replace(job, shard_size=1)  # one shard per image: every worker starts
+        if m.warmup:
+            run_engine(startup, m.startup, out)
+        startup_s = _timed(run_engine, startup, m.startup, out)[0]
+        full_s, written = _timed(run_engine, job, m.full, out)
     fill = field_fill(out)
     shutil.rmtree(out, ignore_errors=True)
     return {"full_s": [full_s], "startup_s": [startup_s], "written": written, "field_fill": fill}
+
+
+@contextlib.contextmanager
+def _cluster(run: EngineRun) -> Iterator[EngineRun]:
+    """The Dask engine's runs share one LocalCluster, as `--executor dask-local` starts it: its start
+    (seconds, and varying by seconds) would otherwise swamp the per-image figures it is compared on."""
+    if run.engine != "sightx-dask":
+        yield run
+        return
+    import distributed
+
+    with distributed.LocalCluster(
+        n_workers=run.workers, processes=True, threads_per_worker=1, host="127.0.0.1", dashboard_address="127.0.0.1:0"
+    ) as cluster:
+        yield replace(run, scheduler=cluster.scheduler_address)
 
 
 def _timed(fn: Callable[..., int], *args: Any) -> tuple[float, int]:
@@ -123,6 +142,8 @@ def stage(opts: BenchOptions, inputs: Inputs, work: Path, log: Callable[[str], N
     ratio compares runs made minutes, not a whole stage, apart: on a shared machine the speed of
     one process (its core, its neighbours) varies by several percent from the next.
     """
+    on_dask = opts.executor == "dask-local"
+    names = DASK_ENGINES if on_dask else ENGINES
     recipe = Recipe(opts.size, opts.quality)
     exe = find_img2dataset(opts.img2dataset)
     n, k, mb = len(inputs.full.files), len(inputs.startup.files), inputs.full.bytes() / 1e6
@@ -134,7 +155,7 @@ def stage(opts: BenchOptions, inputs: Inputs, work: Path, log: Callable[[str], N
             opts.warmup,
             str(work / f"out-{engine}-{w}"),
         )
-        for engine in ENGINES
+        for engine in names
         for w in opts.worker_counts()
     }
     raw: dict[tuple[str, int], dict[str, Any]] = {}
@@ -150,7 +171,7 @@ def stage(opts: BenchOptions, inputs: Inputs, work: Path, log: Callable[[str], N
                 log(f"shard  {LABELS[engine]}: not available: {e}")
         log(f"shard  repetition {rep}/{opts.reps} of every engine done")
     engines: dict[str, Any] = {}
-    for engine in ENGINES:
+    for engine in names:
         row: dict[str, Any] = {"label": LABELS[engine], "output": OUTPUTS[engine], "runs": {}}
         if engine in errors:
             row["error"] = errors[engine]
@@ -160,15 +181,19 @@ def stage(opts: BenchOptions, inputs: Inputs, work: Path, log: Callable[[str], N
                 row["runs"][str(w)] = result
                 log(f"shard  {LABELS[engine]:<20} {w} worker(s): {result['images_per_s']['median']} images/s")
         engines[engine] = row
+    compared = compare(engines, opts.worker_counts())
+    dask = {"dask": dask_figures(engines, compared, opts.worker_counts(), inputs.full.bytes() / 1e6 / n)} if on_dask else {}
     return {
         "input": inputs.describe(),
-        "breakdown": _breakdown(opts, inputs, work, log),
+        # The profile is the pool's and costs a run of its own: left out where the question is Dask's overhead.
+        "breakdown": {} if on_dask else _breakdown(opts, inputs, work, log),
         "shard_size": {str(w): opts.shard_size_for(w) for w in opts.worker_counts()},
         "sightx_shard_size": {str(w): opts.shard_size_for(w, "sightx") for w in opts.worker_counts()},
         "worker_counts": list(opts.worker_counts()),
         "recipe": {"size": opts.size, "quality": opts.quality, "normalize": "graham"},
         "engines": engines,
-        **compare(engines, opts.worker_counts()),
+        **compared,
+        **dask,
     }
 
 
@@ -210,5 +235,42 @@ def compare(engines: dict[str, Any], counts: tuple[int, ...]) -> dict[str, Any]:
             "basis": "a projection, not a measurement: 1-worker images/s x workers x "
             + (f"the scaling efficiency measured at {top} workers" if top > 1 else "100% scaling (only 1 worker measured)"),
             "hours": {e: {str(w): sig(EYEPACS_IMAGES / (r[1] * w * scaling[e]) / 3600, 3) for w in (2, 10)} for e, r in rates.items()},
+        },
+    }
+
+
+def dask_figures(engines: dict[str, Any], compared: dict[str, Any], counts: tuple[int, ...], mb_per_image: float) -> dict[str, Any]:
+    """Dask against the pool at the same worker counts, and what a cluster of it would do.
+
+    Overhead per image is Dask's time per image over the pool's, less 1. The projection is the rate
+    per worker core (1 Dask worker) x workers x the scaling efficiency measured here; every image is
+    read once from the shared filesystem, so a cluster also needs its read rate in MB/s from it.
+    """
+    failed = [engines[e]["error"] for e in DASK_ENGINES if "error" in engines[e]]
+    if failed:
+        return {"error": failed[0]}
+    pool, dask = ({w: engines[e]["runs"][str(w)]["images_per_s"]["median"] for w in counts} for e in DASK_ENGINES)
+    top = counts[-1]
+    efficiency = compared["scaling_efficiency"].get("sightx-dask", 1.0) if top > 1 else 1.0
+    per_core = dask[1]
+    cluster = {
+        str(workers): {
+            "images_per_s": sig(per_core * workers * efficiency),
+            "read_mb_per_s": sig(per_core * workers * efficiency * mb_per_image),
+            "eyepacs_minutes": sig(EYEPACS_IMAGES / (per_core * workers * efficiency) / 60),
+        }
+        for workers in CLUSTER_WORKERS
+    }
+    return {
+        "overhead_per_image": {str(w): sig(pool[w] / dask[w] - 1, 3) for w in counts},
+        "images_per_s_per_core": {str(w): sig(dask[w] / w) for w in counts},
+        "scaling_efficiency": sig(efficiency, 3),
+        "input_mb_per_image": sig(mb_per_image),
+        "read_mb_per_s_per_core": sig(per_core * mb_per_image),
+        "images_per_s_per_gb_s": sig(1000 / mb_per_image),  # the filesystem's bound: images/s per GB/s it can serve
+        "projection": {
+            "basis": "a projection, not a measurement: images/s per worker core (1 Dask worker) x workers x "
+            + (f"the Dask scaling efficiency measured at {top} workers" if top > 1 else "100% scaling (only 1 worker measured)"),
+            "workers": cluster,
         },
     }

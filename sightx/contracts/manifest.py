@@ -85,10 +85,19 @@ def read(path: Path) -> dict[str, Any]:
     if path.is_dir():
         path = path / MANIFEST
     try:
-        data = json.loads(path.read_text())
+        raw = path.read_bytes()
     except FileNotFoundError:
         raise ManifestError(f"{path} not found: is this a folder written by sightx-shard?") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+    except OSError as e:
+        raise ManifestError(f"{path}: unreadable manifest ({e})") from None
+    return parse(raw, str(path))
+
+
+def parse(raw: bytes, path: str) -> dict[str, Any]:
+    """Validate a manifest's bytes, read from `path` (a file or a URL: only named in messages)."""
+    try:
+        data = json.loads(raw.decode())
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise ManifestError(f"{path}: unreadable manifest ({e})") from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise ManifestError(f"{path}: not a SightX shard manifest")
@@ -185,19 +194,24 @@ def shards_of(manifest: dict[str, Any], split: str) -> list[dict[str, Any]]:
     return [s for s in manifest["shards"] if s["split"] == split and s.get("done")]
 
 
+def shard_name(record: dict[str, Any]) -> str:
+    """A shard record's file name, checked again where it is used: only ever `{split}-NNNNNN.tar`."""
+    name = record.get("name")
+    if not isinstance(name, str) or not SHARD_NAME.fullmatch(name):
+        raise ManifestError(f"manifest field 'name' is {name!r}, not a SightX shard name ({{split}}-NNNNNN.tar)")
+    return name
+
+
 def shard_file(shard_dir: Path, record: dict[str, Any]) -> Path:
     """The local file of a shard record: a plain name joined to the (absolute) shard folder.
 
     The result is absolute, so no reader (webdataset's `gopen` included) can take it for a URL or a
     `pipe:` command, whatever folder the user runs from.
     """
-    name = record.get("name")
-    if not isinstance(name, str) or not SHARD_NAME.fullmatch(name):
-        raise ManifestError(f"manifest field 'name' is {name!r}, not a SightX shard name ({{split}}-NNNNNN.tar)")
-    return shard_dir.absolute() / name
+    return shard_dir.absolute() / shard_name(record)
 
 
-def require_labels(manifest: dict[str, Any], wanted: str, where: Path, use: str) -> None:
+def require_labels(manifest: dict[str, Any], wanted: str, where: str | Path, use: str) -> None:
     """ManifestError unless the set's labels are of kind `wanted` (`use` says what needs them)."""
     have = labels_of(manifest)
     if have != wanted:

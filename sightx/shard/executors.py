@@ -45,6 +45,11 @@ def _distributed() -> Any:
     return distributed
 
 
+def require_dask() -> None:
+    """DaskError (one line, naming the install) unless Dask distributed can be imported."""
+    _distributed()
+
+
 def preflight(source: Source, executor: str, scheduler: str | None) -> None:
     """What can be refused before the output folder is touched: the package, the scheduler option, a streamed source."""
     if executor not in EXECUTORS:

@@ -25,7 +25,8 @@ class TrainError(SightXError):
 
 @dataclass
 class TrainConfig:
-    shards: str
+    shards: str  # a folder, an http(s) base, an fsspec URL or a pipe: template (sightx.locations)
+    manifest: str | None = None  # the manifest from this file or URL instead of beside the shards
     out: str = "runs/default"
     task: str = "grade"  # grade: DR grades 0-4; gradability: EyeQ quality classes (its head is always "quality")
     arch: str = "resnet50"

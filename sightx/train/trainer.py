@@ -17,19 +17,19 @@ from typing import Any
 import torch
 from torch import nn
 
-from sightx import heads, metrics
+from sightx import heads, locations, metrics
 from sightx.augment import parse_normalization
 from sightx.contracts import checkpoint as ckpt
 from sightx.contracts import manifest as mf
 from sightx.contracts import sample as smp
 from sightx.label_kinds import TASKS
+from sightx.locations import ShardLocation
 from sightx.model import autocast_dtype, build_model, pick_device
-from sightx.stream import StreamConfig, make_loader, shard_paths, take_bad_samples
+from sightx.stream import StreamConfig, make_loader, shard_addresses, take_bad_samples
 from sightx.train import distributed, loop
 from sightx.train.config import TrainConfig, TrainError
 from sightx.train.distributed import Dist
 from sightx.train.run_dir import RunDir
-from sightx.verify import check_files
 
 
 def lr_lambda(total_steps: int, warmup_steps: int, schedule: str) -> Any:
@@ -46,22 +46,32 @@ def lr_lambda(total_steps: int, warmup_steps: int, schedule: str) -> Any:
     return f
 
 
-def read_shards(shard_dir: Path, task: str = "grade") -> tuple[dict[str, Any], list[str], list[str]]:
-    """The manifest and the train/val shard paths, refused unless the set is complete and labelled for `task`."""
-    manifest = mf.read(shard_dir)
-    mf.require_labels(manifest, TASKS[task], shard_dir, f"--task {task}")
-    if not manifest.get("complete", False):
+def read_shards(
+    where: str | Path, manifest: str | None = None, task: str = "grade"
+) -> tuple[dict[str, Any], list[str], list[str], ShardLocation]:
+    """The manifest, the train/val shard addresses and where they are read from, refused unless the set is
+    complete and labelled for `task`.
+
+    `where` is the user's own: a folder, an http(s) base, an fsspec URL or a pipe: template (sightx.locations);
+    `manifest` reads the manifest from another file or URL.
+    """
+    location = locations.parse(str(where), manifest)
+    shard_dir = location.base
+    data = location.read_manifest()
+    mf.require_labels(data, TASKS[task], shard_dir, f"--task {task}")
+    if not data.get("complete", False):
         raise TrainError(f"{shard_dir}: the shards are incomplete (an interrupted sightx-shard?): re-run it to finish them")
-    train_shards, val_shards = shard_paths(shard_dir, manifest, "train"), shard_paths(shard_dir, manifest, "val")
+    train_shards, val_shards = shard_addresses(location, data, "train"), shard_addresses(location, data, "val")
     if not train_shards:
         raise TrainError(f"{shard_dir}: no finished train shards in the manifest")
     # Presence and size only: a sha256 of every shard would read the whole set (an epoch's I/O) before
     # the first step, on every rank; content damage shows as counted corrupt samples instead.
-    problems = check_files(shard_dir, mf.shards_of(manifest, "train") + mf.shards_of(manifest, "val"))
+    problems = location.check(mf.shards_of(data, "train") + mf.shards_of(data, "val"))
     if problems:
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
-        raise TrainError(f"{shard_dir}: {problems[0]}{more}; run sightx-verify {shard_dir} for the full check")
-    return manifest, train_shards, val_shards
+        full = f"run sightx-verify {shard_dir} for the full check" if location.local else "sightx-verify checks a downloaded copy in full"
+        raise TrainError(f"{shard_dir}: {problems[0]}{more}; {full}")
+    return data, train_shards, val_shards, location
 
 
 def build_optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
@@ -115,7 +125,7 @@ class Trainer:
 
     def __init__(self, cfg: TrainConfig, d: Dist) -> None:
         self.cfg, self.dist = cfg, d
-        self.manifest, train_shards, val_shards = read_shards(Path(cfg.shards), cfg.task)
+        self.manifest, train_shards, val_shards, self.location = read_shards(cfg.shards, cfg.manifest, cfg.task)
         counts = self.manifest["splits"]["train"]["grades"]
         self.head = heads.get(cfg.head)
 
@@ -135,10 +145,13 @@ class Trainer:
             counts=tuple(counts),
             max_pixels=mf.sample_pixel_limit(self.manifest, smp.MAX_SAMPLE_PIXELS),
             classes=mf.num_classes(self.manifest),
+            location=self.location,
         )
         pin = device.type == "cuda"
+        sizes = {split: tuple(r["bytes"] for r in mf.shards_of(self.manifest, split)) for split in ("train", "val")}
         train_cfg = StreamConfig(
             tuple(train_shards),
+            sizes=sizes["train"],
             train=True,
             shuffle_buffer=cfg.shuffle_buffer,
             balance=cfg.balance,
@@ -151,7 +164,7 @@ class Trainer:
         self.train_loader, self.epoch_value = make_loader(train_cfg, cfg.batch_size, cfg.workers, pin_memory=pin)
         self.val_loader = None
         if val_shards:
-            val_cfg = StreamConfig(tuple(val_shards), train=False, **stream)  # type: ignore[arg-type]
+            val_cfg = StreamConfig(tuple(val_shards), train=False, sizes=sizes["val"], **stream)  # type: ignore[arg-type]
             self.val_loader, _ = make_loader(val_cfg, cfg.batch_size, cfg.workers, pin_memory=pin)
 
         out = Path(cfg.out)
@@ -214,7 +227,7 @@ class Trainer:
         if bad > self.cfg.max_bad_samples:
             raise TrainError(
                 f"{int(bad)} corrupt {split} samples skipped in epoch {epoch + 1}, more than --max-bad-samples "
-                f"{self.cfg.max_bad_samples}: `sightx-verify {self.cfg.shards} --deep` lists them"
+                f"{self.cfg.max_bad_samples}: `sightx-verify {self.cfg.shards if self.location.local else 'COPY'} --deep` lists them"
             )
         return int(bad)
 
