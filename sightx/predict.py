@@ -27,6 +27,7 @@ from sightx.grades import NUM_GRADES, other_eye
 from sightx.labels import find_images, image_id, patient_eye
 from sightx.pool import bounded_map, ordered_map
 from sightx.preprocess import PreprocessOptions
+from sightx.gradability import score_of
 from sightx.quality import quality_warnings
 from sightx.sources import Source, is_archive, open_source
 
@@ -210,6 +211,8 @@ def _table(rows: list[_Row], grader: Grader) -> list[dict[str, Any]]:
             row.update({f"p{k}": "" if g is None else round(float(g.output[k]), 6) for k in range(NUM_GRADES)})
         else:
             row["score"] = "" if g is None else round(float(g.output), 6)
+        score = None if g is None else score_of(g.photo.quality)
+        row["gradability"] = "" if score is None else score  # empty too for shards written before the score
         row["warnings"] = "" if g is None else " ".join(g.photo.warnings)
         row["error"] = r.error
         table.append(row)
@@ -217,9 +220,9 @@ def _table(rows: list[_Row], grader: Grader) -> list[dict[str, Any]]:
 
 
 def write_csv(rows: list[dict[str, Any]], path: Path) -> None:
-    """Kaggle's submission columns first (image,level), then probabilities, warnings and errors."""
+    """Kaggle's submission columns first (image,level), then probabilities, gradability, warnings and errors."""
     buf = io.StringIO()
-    fields = list(rows[0]) if rows else ["image", "level", "warnings", "error"]
+    fields = list(rows[0]) if rows else ["image", "level", "gradability", "warnings", "error"]
     writer = csv.DictWriter(buf, fields, lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)

@@ -276,6 +276,8 @@ def test_before_after_gallery(raw: Path, shards: Path, shard_report: tuple[Path,
             "splits.png": _chart("splits.png"),
             "shard_balance.png": _chart("shard_balance.png"),
             "before_after.png": (4 * TILE[0], len(grades) * (TILE[1] + CAPTION_HEIGHT)),
+            "gradability.png": _chart("gradability.png"),
+            "least_gradable.png": sheet_size(len(summary["gradability"]["least"]), WORST_COLS),
         },
     )
 

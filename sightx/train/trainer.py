@@ -23,7 +23,7 @@ from sightx.contracts import checkpoint as ckpt
 from sightx.contracts import manifest as mf
 from sightx.contracts import sample as smp
 from sightx.model import autocast_dtype, build_model, pick_device
-from sightx.stream import StreamConfig, make_loader, shard_paths, take_bad_samples
+from sightx.stream import StreamConfig, has_gradability, make_loader, shard_paths, take_bad_samples, take_ungradable
 from sightx.train import distributed, loop
 from sightx.train.config import TrainConfig, TrainError
 from sightx.train.distributed import Dist
@@ -114,6 +114,11 @@ class Trainer:
     def __init__(self, cfg: TrainConfig, d: Dist) -> None:
         self.cfg, self.dist = cfg, d
         self.manifest, train_shards, val_shards = read_shards(Path(cfg.shards))
+        if cfg.min_gradability is not None and not has_gradability(Path(train_shards[0])):
+            raise TrainError(
+                f"{cfg.shards}: the samples record no gradability score (written before sightx-shard scored it): "
+                "re-shard them to use --min-gradability"
+            )
         counts = self.manifest["splits"]["train"]["grades"]
         self.head = heads.get(cfg.head)
 
@@ -132,6 +137,7 @@ class Trainer:
             seed=cfg.seed,
             counts=tuple(counts),
             max_pixels=mf.sample_pixel_limit(self.manifest, smp.MAX_SAMPLE_PIXELS),
+            min_gradability=cfg.min_gradability,
         )
         pin = device.type == "cuda"
         train_cfg = StreamConfig(
@@ -214,6 +220,11 @@ class Trainer:
             )
         return int(bad)
 
+    def _ungradable(self, loader: Any) -> int:
+        """Samples below --min-gradability skipped in the pass just ended, over all ranks."""
+        (n,) = distributed.sum_over_ranks(self.dist, [float(take_ungradable(loader))])
+        return int(n)
+
     def fit(self) -> list[dict[str, Any]]:
         cfg, p = self.cfg, self.progress
         for epoch in range(p.start_epoch, cfg.epochs):
@@ -226,10 +237,14 @@ class Trainer:
                 ),
             }
             row["bad_samples"] = self._bad_samples(self.train_loader, epoch, "train")
+            if cfg.min_gradability is not None:
+                row["ungradable_skipped"] = self._ungradable(self.train_loader)
             val = None
             if self.val_loader is not None:
                 outputs, grades, _ = loop.predict(self.ctx, self.model, self.val_loader, self.dist)
                 row["val_bad_samples"] = self._bad_samples(self.val_loader, epoch, "val")
+                if cfg.min_gradability is not None:
+                    row["val_ungradable_skipped"] = self._ungradable(self.val_loader)
                 val = loop.evaluate(self.head, outputs, grades)
                 row["val"] = val
                 if "thresholds" in val:  # the tuned thresholds are what this epoch's checkpoint grades with
