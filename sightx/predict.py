@@ -22,12 +22,12 @@ from sightx import codec
 from sightx.atomic import atomic_write_text
 from sightx.contracts import sample
 from sightx.errors import Rejection, SightXError, describe
+from sightx.gradability import score_of
 from sightx.grade import Graded, Grader, Photo, preprocess_photo
 from sightx.grades import NUM_GRADES, other_eye
 from sightx.labels import find_images, image_id, patient_eye
 from sightx.pool import bounded_map, ordered_map
 from sightx.preprocess import PreprocessOptions
-from sightx.gradability import score_of
 from sightx.quality import quality_warnings
 from sightx.sources import Source, is_archive, open_source
 

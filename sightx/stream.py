@@ -190,5 +190,7 @@ def make_loader(cfg: StreamConfig, batch_size: int, workers: int, pin_memory: bo
     """A DataLoader over the stream and the shared epoch counter to set before each pass."""
     ctx = torch.multiprocessing.get_context("spawn")
     epoch = ctx.Value("i", 0)
-    loader = DataLoader(ShardStream(cfg, epoch, ctx.Value("i", 0), ctx.Value("i", 0)), batch_size=batch_size, **loader_settings(workers, pin_memory))
+    loader = DataLoader(
+        ShardStream(cfg, epoch, ctx.Value("i", 0), ctx.Value("i", 0)), batch_size=batch_size, **loader_settings(workers, pin_memory)
+    )
     return loader, epoch

@@ -3,25 +3,36 @@ real preprocessing path (sightx.preprocess) on real JPEGs."""
 
 from __future__ import annotations
 
+import csv
+import json
+import shutil
 from collections import Counter
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
+from click.testing import CliRunner
 
 from sightx import codec, gradability
+from sightx.cli import shard as shard_cli
+from sightx.cli import train as train_cli
+from sightx.contracts import manifest as mf
+from sightx.contracts.sample import meta_of, read_samples
 from sightx.fov import Circle
 from sightx.metrics import roc_auc
 from sightx.preprocess import PreprocessOptions, decode_bytes, preprocess_decoded
 from sightx.quality import quality_warnings
 from sightx.synth.camera import UNGRADABLE_KINDS
+from sightx.synth.generate import SynthOptions, generate
 from sightx.synth.render import ImageSpec, render
+from sightx.train import TrainConfig, train
 
 REAL = Path(__file__).resolve().parents[1] / ".." / "shared" / "fundus-real"
 OPTS = PreprocessOptions(size=512)
 SIZE = (768, 512)  # a small camera keeps rendering cheap; the field is still 1.8x the analysis size
 THRESHOLD = gradability.DEFAULT_THRESHOLD
+FAST = ["--arch", "resnet18", "--image-size", "32", "--batch-size", "8", "--workers", "0", "--epochs", "1", "--quiet"]
 
 
 def _info(jpeg: bytes, opts: PreprocessOptions = OPTS) -> dict:
@@ -140,3 +151,81 @@ def test_real_photographs_are_gradable_and_their_degraded_copies_are_not() -> No
         blurred = cv2.GaussianBlur(small, (0, 0), 0.01 * min(small.shape[:2]))
         assert _score(codec.encode(blurred, 95)) < THRESHOLD, path.name
         assert _score(codec.encode((small * 0.15).astype(np.uint8), 95)) < THRESHOLD, path.name
+
+
+# --- the gate in sightx-shard, the minimum in sightx-train ---------------------------
+
+
+@pytest.fixture(scope="module")
+def mixed_raw(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """16 photos, about half of them ungradable shots."""
+    root = tmp_path_factory.mktemp("mixed_raw")
+    generate(root, SynthOptions(n=16, seed=5, sizes=(SIZE,), ungradable_rate=0.5, balanced=True, workers=2, progress=False))
+    return root
+
+
+def _shard(raw: Path, out: Path, *extra: str) -> None:
+    args = [str(raw / "train"), str(out), "--size", "256", "--shard-size", "4", "--val-fraction", "0.25", "--workers", "1", "--quiet"]
+    result = CliRunner().invoke(shard_cli, [*args, *extra])
+    assert result.exit_code == 0, result.output
+
+
+def _scores(shards: Path) -> dict[str, tuple[str, float]]:
+    """image -> (split, score) for every stored sample."""
+    out = {}
+    for tar in sorted(shards.glob("*.tar")):
+        for _, parts in read_samples(tar):
+            meta = meta_of(parts)
+            out[meta["image"]] = (meta["split"], meta["gradability"]["score"])
+    return out
+
+
+def _rejects(shards: Path) -> dict[str, dict[str, str]]:
+    with open(shards / mf.REJECTS, newline="") as f:
+        return {r["image"]: r for r in csv.DictReader(f)}
+
+
+@pytest.fixture(scope="module")
+def recorded(mixed_raw: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("recorded")
+    _shard(mixed_raw, out)
+    return out
+
+
+def test_shard_records_by_default_and_the_gate_rejects_below_it(mixed_raw: Path, recorded: Path, tmp_path: Path) -> None:
+    scores = _scores(recorded)
+    before = _rejects(recorded)  # photos without a usable field (no-fov): rejected whatever the gate
+    assert len(scores) + len(before) == 16 and {r["reason"] for r in before.values()} <= {"no-fov", "fov-too-small"}
+    low = {image for image, (_, s) in scores.items() if s < THRESHOLD}  # the default records scores, rejects none
+    assert 0 < len(low) < len(scores)
+    _shard(mixed_raw, tmp_path / "gated", "--gate", f"gradability={THRESHOLD}")
+    rejects = _rejects(tmp_path / "gated")
+    gated = {image: r for image, r in rejects.items() if image not in before}
+    assert set(gated) == low and {r["reason"] for r in gated.values()} == {"ungradable"}
+    assert all(r["detail"].startswith("gradability=") for r in gated.values())
+    assert set(_scores(tmp_path / "gated")) == set(scores) - low
+    manifest = mf.read(tmp_path / "gated")
+    assert manifest["options"]["min_quality"] == [["gradability", THRESHOLD]]
+    bad = CliRunner().invoke(shard_cli, [str(mixed_raw / "train"), str(tmp_path / "x"), "--gate", "gradabilty=0.5"])
+    assert bad.exit_code == 2 and "unknown metric 'gradabilty'" in bad.output and "Traceback" not in bad.output
+
+
+def test_train_skips_samples_below_the_minimum_and_counts_them(recorded: Path, tmp_path: Path) -> None:
+    scores = _scores(recorded)
+    low = Counter(split for split, s in scores.values() if s < 0.6)
+    cfg = dict(arch="resnet18", image_size=32, batch_size=8, workers=0, epochs=1, balance="none", progress=False)
+    train(TrainConfig(shards=str(recorded), out=str(tmp_path / "run"), min_gradability=0.6, **cfg))  # type: ignore[arg-type]
+    (row,) = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert low["train"] > 0 and row["ungradable_skipped"] == low["train"] and row["val_ungradable_skipped"] == low["val"]
+    assert row["train_images"] == mf.read(recorded)["splits"]["train"]["count"] - low["train"]
+    assert row["val"]["n"] == mf.read(recorded)["splits"]["val"]["count"] - low["val"]
+
+
+def test_train_minimum_on_shards_without_scores_is_one_line(recorded: Path, tmp_path: Path) -> None:
+    old = tmp_path / "old"
+    shutil.copytree(recorded, old)
+    for tar in old.glob("*.tar"):  # as written before the score: the key renamed, sizes unchanged
+        tar.write_bytes(tar.read_bytes().replace(b'"gradability":', b'"gradabilitx":'))
+    result = CliRunner().invoke(train_cli, [str(old), "--out", str(tmp_path / "run"), "--min-gradability", "0.5", *FAST])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "record no gradability score" in result.output and len(result.output.strip().splitlines()) == 1

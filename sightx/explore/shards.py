@@ -248,10 +248,18 @@ def gradability(path: Path, shards: list[dict[str, Any]], opts: ExploreOptions) 
         "unscored": unscored,
         "below": sum(below),
         "below_percent": pct(sum(below), len(scores)),
-        "by_grade": [{"grade": g, "measured": per_grade[g], "below": below[g], "below_percent": pct(below[g], per_grade[g])} for g in range(NUM_GRADES)],
+        "by_grade": [
+            {"grade": g, "measured": per_grade[g], "below": below[g], "below_percent": pct(below[g], per_grade[g])}
+            for g in range(NUM_GRADES)
+        ],
         "histogram": {"edges": np.linspace(0, 1, _SCORE_BINS + 1).round(3).tolist(), "counts": counts.tolist()},
         "least": [
-            {"image": str(m.get("image", "")), "grade": m["grade"], "score": score_of(m), "components": m["gradability"].get("components", {})}
+            {
+                "image": str(m.get("image", "")),
+                "grade": m["grade"],
+                "score": score_of(m),
+                "components": m["gradability"].get("components", {}),
+            }
             for m, _ in least
         ],
         "note": None,
@@ -260,6 +268,14 @@ def gradability(path: Path, shards: list[dict[str, Any]], opts: ExploreOptions) 
     if unscored and not scores:
         summary["note"] = "These shards were written before sightx-shard recorded a gradability score: re-shard to see it."
     return summary, least
+
+
+def _components(meta: dict[str, Any]) -> dict[str, float]:
+    """The score's components as numbers (sample JSON is data: anything else is left out)."""
+    found = meta["gradability"].get("components")
+    if not isinstance(found, dict):
+        return {}
+    return {str(k): float(v) for k, v in found.items() if isinstance(v, int | float) and not isinstance(v, bool)}
 
 
 # --- before and after --------------------------------------------------------------

@@ -47,7 +47,9 @@ def _shard_lines(summary: dict[str, Any]) -> list[str]:
     lines.append(f"  {rejects['count']} rejected" + (f" ({pairs(rejects['by_reason'])})" if rejects["count"] else ""))
     g = summary["gradability"]
     if g["measured"]:
-        lines.append(f"  gradability: {g['below']} of {g['measured']} labelled sample(s) below {g['threshold']:g} ({g['below_percent']:.1f}%)")
+        lines.append(
+            f"  gradability: {g['below']} of {g['measured']} labelled sample(s) below {g['threshold']:g} ({g['below_percent']:.1f}%)"
+        )
     elif g["note"]:
         lines.append(f"  {g['note']}")
     before_after = summary["before_after"]
