@@ -7,7 +7,7 @@ between a fatal level (0) and a good-enough level (1), the RANGES below:
 
 - vessels: contrast of the vessel tree in the green channel (black-top-hat / local brightness):
   blur, haze and under-exposure all wash it out, and without vessels nothing finer is visible.
-- sharpness: fine detail (Laplacian spread of green / local brightness) on the central square.
+- sharpness: fine detail (mean |Laplacian| of green / local brightness) inside 0.9 r.
 - exposure: mean brightness of the visible field.
 - uniformity: share of the field in 8x8 grid sectors that are neither dark nor washed out.
 - field: share of the field circle inside the photo (0 when no field was found).
@@ -37,7 +37,7 @@ DEFAULT_THRESHOLD = 0.5
 # Component: (measure at which it is 0, measure at which it is 1). Reversed pairs fall as the measure rises.
 RANGES: dict[str, tuple[float, float]] = {
     "vessels": (0.012, 0.025),  # mean black-top-hat / local brightness inside 0.9 r
-    "sharpness": (0.015, 0.03),  # std of the green Laplacian / local brightness, central square
+    "sharpness": (0.015, 0.03),  # mean |Laplacian| of green / local brightness inside 0.9 r
     "exposure": (12.0, 40.0),  # mean luma of the visible field (and above 235 it falls again, EXPOSURE_HIGH)
     "uniformity": (0.4, 0.9),  # share of the field's sectors neither dark nor washed out
     "field": (0.55, 0.85),  # visible share of the field circle
@@ -46,7 +46,8 @@ RANGES: dict[str, tuple[float, float]] = {
 EXPOSURE_HIGH = (235.0, 200.0)  # washed out: 0 at a mean luma of 235, 1 at 200
 _DARK, _WASHED = 20.0, 235.0  # sector mean luma limits
 _GRID = 8
-_BRIGHTNESS_FLOOR = 40.0  # green grey levels: contrast is measured against at least this, so noise in a dim field does not pass for vessels
+_DISC = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (7, 7))  # wider than the vessels at 256 px
+_BRIGHTNESS_FLOOR = 40  # green grey levels: contrast is measured against at least this, so noise in a dim field does not pass for vessels
 
 
 def _ramp(value: float, zero: float, one: float) -> float:
@@ -76,19 +77,19 @@ def measures(img: np.ndarray, c: Circle, frame: tuple[float, float, float, float
 
     green = cv2.GaussianBlur(np.ascontiguousarray(img[..., 1]), (3, 3), 0)  # sensor and JPEG noise out, vessels kept
     luma = cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)
-    local = np.maximum(cv2.blur(green, (15, 15)).astype(np.float32), _BRIGHTNESS_FLOOR)
-    tophat = cv2.morphologyEx(green, cv2.MORPH_BLACKHAT, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (7, 7)))
-    lap = np.abs(cv2.Laplacian(green, cv2.CV_16S)).astype(np.float32)
+    local = np.maximum(cv2.blur(green, (15, 15)), np.uint8(_BRIGHTNESS_FLOOR))
+    tophat = cv2.morphologyEx(green, cv2.MORPH_BLACKHAT, _DISC)
+    detail = cv2.convertScaleAbs(cv2.Laplacian(green, cv2.CV_16S))  # |Laplacian|, saturating at 255 (never reached by anatomy)
     n_inner = cv2.countNonZero(inner_u8)
-    vessels = cv2.mean(tophat.astype(np.float32) / local, mask=inner_u8)[0] if n_inner else 0.0
-    sharp = cv2.mean(lap / local, mask=inner_u8)[0] if n_inner else 0.0
+    vessels = cv2.mean(cv2.divide(tophat, local, dtype=cv2.CV_32F), mask=inner_u8)[0] if n_inner else 0.0
+    sharp = cv2.mean(cv2.divide(detail, local, dtype=cv2.CV_32F), mask=inner_u8)[0] if n_inner else 0.0
 
     n_vis = cv2.countNonZero(vis_u8)
     brightness = cv2.mean(luma, mask=vis_u8)[0] if n_vis else 0.0
-    glare = cv2.countNonZero(cv2.bitwise_and((img[..., 1] >= 250).view(np.uint8), vis_u8)) / n_vis if n_vis else 0.0
+    glare = cv2.countNonZero(cv2.bitwise_and(cv2.inRange(img[..., 1], 250, 255), vis_u8)) / n_vis if n_vis else 0.0
     # Sector means over the visible field only: sum of luma and of the mask, area-averaged to the grid.
     weight = cv2.resize(vis_u8.astype(np.float32), (_GRID, _GRID), interpolation=cv2.INTER_AREA)
-    total = cv2.resize(luma.astype(np.float32) * vis_u8, (_GRID, _GRID), interpolation=cv2.INTER_AREA)
+    total = cv2.resize(cv2.bitwise_and(luma, luma, mask=vis_u8).astype(np.float32), (_GRID, _GRID), interpolation=cv2.INTER_AREA)
     sectors = weight > 0.5  # sectors mostly inside the visible field
     means = total[sectors] / weight[sectors]
     good = float(np.mean((means >= _DARK) & (means <= _WASHED))) if means.size else 0.0
@@ -131,4 +132,4 @@ def score_of(info: dict[str, Any]) -> float | None:
     if not isinstance(record, dict):
         return None
     value = record.get("score")
-    return float(value) if isinstance(value, (int, float)) else None
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
