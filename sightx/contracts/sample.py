@@ -1,7 +1,8 @@
 """One shard sample: its tar member names and JSON metadata, written and read here and nowhere else.
 
 A sample is `KEY.jpg` (the preprocessed field of view), `KEY.cls` (the grade, absent for unlabelled
-images) and `KEY.json` (where it came from and what preprocessing measured), the WebDataset key
+images) and `KEY.json` (where it came from and what preprocessing measured, the gradability record
+`{"score", "components", "source"}` of sightx.gradability included), the WebDataset key
 convention, so stock webdataset reads the shards too. A shard is data from outside: only these
 three members are ever read (a `.pyd` or `.pth` could be a pickle), and each is checked on read.
 """

@@ -258,7 +258,7 @@ def gradability(path: Path, shards: list[dict[str, Any]], opts: ExploreOptions) 
                 "image": str(m.get("image", "")),
                 "grade": m["grade"],
                 "score": score_of(m),
-                "components": m["gradability"].get("components", {}),
+                "components": _components(m),
             }
             for m, _ in least
         ],
