@@ -109,8 +109,8 @@ def synth(
 
 
 def _quality_rules(_ctx: click.Context, _param: click.Parameter, value: str | None) -> tuple[tuple[str, float], ...]:
-    """Parse 'brightness=20,sharpness=5' into (metric, minimum) rules."""
-    from sightx.shard.task import QUALITY_METRICS
+    """Parse 'brightness=20,sharpness=5' or 'gradability=0.5' into (gate, minimum) rules."""
+    from sightx.shard.task import GATES
 
     rules = []
     for part in filter(None, (value or "").split(",")):
@@ -119,8 +119,8 @@ def _quality_rules(_ctx: click.Context, _param: click.Parameter, value: str | No
             rules.append((name.strip(), float(threshold)))
         except ValueError:
             raise click.BadParameter(f"{part!r} is not METRIC=VALUE") from None
-        if name.strip() not in QUALITY_METRICS:
-            raise click.BadParameter(f"unknown metric {name!r}; choose from {', '.join(QUALITY_METRICS)}")
+        if name.strip() not in GATES:
+            raise click.BadParameter(f"unknown metric {name!r}; choose from {', '.join(GATES)}")
     return tuple(rules)
 
 
@@ -158,7 +158,13 @@ def _quality_rules(_ctx: click.Context, _param: click.Parameter, value: str | No
 @click.option("--shard-size", type=click.IntRange(1), default=1000, show_default=True, help="Samples per shard.")
 @click.option("--val-fraction", type=click.FloatRange(0, 0.9), default=0.1, show_default=True, help="Share of patients held out.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seeds the split and the shuffling.")
-@click.option("--min-quality", callback=_quality_rules, help="Reject below these, e.g. 'brightness=15,sharpness=2'.")
+@click.option(
+    "--gate",
+    callback=_quality_rules,
+    help="Reject below these minimums, e.g. 'gradability=0.5' (reason ungradable) or 'brightness=15,sharpness=2' (low-quality). "
+    "Default: every score recorded, nothing rejected.",
+)
+@click.option("--min-quality", callback=_quality_rules, help="The same rules as --gate (its earlier name); both may be given.")
 @click.option("--max-pixels", type=click.IntRange(1), default=60_000_000, show_default=True, help="Reject larger images from the header.")
 @click.option("--workers", type=click.IntRange(1), default=default_workers(), show_default=True, help="Pool or dask-local processes.")
 @click.option(
@@ -184,6 +190,7 @@ def shard(
     shard_size: int,
     val_fraction: float,
     seed: int,
+    gate: tuple[tuple[str, float], ...],
     min_quality: tuple[tuple[str, float], ...],
     max_pixels: int,
     workers: int,
@@ -207,7 +214,7 @@ def shard(
         val_fraction=val_fraction,
         seed=seed,
         unlabeled=unlabeled,
-        min_quality=min_quality,
+        min_quality=min_quality + gate,
         labels=labels,
         label_format=label_format,
         workers=workers,
@@ -311,6 +318,12 @@ def _list_recipes(ctx: click.Context, _param: click.Parameter, value: bool) -> N
     default=10,
     show_default=True,
     help="Corrupt samples skipped (and counted in metrics.jsonl) per epoch's train or val pass before the run stops.",
+)
+@click.option(
+    "--min-gradability",
+    type=click.FloatRange(0, 1),
+    help="Skip samples whose gradability score (recorded by sightx-shard) is below this, in training and validation; "
+    "counted per epoch in metrics.jsonl.  [default: keep all]",
 )
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", default="auto", show_default=True, help="auto (MPS, then CUDA, then CPU), cpu, cuda, cuda:1, mps.")

@@ -47,8 +47,8 @@ def circle_mask(shape_hw: tuple[int, ...], c: Circle, scale: float = 1.0) -> np.
     return distance2_map(shape_hw, c) <= np.float32(scale * c.r) ** 2
 
 
-def _mask_u8(h: int, w: int, c: Circle, scale: float) -> np.ndarray:
-    """circle_mask as uint8, cached: after crop_resize every image has (nearly) the same circle,
+def field_mask(h: int, w: int, c: Circle, scale: float) -> np.ndarray:
+    """circle_mask as uint8 (read-only), cached: after crop_resize every image has (nearly) the same circle,
     so the circle is snapped to half pixels, far below what a mask edge can show."""
     return _cached_mask(h, w, round(c.cx * 2) / 2, round(c.cy * 2) / 2, round(c.r * 2) / 2, scale)
 
@@ -68,7 +68,7 @@ def apply_mask(
     cut-off field's padding meets the retina, which local-contrast normalisation turns into a
     bright stripe. One pass over the image either way."""
     h, w = img.shape[:2]
-    mask = _mask_u8(h, w, c, scale)
+    mask = field_mask(h, w, c, scale)
     if frame is not None:
         x0, y0 = max(0, math.ceil(frame[0] + margin)), max(0, math.ceil(frame[1] + margin))
         x1, y1 = min(w, math.floor(frame[2] - margin)), min(h, math.floor(frame[3] - margin))
@@ -173,7 +173,7 @@ def quality_metrics(img: np.ndarray, c: Circle) -> dict[str, float]:
     cv2.meanStdDev on these types.
     """
     gray = cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)
-    field = _mask_u8(gray.shape[0], gray.shape[1], c, 1.0)
+    field = field_mask(gray.shape[0], gray.shape[1], c, 1.0)
     brightness, contrast = _mean_std(gray, field)
     half = 0.9 * c.r / math.sqrt(2)
     x0, y0 = max(0, round(c.cx - half)), max(0, round(c.cy - half))

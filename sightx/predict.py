@@ -22,6 +22,7 @@ from sightx import codec
 from sightx.atomic import atomic_write_text
 from sightx.contracts import sample
 from sightx.errors import Rejection, SightXError, describe
+from sightx.gradability import score_of
 from sightx.gradability_model import GradabilityModel
 from sightx.grade import Graded, Grader, Photo, preprocess_photo
 from sightx.grades import NUM_GRADES, other_eye
@@ -225,6 +226,8 @@ def _table(rows: list[_Row], grader: Grader, with_gradability: bool = False) -> 
             row.update({f"p{k}": "" if g is None else round(float(g.output[k]), 6) for k in range(NUM_GRADES)})
         else:
             row["score"] = "" if g is None else round(float(g.output), 6)
+        score = None if g is None else score_of(g.photo.quality)
+        row["gradability"] = "" if score is None else score  # empty too for shards written before the score
         if with_gradability:
             row["gradability_model"] = "" if r.gradability is None or g is None else r.gradability
         row["warnings"] = "" if g is None else " ".join(g.photo.warnings)
@@ -234,9 +237,9 @@ def _table(rows: list[_Row], grader: Grader, with_gradability: bool = False) -> 
 
 
 def write_csv(rows: list[dict[str, Any]], path: Path) -> None:
-    """Kaggle's submission columns first (image,level), then probabilities, warnings and errors."""
+    """Kaggle's submission columns first (image,level), then probabilities, gradability, warnings and errors."""
     buf = io.StringIO()
-    fields = list(rows[0]) if rows else ["image", "level", "warnings", "error"]
+    fields = list(rows[0]) if rows else ["image", "level", "gradability", "warnings", "error"]
     writer = csv.DictWriter(buf, fields, lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from sightx import codec, fov, fundus, orientation
+from sightx import codec, fov, fundus, gradability, orientation
 from sightx.errors import Rejection
 
 _FOV_OF_MIN_SIDE = 0.9  # typical field diameter / short image side, to pick the decode scale
@@ -170,18 +170,34 @@ def preprocess_decoded(decoded: Decoded, opts: PreprocessOptions, *, centre_fall
         out = fundus.apply_mask(out, c, 1.0)
 
     orig = circle.scaled(1 / scale)
+    fov_fraction = fov.visible_fraction((height, width), orig)
     info = {
         "orig_size": [width, height],
         "decode_scale": round(scale, 3),
         "circle": {"cx": round(orig.cx, 1), "cy": round(orig.cy, 1), "r": round(orig.r, 1)},
-        "fov_fraction": round(fov.visible_fraction((height, width), orig), 3),
+        "fov_fraction": round(fov_fraction, 3),
         **metrics,
+        "gradability": gradability.assess(*_analysis_field(img, circle, small, c, frame, opts.size), fov_fraction, found=not fallback),
     }
     if decoded.orientation != orientation.UPRIGHT:
         info["exif_orientation"] = decoded.orientation
     if fallback:
         info["fov_fallback"] = fallback
     return Processed(jpeg=codec.encode(out, opts.quality, opts.chroma), image=out, info=info)
+
+
+def _analysis_field(
+    img: np.ndarray, circle: fov.Circle, small: np.ndarray, c: fov.Circle, frame: tuple[float, float, float, float], size: int
+) -> tuple[np.ndarray, fov.Circle, tuple[float, float, float, float]]:
+    """The field at gradability.ANALYSIS_SIZE: the output itself at that size, the output halved
+    (or area-shrunk) above it, and below it a second crop of the decoded photo, which holds more."""
+    target = gradability.ANALYSIS_SIZE
+    if size == target:
+        return small, c, frame
+    if size < target:
+        return fundus.crop_resize(img, circle, target)
+    f = target / size
+    return fundus.resize(small, target), c.scaled(f), (frame[0] * f, frame[1] * f, frame[2] * f, frame[3] * f)
 
 
 def _field(img: np.ndarray, opts: PreprocessOptions) -> fov.Circle | Rejected:

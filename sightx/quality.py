@@ -4,13 +4,17 @@ The limits were set on synthetic EyePACS photos (sightx/synth) preprocessed at 6
 generator's ungradable dark shots measure brightness 8-18 and its under-exposed but gradable ones
 23 and up; its ungradable blurred shots have sharpness 7-18 at 256 px against 49 and up for
 sharp and slightly soft ones (sharpness grows as the output shrinks, so at 64 px the limit is
-conservative: it flags only heavy blur). A warning informs; it never withholds a grade.
+conservative: it flags only heavy blur). "possibly-ungradable" comes from the gradability score
+(sightx/gradability.py; its threshold is explained in README). A warning informs; it never
+withholds a grade.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
+
+from sightx.gradability import DEFAULT_THRESHOLD, score_of
 
 # Warning codes, with what each tells a reader.
 MESSAGES = {
@@ -19,6 +23,7 @@ MESSAGES = {
     "too-dark": "the field is too dark to grade reliably",
     "blurred": "the field looks out of focus",
     "field-cut-off": "much of the field of view lies outside the frame",
+    "possibly-ungradable": "the gradability score is low: a grader may not be able to read this photo",
 }
 
 
@@ -27,6 +32,7 @@ class QualityLimits:
     min_brightness: float = 20.0  # mean grey level inside the field, before normalisation
     min_sharpness: float = 25.0  # variance of the Laplacian at the output size
     min_fov_fraction: float = 0.75  # share of the field circle inside the frame
+    min_gradability: float = DEFAULT_THRESHOLD  # the rule-based gradability score, 0-1
 
 
 def quality_warnings(info: dict[str, Any], limits: QualityLimits = QualityLimits()) -> list[str]:
@@ -40,4 +46,7 @@ def quality_warnings(info: dict[str, Any], limits: QualityLimits = QualityLimits
         found.append("blurred")
     if info.get("fov_fraction", 1.0) < limits.min_fov_fraction:
         found.append("field-cut-off")
+    score = score_of(info)  # None: a shard written before the score existed, nothing to warn about
+    if score is not None and score < limits.min_gradability:
+        found.append("possibly-ungradable")
     return found

@@ -9,7 +9,8 @@ Workers send uint8 tensors; normalisation happens on the device (a quarter of fl
 Shards are data from outside: a corrupt sample (or the unreadable rest of a shard) is skipped and
 counted in a counter shared by the loader's workers (`take_bad_samples`); the trainer reports the
 count per epoch and stops past a limit. Good samples are unaffected: an unbalanced epoch still
-yields each of them exactly once.
+yields each of them exactly once. With `min_gradability`, samples whose recorded gradability score
+is below it are passed over too, before resampling, and counted apart (`take_ungradable`).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from sightx.augment import Augment, EvalTransform
 from sightx.contracts import manifest as mf
 from sightx.contracts import sample as smp
 from sightx.errors import Rejection
+from sightx.gradability import score_of
 from sightx.locations import ShardLocation
 
 
@@ -66,17 +68,19 @@ class StreamConfig:
     classes: int = 5  # .cls values allowed: the manifest's label kind (5 grades, 3 quality classes)
     location: ShardLocation | None = None  # how `shards` (its addresses) are opened; None: they are local paths
     sizes: tuple[int, ...] = ()  # each shard's bytes per its manifest, so a remote one that ends short is told from a whole one
+    min_gradability: float | None = None  # skip samples scored below this (sightx.gradability); None keeps all
 
 
 class ShardStream(IterableDataset):
     """One pass over the shards per `iter()`; the epoch is read from shared memory so persistent
     workers see it, and every random choice is seeded from (seed, epoch, rank, worker)."""
 
-    def __init__(self, cfg: StreamConfig, epoch: Any, bad: Any) -> None:
+    def __init__(self, cfg: StreamConfig, epoch: Any, bad: Any, ungradable: Any) -> None:
         super().__init__()
         self.cfg = cfg
         self.epoch = epoch  # multiprocessing Value('i'), shared with the workers
         self.bad = bad  # multiprocessing Value('i'): corrupt samples skipped, by every worker
+        self.ungradable = ungradable  # multiprocessing Value('i'): samples below min_gradability skipped
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, int, float, str]]:
         cfg = self.cfg
@@ -107,7 +111,7 @@ class ShardStream(IterableDataset):
             try:
                 image = transform(smp.decode_sample(sample[smp.IMAGE], self.cfg.max_pixels))
             except Rejection:
-                self._skip()
+                _add(self.bad)
                 continue
             yield image, sample["__grade__"], sample["__weight__"], sample["__key__"]
 
@@ -123,11 +127,14 @@ class ShardStream(IterableDataset):
                         try:
                             checked = self._check(parts)
                         except Rejection:
-                            self._skip()
+                            _add(self.bad)
+                            continue
+                        if checked.pop("__ungradable__"):
+                            _add(self.ungradable)
                             continue
                         yield {**parts, **checked, "__key__": key}
             except (OSError, EOFError, tarfile.TarError):  # truncated, not a tar, a member claiming gigabytes, a lost connection
-                self._skip()
+                _add(self.bad)
 
     def _check(self, parts: dict[str, bytes]) -> dict[str, Any]:
         grade = smp.grade_of(parts, self.cfg.classes)
@@ -139,20 +146,43 @@ class ShardStream(IterableDataset):
         weight = 1.0 if weight is None else weight
         if not isinstance(weight, int | float) or isinstance(weight, bool) or not math.isfinite(weight) or weight < 0:
             raise smp.SampleError(f".{smp.META} weight is {str(weight)[:20]!r}, not a non-negative number")
-        return {"__grade__": grade, "__weight__": float(weight)}
+        score = None if self.cfg.min_gradability is None else score_of(meta)  # None: unscored, kept (see has_gradability)
+        ungradable = score is not None and score < self.cfg.min_gradability  # type: ignore[operator]
+        return {"__grade__": grade, "__weight__": float(weight), "__ungradable__": ungradable}
 
-    def _skip(self) -> None:
-        with self.bad.get_lock():
-            self.bad.value += 1
+
+def _add(counter: Any) -> None:
+    with counter.get_lock():
+        counter.value += 1
+
+
+def _take(counter: Any) -> int:
+    with counter.get_lock():
+        n, counter.value = counter.value, 0
+    return int(n)
 
 
 def take_bad_samples(loader: DataLoader) -> int:
     """Corrupt samples the loader's workers skipped since the last call (exact once a pass has
     ended: every worker counts before it finishes); the count restarts at 0."""
-    bad = loader.dataset.bad  # type: ignore[attr-defined]
-    with bad.get_lock():
-        n, bad.value = bad.value, 0
-    return int(n)
+    return _take(loader.dataset.bad)  # type: ignore[attr-defined]
+
+
+def take_ungradable(loader: DataLoader) -> int:
+    """Samples below `min_gradability` skipped since the last call, as `take_bad_samples` counts."""
+    return _take(loader.dataset.ungradable)  # type: ignore[attr-defined]
+
+
+def has_gradability(location: ShardLocation, address: str) -> bool:
+    """Whether a shard's first sample records a gradability score: shards written before the score
+    existed have none, and a minimum cannot be applied to them."""
+    try:
+        with location.open(address) as source:
+            for _, parts in smp.read_samples(source):
+                return score_of(smp.meta_of(parts)) is not None
+    except (OSError, EOFError, tarfile.TarError, Rejection):
+        return True  # unreadable: the stream counts it as corrupt; no verdict on the score from it
+    return True  # an empty shard holds nothing to skip
 
 
 def loader_settings(workers: int, pin_memory: bool = False) -> dict[str, Any]:
@@ -174,5 +204,7 @@ def make_loader(cfg: StreamConfig, batch_size: int, workers: int, pin_memory: bo
     """A DataLoader over the stream and the shared epoch counter to set before each pass."""
     ctx = torch.multiprocessing.get_context("spawn")
     epoch = ctx.Value("i", 0)
-    loader = DataLoader(ShardStream(cfg, epoch, ctx.Value("i", 0)), batch_size=batch_size, **loader_settings(workers, pin_memory))
+    loader = DataLoader(
+        ShardStream(cfg, epoch, ctx.Value("i", 0), ctx.Value("i", 0)), batch_size=batch_size, **loader_settings(workers, pin_memory)
+    )
     return loader, epoch

@@ -276,8 +276,35 @@ def test_before_after_gallery(raw: Path, shards: Path, shard_report: tuple[Path,
             "splits.png": _chart("splits.png"),
             "shard_balance.png": _chart("shard_balance.png"),
             "before_after.png": (4 * TILE[0], len(grades) * (TILE[1] + CAPTION_HEIGHT)),
+            "gradability.png": _chart("gradability.png"),
+            "least_gradable.png": sheet_size(len(summary["gradability"]["least"]), WORST_COLS),
         },
     )
+
+
+def test_gradability_section_matches_the_samples(shards: Path, shard_report: tuple[Path, dict], tmp_path: Path) -> None:
+    out, summary = shard_report
+    g = summary["gradability"]
+    stored = sorted(
+        (meta["gradability"]["score"], meta["grade"])
+        for tar in shards.glob("*.tar")
+        for _, parts in read_samples(tar)
+        for meta in [json.loads(parts["json"])]
+    )
+    assert g["measured"] == len(stored) and g["unscored"] == 0 and sum(g["histogram"]["counts"]) == len(stored)
+    for row in g["by_grade"]:
+        mine = [s for s, grade in stored if grade == row["grade"]]
+        assert (row["measured"], row["below"]) == (len(mine), sum(s < g["threshold"] for s in mine))
+    assert [x["score"] for x in g["least"]] == [s for s, _ in stored[: len(g["least"])]]
+    assert "Gradability" in (out / "report.html").read_text()
+    # Shards written before the score: the section says so instead.
+    old = tmp_path / "old"
+    shutil.copytree(shards, old)
+    for tar in old.glob("*.tar"):
+        tar.write_bytes(tar.read_bytes().replace(b'"gradability":', b'"gradabilitx":'))
+    g_old = explore(old, tmp_path / "r", ExploreOptions(progress=False))["gradability"]
+    assert g_old["measured"] == 0 and g_old["unscored"] == len(stored) and "re-shard" in g_old["note"]
+    assert not (tmp_path / "r" / "least_gradable.png").exists()
 
 
 def test_before_after_skipped_without_raw(raw: Path, shards: Path, tmp_path: Path) -> None:

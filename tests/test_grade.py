@@ -120,9 +120,11 @@ def test_predict_grades_every_readable_photo_and_writes_kaggle_submission(tiny_c
     res = CliRunner().invoke(predict_cli, [*base, "--out", str(tmp_path / "pred.csv")])
     assert res.exit_code == 0, res.output
     rows = {r["image"]: r for r in csv.DictReader(open(tmp_path / "pred.csv"))}
-    assert list(next(iter(rows.values()))) == ["image", "level", "p0", "p1", "p2", "p3", "p4", "warnings", "error"]
+    assert list(next(iter(rows.values()))) == ["image", "level", "p0", "p1", "p2", "p3", "p4", "gradability", "warnings", "error"]
     assert rows["1_right"]["level"] != "" and rows["1_right"]["warnings"].startswith("no-fov") and not rows["1_right"]["error"]
-    assert rows["2_left"]["level"] == "" and rows["2_left"]["error"].startswith("not-image")
+    assert float(rows["1_right"]["gradability"]) == 0 and "possibly-ungradable" in rows["1_right"]["warnings"]  # no field found
+    assert 0 <= float(rows["1_left"]["gradability"]) <= 1
+    assert rows["2_left"]["level"] == "" and rows["2_left"]["error"].startswith("not-image") and rows["2_left"]["gradability"] == ""
 
     res = CliRunner().invoke(predict_cli, [*base, "--out", str(tmp_path / "sub.csv"), "--submission", str(sample)])
     assert res.exit_code == 0, res.output

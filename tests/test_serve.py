@@ -257,6 +257,8 @@ def test_api_and_sightx_predict_grade_alike(client: TestClient, tiny_checkpoint:
             [row[f"p{g}"] for g in range(5)], abs=2e-6
         )
         assert " ".join(w["code"] for w in r["warnings"]) == row["warnings"]
+        g = r["quality"]["gradability"]
+        assert g["score"] == row["gradability"] and g["source"] == "rules" and set(g["components"]) >= {"vessels", "field"}
 
 
 def test_the_sightx_serve_process_over_http(tiny_checkpoint: Path, photos: list[Path]) -> None:

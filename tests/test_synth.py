@@ -177,3 +177,19 @@ def test_cli_writes_the_set(tmp_path: Path) -> None:
     assert res.exit_code == 0, res.output
     assert "wrote 4 train" in res.output
     assert len(_labels(tmp_path / "raw")) == 4
+
+
+def test_ungradable_kinds_and_gradable_shots_untouched_by_them() -> None:
+    from sightx.fov import Circle, visible_fraction
+    from sightx.synth.camera import UNGRADABLE_KINDS
+
+    shots = [draw_shot(np.random.default_rng(s), (3888, 2592), 0.3) for s in range(80)]
+    kinds = Counter(s.ungradable for s in shots)
+    assert set(kinds) == {None, *UNGRADABLE_KINDS}
+    for seed, shot in enumerate(shots):
+        if shot.ungradable is None:  # the kind is one draw inside the ungradable branch: gradable shots draw as at rate 0
+            assert shot == draw_shot(np.random.default_rng(seed), (3888, 2592), 0.0)
+        elif shot.ungradable == "off-frame":
+            assert visible_fraction((shot.height, shot.width), Circle(shot.cx, shot.cy, shot.radius)) < 0.65
+        elif shot.ungradable == "haze":
+            assert shot.haze >= 0.85 and shot.blur_sigma > 0

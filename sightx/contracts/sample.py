@@ -2,7 +2,8 @@
 
 A sample is `KEY.jpg` (the preprocessed field of view), `KEY.cls` (the class the set is labelled with:
 the grade, or in a quality set (manifest `labels: quality`) EyeQ's quality class; absent for unlabelled
-images) and `KEY.json` (where it came from and what preprocessing measured), the WebDataset key
+images) and `KEY.json` (where it came from and what preprocessing measured, the gradability record
+`{"score", "components", "source"}` of sightx.gradability included), the WebDataset key
 convention, so stock webdataset reads the shards too. A shard is data from outside: only these
 three members are ever read (a `.pyd` or `.pth` could be a pickle), and each is checked on read.
 In a quality set the JSON's `grade` is null and its `quality` holds the class that `.cls` holds.

@@ -94,3 +94,15 @@ def _shard_label(name: str) -> str:
     """'train-000012.tar' -> 'train 12': short enough for a tick label."""
     split, _, index = name.removesuffix(".tar").partition("-")
     return f"{split} {int(index)}"
+
+
+def gradability(fig: Any, g: dict[str, Any]) -> None:
+    """The score's histogram with the threshold, and the share below it per grade."""
+    left, right = fig.subplots(1, 2)
+    edges = np.asarray(g["histogram"]["edges"])
+    left.bar(edges[:-1], g["histogram"]["counts"], width=np.diff(edges), align="edge", color="#4a78a8")
+    left.axvline(g["threshold"], color="k", ls="--", lw=1)
+    left.set(title="Gradability score", xlabel="score (0 = unreadable, 1 = gradable)", ylabel="samples", xlim=(0, 1))
+    shares = [r["below_percent"] for r in g["by_grade"]]
+    right.bar(np.arange(NUM_GRADES), shares, color=GRADE_COLORS)
+    right.set(title=f"Share below {g['threshold']:g} per grade", xlabel="grade", ylabel="percent", xticks=np.arange(NUM_GRADES))

@@ -38,6 +38,7 @@ def shard_report(report: Report, found: ShardFindings, opts: ExploreOptions) -> 
     summary = found.summary
     _splits(report, summary)
     _rejects(report, summary["rejects"])
+    _gradability(report, found)
     _before_after(report, found, opts)
     report.finish(f"SightX shards: {summary['folder']}", summary)
     return summary
@@ -199,3 +200,28 @@ def _before_after(report: Report, found: ShardFindings, opts: ExploreOptions) ->
         rows = [[s["shard"], s["key"], s["reason"], s["detail"]] for s in skipped["examples"]]
         parts.append(table(["shard", "key", "reason", "detail"], rows))
     report.section("Before and after preprocessing", *parts)
+
+
+def _gradability(report: Report, found: ShardFindings) -> None:
+    g = found.summary["gradability"]
+    if not g["measured"]:
+        report.section("Gradability", para(g["note"] or "No labelled sample with a gradability score."))
+        return
+    rows = [[f"grade {r['grade']}", r["measured"], r["below"], f"{r['below_percent']:.1f}%"] for r in g["by_grade"]]
+    rows.append(["all", g["measured"], g["below"], f"{g['below_percent']:.1f}%"])
+    parts = [
+        para(
+            f"The rule-based gradability score (0-1: vessel visibility, sharpness, exposure and its uniformity, visible "
+            f"field, glare) of {g['measured']} labelled samples; below {g['threshold']:g} a photo is flagged possibly "
+            "ungradable (sightx-shard --gate gradability=T rejects them, sightx-train --min-gradability T skips them)."
+        ),
+        report.chart("gradability.png", lambda fig: charts.gradability(fig, g)),
+        table(["grade", "samples", f"below {g['threshold']:g}", "share"], rows),
+    ]
+    if g["unscored"]:
+        parts.append(para(f"{g['unscored']} sample(s) carry no score (written before sightx-shard recorded it).", "problem"))
+    if found.least_gradable:
+        captions = [f"{m['gradability']['score']:.2f} | grade {m['grade']} | {m.get('image', '')}" for m, _ in found.least_gradable]
+        sheet = contact_sheet([img for _, img in found.least_gradable], captions, cols=WORST_COLS, tile=TILE)
+        parts += [para("The least gradable samples as stored, lowest score first:"), report.picture("least_gradable.png", sheet)]
+    report.section("Gradability", *parts)

@@ -28,8 +28,9 @@ CHART_INCHES = {
     "properties.png": (12.0, 7.0),
     "splits.png": (10.0, 4.0),
     "shard_balance.png": (12.0, 4.0),
+    "gradability.png": (10.0, 3.5),
 }
-OUTPUTS = ("report.html", "summary.json", "gallery.png", "worst.png", "before_after.png", *CHART_INCHES)
+OUTPUTS = ("report.html", "summary.json", "gallery.png", "worst.png", "before_after.png", "least_gradable.png", *CHART_INCHES)
 
 
 @dataclass

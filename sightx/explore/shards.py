@@ -9,6 +9,7 @@ recorded in the summary, never a traceback.
 from __future__ import annotations
 
 import csv
+import heapq
 import json
 import tarfile
 from collections import Counter
@@ -24,6 +25,7 @@ from sightx.contracts import manifest as mf
 from sightx.contracts.sample import decode_sample, read_samples, sample_size
 from sightx.errors import Rejection, describe
 from sightx.explore.common import EXAMPLES, ExploreError, ExploreOptions, pct, thumb, thumbnail
+from sightx.gradability import DEFAULT_THRESHOLD, score_of
 from sightx.grades import NUM_GRADES, is_grade
 from sightx.sources import SourceError, is_archive, open_source
 from sightx.sources.picked import Picked as Members
@@ -74,6 +76,7 @@ class BeforeAfter:
 class ShardFindings:
     summary: dict[str, Any]  # summary.json's content, less `figures`
     before_after: BeforeAfter | None  # None when the gallery is skipped (the summary says why)
+    least_gradable: list[Picked] = field(default_factory=list)  # lowest gradability score first
 
 
 def load(path: Path) -> dict[str, Any]:
@@ -102,7 +105,8 @@ def analyse(path: Path, manifest: dict[str, Any], opts: ExploreOptions) -> Shard
         "rejects": rejects(path, s),
     }
     summary["before_after"], gallery = before_after(path, done, opts)
-    return ShardFindings(summary, gallery)
+    summary["gradability"], least = gradability(path, done, opts)
+    return ShardFindings(summary, gallery, least)
 
 
 # --- the manifest ------------------------------------------------------------------
@@ -195,6 +199,83 @@ def rejects(path: Path, manifest_summary: dict[str, Any]) -> dict[str, Any]:
         out["examples"] = []
         out["note"] = f"{mf.REJECTS} unreadable ({describe(e)})"
     return out
+
+
+# --- gradability --------------------------------------------------------------------
+
+LEAST_GRADABLE = 12  # photos on the least-gradable contact sheet
+_SCORE_BINS = 20  # histogram bins over [0, 1]
+
+
+def gradability(path: Path, shards: list[dict[str, Any]], opts: ExploreOptions) -> tuple[dict[str, Any], list[Picked]]:
+    """The gradability score over labelled samples (all, or about `opts.sample` from shards in seeded
+    random order): its histogram, the share below the default threshold per grade, the least gradable
+    samples (their JPEGs decoded for the sheet). Shards written before the score say so in `note`."""
+    skips = Skips()
+    rng = np.random.default_rng([opts.seed, 4])
+    scores: list[float] = []
+    below = [0] * NUM_GRADES
+    per_grade = [0] * NUM_GRADES
+    unscored = 0
+    heap: list[tuple[float, int, Sample]] = []  # the LEAST_GRADABLE lowest, as (-score, order, sample)
+    for i in rng.permutation(len(shards)):
+        for sample in labelled_samples(mf.shard_file(path, shards[i]), skips):
+            score = score_of(sample.meta)
+            if score is None:
+                unscored += 1
+                continue
+            grade = sample.meta["grade"]
+            scores.append(score)
+            per_grade[grade] += 1
+            below[grade] += score < DEFAULT_THRESHOLD
+            item = (-score, -len(scores), sample)
+            if len(heap) < LEAST_GRADABLE:
+                heapq.heappush(heap, item)
+            elif item > heap[0]:
+                heapq.heapreplace(heap, item)
+        if opts.sample and len(scores) + unscored >= opts.sample:
+            break
+    least: list[Picked] = []
+    for _, _, sample in sorted(heap, reverse=True):
+        try:
+            least.append((sample.meta, decode_sample(sample.jpg)))
+        except codec.CodecError as e:
+            skips.add(sample.shard, sample.key, e)
+    counts, _ = np.histogram(scores, bins=_SCORE_BINS, range=(0.0, 1.0))
+    summary: dict[str, Any] = {
+        "threshold": DEFAULT_THRESHOLD,
+        "measured": len(scores),
+        "unscored": unscored,
+        "below": sum(below),
+        "below_percent": pct(sum(below), len(scores)),
+        "by_grade": [
+            {"grade": g, "measured": per_grade[g], "below": below[g], "below_percent": pct(below[g], per_grade[g])}
+            for g in range(NUM_GRADES)
+        ],
+        "histogram": {"edges": np.linspace(0, 1, _SCORE_BINS + 1).round(3).tolist(), "counts": counts.tolist()},
+        "least": [
+            {
+                "image": str(m.get("image", "")),
+                "grade": m["grade"],
+                "score": score_of(m),
+                "components": _components(m),
+            }
+            for m, _ in least
+        ],
+        "note": None,
+        "skipped": skips.summary(),
+    }
+    if unscored and not scores:
+        summary["note"] = "These shards were written before sightx-shard recorded a gradability score: re-shard to see it."
+    return summary, least
+
+
+def _components(meta: dict[str, Any]) -> dict[str, float]:
+    """The score's components as numbers (sample JSON is data: anything else is left out)."""
+    found = meta["gradability"].get("components")
+    if not isinstance(found, dict):
+        return {}
+    return {str(k): float(v) for k, v in found.items() if isinstance(v, int | float) and not isinstance(v, bool)}
 
 
 # --- before and after --------------------------------------------------------------

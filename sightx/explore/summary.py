@@ -45,6 +45,13 @@ def _shard_lines(summary: dict[str, Any]) -> list[str]:
         lines.append(f"  {name:5s} {info['count']:6d} samples in {info['shards']} shard(s)")
     rejects = summary["rejects"]
     lines.append(f"  {rejects['count']} rejected" + (f" ({pairs(rejects['by_reason'])})" if rejects["count"] else ""))
+    g = summary["gradability"]
+    if g["measured"]:
+        lines.append(
+            f"  gradability: {g['below']} of {g['measured']} labelled sample(s) below {g['threshold']:g} ({g['below_percent']:.1f}%)"
+        )
+    elif g["note"]:
+        lines.append(f"  {g['note']}")
     before_after = summary["before_after"]
     if before_after["note"]:
         lines.append(f"  {before_after['note']}")

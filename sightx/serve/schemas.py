@@ -13,6 +13,14 @@ class Circle(BaseModel):
     r: float
 
 
+class Gradability(BaseModel):
+    """Could a grader read the photo: sightx/gradability.py."""
+
+    score: float = Field(description="0 (unreadable) to 1; below the default threshold the warning possibly-ungradable")
+    components: dict[str, float] = Field(description="vessels, sharpness, exposure, uniformity, field, glare: each 0-1")
+    source: str = Field(description="what computed it: 'rules' (image evidence)")
+
+
 class Quality(BaseModel):
     """The metrics sightx-shard records for every sample, for this photo."""
 
@@ -23,6 +31,7 @@ class Quality(BaseModel):
     brightness: float
     contrast: float
     sharpness: float
+    gradability: Gradability | None = Field(None, description="absent for photos from shards written before the score")
     fov_fallback: str | None = Field(None, description="why the centre square was graded instead of a found field")
     exif_orientation: int | None = Field(
         None, description="the EXIF orientation (2-8) the photo was turned upright by; absent: stored upright"
@@ -30,7 +39,7 @@ class Quality(BaseModel):
 
 
 class Warning(BaseModel):
-    code: str = Field(description="no-fov, fov-too-small, too-dark, blurred, field-cut-off")
+    code: str = Field(description="no-fov, fov-too-small, too-dark, blurred, field-cut-off, possibly-ungradable")
     message: str
 
 

@@ -34,7 +34,7 @@ from sightx.shard.committer import Committer
 from sightx.shard.local import execute_local, longest_first
 from sightx.shard.plan import Plan, Reject, ShardTask, make_plan
 from sightx.shard.streamed import execute_streamed
-from sightx.shard.task import BuildOptions, ShardResult, commit_shard, file_sha256
+from sightx.shard.task import GATES, BuildOptions, ShardResult, commit_shard, file_sha256
 from sightx.sources import Member, Source, find_labels, open_source
 
 
@@ -62,6 +62,11 @@ class ShardOptions:
     executor: str = "pool"  # or "dask" (an existing cluster at `scheduler`), "dask-local" (a LocalCluster of `workers`)
     scheduler: str | None = None
 
+    def __post_init__(self) -> None:
+        unknown = sorted({name for name, _ in self.min_quality} - set(GATES))
+        if unknown:
+            raise ShardError(f"unknown gate {', '.join(unknown)}; choose from {', '.join(GATES)}")
+
     def recorded(self) -> dict[str, Any]:
         """The options that change the output, as stored in the manifest."""
         return {
@@ -70,7 +75,7 @@ class ShardOptions:
             "val_fraction": self.val_fraction,
             "seed": self.seed,
             "unlabeled": self.unlabeled,
-            "min_quality": [list(r) for r in self.min_quality],
+            "min_quality": [list(r) for r in self.min_quality],  # --gate and --min-quality rules alike
         }
 
 

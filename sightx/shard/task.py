@@ -20,6 +20,7 @@ from typing import Any, BinaryIO
 
 from sightx.contracts import sample
 from sightx.errors import Rejection, describe
+from sightx.gradability import score_of
 from sightx.grades import NUM_GRADES
 from sightx.label_kinds import GRADE, classes
 from sightx.photos import preprocess_input
@@ -28,6 +29,8 @@ from sightx.shard.plan import Reject, SampleRef, ShardTask
 from sightx.sources import Source
 
 QUALITY_METRICS = ("brightness", "contrast", "sharpness", "fov_fraction")
+# What `--gate` / `--min-quality` can set a minimum for: the metrics, and the gradability score.
+GATES = (*QUALITY_METRICS, "gradability")
 
 
 @dataclass(frozen=True)
@@ -110,9 +113,18 @@ def _header(name: str, size: int) -> bytes:
     return info.tobuf(tarfile.GNU_FORMAT, "utf-8", "surrogateescape")
 
 
-def _quality_reject(info: dict[str, Any], rules: tuple[tuple[str, float], ...]) -> str | None:
-    failed = [f"{m}={info[m]:g} < {t:g}" for m, t in rules if info[m] < t]
-    return ", ".join(failed) or None
+def gate_reject(info: dict[str, Any], rules: tuple[tuple[str, float], ...]) -> Rejected | None:
+    """The rejection for a sample below any (gate, minimum) rule: `ungradable` when the gradability
+    score fails, else `low-quality`; the detail names every rule that failed."""
+    failed, ungradable = [], False
+    for name, minimum in rules:
+        value = score_of(info) if name == "gradability" else info[name]
+        if value is not None and value < minimum:
+            failed.append(f"{name}={value:g} < {minimum:g}")
+            ungradable |= name == "gradability"
+    if not failed:
+        return None
+    return Rejected("ungradable" if ungradable else "low-quality", ", ".join(failed))
 
 
 def build_shard(task: ShardTask, opts: BuildOptions, tick: Callable[[bool], None] | None = None) -> ShardResult:
@@ -191,9 +203,9 @@ def sample_block(
         _fail_for_test(*_test_fault)
     try:
         processed = preprocess_input(data, ref.source, pre)
-        low = _quality_reject(processed.info, min_quality)
-        if low:
-            raise Rejected("low-quality", low)
+        rejected = gate_reject(processed.info, min_quality)
+        if rejected:
+            raise rejected
     except Rejection:
         raise
     except Exception as e:  # a decoder or maths failure on one odd file must not stop the run

@@ -22,6 +22,11 @@ CAMERA_MIX: tuple[tuple[tuple[int, int], float], ...] = (
 )
 
 
+# Why a grader could not read a shot: under-exposed, out of focus, behind a milky veil (cataract,
+# a dirty lens), or framed so that most of the field lies outside the photo.
+UNGRADABLE_KINDS = ("dark", "blur", "haze", "off-frame")
+
+
 @dataclass(frozen=True)
 class Shot:
     """One photograph's framing and exposure; geometry is in full-resolution pixels."""
@@ -40,7 +45,7 @@ class Shot:
     rim_glare: float  # 0..1 bright crescent at the rim
     background: float  # black level outside the field
     noise: float  # sensor noise sigma (grey levels)
-    ungradable: str | None  # "dark" | "blur" | None
+    ungradable: str | None  # one of UNGRADABLE_KINDS, or None
 
 
 def draw_shot(rng: np.random.Generator, size: tuple[int, int] | None, ungradable_rate: float) -> Shot:
@@ -61,8 +66,11 @@ def draw_shot(rng: np.random.Generator, size: tuple[int, int] | None, ungradable
     notch = float(rng.choice([0.0, np.pi / 2, -np.pi / 4])) if rng.random() < 0.3 else None
 
     kind = None
-    if rng.random() < ungradable_rate:
-        kind = "dark" if rng.random() < 0.5 else "blur"
+    if rng.random() < ungradable_rate:  # one draw picks the kind: gradable shots draw as before
+        kind = UNGRADABLE_KINDS[min(int(rng.random() * len(UNGRADABLE_KINDS)), len(UNGRADABLE_KINDS) - 1)]
+    if kind == "off-frame":  # the centre near a side of the frame: a third to two thirds of the field shows
+        side = 1 if cx > width / 2 else -1
+        cx = width / 2 + side * (width / 2 + rng.uniform(-0.25, 0.2) * radius)
     exposure = rng.random()
     if kind == "dark":
         gain = rng.uniform(0.08, 0.16)
@@ -76,6 +84,8 @@ def draw_shot(rng: np.random.Generator, size: tuple[int, int] | None, ungradable
     cast = tuple(float(v) for v in np.exp(rng.normal(0, cast_strength, 3)))
     if kind == "blur":
         blur, haze = rng.uniform(0.012, 0.025), rng.uniform(0.3, 0.6)
+    elif kind == "haze":
+        blur, haze = rng.uniform(0.006, 0.012), rng.uniform(0.85, 0.95)  # a cataract: veil and scatter
     else:
         blur = rng.uniform(0.002, 0.006) if rng.random() < 0.12 else 0.0
         haze = rng.uniform(0.05, 0.3) if rng.random() < 0.1 else 0.0

@@ -46,6 +46,7 @@ class TrainConfig:
     workers: int = min(8, default_workers())
     shuffle_buffer: int = 1000
     max_bad_samples: int = 10  # corrupt samples skipped per pass (train or val) before the run stops
+    min_gradability: float | None = None  # skip samples whose recorded gradability score is below this
     seed: int = 0
     device: str = "auto"
     amp: str = "auto"
@@ -87,6 +88,8 @@ class TrainConfig:
         n = classes(TASKS[self.task])
         if self.balance_end is not None and (len(self.balance_end) != n or min(self.balance_end) <= 0):
             raise TrainError(f"--balance-end needs {n} positive weights, one per {'grade' if n == NUM_GRADES else 'quality class'}")
+        if self.min_gradability is not None and not 0 <= self.min_gradability <= 1:
+            raise TrainError("--min-gradability must be between 0 and 1")
         for name in ("scale", "stretch"):
             lo, hi = getattr(self, name)
             if not 0 < lo <= hi:

@@ -58,7 +58,8 @@ class RunDir:
         if progress:
             print(
                 f"epoch {row['epoch']}/{epochs}: train loss {row['train_loss']:.4f}, "
-                f"{row['images_per_s']} img/s, data wait {row['data_wait']:.0%}, lr {row['lr']:.2e}",
+                f"{row['images_per_s']} img/s, data wait {row['data_wait']:.0%}, lr {row['lr']:.2e}"
+                + (f", {row['ungradable_skipped']} below --min-gradability skipped" if "ungradable_skipped" in row else ""),
                 flush=True,
             )
             if val is not None:

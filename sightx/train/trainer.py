@@ -25,7 +25,7 @@ from sightx.contracts import sample as smp
 from sightx.label_kinds import TASKS
 from sightx.locations import ShardLocation
 from sightx.model import autocast_dtype, build_model, pick_device
-from sightx.stream import StreamConfig, make_loader, shard_addresses, take_bad_samples
+from sightx.stream import StreamConfig, has_gradability, make_loader, shard_addresses, take_bad_samples, take_ungradable
 from sightx.train import distributed, loop
 from sightx.train.config import TrainConfig, TrainError
 from sightx.train.distributed import Dist
@@ -126,6 +126,11 @@ class Trainer:
     def __init__(self, cfg: TrainConfig, d: Dist) -> None:
         self.cfg, self.dist = cfg, d
         self.manifest, train_shards, val_shards, self.location = read_shards(cfg.shards, cfg.manifest, cfg.task)
+        if cfg.min_gradability is not None and not has_gradability(self.location, train_shards[0]):
+            raise TrainError(
+                f"{cfg.shards}: the samples record no gradability score (written before sightx-shard scored it): "
+                "re-shard them to use --min-gradability"
+            )
         counts = self.manifest["splits"]["train"]["grades"]
         self.head = heads.get(cfg.head)
 
@@ -146,6 +151,7 @@ class Trainer:
             max_pixels=mf.sample_pixel_limit(self.manifest, smp.MAX_SAMPLE_PIXELS),
             classes=mf.num_classes(self.manifest),
             location=self.location,
+            min_gradability=cfg.min_gradability,
         )
         pin = device.type == "cuda"
         sizes = {split: tuple(r["bytes"] for r in mf.shards_of(self.manifest, split)) for split in ("train", "val")}
@@ -231,6 +237,11 @@ class Trainer:
             )
         return int(bad)
 
+    def _ungradable(self, loader: Any) -> int:
+        """Samples below --min-gradability skipped in the pass just ended, over all ranks."""
+        (n,) = distributed.sum_over_ranks(self.dist, [float(take_ungradable(loader))])
+        return int(n)
+
     def fit(self) -> list[dict[str, Any]]:
         cfg, p = self.cfg, self.progress
         for epoch in range(p.start_epoch, cfg.epochs):
@@ -243,10 +254,14 @@ class Trainer:
                 ),
             }
             row["bad_samples"] = self._bad_samples(self.train_loader, epoch, "train")
+            if cfg.min_gradability is not None:
+                row["ungradable_skipped"] = self._ungradable(self.train_loader)
             val = None
             if self.val_loader is not None:
                 outputs, grades, _ = loop.predict(self.ctx, self.model, self.val_loader, self.dist)
                 row["val_bad_samples"] = self._bad_samples(self.val_loader, epoch, "val")
+                if cfg.min_gradability is not None:
+                    row["val_ungradable_skipped"] = self._ungradable(self.val_loader)
                 val = loop.evaluate(self.head, outputs, grades)
                 row["val"] = val
                 if "thresholds" in val:  # the tuned thresholds are what this epoch's checkpoint grades with

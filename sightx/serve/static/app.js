@@ -28,6 +28,11 @@ function showResult(card, r, ms) {
   ref.classList.add(r.referable ? "yes" : "no");
   ref.textContent = "Referable DR (moderate or worse): " + (r.referable ? "yes" : "no") +
     (r.referable_probability != null ? ` (P = ${pct(r.referable_probability)})` : "");
+  const g = r.quality.gradability;
+  if (g) {
+    const worst = Object.entries(g.components).sort((a, b) => a[1] - b[1])[0];
+    $(".gradability", card).textContent = `Gradability ${g.score.toFixed(2)} (0-1; lowest: ${worst[0]} ${worst[1].toFixed(2)})`;
+  }
   const bars = $(".bars", card);
   if (r.probabilities) {
     r.probabilities.forEach((p, g) => {
