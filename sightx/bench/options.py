@@ -7,7 +7,8 @@ from typing import Any
 
 from sightx.errors import SightXError
 
-STAGES = ("shard", "load", "train")
+STAGES = ("shard", "load", "train", "sources", "serve")
+SERVE_MODELS = ("resnet18:160:256", "resnet50:512:512")  # arch:input px:field px; the first is the demo's
 EYEPACS_IMAGES = 88_702  # Kaggle 2015: 35,126 train + 53,576 test originals
 
 
@@ -38,6 +39,12 @@ class BenchOptions:
     work: str | None = None  # scratch folder; None = a temporary one, removed afterwards
     seed: int = 0
     camera_sizes: tuple[tuple[int, int], ...] | None = None  # None = the EyePACS resolution mix
+    serve_models: tuple[str, ...] = SERVE_MODELS
+    serve_clients: int = 8
+    serve_load_requests: int = 40  # per latency / throughput measurement
+    serve_requests: int = 1000  # in all, for the memory figure
+    serve_max_s: float = 300.0  # per model: the memory run stops here if the requests take longer
+    serve_photo: tuple[int, int] = (3888, 2592)  # a full-resolution EyePACS-size photo
     quick: bool = False
 
     def __post_init__(self) -> None:
@@ -46,6 +53,12 @@ class BenchOptions:
             raise BenchError(f"stages must be among {', '.join(STAGES)}, got {', '.join(self.stages) or 'none'}")
         if min(self.images, self.workers, self.reps, self.load_samples, self.batch_size, self.train_steps) < 1:
             raise BenchError("images, workers, reps, load samples, batch size and train steps must be >= 1")
+        if min(self.serve_clients, self.serve_load_requests, self.serve_requests) < 1 or self.serve_max_s <= 0:
+            raise BenchError("serve clients, requests and seconds must be >= 1")
+        if not self.serve_models:
+            raise BenchError("the serve stage needs at least one --serve-model")
+        for spec in self.serve_models:
+            parse_model(spec)
         if self.images < 2 * self.workers:
             raise BenchError(f"--images must be at least twice --workers ({2 * self.workers}) to separate start-up")
 
@@ -63,6 +76,11 @@ class BenchOptions:
             train_steps=1,
             size=128,
             camera_sizes=((1024, 683),),
+            serve_models=("resnet18:64:64",),
+            serve_clients=2,
+            serve_load_requests=4,
+            serve_requests=24,
+            serve_photo=(1024, 683),
             quick=True,
         )
         return cls(**{**base, **overrides})
@@ -80,3 +98,15 @@ class BenchOptions:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def parse_model(spec: str) -> tuple[str, int, int]:
+    """'resnet18:160:256' -> (arch, model input px, preprocessed field px)."""
+    try:
+        arch, image_size, field = spec.split(":")
+        sizes = int(image_size), int(field)
+    except ValueError:
+        raise BenchError(f"serve model {spec!r} is not ARCH:INPUT_PX:FIELD_PX, e.g. resnet18:160:256") from None
+    if min(sizes) < 32:
+        raise BenchError(f"serve model {spec!r}: sizes must be at least 32 px")
+    return arch, *sizes
