@@ -15,6 +15,7 @@ import click
 
 from sightx.errors import SightXError
 from sightx.pool import default_workers
+from sightx.synth.layouts import LAYOUTS
 
 
 class _Command(click.Command):
@@ -56,10 +57,11 @@ def _size(_ctx: click.Context, _param: click.Parameter, values: tuple[str, ...])
 @click.option("--ungradable", type=click.FloatRange(0, 1), default=0.015, show_default=True, help="Share of ungradable shots.")
 @click.option(
     "--archive",
-    type=click.Choice(["folder", "kaggle"]),
+    type=click.Choice(["folder", "kaggle", *LAYOUTS]),
     default="folder",
     show_default=True,
-    help="kaggle: pack it as the competition download, OUT/diabetic-retinopathy-detection.zip (split train.zip/test.zip parts inside).",
+    help="kaggle: pack it as the competition download, OUT/diabetic-retinopathy-detection.zip (split train.zip/test.zip parts inside); "
+    "aptos, idrid, messidor2, ddr: lay it out as that dataset is distributed (label file, image format, ungradable marks).",
 )
 @click.option("--workers", type=click.IntRange(1), default=default_workers(), show_default=True)
 @click.option("--quiet", is_flag=True, help="No progress bar.")
@@ -81,6 +83,10 @@ def synth(
     (or, with --archive kaggle, packed as Kaggle's download)."""
     from sightx.synth.archive import write_kaggle
     from sightx.synth.generate import SynthOptions, generate
+    from sightx.synth.layouts import write_layout
+
+    if n_test and archive in LAYOUTS:
+        raise click.BadParameter(f"the {archive} layout has no unlabelled test folder: drop --with-test", param_hint="--with-test")
 
     opts = SynthOptions(
         n=n,
@@ -98,6 +104,7 @@ def synth(
     try:
         summary = generate(out, opts)
         packed = write_kaggle(out) if archive == "kaggle" else None
+        layout = write_layout(out, archive, seed) if archive in LAYOUTS else None
     except OSError as e:
         raise click.ClickException(f"cannot write to {out}: {e.strerror or e}") from None
     elapsed = time.perf_counter() - start
@@ -106,6 +113,11 @@ def synth(
         f"wrote {summary.train} train + {summary.test} test + {summary.corrupt} corrupt images to {packed or out} "
         f"({(packed.stat().st_size if packed else summary.bytes) / 1e6:.1f} MB) in {elapsed:.1f}s; grades {grades}"
     )
+    if layout is not None:
+        click.echo(
+            f"as {archive} distributes it; shard with: sightx-shard '{layout.images}' shards/"
+            + (f" --labels '{layout.labels}'" if layout.labels else "")
+        )
 
 
 def _quality_rules(_ctx: click.Context, _param: click.Parameter, value: str | None) -> tuple[tuple[str, float], ...]:
