@@ -224,7 +224,7 @@ def _sources(s: dict[str, Any], markdown: bool) -> list[str]:
     ]
     notes = [
         "reader MB/s = image bytes delivered by the source alone (listing and reading, no decoding), one process.",
-        "same bytes = shards, manifest (less timings) and rejects.csv identical to the folder's.",
+        "same bytes = shards, manifest (less timings) and rejects.csv identical to the folder's (same shard size), every repetition.",
     ]
     return [
         _title(title, markdown),
