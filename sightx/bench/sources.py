@@ -32,7 +32,6 @@ from sightx.bench.shard import summarise
 from sightx.bench.stats import sig, spread
 
 SOURCES = ("folder", "zip", "split parts", "competition zip", "tar")
-TARGETS = {"split parts": 0.95, "competition zip": 0.9}  # issue 12: x the folder's images/s
 
 
 def build_archives(raw: Path, root: Path) -> dict[str, str]:
