@@ -15,6 +15,7 @@ import click
 
 from sightx.errors import SightXError
 from sightx.pool import default_workers
+from sightx.synth.layouts import LAYOUTS
 
 
 class _Command(click.Command):
@@ -56,10 +57,11 @@ def _size(_ctx: click.Context, _param: click.Parameter, values: tuple[str, ...])
 @click.option("--ungradable", type=click.FloatRange(0, 1), default=0.015, show_default=True, help="Share of ungradable shots.")
 @click.option(
     "--archive",
-    type=click.Choice(["folder", "kaggle"]),
+    type=click.Choice(["folder", "kaggle", *LAYOUTS]),
     default="folder",
     show_default=True,
-    help="kaggle: pack it as the competition download, OUT/diabetic-retinopathy-detection.zip (split train.zip/test.zip parts inside).",
+    help="kaggle: pack it as the competition download, OUT/diabetic-retinopathy-detection.zip (split train.zip/test.zip parts inside); "
+    "aptos, idrid, messidor2, ddr: lay it out as that dataset is distributed (label file, image format, ungradable marks).",
 )
 @click.option("--workers", type=click.IntRange(1), default=default_workers(), show_default=True)
 @click.option("--quiet", is_flag=True, help="No progress bar.")
@@ -81,6 +83,10 @@ def synth(
     (or, with --archive kaggle, packed as Kaggle's download)."""
     from sightx.synth.archive import write_kaggle
     from sightx.synth.generate import SynthOptions, generate
+    from sightx.synth.layouts import write_layout
+
+    if n_test and archive in LAYOUTS:
+        raise click.BadParameter(f"the {archive} layout has no unlabelled test folder: drop --with-test", param_hint="--with-test")
 
     opts = SynthOptions(
         n=n,
@@ -98,6 +104,7 @@ def synth(
     try:
         summary = generate(out, opts)
         packed = write_kaggle(out) if archive == "kaggle" else None
+        layout = write_layout(out, archive, seed) if archive in LAYOUTS else None
     except OSError as e:
         raise click.ClickException(f"cannot write to {out}: {e.strerror or e}") from None
     elapsed = time.perf_counter() - start
@@ -106,6 +113,11 @@ def synth(
         f"wrote {summary.train} train + {summary.test} test + {summary.corrupt} corrupt images to {packed or out} "
         f"({(packed.stat().st_size if packed else summary.bytes) / 1e6:.1f} MB) in {elapsed:.1f}s; grades {grades}"
     )
+    if layout is not None:
+        click.echo(
+            f"as {archive} distributes it; shard with: sightx-shard '{layout.images}' shards/"
+            + (f" --labels '{layout.labels}'" if layout.labels else "")
+        )
 
 
 def _quality_rules(_ctx: click.Context, _param: click.Parameter, value: str | None) -> tuple[tuple[str, float], ...]:
@@ -502,7 +514,7 @@ def explore(
 
 
 @command()
-@click.argument("stage", type=click.Choice(["shard", "load", "train", "all"]), default="all")
+@click.argument("stage", type=click.Choice(["shard", "load", "train", "sources", "serve", "all"]), default="all")
 @click.option("--input", type=click.Path(file_okay=False), help="Raw fundus folder to measure on; default: synthetic EyePACS camera mix.")
 @click.option("--images", type=click.IntRange(2), help="Full-resolution images each shard engine processes.  [default: 64; --quick: 6]")
 @click.option("--workers", type=click.IntRange(1), default=default_workers(), show_default=True, help="Workers for the multi-worker runs.")
@@ -520,17 +532,27 @@ def explore(
     help="shard: dask-local measures SightX on a Dask LocalCluster against its own pool (no other engines).  [default: pool]",
 )
 @click.option("--img2dataset", help="img2dataset executable.  [default: on PATH, or beside this Python]")
+@click.option(
+    "--serve-model",
+    "serve_models",
+    multiple=True,
+    help="ARCH:INPUT_PX:FIELD_PX served by the serve stage, repeatable.  [default: resnet18:160:256 (the demo's), resnet50:512:512]",
+)
+@click.option("--serve-clients", type=click.IntRange(1), help="Concurrent clients of the serve stage.  [default: 8]")
+@click.option("--serve-requests", type=click.IntRange(1), help="Requests per model for the server's memory figure.  [default: 1000]")
+@click.option("--serve-max-s", type=click.FloatRange(1), help="Seconds per model the memory run may take.  [default: 300]")
 @click.option("--work", type=click.Path(file_okay=False), help="Keep the scratch files here instead of a temporary folder.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="Also write the full result as JSON.")
 @click.option("--markdown", is_flag=True, help="Print the tables as Markdown, for the README.")
 @click.option("--quick", is_flag=True, help="Smoke run on tiny images: checks the plumbing in seconds; the numbers mean nothing.")
 @click.option("--quiet", is_flag=True, help="No progress lines on stderr.")
 def bench(stage: str, json_path: Path | None, markdown: bool, quick: bool, quiet: bool, **kw: object) -> None:
-    """Throughput of SightX against naive PIL, OpenCV, img2dataset and ImageFolder, on this machine."""
+    """Throughput of SightX against naive PIL, OpenCV, img2dataset and ImageFolder; every source against a
+    folder; the server's latency, throughput and memory: on this machine, baselines measured in the same run."""
     from sightx.atomic import atomic_write_text
     from sightx.bench import STAGES, BenchOptions, report, run_bench
 
-    given = {k: v for k, v in kw.items() if v is not None}
+    given = {k: v for k, v in kw.items() if v is not None and v != ()}
     given["stages"] = STAGES if stage == "all" else (stage,)
     opts = BenchOptions.smoke(**given) if quick else BenchOptions(**given)  # type: ignore[arg-type]
     result = run_bench(opts, log=(lambda _: None) if quiet else (lambda line: click.echo(line, err=True)))

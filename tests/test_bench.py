@@ -15,6 +15,7 @@ from sightx.bench import BenchError, BenchOptions, run_bench
 from sightx.bench.engines import DASK_ENGINES, ENGINES
 from sightx.bench.load import PIPELINES
 from sightx.bench.report import TARGETS, render
+from sightx.bench.sources import SOURCES
 from sightx.cli import bench as bench_cli
 
 # Figures that must be positive wherever they appear; ratios and shares are checked by name below.
@@ -25,7 +26,9 @@ FIGURES = {"median", "min", "max", "mb_per_s", "end_to_end_images_per_s", "peak_
 def result(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     work = tmp_path_factory.mktemp("bench")
     # img2dataset is not a test dependency: point at nothing so its row is "not available" everywhere.
-    return run_bench(BenchOptions.smoke(workers=2, work=str(work), img2dataset=str(work / "no-img2dataset")))
+    return run_bench(
+        BenchOptions.smoke(stages=("shard", "load", "train"), workers=2, work=str(work), img2dataset=str(work / "no-img2dataset"))
+    )
 
 
 def _numbers(node: Any, key: str = "") -> Iterator[tuple[str, float]]:
@@ -127,3 +130,48 @@ def test_the_dask_option_measures_sightx_on_dask_against_its_pool(tmp_path: Path
     assert cluster["64"]["read_mb_per_s"] == pytest.approx(cluster["64"]["images_per_s"] * d["input_mb_per_image"], rel=0.01)
     text = render(result, markdown=True)
     assert "| SightX on Dask (LocalCluster) |" in text and "overhead per image" in text and "filesystem read MB/s" in text
+
+
+@pytest.fixture(scope="module")
+def sources_result(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """The sources stage on six tiny images, one worker (in-process builds: fast)."""
+    return run_bench(BenchOptions.smoke(stages=("sources",), workers=1, work=str(tmp_path_factory.mktemp("sources"))))
+
+
+def test_sources_stage_shards_every_form_of_the_download_to_the_same_bytes(sources_result: dict[str, Any]) -> None:
+    s = sources_result["sources"]
+    assert list(s["sources"]) == list(SOURCES)
+    for name, row in s["sources"].items():
+        assert row["same_bytes_as_folder"], name  # computed from the outputs' sha256: a real check
+        run = row["runs"]["1"]
+        assert run["written"] == s["sources"]["folder"]["runs"]["1"]["written"] > 0, name
+        assert run["images_per_s"]["median"] > 0 and run["read_mb_per_s"] > 0 and run["peak_rss_mb"] > 0, name
+    assert s["ratio"]["folder"] == {"1": 1.0, "top": 1.0}
+    assert all(r["top"] > 0 for r in s["ratio"].values())
+    d = s["download"]
+    assert d["unpacked_extra_mb"] > d["download_mb"] and d["direct_s"]["median"] > 0 and d["unpack_s"]["median"] > 0
+    targets = {t["target"]: t for t in sources_result["targets"]}
+    assert targets["competition zip (streamed) >= 0.9x the folder, N workers"]["value"] == s["ratio"]["competition zip"]["top"]
+    text = render(sources_result, markdown=True)
+    assert "| competition zip |" in text and "unzip the outer zip, join the parts" in text
+
+
+def test_serve_stage_measures_the_real_server(tmp_path: Path) -> None:
+    result = run_bench(BenchOptions.smoke(stages=("serve",), work=str(tmp_path)))
+    s = result["serve"]
+    m = s["models"]["resnet18:64:64"]
+    assert "error" not in m, m
+    for key in ("one_client", "n_clients", "n_clients_max_batch_1"):
+        assert m[key]["photos_per_s"] > 0 and 0 < m[key]["p50_ms"] <= m[key]["p95_ms"], key
+    assert m["one_client"]["mean_batch"] == 1 and m["n_clients_max_batch_1"]["mean_batch"] == 1
+    assert 1 <= m["n_clients"]["mean_batch"] <= 2  # two clients: batches of one or two photos
+    mem = m["memory"]
+    assert mem["requests"] >= 24 and not mem["stopped_by_time"] and mem["early"]["rss_mb"] > 0
+    assert mem["rss_mb_series"][-1] == [mem["end"]["requests"], mem["end"]["rss_mb"]]
+    assert s["headline_clients_gain"] == m["clients_gain"] > 0
+    assert "| resnet18 at 64 px, 64 px fields |" in render(result, markdown=True)
+
+
+def test_serve_model_specs_are_checked_before_work() -> None:
+    with pytest.raises(BenchError, match="ARCH:INPUT_PX:FIELD_PX"):
+        BenchOptions(serve_models=("resnet18-160",))

@@ -453,3 +453,65 @@ def test_explore_shards_beside_the_competition_zip_they_came_from(archives: dict
     run(archives["competition"], tmp_path / "shards", _opts())
     summary = explore(tmp_path / "shards", tmp_path / "report", ExploreOptions(raw=str(archives["competition"]), progress=False))
     assert summary["before_after"]["shown"] > 0 and summary["before_after"]["raw"].startswith(str(archives["competition"]))
+
+
+@pytest.fixture(scope="module")
+def generated(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A Kaggle-layout set with ungradable shots and one broken file, for the other datasets' layouts."""
+    root = tmp_path_factory.mktemp("generated")
+    generate(root, SynthOptions(n=10, seed=4, sizes=((640, 427),), corrupt=1, ungradable_rate=0.3, workers=1, progress=False))
+    return root
+
+
+def _sample_grades(out: Path) -> dict[str, int]:
+    """image id -> grade of every sample in the shards, from their .json."""
+    grades = {}
+    for shard in sorted(out.glob("*.tar")):
+        with tarfile.open(shard) as tar:
+            for member in tar:
+                if member.name.endswith(".json"):
+                    meta = json.loads(tar.extractfile(member).read())  # type: ignore[union-attr]
+                    grades[Path(meta["source"]).stem] = meta["grade"]
+    return grades
+
+
+@pytest.mark.parametrize("layout", ["aptos", "idrid", "messidor2", "ddr"])
+def test_synth_layouts_of_other_datasets_shard_end_to_end(generated: Path, tmp_path: Path, layout: str) -> None:
+    import csv
+
+    from sightx.synth.layouts import write_layout
+
+    truth_rows = list(csv.DictReader(open(generated / "synthTruth.csv", newline="")))
+    truth = {Path(r["path"]).stem: int(r["grade"]) for r in truth_rows}
+    ungradable = {Path(r["path"]).stem for r in truth_rows if r.get("ungradable")}
+    assert ungradable, "the fixture must hold ungradable shots for this test to mean anything"
+    root = tmp_path / "set"
+    shutil.copytree(generated, root)
+    written = write_layout(root, layout, seed=1)
+    assert not (root / "train").exists() and not (root / "trainLabels.csv").exists()
+    m = run(written.images, tmp_path / "out", _opts(labels=str(written.labels) if written.labels else None))
+    assert m["run"]["label_format"] == layout
+    present = {p.stem for p in written.images.iterdir()}
+    rejects = {Path(r["source"]).stem: r["reason"] for r in csv_rows(tmp_path / "out")}
+    marked = ungradable & present if layout in ("messidor2", "ddr") else set()  # APTOS and IDRiD grade every photo
+    assert marked or layout in ("aptos", "idrid")
+    assert {k for k, v in rejects.items() if v == "ungradable-label"} == marked
+    samples = _sample_grades(tmp_path / "out")
+    assert samples and all(truth[k] == g for k, g in samples.items())  # every grade carried over as generated
+    assert set(samples) | set(rejects) == present and m["summary"]["inputs"] == len(present)
+    if layout == "ddr":  # DDR's three splits hold every generated photo once
+        splits = [{p.stem for p in (root / "DR_grading" / s).iterdir()} for s in ("train", "valid", "test")]
+        assert sum(map(len, splits)) == len(truth) and set().union(*splits) == set(truth)
+
+
+def test_synth_cli_writes_a_layout_and_says_how_to_shard_it(tmp_path: Path) -> None:
+    from sightx.cli import synth as synth_cli
+
+    args = [str(tmp_path / "aptos"), "--n", "2", "--size", "640x427", "--workers", "1", "--quiet", "--archive", "aptos"]
+    res = CliRunner().invoke(synth_cli, args)
+    assert res.exit_code == 0, res.output
+    assert f"sightx-shard '{tmp_path / 'aptos' / 'train_images'}' shards/" in res.output
+    assert (tmp_path / "aptos" / "train.csv").read_text().startswith("id_code,diagnosis\n")
+    assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in (tmp_path / "aptos" / "train_images").iterdir())
+    res = CliRunner().invoke(synth_cli, [*args[:1], "--n", "2", "--with-test", "2", "--archive", "ddr", "--quiet"])
+    assert res.exit_code == 2 and "no unlabelled test folder" in res.output

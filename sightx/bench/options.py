@@ -7,8 +7,9 @@ from typing import Any
 
 from sightx.errors import SightXError
 
-STAGES = ("shard", "load", "train")
+STAGES = ("shard", "load", "train", "sources", "serve")
 EXECUTORS = ("pool", "dask-local")
+SERVE_MODELS = ("resnet18:160:256", "resnet50:512:512")  # arch:input px:field px; the first is the demo's
 EYEPACS_IMAGES = 88_702  # Kaggle 2015: 35,126 train + 53,576 test originals
 
 
@@ -39,6 +40,12 @@ class BenchOptions:
     work: str | None = None  # scratch folder; None = a temporary one, removed afterwards
     seed: int = 0
     camera_sizes: tuple[tuple[int, int], ...] | None = None  # None = the EyePACS resolution mix
+    serve_models: tuple[str, ...] = SERVE_MODELS
+    serve_clients: int = 8
+    serve_load_requests: int = 40  # per latency / throughput measurement
+    serve_requests: int = 1000  # in all, for the memory figure
+    serve_max_s: float = 300.0  # per model: the memory run stops here if the requests take longer
+    serve_photo: tuple[int, int] = (3888, 2592)  # a full-resolution EyePACS-size photo
     quick: bool = False
     executor: str = "pool"  # dask-local: the shard stage measures SightX on a Dask LocalCluster against its pool
 
@@ -50,6 +57,12 @@ class BenchOptions:
             raise BenchError("images, workers, reps, load samples, batch size and train steps must be >= 1")
         if self.executor not in EXECUTORS:
             raise BenchError(f"--executor must be one of {', '.join(EXECUTORS)}")
+        if min(self.serve_clients, self.serve_load_requests, self.serve_requests) < 1 or self.serve_max_s <= 0:
+            raise BenchError("serve clients, requests and seconds must be >= 1")
+        if not self.serve_models:
+            raise BenchError("the serve stage needs at least one --serve-model")
+        for spec in self.serve_models:
+            parse_model(spec)
         if self.images < 2 * self.workers:
             raise BenchError(f"--images must be at least twice --workers ({2 * self.workers}) to separate start-up")
 
@@ -67,6 +80,11 @@ class BenchOptions:
             train_steps=1,
             size=128,
             camera_sizes=((1024, 683),),
+            serve_models=("resnet18:64:64",),
+            serve_clients=2,
+            serve_load_requests=4,
+            serve_requests=24,
+            serve_photo=(1024, 683),
             quick=True,
         )
         return cls(**{**base, **overrides})
@@ -84,3 +102,15 @@ class BenchOptions:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def parse_model(spec: str) -> tuple[str, int, int]:
+    """'resnet18:160:256' -> (arch, model input px, preprocessed field px)."""
+    try:
+        arch, image_size, field = spec.split(":")
+        sizes = int(image_size), int(field)
+    except ValueError:
+        raise BenchError(f"serve model {spec!r} is not ARCH:INPUT_PX:FIELD_PX, e.g. resnet18:160:256") from None
+    if min(sizes) < 32:
+        raise BenchError(f"serve model {spec!r}: sizes must be at least 32 px")
+    return arch, *sizes

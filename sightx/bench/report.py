@@ -12,6 +12,10 @@ TARGETS = (
     ("SightX >= 4x img2dataset per core", ("shard", "sightx_ratio", "img2dataset", "1"), ">=", 4.0, "ratio"),
     ("SightX scaling efficiency >= 90% (2 workers >= 1.8x one)", ("shard", "scaling_efficiency", "sightx"), ">=", 0.9, "percent"),
     ("SightX stream >= ImageFolder", ("load", "sightx_ratio"), ">=", 1.0, "ratio"),
+    ("split parts >= 0.95x the folder, 1 worker", ("sources", "ratio", "split parts", "1"), ">=", 0.95, "ratio"),
+    ("split parts >= 0.95x the folder, N workers", ("sources", "ratio", "split parts", "top"), ">=", 0.95, "ratio"),
+    ("competition zip (streamed) >= 0.9x the folder, N workers", ("sources", "ratio", "competition zip", "top"), ">=", 0.9, "ratio"),
+    ("serve: N clients >= 1.5x one client (first model)", ("serve", "headline_clients_gain"), ">=", 1.5, "ratio"),
 )
 
 
@@ -36,6 +40,10 @@ def render(result: dict[str, Any], markdown: bool) -> str:
         parts += _load(result["load"], markdown)
     if "train" in result:
         parts += _train(result["train"], markdown)
+    if "sources" in result:
+        parts += _sources(result["sources"], markdown)
+    if "serve" in result:
+        parts += _serve(result["serve"], markdown)
     parts.append(_table(["target (per core)", "measured", "met"], [_target_row(t) for t in result["targets"]], markdown))
     return "\n\n".join(parts) + "\n"
 
@@ -195,6 +203,108 @@ def _train(s: dict[str, Any], markdown: bool) -> list[str]:
         _table(["device", "model images/s", "loader images/s", "loader/model", "verdict", "peak RSS MB"], [row], markdown),
         _notes(notes, markdown),
     ]
+
+
+def _sources(s: dict[str, Any], markdown: bool) -> list[str]:
+    inp, counts = s["input"], s["worker_counts"]
+    top = counts[-1]
+    title = (
+        f"sources: the same {inp['images']} images ({inp['mb']} MB) from each form of the download -> {s['recipe']['size']} px; "
+        f"images/s in steady state (start-up, timed on {inp['startup_images']} image(s) in the same kind of archive, excluded), "
+        "each repetition a fresh process, the sources taking turns"
+    )
+    headers = (
+        ["source"]
+        + [f"images/s, {w} worker(s)" for w in counts]
+        + [
+            "x folder (" + " / ".join(f"{w} w" for w in counts) + ")",
+            f"input MB/s ({top} w)",
+            "reader MB/s (read only)",
+            "start-up s",
+            "same bytes",
+        ]
+    )
+    rows = []
+    for name, row in s["sources"].items():
+        runs = [row["runs"][str(w)] for w in counts]
+        rows.append(
+            [name]
+            + [_rate(r["images_per_s"]) for r in runs]
+            + [
+                " / ".join(f"{s['ratio'][name][str(w)]:g}" for w in counts),
+                f"{runs[-1]['mb_per_s']:g}",
+                f"{runs[-1]['read_mb_per_s']:g}",
+                f"{runs[-1]['startup_s']:g}",
+                "yes" if row["same_bytes_as_folder"] else "NO",
+            ]
+        )
+    d = s["download"]
+    user = [
+        [
+            "unzip the outer zip, join the parts, extract, then shard",
+            f"{_rate(d['unpack_then_shard_s'])} (unpacking {d['unpack_s']['median']:g})",
+            f"{d['unpacked_extra_mb']:g} MB ({d['unpacked_extra_x_download']:g}x the download, nothing deleted on the way)",
+        ],
+        ["sightx-shard straight from the zip", _rate(d["direct_s"]), "none (outputs only)"],
+    ]
+    notes = [
+        "reader MB/s = image bytes delivered by the source alone (listing and reading, no decoding), one process.",
+        "same bytes = shards, manifest (less timings) and rejects.csv identical to the folder's (same shard size), every repetition.",
+    ]
+    return [
+        _title(title, markdown),
+        _table(headers, rows, markdown),
+        _notes(notes, markdown),
+        _title(
+            f"from the {d['download_mb']:g} MB download, {d['workers']} worker(s), end to end (start-up included, as a user feels it)",
+            markdown,
+        ),
+        _table(["path", "seconds", "extra disk"], user, markdown),
+    ]
+
+
+def _serve(s: dict[str, Any], markdown: bool) -> list[str]:
+    p, n = s["photo"], s["clients"]
+    title = (
+        f"serve: the real sightx-serve process on 127.0.0.1 (--device {s['device']}), one {p['width']}x{p['height']} synthetic photo "
+        f"({p['mb']:g} MB) per request as a raw JPEG body; untrained checkpoints of each shape, built in the run"
+    )
+    headers = [
+        "model",
+        "1 client: p50 / p95 ms",
+        "1 client photos/s",
+        f"{n} clients photos/s (x 1 client)",
+        f"{n} clients: p50 / p95 ms, mean batch",
+        f"{n} clients, --max-batch 1: photos/s",
+        "micro-batching x",
+        "server RSS MB: early -> end (requests)",
+        "peak RSS MB",
+    ]
+    rows = []
+    for spec, m in s["models"].items():
+        if "error" in m:
+            rows.append([spec, f"failed: {m['error']}"] + [""] * (len(headers) - 2))
+            continue
+        one, many, unbatched, mem = m["one_client"], m["n_clients"], m["n_clients_max_batch_1"], m["memory"]
+        end = f"{mem['end']['rss_mb']:g} ({mem['end']['requests']}{', time cap' if mem['stopped_by_time'] else ''})"
+        rows.append(
+            [
+                f"{m['arch']} at {m['image_size']} px, {m['field']} px fields",
+                f"{one['p50_ms']:g} / {one['p95_ms']:g}",
+                f"{one['photos_per_s']:g}",
+                f"{many['photos_per_s']:g} ({m['clients_gain']:g}x)",
+                f"{many['p50_ms']:g} / {many['p95_ms']:g}, {many['mean_batch']:g}",
+                f"{unbatched['photos_per_s']:g}",
+                f"{m['batching_gain']:g}",
+                f"{mem['early']['rss_mb']:g} ({mem['early']['requests']}) -> {end}: {mem['growth_mb']:+g}",
+                "-" if mem["peak_rss_mb"] is None else f"{mem['peak_rss_mb']:g}",
+            ]
+        )
+    notes = [
+        "micro-batching x = photos/s at the same clients with --max-batch 8 over --max-batch 1 (a server each).",
+        "the clients run on the same machine as the server and take some of its CPU.",
+    ]
+    return [_title(title, markdown), _table(headers, rows, markdown), _notes(notes, markdown)]
 
 
 def _target_row(t: dict[str, Any]) -> list[str]:

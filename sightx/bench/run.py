@@ -24,22 +24,26 @@ _PACKAGES = ("sightx", "numpy", "opencv-python-headless", "pillow", "simplejpeg"
 
 def run_bench(opts: BenchOptions, log: Callable[[str], None] = lambda _: None) -> dict[str, Any]:
     """Measure every stage in opts.stages; errors of one engine become a row, not a failure."""
-    from sightx.bench import load, shard, train
+    from sightx.bench import load, serve, shard, sources, train
 
     if opts.executor != "pool":
         require_dask()  # before minutes of input generation
     start = time.perf_counter()
     result: dict[str, Any] = {"format": FORMAT, "version": VERSION, "machine": machine(), "options": opts.to_dict()}
     with _scratch(opts.work) as work:
-        if {"shard", "load"} & set(opts.stages):
+        if {"shard", "load", "sources"} & set(opts.stages):
             data = inputs.prepare(opts, work)
             log(f"input  {len(data.full.files)} images, {data.full.bytes() / 1e6:.1f} MB in {data.full.raw}")
             if "shard" in opts.stages:
                 result["shard"] = shard.stage(opts, data, work, log)
             if "load" in opts.stages:
                 result["load"] = load.stage(opts, data, work, log)
+            if "sources" in opts.stages:
+                result["sources"] = sources.stage(opts, data, work, log)
         if "train" in opts.stages:
             result["train"] = train.stage(opts, result.get("load"), log)
+        if "serve" in opts.stages:
+            result["serve"] = serve.stage(opts, work, log)
     result["machine"]["load_average_end"] = _load_average()
     result["targets"] = report.targets(result)
     result["elapsed_s"] = round(time.perf_counter() - start, 1)
