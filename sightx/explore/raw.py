@@ -13,6 +13,7 @@ for the measured sample and one short pass for each set of photos shown (sightx.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, TypeVar
@@ -23,6 +24,7 @@ import pandas as pd
 from sightx import codec
 from sightx.errors import Rejection, describe
 from sightx.explore.common import EXAMPLES, ExploreError, ExploreOptions, examples, pct, thumb
+from sightx.explore.gradability import LEAST_GRADABLE, Scored, Shown, Tally, components
 from sightx.grades import NAMES, NUM_GRADES
 from sightx.label_formats import read_label_set
 from sightx.labels import LabelError, image_id, label_bytes, patient_eye
@@ -40,8 +42,8 @@ WORST_SHOWN = 8
 FACTS_OPTIONS = PreprocessOptions(size=256, normalize="none")
 UNREADABLE = ("unreadable", "empty-file", "not-jpeg", "truncated", "decode-error")
 METRICS = ("brightness", "contrast", "sharpness", "fov_fraction")
-FACT_COLUMNS = ["path", "bytes", "resolution", "reason", "detail", *METRICS]
-SPARE = 4  # unreadable photos a streamed source's gallery (or worst sheet) can pass over per row
+FACT_COLUMNS = ["path", "bytes", "resolution", "reason", "detail", *METRICS, "gradability"]
+SPARE = 4  # unreadable photos a streamed source's gallery (or worst and least gradable sheets) can pass over per row
 T = TypeVar("T")
 
 
@@ -73,6 +75,7 @@ class RawFindings:
     gallery: Gallery | None
     facts: pd.DataFrame  # one row of image_facts per sampled file
     worst: list[tuple[str, str, np.ndarray]]  # (path, why, thumbnail), worst first
+    least_gradable: list[Shown]  # lowest gradability score first, with thumbnails
 
 
 def images_folder(path: Path) -> Path:
@@ -108,10 +111,16 @@ def analyse(inputs: RawInputs, opts: ExploreOptions) -> RawFindings:
         summary["gallery"] = {"shown": len(gallery.shown), "images": gallery.shown}
     facts = measure(inputs.images, inputs.source, opts)
     props = property_stats(facts, len(inputs.images))
-    worst = worst_photos(facts, WORST_SHOWN, picked)
+    worst_names = worst_candidates(facts)
+    tally = gradability_tally(facts, labels, LEAST_GRADABLE + SPARE)
+    least_names = tally.lowest()
+    picked.fetch([p for p, _ in worst_names[: WORST_SHOWN + SPARE]] + [s.image for s in least_names])  # a stream: one short pass
+    worst = [(path, why, img) for (path, why), img in first_thumbs(worst_names, WORST_SHOWN, picked, lambda c: c[0])]
     props["worst"] = [{"image": p, "why": why} for p, why, _ in worst]
     summary["properties"] = props
-    return RawFindings(summary, gallery, facts, worst)
+    least = first_thumbs(least_names, LEAST_GRADABLE, picked, lambda s: s.image)
+    summary["gradability"] = {**tally.summary(s for s, _ in least), "rejected": props["sampled"] - props["measured"]}
+    return RawFindings(summary, gallery, facts, worst, least)
 
 
 def load_labels(source: Source, override: str | None, images: list[str]) -> tuple[dict[str, int] | None, dict[str, Any]]:
@@ -197,10 +206,10 @@ def pick_gallery(labels: dict[str, int], images: list[str], picked: Picked, opts
     captions: list[str] = []
     shown: list[str] = []
     for grade, order in enumerate(orders):
-        chosen = first_readable(order, picked, opts.per_grade)
+        chosen = first_thumbs(order, opts.per_grade, picked, str)
         missing = opts.per_grade - len(chosen)
-        names = [PurePosixPath(n).name for _, n in chosen]
-        tiles += [img for img, _ in chosen] + [None] * missing
+        names = [PurePosixPath(n).name for n, _ in chosen]
+        tiles += [img for _, img in chosen] + [None] * missing
         captions += [f"grade {grade} | {n}" for n in names] + [f"grade {grade} | no image"] * missing
         shown += names
     return Gallery(tiles, captions, shown)
@@ -211,25 +220,13 @@ def in_order(names: list[T], rng: np.random.Generator) -> list[T]:
     return [names[i] for i in rng.permutation(len(names))]
 
 
-def first_readable(names: list[str], picked: Picked, n: int) -> list[tuple[np.ndarray, str]]:
-    """Up to n thumbnails of `names`, in order, passing over unreadable photos."""
-    chosen = []
-    for name in names:
-        img = thumb(picked.read(name), name)
-        if img is not None:
-            chosen.append((img, name))
-        if len(chosen) == n:
-            break
-    return chosen
-
-
 # --- image properties --------------------------------------------------------------
 
 
 def image_facts(name: str, data: bytes | Rejection) -> dict[str, Any]:
     """Header size, file size and quality metrics of one photo (its bytes, or why they could not
     be read); runs in a worker and never raises."""
-    facts: dict[str, Any] = {"path": name, "bytes": None, "resolution": None, "reason": None, "detail": ""}
+    facts: dict[str, Any] = {"path": name, "bytes": None, "resolution": None, "reason": None, "detail": "", "gradability": None}
     if isinstance(data, Rejection):
         return {**facts, "reason": data.reason, "detail": data.detail}
     facts["bytes"] = len(data)
@@ -240,7 +237,7 @@ def image_facts(name: str, data: bytes | Rejection) -> dict[str, Any]:
         return {**facts, "reason": e.reason, "detail": e.detail}
     except Exception as e:  # one odd file must not end a scan of 100 GB
         return {**facts, "reason": "error", "detail": describe(e)}
-    return {**facts, **{m: info[m] for m in METRICS}}
+    return {**facts, **{m: info[m] for m in METRICS}, "gradability": info["gradability"]}
 
 
 def _member_facts(args: tuple[Source, str]) -> dict[str, Any]:
@@ -327,8 +324,9 @@ def property_stats(df: pd.DataFrame, n_images: int) -> dict[str, Any]:
     }
 
 
-def worst_photos(df: pd.DataFrame, k: int, picked: Picked) -> list[tuple[str, str, np.ndarray]]:
-    """Up to k decodable photos, worst first: rejected ones, then by their lowest percentile.
+def worst_candidates(df: pd.DataFrame) -> list[tuple[str, str]]:
+    """Every photo that could go on the worst sheet as (path, why), worst first: rejected ones, then
+    by their lowest percentile (unreadable ones, which have no thumbnail, are left out).
 
     Percentiles (sharpness, closeness to the median brightness, visible field) make the metrics
     comparable without thresholds, so a photo that is bad in any one way ranks low.
@@ -345,13 +343,30 @@ def worst_photos(df: pd.DataFrame, k: int, picked: Picked) -> list[tuple[str, st
     order = rank.min(axis=1).sort_values(kind="stable").index
     metric = rank.idxmin(axis=1) if len(ok) else pd.Series(dtype=str)
     candidates = [(r.path, r.reason) for r in rejected.itertuples()]
-    candidates += [(ok.at[i, "path"], f"{metric[i]} {ok.at[i, metric[i]]:.3g}") for i in order]
-    picked.fetch([p for p, _ in candidates[: k + SPARE]])  # a streamed source: one short pass
-    worst = []
-    for path, why in candidates:
-        img = thumb(picked.read(path), path)
+    return candidates + [(ok.at[i, "path"], f"{metric[i]} {ok.at[i, metric[i]]:.3g}") for i in order]
+
+
+def gradability_tally(df: pd.DataFrame, labels: dict[str, int] | None, keep: int) -> Tally[Scored]:
+    """The gradability scores of the measured photos, counted per grade where the label file gives
+    one, with the `keep` least gradable (in listing order among equal scores)."""
+    tally: Tally[Scored] = Tally(NUM_GRADES, keep)
+    for row in df[df["reason"].isna()].itertuples():
+        record = row.gradability
+        score = record.get("score") if isinstance(record, dict) else None
+        if score is None:
+            continue
+        label = labels.get(_id(row.path)) if labels is not None else None
+        tally.add(float(score), label, Scored(row.path, label, float(score), components(record)))
+    return tally
+
+
+def first_thumbs(candidates: list[T], k: int, picked: Picked, name: Callable[[T], str]) -> list[tuple[T, np.ndarray]]:
+    """Up to k candidates in order with their thumbnails, passing over those that cannot be shown."""
+    shown = []
+    for c in candidates:
+        img = thumb(picked.read(name(c)), name(c))
         if img is not None:
-            worst.append((path, why, img))
-        if len(worst) == k:
+            shown.append((c, img))
+        if len(shown) == k:
             break
-    return worst
+    return shown

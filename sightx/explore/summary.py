@@ -35,12 +35,15 @@ def _raw_lines(summary: dict[str, Any]) -> list[str]:
         f"  sampled {props['sampled']}: {props['unreadable']} unreadable, {props['too_dark']} too dark, "
         f"{props['over_exposed']} over-exposed, {props['fov_cut_off']} field cut off"
     )
+    g = summary["gradability"]
+    lines.append(f"  gradability: {g['below']} of {g['measured']} measured photo(s) below {g['threshold']:g} ({g['below_percent']:.1f}%)")
     return lines
 
 
 def _shard_lines(summary: dict[str, Any]) -> list[str]:
     state = "complete" if summary["complete"] else f"{len(summary['pending_shards'])} shard(s) not built yet"
-    lines = [f"shards in {summary['folder']} ({state})"]
+    labels = "" if summary["labels"] == "grade" else f", labelled with {summary['labels']} classes: {', '.join(summary['class_names'])}"
+    lines = [f"shards in {summary['folder']} ({state}{labels})"]
     for name, info in summary["splits"].items():
         lines.append(f"  {name:5s} {info['count']:6d} samples in {info['shards']} shard(s)")
     rejects = summary["rejects"]
