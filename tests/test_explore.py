@@ -382,6 +382,29 @@ def test_before_after_skipped_without_raw(raw: Path, shards: Path, tmp_path: Pat
     assert "none of the sampled source files" in summary["before_after"]["note"]
 
 
+def test_raw_photos_with_eyeq_labels_are_counted_by_quality_class(ungradable_raw: Path, tmp_path: Path) -> None:
+    out = tmp_path / "report"
+    eyeq = ungradable_raw / "Label_EyeQ_train.csv"
+    summary = explore(ungradable_raw, out, ExploreOptions(per_grade=1, sample=0, labels=str(eyeq), progress=False))
+    quality = {r["image"].removesuffix(".jpeg"): int(r["quality"]) for r in csv.DictReader(eyeq.open())}
+    counts = Counter(quality.values())
+    assert summary["labels"]["kind"] == "quality"
+    assert summary["classes"]["counts"] == [counts[q] for q in range(3)] and len(summary["classes"]["by_eye"]["left"]) == 3
+    assert summary["classes"]["baseline"]["text"].startswith("Always predicting Good") and counts.most_common(1)[0][0] == 0
+    g = summary["gradability"]
+    assert len(g["by_grade"]) == 3 and sum(r["measured"] for r in g["by_grade"]) == g["measured"]
+    assert all(x["grade"] == quality[Path(x["image"]).stem] for x in g["least"])
+    assert g["by_grade"][2]["below_percent"] > g["by_grade"][0]["below_percent"]  # the Reject shots score low
+    assert summary["figures"]["gallery.png"] == [TILE[0], 3 * (TILE[1] + CAPTION_HEIGHT)]  # one row per class
+    page = (out / "report.html").read_text()
+    assert "Quality class gallery" in page and all(f"<td>{n}</td>" in page for n in ("Good", "Usable", "Reject"))
+    shown = f"quality classes Good:{counts[0]} Usable:{counts[1]} Reject:{counts[2]}; always-Good baseline"
+    assert shown in format_summary(summary, out)
+    errors: list[str] = []
+    _check_object(summary, "", _schema()["raw"], set(), errors)
+    assert not errors
+
+
 def test_quality_shards_are_reported_by_quality_class(ungradable_raw: Path, quality_shards: Path, tmp_path: Path) -> None:
     out = tmp_path / "report"
     summary = explore(quality_shards, out, ExploreOptions(raw=str(ungradable_raw), progress=False))

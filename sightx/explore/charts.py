@@ -12,24 +12,25 @@ import pandas as pd
 
 from sightx.explore.common import class_labels, pct
 from sightx.explore.raw import OVER_EXPOSED, TOO_DARK
-from sightx.grades import NUM_GRADES
 from sightx.label_kinds import GRADE, QUALITY
 
 GRADE_COLORS = ("#4c9a5f", "#c9b23c", "#e08a2c", "#c8452f", "#7b2d6b")
 COLORS = {GRADE: GRADE_COLORS, QUALITY: ("#4c9a5f", "#c9b23c", "#c8452f")}  # Good green, Usable yellow, Reject red
 
 
-def classes(fig: Any, stats: dict[str, Any]) -> None:
-    """Labels per grade with their shares, and the same per eye."""
+def classes(fig: Any, stats: dict[str, Any], kind: str = GRADE) -> None:
+    """Labels per class (grade or quality class) with their shares, and the same per eye."""
     left, right = fig.subplots(1, 2)
-    grades = np.arange(NUM_GRADES)
-    bars = left.bar(grades, stats["counts"], color=GRADE_COLORS)
+    grades = np.arange(len(stats["counts"]))
+    bars = left.bar(grades, stats["counts"], color=COLORS[kind])
     left.bar_label(bars, [f"{c} ({p:.1f}%)" for c, p in zip(stats["counts"], stats["percent"])], fontsize=8)
-    left.set(title="Labels per grade", xlabel="grade", ylabel="images", xticks=grades)
+    left.set(title="Labels per grade" if kind == GRADE else "Labels per quality class", ylabel="images")
+    _class_axis(left, kind)
     width = 0.8 / len(stats["by_eye"])
     for i, (eye, counts) in enumerate(stats["by_eye"].items()):
         right.bar(grades + (i - (len(stats["by_eye"]) - 1) / 2) * width, counts, width, label=eye)
-    right.set(title="Per eye", xlabel="grade", ylabel="images", xticks=grades)
+    right.set(title="Per eye", ylabel="images")
+    _class_axis(right, kind)
     right.legend()
 
 

@@ -5,7 +5,7 @@ Nothing here reads the input again; given the same findings it writes the same r
 
 from __future__ import annotations
 
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import numpy as np
@@ -17,8 +17,7 @@ from sightx.explore.gradability import Shown
 from sightx.explore.raw import METRICS, OVER_EXPOSED, TOO_DARK, RawFindings
 from sightx.explore.report import Report, para, table
 from sightx.explore.shards import ShardFindings
-from sightx.grades import NAMES, NUM_GRADES
-from sightx.label_kinds import GRADE
+from sightx.label_kinds import GRADE, NAMES, classes
 from sightx.sheet import contact_sheet
 
 WORST_COLS = 4
@@ -28,14 +27,15 @@ def raw_report(report: Report, found: RawFindings, opts: ExploreOptions) -> dict
     """Write the raw archive's report; returns the summary as written to summary.json."""
     summary = found.summary
     report.section("Inputs", _inputs(summary))
+    kind = summary["labels"]["kind"]
     if summary["classes"] is not None:
-        _classes(report, summary["classes"])
+        _classes(report, summary["classes"], kind)
     _gallery(report, found, opts)
     _properties(report, found, opts)
     g = summary["gradability"]
     scope = "photos measured" + ("" if summary["classes"] is not None else " (no usable label file: no per-grade shares)")
     note = f"{g['rejected']} sampled photo(s) have no score: unreadable or rejected by preprocessing (Image properties)."
-    _gradability(report, g, found.least_gradable, GRADE, "photos", scope, note if g["rejected"] else None)
+    _gradability(report, g, found.least_gradable, kind, "photos", scope, note if g["rejected"] else None)
     report.finish(f"SightX: {summary['folder']}", summary)
     return summary
 
@@ -75,22 +75,23 @@ def _inputs(summary: dict[str, Any]) -> str:
     return "\n".join(parts)
 
 
-def _classes(report: Report, stats: dict[str, Any]) -> None:
+def _classes(report: Report, stats: dict[str, Any], kind: str) -> None:
     eyes = list(stats["by_eye"])
     rows = [
-        [g, NAMES[g], stats["counts"][g], f"{stats['percent'][g]:.2f}%", stats["present"][g]] + [stats["by_eye"][e][g] for e in eyes]
-        for g in range(NUM_GRADES)
+        [g, NAMES[kind][g], stats["counts"][g], f"{stats['percent'][g]:.2f}%", stats["present"][g]] + [stats["by_eye"][e][g] for e in eyes]
+        for g in range(len(stats["counts"]))
     ]
+    what, whats = ("grade", "grades") if kind == GRADE else ("quality class", "quality classes")
     agreement = (
         f"{stats['patients']} patients, {stats['patients_with_both_eyes']} with both eyes labelled; "
-        f"{stats['discordant_patients']} of those have eyes of different grades "
+        f"{stats['discordant_patients']} of those have eyes of different {whats} "
         f"({pct(stats['discordant_patients'], stats['patients_with_both_eyes']):.1f}%), "
-        f"by grade difference: {pairs(stats['discordant_by_difference']) or 'none'}."
+        f"by {what} difference: {pairs(stats['discordant_by_difference']) or 'none'}."
     )
     report.section(
         "Class distribution",
-        table(["grade", "name", "labels", "share", "with image", *eyes], rows),
-        report.chart("classes.png", lambda fig: charts.classes(fig, stats)),
+        table([what, "name", "labels", "share", "with image", *eyes], rows),
+        report.chart("classes.png", lambda fig: charts.classes(fig, stats, kind)),
         para(agreement),
         para(stats["baseline"]["text"]),
     )
@@ -100,9 +101,11 @@ def _gallery(report: Report, found: RawFindings, opts: ExploreOptions) -> None:
     if found.gallery is None:
         report.section("Grade gallery", para("Skipped: no usable label file."))
         return
-    sheet = contact_sheet(found.gallery.tiles, found.gallery.captions, cols=opts.per_grade, rows=NUM_GRADES, tile=TILE)
-    note = f"{opts.per_grade} random photo(s) per grade (seed {opts.seed}), one row per grade."
-    report.section("Grade gallery", para(note), report.picture("gallery.png", sheet))
+    kind = found.summary["labels"]["kind"]
+    sheet = contact_sheet(found.gallery.tiles, found.gallery.captions, cols=opts.per_grade, rows=classes(kind), tile=TILE)
+    what = "grade" if kind == GRADE else "quality class"
+    note = f"{opts.per_grade} random photo(s) per {what} (seed {opts.seed}), one row per {what}."
+    report.section("Grade gallery" if kind == GRADE else "Quality class gallery", para(note), report.picture("gallery.png", sheet))
 
 
 def _properties(report: Report, found: RawFindings, opts: ExploreOptions) -> None:
@@ -248,6 +251,6 @@ def gradability_table(g: dict[str, Any], kind: str) -> str:
 
 
 def least_gradable_sheet(least: list[Shown], kind: str) -> np.ndarray:
-    """The least gradable photos or samples, captioned with score, class and name."""
-    captions = [f"{s.score:.2f} | {class_label(kind, s.label)} | {s.image}" for s, _ in least]
+    """The least gradable photos or samples, captioned with score, class and file name (the path is in summary.json)."""
+    captions = [f"{s.score:.2f} | {class_label(kind, s.label)} | {PurePosixPath(s.image).name}" for s, _ in least]
     return contact_sheet([img for _, img in least], captions, cols=WORST_COLS, tile=TILE)

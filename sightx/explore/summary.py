@@ -9,7 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from sightx.explore.common import pairs
+from sightx.explore.common import class_labels, pairs
+from sightx.label_kinds import GRADE
 
 
 def format_summary(summary: dict[str, Any], out: Path) -> str:
@@ -23,11 +24,14 @@ def _raw_lines(summary: dict[str, Any]) -> list[str]:
     classes, props = summary["classes"], summary["properties"]
     lines = [f"{summary['images']} images in {summary['images_folder']}"]
     if classes:
-        b = classes["baseline"]
-        grades = " ".join(f"{g}:{c}" for g, c in enumerate(classes["counts"]))
+        b, kind = classes["baseline"], summary["labels"]["kind"]
+        if kind == GRADE:
+            counts, always = "grades " + " ".join(f"{g}:{c}" for g, c in enumerate(classes["counts"])), str(b["grade"])
+        else:
+            names = class_labels(kind)
+            counts, always = f"{kind} classes " + " ".join(f"{names[g]}:{c}" for g, c in enumerate(classes["counts"])), names[b["grade"]]
         lines.append(
-            f"  labels: {classes['total']} rows, grades {grades}; always-{b['grade']} baseline: "
-            f"accuracy {b['accuracy']:.1%}, kappa {b['kappa']:.3f}"
+            f"  labels: {classes['total']} rows, {counts}; always-{always} baseline: accuracy {b['accuracy']:.1%}, kappa {b['kappa']:.3f}"
         )
     else:
         lines.append(f"  labels: {summary['labels']['error']}")
