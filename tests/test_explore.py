@@ -18,13 +18,17 @@ from typing import Any
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from eyeq import eyeq_csv
 from PIL import Image
 
 from sightx.cli import explore as explore_cli
 from sightx.contracts import manifest as mf
 from sightx.contracts.sample import read_samples
-from sightx.errors import SightXError
+from sightx.errors import Rejection, SightXError
 from sightx.explore import CHART_DPI, CHART_INCHES, TILE, WORST_COLS, ExploreError, ExploreOptions, explore, format_summary, sample_images
+from sightx.explore.raw import FACTS_OPTIONS
+from sightx.gradability import DEFAULT_THRESHOLD
+from sightx.photos import preprocess_input
 from sightx.preprocess import PreprocessOptions
 from sightx.shard import ShardOptions, run
 from sightx.sheet import CAPTION_HEIGHT, contact_sheet, sheet_size
@@ -44,6 +48,25 @@ def raw(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def raw_report(raw: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
     out = tmp_path_factory.mktemp("report-raw")
     return out, explore(raw, out, OPTS)
+
+
+@pytest.fixture(scope="module")
+def ungradable_raw(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """12 photos of every grade, about half of them the generator's ungradable shots, with EyeQ quality labels."""
+    root = tmp_path_factory.mktemp("ungradable_raw")
+    generate(root, SynthOptions(n=12, seed=11, sizes=((640, 427),), balanced=True, ungradable_rate=0.5, workers=1, progress=False))
+    eyeq_csv(root)
+    return root
+
+
+@pytest.fixture(scope="module")
+def quality_shards(ungradable_raw: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """ungradable_raw sharded with its EyeQ labels: a shard set of quality classes (manifest labels: quality)."""
+    out = tmp_path_factory.mktemp("quality_shards")
+    labels = str(ungradable_raw / "Label_EyeQ_train.csv")
+    opts = ShardOptions(PreprocessOptions(size=64, quality=90), shard_size=4, val_fraction=0.25, seed=1, labels=labels, progress=False)
+    run(ungradable_raw / "train", out, opts)
+    return out
 
 
 @pytest.fixture(scope="module")
@@ -180,8 +203,47 @@ def test_raw_pngs(raw_report: tuple[Path, dict]) -> None:
             "properties.png": _chart("properties.png"),
             "gallery.png": (2 * TILE[0], 5 * (TILE[1] + CAPTION_HEIGHT)),
             "worst.png": (WORST_COLS * TILE[0], 2 * (TILE[1] + CAPTION_HEIGHT)),
+            "gradability.png": _chart("gradability.png"),
+            "least_gradable.png": sheet_size(len(summary["gradability"]["least"]), WORST_COLS),
         },
     )
+
+
+def test_raw_gradability_section_matches_the_photos(ungradable_raw: Path, tmp_path: Path) -> None:
+    out = tmp_path / "report"
+    summary = explore(ungradable_raw, out, OPTS)
+    g = summary["gradability"]
+    labels = _label_rows(ungradable_raw / "trainLabels.csv")
+    # The score each photo gets on the preprocessing path, computed here photo by photo; a photo it
+    # rejects (a field too dark to find) has none, and sightx-shard would not keep it either.
+    scores, rejected = {}, []
+    for p in sorted((ungradable_raw / "train").glob("*.jpeg")):
+        try:
+            scores[p.name] = preprocess_input(p.read_bytes(), p.name, FACTS_OPTIONS).info["gradability"]["score"]
+        except Rejection:
+            rejected.append(p.name)
+    assert g["threshold"] == DEFAULT_THRESHOLD and g["measured"] == len(scores) == sum(g["histogram"]["counts"])
+    assert g["rejected"] == len(rejected) == 12 - len(scores) == summary["properties"]["sampled"] - summary["properties"]["measured"]
+    assert g["below"] == sum(s < DEFAULT_THRESHOLD for s in scores.values()) > 0
+    for row in g["by_grade"]:
+        mine = [s for name, s in scores.items() if labels[Path(name).stem] == row["grade"]]
+        assert (row["measured"], row["below"]) == (len(mine), sum(s < DEFAULT_THRESHOLD for s in mine))
+    assert [x["score"] for x in g["least"]] == sorted(scores.values())  # all fit on the sheet
+    assert all(x["grade"] == labels[Path(x["image"]).stem] for x in g["least"])
+    # The generator's ungradable shots are what the section flags.
+    ungradable = {Path(r["path"]).name for r in _truth(ungradable_raw) if r["ungradable"]}
+    assert ungradable - set(rejected) and {n for n, s in scores.items() if s < DEFAULT_THRESHOLD} == ungradable - set(rejected)
+    assert set(summary["figures"]) >= {"gradability.png", "least_gradable.png"}
+    assert summary["figures"]["least_gradable.png"] == list(sheet_size(len(scores), WORST_COLS))
+    page = (out / "report.html").read_text()
+    assert "<h2>Gradability</h2>" in page and f"{len(scores)} photos measured" in page
+    assert f"gradability: {g['below']} of {len(scores)} measured photo(s) below 0.5" in format_summary(summary, out)
+    # Without a label file: the score over every photo, no per-grade shares.
+    nolabels = tmp_path / "nolabels"
+    shutil.copytree(ungradable_raw / "train", nolabels / "train")
+    bare = explore(nolabels, tmp_path / "r2", OPTS)["gradability"]
+    assert (bare["measured"], bare["below"], bare["histogram"]) == (g["measured"], g["below"], g["histogram"])
+    assert all(r["measured"] == 0 for r in bare["by_grade"]) and all(x["grade"] is None for x in bare["least"])
 
 
 def test_missing_and_mismatched_labels(raw: Path, tmp_path: Path) -> None:
@@ -192,7 +254,7 @@ def test_missing_and_mismatched_labels(raw: Path, tmp_path: Path) -> None:
     assert summary["classes"] is None and summary["gallery"]["shown"] == 0
     assert summary["properties"]["sampled"] == 14
     assert "no trainLabels.csv" in (tmp_path / "no-labels" / "report.html").read_text()
-    assert set(summary["figures"]) == {"properties.png", "worst.png"}
+    assert set(summary["figures"]) == {"properties.png", "worst.png", "gradability.png", "least_gradable.png"}
 
     labels = _label_rows(raw / "trainLabels.csv")
     dropped = sorted(labels)[:2]
@@ -318,6 +380,74 @@ def test_before_after_skipped_without_raw(raw: Path, shards: Path, tmp_path: Pat
     (tmp_path / "elsewhere").mkdir()
     summary = explore(shards, tmp_path / "r2", ExploreOptions(raw=str(tmp_path / "elsewhere"), progress=False))
     assert "none of the sampled source files" in summary["before_after"]["note"]
+
+
+def test_raw_photos_with_eyeq_labels_are_counted_by_quality_class(ungradable_raw: Path, tmp_path: Path) -> None:
+    out = tmp_path / "report"
+    eyeq = ungradable_raw / "Label_EyeQ_train.csv"
+    summary = explore(ungradable_raw, out, ExploreOptions(per_grade=1, sample=0, labels=str(eyeq), progress=False))
+    quality = {r["image"].removesuffix(".jpeg"): int(r["quality"]) for r in csv.DictReader(eyeq.open())}
+    counts = Counter(quality.values())
+    assert summary["labels"]["kind"] == "quality"
+    assert summary["classes"]["counts"] == [counts[q] for q in range(3)] and len(summary["classes"]["by_eye"]["left"]) == 3
+    assert summary["classes"]["baseline"]["text"].startswith("Always predicting Good") and counts.most_common(1)[0][0] == 0
+    g = summary["gradability"]
+    assert len(g["by_grade"]) == 3 and sum(r["measured"] for r in g["by_grade"]) == g["measured"]
+    assert all(x["grade"] == quality[Path(x["image"]).stem] for x in g["least"])
+    assert g["by_grade"][2]["below_percent"] > g["by_grade"][0]["below_percent"]  # the Reject shots score low
+    assert summary["figures"]["gallery.png"] == [TILE[0], 3 * (TILE[1] + CAPTION_HEIGHT)]  # one row per class
+    page = (out / "report.html").read_text()
+    assert "Quality class gallery" in page and all(f"<td>{n}</td>" in page for n in ("Good", "Usable", "Reject"))
+    shown = f"quality classes Good:{counts[0]} Usable:{counts[1]} Reject:{counts[2]}; always-Good baseline"
+    assert shown in format_summary(summary, out)
+    errors: list[str] = []
+    _check_object(summary, "", _schema()["raw"], set(), errors)
+    assert not errors
+
+
+def test_quality_shards_are_reported_by_quality_class(ungradable_raw: Path, quality_shards: Path, tmp_path: Path) -> None:
+    out = tmp_path / "report"
+    summary = explore(quality_shards, out, ExploreOptions(raw=str(ungradable_raw), progress=False))
+    manifest = mf.read(quality_shards)
+    assert (summary["labels"], summary["class_names"]) == ("quality", ["Good", "Usable", "Reject"])
+    for name, info in manifest["splits"].items():
+        assert summary["splits"][name]["grades"] == info["grades"] and len(info["grades"]) == 3
+    stored = [
+        (meta["quality"], meta["gradability"]["score"])
+        for tar in quality_shards.glob("*.tar")
+        for _, parts in read_samples(tar)
+        for meta in [json.loads(parts["json"])]
+    ]
+    g = summary["gradability"]
+    assert g["measured"] == len(stored) == manifest["summary"]["written"] and len(g["by_grade"]) == 3
+    for row in g["by_grade"]:
+        mine = [s for q, s in stored if q == row["grade"]]
+        assert (row["measured"], row["below"]) == (len(mine), sum(s < g["threshold"] for s in mine))
+    assert g["by_grade"][2]["measured"] > 0 and g["by_grade"][2]["below_percent"] > g["by_grade"][0]["below_percent"]
+    assert sorted((x["score"], x["grade"]) for x in g["least"]) == sorted((s, q) for q, s in stored)
+    present = [q for q in range(3) if any(c == q for c, _ in stored)]
+    assert present == [0, 1, 2]  # the fixture's seed gives every class
+    assert summary["before_after"]["shown"] == 2 * len(present) and summary["before_after"]["skipped"]["count"] == 0
+    assert summary["figures"]["before_after.png"] == [4 * TILE[0], len(present) * (TILE[1] + CAPTION_HEIGHT)]
+    page = (out / "report.html").read_text()
+    assert all(f"<th>{n}</th>" in page for n in ("Good", "Usable", "Reject", "quality class"))
+    assert "<th>grade 0</th>" not in page
+    assert "labelled with quality classes: Good, Usable, Reject" in format_summary(summary, out)
+    schema, errors = _schema()["shards"], []
+    _check_object(summary, "", schema, set(), errors)
+    assert not errors
+    # A quality sample whose class is out of range or disagrees with .cls is skipped, as a bad grade is.
+    bad = tmp_path / "bad"
+    shutil.copytree(quality_shards, bad)
+    first = sorted(bad.glob("train-*.tar"))[0]
+    samples = list(read_samples(first))
+    key, parts = samples[0]
+    meta = json.loads(parts["json"])
+    edits = [("q_range", {**parts, "json": json.dumps({**meta, "quality": 3}).encode(), "cls": b"3"})]
+    edits.append(("q_cls", {**parts, "cls": str((meta["quality"] + 1) % 3).encode()}))
+    _tar(first, samples + edits)
+    skipped = explore(bad, tmp_path / "r2", ExploreOptions(progress=False))["gradability"]["skipped"]
+    assert skipped["by_reason"] == {"bad-cls": 1, "bad-grade": 1}
 
 
 # --- contact sheets ----------------------------------------------------------------

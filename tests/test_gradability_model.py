@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+from eyeq import eyeq_csv
 from fastapi.testclient import TestClient
 
 from sightx import cli, metrics
@@ -34,25 +35,12 @@ from sightx.verify import verify
 PRE = PreprocessOptions(size=64, quality=90)  # tiny_checkpoint's, so its photos and the model's agree
 
 
-def _eyeq_csv(raw: Path, indexed: bool = True) -> dict[str, int]:
-    """EyeQ's Label_EyeQ_train.csv from the generator's truth: Reject for its ungradable shots (too dark,
-    blurred and hazy), Usable for under-exposed ones, Good otherwise. Returns image id -> class."""
-    rows = list(csv.DictReader((raw / "synthTruth.csv").open()))
-    quality = {Path(r["path"]).stem: 2 if r["ungradable"] else 1 if float(r["gain"]) < 0.6 else 0 for r in rows}
-    lines = [",image,quality,DR_grade" if indexed else "image,quality"]
-    for i, r in enumerate(rows):
-        name, q = Path(r["path"]).name, quality[Path(r["path"]).stem]
-        lines.append(f"{i},{name},{q},{r['grade']}" if indexed else f"{name},{q}")
-    (raw / "Label_EyeQ_train.csv").write_text("\n".join(lines) + "\n")
-    return quality
-
-
 @pytest.fixture(scope="module")
 def quality_raw(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """100 photos, 40% of them ungradable, with an EyeQ-style label file beside train/."""
     root = tmp_path_factory.mktemp("quality_raw")
     generate(root, SynthOptions(n=100, seed=5, sizes=((400, 267),), workers=2, ungradable_rate=0.4, progress=False))
-    _eyeq_csv(root)
+    eyeq_csv(root)
     return root
 
 
@@ -158,7 +146,7 @@ def test_the_learned_score_separates_held_out_rejects_and_goes_into_predictions(
     """Photos the model never saw (another seed), scored through sightx-predict --gradability-model."""
     held = tmp_path / "held"
     generate(held, SynthOptions(n=40, seed=6, sizes=((400, 267),), workers=2, ungradable_rate=0.4, progress=False))
-    quality = _eyeq_csv(held)
+    quality = eyeq_csv(held)
     out = tmp_path / "pred.csv"
     args = [str(held / "train"), "--checkpoint", str(tiny_checkpoint), "--gradability-model", str(quality_run / "best.pt")]
     result = CliRunner().invoke(cli.predict, [*args, "--out", str(out), "--workers", "1", "--device", "cpu", "--quiet"])

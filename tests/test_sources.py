@@ -442,9 +442,11 @@ def test_explore_reads_archives_as_their_folder(archives: dict[str, Path], tmp_p
     opts = ExploreOptions(per_grade=1, seed=0, sample=6, workers=workers, progress=False)
     folder = explore(archives["folder"], tmp_path / "folder", opts)
     archive = explore(archives[kind], tmp_path / kind, opts)
-    for key in ("images", "classes", "gallery", "properties"):  # a folder's train/ is explored as the images' root
+    for key in ("images", "classes", "gallery", "properties", "gradability"):  # a folder's train/ is explored as the images' root
         assert json.loads(json.dumps(archive[key]).replace('"train/', '"')) == folder[key], key
-    assert (tmp_path / kind / "gallery.png").read_bytes() == (tmp_path / "folder" / "gallery.png").read_bytes()
+    assert folder["gradability"]["least"]  # the least gradable sheet is read from a streamed source too
+    for sheet in ("gallery.png", "least_gradable.png"):
+        assert (tmp_path / kind / sheet).read_bytes() == (tmp_path / "folder" / sheet).read_bytes(), sheet
 
 
 def test_explore_shards_beside_the_competition_zip_they_came_from(archives: dict[str, Path], tmp_path: Path) -> None:

@@ -10,24 +10,27 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from sightx.explore.common import pct
+from sightx.explore.common import class_labels, pct
 from sightx.explore.raw import OVER_EXPOSED, TOO_DARK
-from sightx.grades import NUM_GRADES
+from sightx.label_kinds import GRADE, QUALITY
 
 GRADE_COLORS = ("#4c9a5f", "#c9b23c", "#e08a2c", "#c8452f", "#7b2d6b")
+COLORS = {GRADE: GRADE_COLORS, QUALITY: ("#4c9a5f", "#c9b23c", "#c8452f")}  # Good green, Usable yellow, Reject red
 
 
-def classes(fig: Any, stats: dict[str, Any]) -> None:
-    """Labels per grade with their shares, and the same per eye."""
+def classes(fig: Any, stats: dict[str, Any], kind: str = GRADE) -> None:
+    """Labels per class (grade or quality class) with their shares, and the same per eye."""
     left, right = fig.subplots(1, 2)
-    grades = np.arange(NUM_GRADES)
-    bars = left.bar(grades, stats["counts"], color=GRADE_COLORS)
+    grades = np.arange(len(stats["counts"]))
+    bars = left.bar(grades, stats["counts"], color=COLORS[kind])
     left.bar_label(bars, [f"{c} ({p:.1f}%)" for c, p in zip(stats["counts"], stats["percent"])], fontsize=8)
-    left.set(title="Labels per grade", xlabel="grade", ylabel="images", xticks=grades)
+    left.set(title="Labels per grade" if kind == GRADE else "Labels per quality class", ylabel="images")
+    _class_axis(left, kind)
     width = 0.8 / len(stats["by_eye"])
     for i, (eye, counts) in enumerate(stats["by_eye"].items()):
         right.bar(grades + (i - (len(stats["by_eye"]) - 1) / 2) * width, counts, width, label=eye)
-    right.set(title="Per eye", xlabel="grade", ylabel="images", xticks=grades)
+    right.set(title="Per eye", ylabel="images")
+    _class_axis(right, kind)
     right.legend()
 
 
@@ -61,28 +64,37 @@ def _hist(ax: Any, values: pd.Series, title: str, xlabel: str, bins: Any = None)
     ax.set(title=title, xlabel=xlabel, ylabel="images")
 
 
-def splits(fig: Any, stats: dict[str, Any]) -> None:
-    """Grade shares per labelled split, side by side: a stratified split shows the same bars."""
+def _class_axis(ax: Any, kind: str) -> None:
+    """x ticks at the classes: grade numbers, or a quality set's class names."""
+    names = class_labels(kind)
+    ax.set_xticks(np.arange(len(names)), [str(c) for c in range(len(names))] if kind == GRADE else names)
+    ax.set_xlabel("grade" if kind == GRADE else "quality class")
+
+
+def splits(fig: Any, stats: dict[str, Any], kind: str = GRADE) -> None:
+    """Class shares per labelled split, side by side: a stratified split shows the same bars."""
     ax = fig.subplots()
     labelled = {k: v for k, v in stats.items() if k != "test"}
-    grades = np.arange(NUM_GRADES)
+    grades = np.arange(len(COLORS[kind]))
     width = 0.8 / max(1, len(labelled))
     for i, (name, info) in enumerate(labelled.items()):
         bars = ax.bar(grades + (i - (len(labelled) - 1) / 2) * width, info["percent"], width, label=f"{name} ({info['count']})")
         ax.bar_label(bars, [f"{p:.1f}" for p in info["percent"]], fontsize=7)
-    ax.set(title="Class mix per split", xlabel="grade", ylabel="% of split", xticks=grades)
+    ax.set(title="Class mix per split", ylabel="% of split")
+    _class_axis(ax, kind)
     if labelled:
         ax.legend()
 
 
-def shard_balance(fig: Any, shards: list[dict[str, Any]]) -> None:
-    """Stacked grade shares per shard: stratified shards should all look alike."""
+def shard_balance(fig: Any, shards: list[dict[str, Any]], kind: str = GRADE) -> None:
+    """Stacked class shares per shard: stratified shards should all look alike."""
     ax = fig.subplots()
     x = np.arange(len(shards))
-    shares = np.array([[pct(c, sum(s["grades"])) for c in s["grades"]] for s in shards]).reshape(-1, NUM_GRADES)
+    names = class_labels(kind)
+    shares = np.array([[pct(c, sum(s["grades"])) for c in s["grades"]] for s in shards]).reshape(-1, len(names))
     bottom = np.zeros(len(shards))
-    for g in range(NUM_GRADES):
-        ax.bar(x, shares[:, g], 0.8, bottom=bottom, color=GRADE_COLORS[g], label=f"grade {g}")
+    for g, name in enumerate(names):
+        ax.bar(x, shares[:, g], 0.8, bottom=bottom, color=COLORS[kind][g], label=name)
         bottom += shares[:, g]
     step = max(1, len(shards) // 30)  # at most ~30 tick labels, however many shards
     ax.set_xticks(x[::step], [_shard_label(s["name"]) for s in shards[::step]], rotation=90, fontsize=7)
@@ -96,13 +108,18 @@ def _shard_label(name: str) -> str:
     return f"{split} {int(index)}"
 
 
-def gradability(fig: Any, g: dict[str, Any]) -> None:
-    """The score's histogram with the threshold, and the share below it per grade."""
+def gradability(fig: Any, g: dict[str, Any], kind: str = GRADE, counted: str = "samples") -> None:
+    """The score's histogram with the threshold, and the share below it per class ('no labels' when
+    no scored photo has one)."""
     left, right = fig.subplots(1, 2)
     edges = np.asarray(g["histogram"]["edges"])
     left.bar(edges[:-1], g["histogram"]["counts"], width=np.diff(edges), align="edge", color="#4a78a8")
     left.axvline(g["threshold"], color="k", ls="--", lw=1)
-    left.set(title="Gradability score", xlabel="score (0 = unreadable, 1 = gradable)", ylabel="samples", xlim=(0, 1))
+    left.set(title="Gradability score", xlabel="score (0 = unreadable, 1 = gradable)", ylabel=counted, xlim=(0, 1))
     shares = [r["below_percent"] for r in g["by_grade"]]
-    right.bar(np.arange(NUM_GRADES), shares, color=GRADE_COLORS)
-    right.set(title=f"Share below {g['threshold']:g} per grade", xlabel="grade", ylabel="percent", xticks=np.arange(NUM_GRADES))
+    right.bar(np.arange(len(shares)), shares, color=COLORS[kind])
+    if not any(r["measured"] for r in g["by_grade"]):
+        right.text(0.5, 0.5, "no labels", ha="center", va="center", transform=right.transAxes)
+    per = "grade" if kind == GRADE else "class"
+    right.set(title=f"Share below {g['threshold']:g} per {per}", ylabel="percent")
+    _class_axis(right, kind)

@@ -10,6 +10,7 @@ import numpy as np
 
 from sightx import codec, pillow_codec
 from sightx.errors import Rejection, SightXError
+from sightx.label_kinds import GRADE, NAMES
 from sightx.preprocess import PreprocessOptions
 
 TILE = (240, 160)  # contact-sheet cell (width, height): the 3:2 shape of most fundus photos
@@ -72,3 +73,16 @@ def examples(items: list[str]) -> dict[str, Any]:
 
 def pairs(d: dict[str, Any]) -> str:
     return ", ".join(f"{k}: {v}" for k, v in d.items())
+
+
+def class_label(kind: str, c: int | None) -> str:
+    """How the report names class `c` of a label kind: "grade 3" (the ICDR number graders use), or a
+    quality class's name ("Reject"); "unlabelled" for None."""
+    if c is None:
+        return "unlabelled"
+    return f"grade {c}" if kind == GRADE else NAMES[kind][c]
+
+
+def class_labels(kind: str) -> list[str]:
+    """Every class of a label kind as class_label names it: the column headers of per-class tables."""
+    return [class_label(kind, c) for c in range(len(NAMES[kind]))]

@@ -13,6 +13,7 @@ for the measured sample and one short pass for each set of photos shown (sightx.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, TypeVar
@@ -22,9 +23,10 @@ import pandas as pd
 
 from sightx import codec
 from sightx.errors import Rejection, describe
-from sightx.explore.common import EXAMPLES, ExploreError, ExploreOptions, examples, pct, thumb
-from sightx.grades import NAMES, NUM_GRADES
+from sightx.explore.common import EXAMPLES, ExploreError, ExploreOptions, class_label, examples, pct, thumb
+from sightx.explore.gradability import LEAST_GRADABLE, Scored, Shown, Tally, components
 from sightx.label_formats import read_label_set
+from sightx.label_kinds import GRADE, NAMES, classes
 from sightx.labels import LabelError, image_id, label_bytes, patient_eye
 from sightx.metrics import majority_baseline
 from sightx.photos import preprocess_input
@@ -40,8 +42,8 @@ WORST_SHOWN = 8
 FACTS_OPTIONS = PreprocessOptions(size=256, normalize="none")
 UNREADABLE = ("unreadable", "empty-file", "not-jpeg", "truncated", "decode-error")
 METRICS = ("brightness", "contrast", "sharpness", "fov_fraction")
-FACT_COLUMNS = ["path", "bytes", "resolution", "reason", "detail", *METRICS]
-SPARE = 4  # unreadable photos a streamed source's gallery (or worst sheet) can pass over per row
+FACT_COLUMNS = ["path", "bytes", "resolution", "reason", "detail", *METRICS, "gradability"]
+SPARE = 4  # unreadable photos a streamed source's gallery (or worst and least gradable sheets) can pass over per row
 T = TypeVar("T")
 
 
@@ -73,6 +75,7 @@ class RawFindings:
     gallery: Gallery | None
     facts: pd.DataFrame  # one row of image_facts per sampled file
     worst: list[tuple[str, str, np.ndarray]]  # (path, why, thumbnail), worst first
+    least_gradable: list[Shown]  # lowest gradability score first, with thumbnails
 
 
 def images_folder(path: Path) -> Path:
@@ -97,27 +100,34 @@ def analyse(inputs: RawInputs, opts: ExploreOptions) -> RawFindings:
     """Every number of the raw report; reads (a sample of) the images."""
     summary: dict[str, Any] = {"kind": "raw", "folder": str(inputs.path), "images_folder": str(inputs.source), "images": len(inputs.images)}
     summary["labels"] = inputs.label_info
-    labels = inputs.labels
+    labels, kind = inputs.labels, inputs.label_info["kind"]
     picked = Picked(inputs.source)
-    summary["classes"] = class_stats(labels, {_id(n) for n in inputs.images}) if labels is not None else None
+    summary["classes"] = class_stats(labels, {_id(n) for n in inputs.images}, kind) if labels is not None else None
     gallery = None
     if labels is None:
         summary["gallery"] = {"shown": 0, "note": "no usable label file"}
     else:
-        gallery = pick_gallery(labels, inputs.images, picked, opts)
+        gallery = pick_gallery(labels, inputs.images, picked, opts, kind)
         summary["gallery"] = {"shown": len(gallery.shown), "images": gallery.shown}
     facts = measure(inputs.images, inputs.source, opts)
     props = property_stats(facts, len(inputs.images))
-    worst = worst_photos(facts, WORST_SHOWN, picked)
+    worst_names = worst_candidates(facts)
+    tally = gradability_tally(facts, labels, LEAST_GRADABLE + SPARE, kind)
+    least_names = tally.lowest()
+    picked.fetch([p for p, _ in worst_names[: WORST_SHOWN + SPARE]] + [s.image for s in least_names])  # a stream: one short pass
+    worst = [(path, why, img) for (path, why), img in first_thumbs(worst_names, WORST_SHOWN, picked, lambda c: c[0])]
     props["worst"] = [{"image": p, "why": why} for p, why, _ in worst]
     summary["properties"] = props
-    return RawFindings(summary, gallery, facts, worst)
+    least = first_thumbs(least_names, LEAST_GRADABLE, picked, lambda s: s.image)
+    summary["gradability"] = {**tally.summary(s for s, _ in least), "rejected": props["sampled"] - props["measured"]}
+    return RawFindings(summary, gallery, facts, worst, least)
 
 
 def load_labels(source: Source, override: str | None, images: list[str]) -> tuple[dict[str, int] | None, dict[str, Any]]:
     """The label file (--labels, else inside the archive or beside it, as sightx-shard finds it) and
-    how it matches the images; a missing or broken file is a finding."""
-    info: dict[str, Any] = {"file": override, "rows": 0, "error": None}
+    how it matches the images; a missing or broken file is a finding. `kind` in the info says what
+    its classes are: DR grades, or EyeQ's quality classes (sightx.label_kinds)."""
+    info: dict[str, Any] = {"file": override, "kind": GRADE, "rows": 0, "error": None}
     try:
         found = (label_bytes(Path(override)), override) if override else find_labels(source)
         if found is None:
@@ -125,7 +135,8 @@ def load_labels(source: Source, override: str | None, images: list[str]) -> tupl
             info["error"] = f"no trainLabels.csv in {where}: class distribution and gallery skipped"
             return None, info
         info["file"] = found[1]
-        labels = read_label_set(*found).grades
+        label_set = read_label_set(*found)
+        labels, info["kind"] = label_set.grades, label_set.kind
     except (LabelError, SourceError) as e:
         info["error"] = f"{e}: class distribution and gallery skipped"
         return None, info
@@ -140,15 +151,17 @@ def _id(name: str) -> str:
     return image_id(PurePosixPath(name))
 
 
-def class_stats(labels: dict[str, int], present: set[str]) -> dict[str, Any]:
-    """Grade counts over the label file, per eye, eye agreement per patient, and the constant baseline."""
+def class_stats(labels: dict[str, int], present: set[str], kind: str = GRADE) -> dict[str, Any]:
+    """Class counts (grades, or quality classes) over the label file, per eye, eye agreement per
+    patient, and the constant baseline."""
+    n = classes(kind)
     grades = np.array(list(labels.values()), dtype=np.int64)
-    counts = np.bincount(grades, minlength=NUM_GRADES).tolist()
+    counts = np.bincount(grades, minlength=n).tolist()
     by_eye: dict[str, list[int]] = {}
     eyes: dict[str, dict[str, int]] = {}
     for image, grade in labels.items():
         patient, eye = patient_eye(image)
-        by_eye.setdefault(eye or "unknown", [0] * NUM_GRADES)[grade] += 1
+        by_eye.setdefault(eye or "unknown", [0] * n)[grade] += 1
         if eye:
             eyes.setdefault(patient, {})[eye] = grade
     both = {p: e for p, e in sorted(eyes.items()) if len(e) == 2}
@@ -157,31 +170,32 @@ def class_stats(labels: dict[str, int], present: set[str]) -> dict[str, Any]:
         "total": len(labels),
         "counts": counts,
         "percent": [pct(c, len(labels)) for c in counts],
-        "present": np.bincount([g for i, g in labels.items() if i in present], minlength=NUM_GRADES).tolist(),
+        "present": np.bincount([g for i, g in labels.items() if i in present], minlength=n).tolist(),
         "by_eye": dict(sorted(by_eye.items())),
         "patients": len({patient_eye(i)[0] for i in labels}),
         "patients_with_both_eyes": len(both),
         "discordant_patients": len(discordant),
         "discordant_by_difference": dict(sorted(Counter(str(abs(left - right)) for _, left, right in discordant).items())),
         "discordant_examples": [{"patient": p, "left": left, "right": right} for p, left, right in discordant[:EXAMPLES]],
-        "baseline": baseline(grades),
+        "baseline": baseline(grades, kind),
     }
 
 
-def baseline(grades: np.ndarray) -> dict[str, Any]:
+def baseline(grades: np.ndarray, kind: str = GRADE) -> dict[str, Any]:
     """What a model that ignores the image scores: the bar every model must clear."""
     b = majority_baseline(grades)
     grade, accuracy, kappa = int(b["grade"]), float(b["accuracy"]), float(b["kappa"])
+    name = f"grade {grade} ({NAMES[kind][grade]})" if kind == GRADE else NAMES[kind][grade]
     text = (
-        f"Always predicting grade {grade} ({NAMES[grade]}) is right for {accuracy:.1%} of images "
+        f"Always predicting {name} is right for {accuracy:.1%} of images "
         f"and has quadratic weighted kappa {kappa:.3f}. An accuracy near {accuracy:.0%} therefore says "
-        "nothing; judge models by kappa and per-grade recall."
+        "nothing; judge models by kappa and per-class recall."
     )
     return {"grade": grade, "accuracy": round(accuracy, 4), "kappa": round(kappa, 4), "text": text}
 
 
-def pick_gallery(labels: dict[str, int], images: list[str], picked: Picked, opts: ExploreOptions) -> Gallery:
-    """opts.per_grade seeded random readable photos per grade, blanks where a grade has too few.
+def pick_gallery(labels: dict[str, int], images: list[str], picked: Picked, opts: ExploreOptions, kind: str = GRADE) -> Gallery:
+    """opts.per_grade seeded random readable photos per class, blanks where a class has too few.
 
     A streamed source gives only what was fetched in one pass beforehand: per grade, the first
     per_grade + SPARE photos of the same seeded order, so a few unreadable ones are passed over.
@@ -191,17 +205,18 @@ def pick_gallery(labels: dict[str, int], images: list[str], picked: Picked, opts
         if _id(name) in labels:
             by_grade.setdefault(labels[_id(name)], []).append(name)
     rng = np.random.default_rng([opts.seed, 1])
-    orders = [in_order(by_grade.get(g, []), rng) for g in range(NUM_GRADES)]
+    orders = [in_order(by_grade.get(g, []), rng) for g in range(classes(kind))]
     picked.fetch([n for order in orders for n in order[: opts.per_grade + SPARE]])
     tiles: list[np.ndarray | None] = []
     captions: list[str] = []
     shown: list[str] = []
     for grade, order in enumerate(orders):
-        chosen = first_readable(order, picked, opts.per_grade)
+        chosen = first_thumbs(order, opts.per_grade, picked, str)
         missing = opts.per_grade - len(chosen)
-        names = [PurePosixPath(n).name for _, n in chosen]
-        tiles += [img for img, _ in chosen] + [None] * missing
-        captions += [f"grade {grade} | {n}" for n in names] + [f"grade {grade} | no image"] * missing
+        names = [PurePosixPath(n).name for n, _ in chosen]
+        tiles += [img for _, img in chosen] + [None] * missing
+        label = class_label(kind, grade)
+        captions += [f"{label} | {n}" for n in names] + [f"{label} | no image"] * missing
         shown += names
     return Gallery(tiles, captions, shown)
 
@@ -211,25 +226,13 @@ def in_order(names: list[T], rng: np.random.Generator) -> list[T]:
     return [names[i] for i in rng.permutation(len(names))]
 
 
-def first_readable(names: list[str], picked: Picked, n: int) -> list[tuple[np.ndarray, str]]:
-    """Up to n thumbnails of `names`, in order, passing over unreadable photos."""
-    chosen = []
-    for name in names:
-        img = thumb(picked.read(name), name)
-        if img is not None:
-            chosen.append((img, name))
-        if len(chosen) == n:
-            break
-    return chosen
-
-
 # --- image properties --------------------------------------------------------------
 
 
 def image_facts(name: str, data: bytes | Rejection) -> dict[str, Any]:
     """Header size, file size and quality metrics of one photo (its bytes, or why they could not
     be read); runs in a worker and never raises."""
-    facts: dict[str, Any] = {"path": name, "bytes": None, "resolution": None, "reason": None, "detail": ""}
+    facts: dict[str, Any] = {"path": name, "bytes": None, "resolution": None, "reason": None, "detail": "", "gradability": None}
     if isinstance(data, Rejection):
         return {**facts, "reason": data.reason, "detail": data.detail}
     facts["bytes"] = len(data)
@@ -240,7 +243,7 @@ def image_facts(name: str, data: bytes | Rejection) -> dict[str, Any]:
         return {**facts, "reason": e.reason, "detail": e.detail}
     except Exception as e:  # one odd file must not end a scan of 100 GB
         return {**facts, "reason": "error", "detail": describe(e)}
-    return {**facts, **{m: info[m] for m in METRICS}}
+    return {**facts, **{m: info[m] for m in METRICS}, "gradability": info["gradability"]}
 
 
 def _member_facts(args: tuple[Source, str]) -> dict[str, Any]:
@@ -327,8 +330,9 @@ def property_stats(df: pd.DataFrame, n_images: int) -> dict[str, Any]:
     }
 
 
-def worst_photos(df: pd.DataFrame, k: int, picked: Picked) -> list[tuple[str, str, np.ndarray]]:
-    """Up to k decodable photos, worst first: rejected ones, then by their lowest percentile.
+def worst_candidates(df: pd.DataFrame) -> list[tuple[str, str]]:
+    """Every photo that could go on the worst sheet as (path, why), worst first: rejected ones, then
+    by their lowest percentile (unreadable ones, which have no thumbnail, are left out).
 
     Percentiles (sharpness, closeness to the median brightness, visible field) make the metrics
     comparable without thresholds, so a photo that is bad in any one way ranks low.
@@ -345,13 +349,30 @@ def worst_photos(df: pd.DataFrame, k: int, picked: Picked) -> list[tuple[str, st
     order = rank.min(axis=1).sort_values(kind="stable").index
     metric = rank.idxmin(axis=1) if len(ok) else pd.Series(dtype=str)
     candidates = [(r.path, r.reason) for r in rejected.itertuples()]
-    candidates += [(ok.at[i, "path"], f"{metric[i]} {ok.at[i, metric[i]]:.3g}") for i in order]
-    picked.fetch([p for p, _ in candidates[: k + SPARE]])  # a streamed source: one short pass
-    worst = []
-    for path, why in candidates:
-        img = thumb(picked.read(path), path)
+    return candidates + [(ok.at[i, "path"], f"{metric[i]} {ok.at[i, metric[i]]:.3g}") for i in order]
+
+
+def gradability_tally(df: pd.DataFrame, labels: dict[str, int] | None, keep: int, kind: str = GRADE) -> Tally[Scored]:
+    """The gradability scores of the measured photos, counted per class where the label file gives
+    one, with the `keep` least gradable (in listing order among equal scores)."""
+    tally: Tally[Scored] = Tally(classes(kind), keep)
+    for row in df[df["reason"].isna()].itertuples():
+        record = row.gradability
+        score = record.get("score") if isinstance(record, dict) else None
+        if score is None:
+            continue
+        label = labels.get(_id(row.path)) if labels is not None else None
+        tally.add(float(score), label, Scored(row.path, label, float(score), components(record)))
+    return tally
+
+
+def first_thumbs(candidates: list[T], k: int, picked: Picked, name: Callable[[T], str]) -> list[tuple[T, np.ndarray]]:
+    """Up to k candidates in order with their thumbnails, passing over those that cannot be shown."""
+    shown = []
+    for c in candidates:
+        img = thumb(picked.read(name(c)), name(c))
         if img is not None:
-            worst.append((path, why, img))
-        if len(worst) == k:
+            shown.append((c, img))
+        if len(shown) == k:
             break
-    return worst
+    return shown

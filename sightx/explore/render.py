@@ -5,30 +5,37 @@ Nothing here reads the input again; given the same findings it writes the same r
 
 from __future__ import annotations
 
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
+
+import numpy as np
 
 from sightx.contracts import manifest as mf
 from sightx.explore import charts
-from sightx.explore.common import EXAMPLES, TILE, ExploreOptions, pairs, pct
+from sightx.explore.common import EXAMPLES, TILE, ExploreOptions, class_label, class_labels, pairs, pct
+from sightx.explore.gradability import Shown
 from sightx.explore.raw import METRICS, OVER_EXPOSED, TOO_DARK, RawFindings
 from sightx.explore.report import Report, para, table
 from sightx.explore.shards import ShardFindings
-from sightx.grades import NAMES, NUM_GRADES
+from sightx.label_kinds import GRADE, NAMES, classes
 from sightx.sheet import contact_sheet
 
 WORST_COLS = 4
-GRADE_COLUMNS = [f"grade {g}" for g in range(NUM_GRADES)]
 
 
 def raw_report(report: Report, found: RawFindings, opts: ExploreOptions) -> dict[str, Any]:
     """Write the raw archive's report; returns the summary as written to summary.json."""
     summary = found.summary
     report.section("Inputs", _inputs(summary))
+    kind = summary["labels"]["kind"]
     if summary["classes"] is not None:
-        _classes(report, summary["classes"])
+        _classes(report, summary["classes"], kind)
     _gallery(report, found, opts)
     _properties(report, found, opts)
+    g = summary["gradability"]
+    scope = "photos measured" + ("" if summary["classes"] is not None else " (no usable label file: no per-grade shares)")
+    note = f"{g['rejected']} sampled photo(s) have no score: unreadable or rejected by preprocessing (Image properties)."
+    _gradability(report, g, found.least_gradable, kind, "photos", scope, note if g["rejected"] else None)
     report.finish(f"SightX: {summary['folder']}", summary)
     return summary
 
@@ -38,7 +45,11 @@ def shard_report(report: Report, found: ShardFindings, opts: ExploreOptions) -> 
     summary = found.summary
     _splits(report, summary)
     _rejects(report, summary["rejects"])
-    _gradability(report, found)
+    g = summary["gradability"]
+    note = g["note"]
+    if g["unscored"] and g["measured"]:
+        note = f"{g['unscored']} sample(s) carry no score (written before sightx-shard recorded it)."
+    _gradability(report, g, found.least_gradable, summary["labels"], "samples", "labelled samples", note)
     _before_after(report, found, opts)
     report.finish(f"SightX shards: {summary['folder']}", summary)
     return summary
@@ -64,22 +75,23 @@ def _inputs(summary: dict[str, Any]) -> str:
     return "\n".join(parts)
 
 
-def _classes(report: Report, stats: dict[str, Any]) -> None:
+def _classes(report: Report, stats: dict[str, Any], kind: str) -> None:
     eyes = list(stats["by_eye"])
     rows = [
-        [g, NAMES[g], stats["counts"][g], f"{stats['percent'][g]:.2f}%", stats["present"][g]] + [stats["by_eye"][e][g] for e in eyes]
-        for g in range(NUM_GRADES)
+        [g, NAMES[kind][g], stats["counts"][g], f"{stats['percent'][g]:.2f}%", stats["present"][g]] + [stats["by_eye"][e][g] for e in eyes]
+        for g in range(len(stats["counts"]))
     ]
+    what, whats = ("grade", "grades") if kind == GRADE else ("quality class", "quality classes")
     agreement = (
         f"{stats['patients']} patients, {stats['patients_with_both_eyes']} with both eyes labelled; "
-        f"{stats['discordant_patients']} of those have eyes of different grades "
+        f"{stats['discordant_patients']} of those have eyes of different {whats} "
         f"({pct(stats['discordant_patients'], stats['patients_with_both_eyes']):.1f}%), "
-        f"by grade difference: {pairs(stats['discordant_by_difference']) or 'none'}."
+        f"by {what} difference: {pairs(stats['discordant_by_difference']) or 'none'}."
     )
     report.section(
         "Class distribution",
-        table(["grade", "name", "labels", "share", "with image", *eyes], rows),
-        report.chart("classes.png", lambda fig: charts.classes(fig, stats)),
+        table([what, "name", "labels", "share", "with image", *eyes], rows),
+        report.chart("classes.png", lambda fig: charts.classes(fig, stats, kind)),
         para(agreement),
         para(stats["baseline"]["text"]),
     )
@@ -89,9 +101,11 @@ def _gallery(report: Report, found: RawFindings, opts: ExploreOptions) -> None:
     if found.gallery is None:
         report.section("Grade gallery", para("Skipped: no usable label file."))
         return
-    sheet = contact_sheet(found.gallery.tiles, found.gallery.captions, cols=opts.per_grade, rows=NUM_GRADES, tile=TILE)
-    note = f"{opts.per_grade} random photo(s) per grade (seed {opts.seed}), one row per grade."
-    report.section("Grade gallery", para(note), report.picture("gallery.png", sheet))
+    kind = found.summary["labels"]["kind"]
+    sheet = contact_sheet(found.gallery.tiles, found.gallery.captions, cols=opts.per_grade, rows=classes(kind), tile=TILE)
+    what = "grade" if kind == GRADE else "quality class"
+    note = f"{opts.per_grade} random photo(s) per {what} (seed {opts.seed}), one row per {what}."
+    report.section("Grade gallery" if kind == GRADE else "Quality class gallery", para(note), report.picture("gallery.png", sheet))
 
 
 def _properties(report: Report, found: RawFindings, opts: ExploreOptions) -> None:
@@ -138,7 +152,8 @@ def _property_tables(stats: dict[str, Any], seed: int) -> list[str]:
 
 
 def _splits(report: Report, summary: dict[str, Any]) -> None:
-    splits = summary["splits"]
+    splits, labels = summary["splits"], summary["labels"]
+    columns = class_labels(labels)
     rows = [[name, info["shards"], info["count"], *_grade_cells(name, info)] for name, info in splits.items()]
     weights = [
         [f"{name} ({kind})", *info["class_weights"][kind]]
@@ -154,21 +169,21 @@ def _splits(report: Report, summary: dict[str, Any]) -> None:
             f"{summary['inputs']} inputs, {summary['written']} samples written; {status}. "
             f"Preprocessing: {pairs(summary['preprocess'] or {})}."
         ),
-        table(["split", "shards", "samples", *GRADE_COLUMNS], rows),
-        report.chart("splits.png", lambda fig: charts.splits(fig, splits)),
-        report.chart("shard_balance.png", lambda fig: charts.shard_balance(fig, labelled)),
+        table(["split", "shards", "samples", *columns], rows),
+        report.chart("splits.png", lambda fig: charts.splits(fig, splits, labels)),
+        report.chart("shard_balance.png", lambda fig: charts.shard_balance(fig, labelled, labels)),
         para(
             "Class weights stored per split (the mean weight over a split's samples is 1). sightx-train's "
             "loss balancing uses the train split's inverse weights, which every sample's .json carries."
         ),
-        table(["split (weighting)", *GRADE_COLUMNS], weights),
+        table(["split (weighting)", *columns], weights),
     )
 
 
 def _grade_cells(split: str, info: dict[str, Any]) -> list[str]:
-    """'count (share%)' per grade; the unlabelled test split has none."""
+    """'count (share%)' per class; the unlabelled test split has none."""
     if split == "test":
-        return ["-"] * NUM_GRADES
+        return ["-"] * len(info["grades"])
     return [f"{c} ({p:.1f}%)" for c, p in zip(info["grades"], info["percent"])]
 
 
@@ -190,7 +205,7 @@ def _before_after(report: Report, found: ShardFindings, opts: ExploreOptions) ->
     else:
         sheet = contact_sheet(gallery.tiles, gallery.captions, cols=gallery.cols, rows=gallery.rows, tile=TILE)
         note = (
-            f"Raw photo (left) beside the stored sample (right), {opts.per_grade} per grade, seed {opts.seed}; "
+            f"Raw photo (left) beside the stored sample (right), {opts.per_grade} per class, seed {opts.seed}; "
             f"raw files from {info['raw']}."
         )
         parts = [para(note), report.picture("before_after.png", sheet)]
@@ -202,26 +217,40 @@ def _before_after(report: Report, found: ShardFindings, opts: ExploreOptions) ->
     report.section("Before and after preprocessing", *parts)
 
 
-def _gradability(report: Report, found: ShardFindings) -> None:
-    g = found.summary["gradability"]
+# --- both -------------------------------------------------------------------------
+
+
+def _gradability(report: Report, g: dict[str, Any], least: list[Shown], kind: str, unit: str, scope: str, note: str | None) -> None:
+    """The gradability section of either report: histogram and per-class chart, table, least gradable sheet.
+    `unit` is what was scored ("photos", "samples"), `scope` says which of them."""
     if not g["measured"]:
-        report.section("Gradability", para(g["note"] or "No labelled sample with a gradability score."))
+        report.section("Gradability", para(note or f"No {scope} with a gradability score."))
         return
-    rows = [[f"grade {r['grade']}", r["measured"], r["below"], f"{r['below_percent']:.1f}%"] for r in g["by_grade"]]
-    rows.append(["all", g["measured"], g["below"], f"{g['below_percent']:.1f}%"])
     parts = [
         para(
             f"The rule-based gradability score (0-1: vessel visibility, sharpness, exposure and its uniformity, visible "
-            f"field, glare) of {g['measured']} labelled samples; below {g['threshold']:g} a photo is flagged possibly "
+            f"field, glare) of {g['measured']} {scope}; below {g['threshold']:g} a photo is flagged possibly "
             "ungradable (sightx-shard --gate gradability=T rejects them, sightx-train --min-gradability T skips them)."
         ),
-        report.chart("gradability.png", lambda fig: charts.gradability(fig, g)),
-        table(["grade", "samples", f"below {g['threshold']:g}", "share"], rows),
+        report.chart("gradability.png", lambda fig: charts.gradability(fig, g, kind, unit)),
+        gradability_table(g, kind),
     ]
-    if g["unscored"]:
-        parts.append(para(f"{g['unscored']} sample(s) carry no score (written before sightx-shard recorded it).", "problem"))
-    if found.least_gradable:
-        captions = [f"{m['gradability']['score']:.2f} | grade {m['grade']} | {m.get('image', '')}" for m, _ in found.least_gradable]
-        sheet = contact_sheet([img for _, img in found.least_gradable], captions, cols=WORST_COLS, tile=TILE)
-        parts += [para("The least gradable samples as stored, lowest score first:"), report.picture("least_gradable.png", sheet)]
+    if note:
+        parts.append(para(note, "problem"))
+    if least:
+        sheet = least_gradable_sheet(least, kind)
+        parts += [para(f"The least gradable {unit}, lowest score first:"), report.picture("least_gradable.png", sheet)]
     report.section("Gradability", *parts)
+
+
+def gradability_table(g: dict[str, Any], kind: str) -> str:
+    """Per class: scored, below the threshold, their share; then all of them (unlabelled ones included)."""
+    rows = [[class_label(kind, r["grade"]), r["measured"], r["below"], f"{r['below_percent']:.1f}%"] for r in g["by_grade"]]
+    rows.append(["all", g["measured"], g["below"], f"{g['below_percent']:.1f}%"])
+    return table(["grade" if kind == GRADE else "quality class", "scored", f"below {g['threshold']:g}", "share"], rows)
+
+
+def least_gradable_sheet(least: list[Shown], kind: str) -> np.ndarray:
+    """The least gradable photos or samples, captioned with score, class and file name (the path is in summary.json)."""
+    captions = [f"{s.score:.2f} | {class_label(kind, s.label)} | {PurePosixPath(s.image).name}" for s, _ in least]
+    return contact_sheet([img for _, img in least], captions, cols=WORST_COLS, tile=TILE)

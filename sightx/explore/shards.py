@@ -9,12 +9,12 @@ recorded in the summary, never a traceback.
 from __future__ import annotations
 
 import csv
-import heapq
 import json
 import tarfile
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path, PurePosixPath
 from typing import Any, NamedTuple
 
@@ -24,24 +24,27 @@ from sightx import codec
 from sightx.contracts import manifest as mf
 from sightx.contracts.sample import decode_sample, read_samples, sample_size
 from sightx.errors import Rejection, describe
-from sightx.explore.common import EXAMPLES, ExploreError, ExploreOptions, pct, thumb, thumbnail
-from sightx.gradability import DEFAULT_THRESHOLD, score_of
-from sightx.grades import NUM_GRADES, is_grade
+from sightx.explore.common import EXAMPLES, ExploreError, ExploreOptions, class_label, pct, thumb, thumbnail
+from sightx.explore.gradability import Scored, Shown, Tally, components
+from sightx.gradability import score_of
+from sightx.label_kinds import GRADE, NAMES, QUALITY, classes
 from sightx.sources import SourceError, is_archive, open_source
 from sightx.sources.picked import Picked as Members
 
 
 class Sample(NamedTuple):
-    """A stored sample's metadata and preprocessed JPEG, and where it was read."""
+    """A stored sample's metadata, its class (a grade, or a quality set's quality class), its
+    preprocessed JPEG, and where it was read."""
 
     meta: dict[str, Any]
+    label: int
     jpg: bytes
     shard: str
     key: str
 
 
 Picked = tuple[dict[str, Any], np.ndarray]  # a sample's metadata and its JPEG decoded
-ByGrade = dict[int, list[Picked]]  # grade -> the samples picked
+ByGrade = dict[int, list[Picked]]  # class -> the samples picked
 RawThumb = Callable[[str], "np.ndarray | None"]  # a sample's source name -> its raw photo's thumbnail
 _MISSING = object()
 
@@ -76,7 +79,7 @@ class BeforeAfter:
 class ShardFindings:
     summary: dict[str, Any]  # summary.json's content, less `figures`
     before_after: BeforeAfter | None  # None when the gallery is skipped (the summary says why)
-    least_gradable: list[Picked] = field(default_factory=list)  # lowest gradability score first
+    least_gradable: list[Shown] = field(default_factory=list)  # lowest gradability score first
 
 
 def load(path: Path) -> dict[str, Any]:
@@ -92,9 +95,12 @@ def load(path: Path) -> dict[str, Any]:
 def analyse(path: Path, manifest: dict[str, Any], opts: ExploreOptions) -> ShardFindings:
     done = [s for s in manifest["shards"] if s.get("done")]
     s = manifest.get("summary", {})
+    kind = mf.labels_of(manifest)
     summary: dict[str, Any] = {
         "kind": "shards",
         "folder": str(path),
+        "labels": kind,
+        "class_names": list(NAMES[kind]),
         "complete": bool(manifest.get("complete")),
         "preprocess": manifest["options"].get("preprocess"),
         "inputs": s.get("inputs"),
@@ -104,8 +110,8 @@ def analyse(path: Path, manifest: dict[str, Any], opts: ExploreOptions) -> Shard
         "pending_shards": [x["name"] for x in manifest["shards"] if not x.get("done")],
         "rejects": rejects(path, s),
     }
-    summary["before_after"], gallery = before_after(path, done, opts)
-    summary["gradability"], least = gradability(path, done, opts)
+    summary["before_after"], gallery = before_after(path, done, opts, kind)
+    summary["gradability"], least = gradability(path, done, opts, kind)
     return ShardFindings(summary, gallery, least)
 
 
@@ -116,16 +122,16 @@ def _is_count(v: object) -> bool:
     return isinstance(v, int) and not isinstance(v, bool) and v >= 0
 
 
-def _is_counts(v: object) -> bool:
-    return isinstance(v, list) and len(v) == NUM_GRADES and all(_is_count(c) for c in v)
+def _is_counts(v: object, n: int) -> bool:
+    return isinstance(v, list) and len(v) == n and all(_is_count(c) for c in v)
 
 
 def _is_count_map(v: object) -> bool:
     return isinstance(v, dict) and all(_is_count(c) for c in v.values())
 
 
-def _is_weights(v: object) -> bool:
-    return isinstance(v, list) and len(v) == NUM_GRADES and all(isinstance(w, int | float) and not isinstance(w, bool) for w in v)
+def _is_weights(v: object, n: int) -> bool:
+    return isinstance(v, list) and len(v) == n and all(isinstance(w, int | float) and not isinstance(w, bool) for w in v)
 
 
 def _field_error(where: Path, name: str, value: object, want: str) -> ExploreError:
@@ -136,7 +142,9 @@ def _field_error(where: Path, name: str, value: object, want: str) -> ExploreErr
 
 
 def check_manifest(m: dict[str, Any], where: Path) -> None:
-    """The fields split_stats, rejects and the charts read, with the types they need."""
+    """The fields split_stats, rejects and the charts read, with the types they need: per-class lists
+    as long as the set's label kind has classes (5 grades, 3 quality classes)."""
+    n = mf.num_classes(m)
 
     def need(container: dict[str, Any], key: str, name: str, ok: Any, want: str, optional: bool = False) -> None:
         value = container.get(key, _MISSING)
@@ -145,7 +153,8 @@ def check_manifest(m: dict[str, Any], where: Path) -> None:
         if not ok(value):
             raise _field_error(where, name, value, want)
 
-    counts, five = "a non-negative integer", f"a list of {NUM_GRADES} non-negative integers"
+    counts, per_class = "a non-negative integer", f"a list of {n} non-negative integers"
+    is_counts, is_weights = partial(_is_counts, n=n), partial(_is_weights, n=n)
     need(m, "options", "options", lambda v: isinstance(v, dict), "an object")
     need(m["options"], "preprocess", "options.preprocess", lambda v: isinstance(v, dict), "an object", optional=True)
     need(m, "summary", "summary", lambda v: isinstance(v, dict), "an object", optional=True)
@@ -158,15 +167,15 @@ def check_manifest(m: dict[str, Any], where: Path) -> None:
         need(m["splits"], name, f"splits.{name}", lambda v: isinstance(v, dict), "an object")
         for key in ("shards", "count"):
             need(info, key, f"splits.{name}.{key}", _is_count, counts)
-        need(info, "grades", f"splits.{name}.grades", _is_counts, five)
-        weights = f"an object of two lists of {NUM_GRADES} numbers"
+        need(info, "grades", f"splits.{name}.grades", is_counts, per_class)
+        weights = f"an object of two lists of {n} numbers"
         need(info, "class_weights", f"splits.{name}.class_weights", lambda v: isinstance(v, dict), weights, optional=True)
         for kind in ("inverse", "effective") if info.get("class_weights") else ():
-            need(info["class_weights"], kind, f"splits.{name}.class_weights.{kind}", _is_weights, f"a list of {NUM_GRADES} numbers")
+            need(info["class_weights"], kind, f"splits.{name}.class_weights.{kind}", is_weights, f"a list of {n} numbers")
     for i, record in enumerate(m["shards"]):
         if record.get("done"):
             need(record, "count", f"shards[{i}].count", _is_count, counts)
-            need(record, "grades", f"shards[{i}].grades", _is_counts, five)
+            need(record, "grades", f"shards[{i}].grades", is_counts, per_class)
 
 
 def split_stats(manifest: dict[str, Any]) -> dict[str, Any]:
@@ -203,79 +212,39 @@ def rejects(path: Path, manifest_summary: dict[str, Any]) -> dict[str, Any]:
 
 # --- gradability --------------------------------------------------------------------
 
-LEAST_GRADABLE = 12  # photos on the least-gradable contact sheet
-_SCORE_BINS = 20  # histogram bins over [0, 1]
 
-
-def gradability(path: Path, shards: list[dict[str, Any]], opts: ExploreOptions) -> tuple[dict[str, Any], list[Picked]]:
+def gradability(path: Path, shards: list[dict[str, Any]], opts: ExploreOptions, kind: str = GRADE) -> tuple[dict[str, Any], list[Shown]]:
     """The gradability score over labelled samples (all, or about `opts.sample` from shards in seeded
-    random order): its histogram, the share below the default threshold per grade, the least gradable
+    random order): its histogram, the share below the default threshold per class, the least gradable
     samples (their JPEGs decoded for the sheet). Shards written before the score say so in `note`."""
     skips = Skips()
     rng = np.random.default_rng([opts.seed, 4])
-    scores: list[float] = []
-    below = [0] * NUM_GRADES
-    per_grade = [0] * NUM_GRADES
+    tally: Tally[tuple[Sample, float]] = Tally(classes(kind))
     unscored = 0
-    heap: list[tuple[float, int, Sample]] = []  # the LEAST_GRADABLE lowest, as (-score, order, sample)
     for i in rng.permutation(len(shards)):
-        for sample in labelled_samples(mf.shard_file(path, shards[i]), skips):
+        for sample in labelled_samples(mf.shard_file(path, shards[i]), skips, kind):
             score = score_of(sample.meta)
             if score is None:
                 unscored += 1
-                continue
-            grade = sample.meta["grade"]
-            scores.append(score)
-            per_grade[grade] += 1
-            below[grade] += score < DEFAULT_THRESHOLD
-            item = (-score, -len(scores), sample)
-            if len(heap) < LEAST_GRADABLE:
-                heapq.heappush(heap, item)
-            elif item > heap[0]:
-                heapq.heapreplace(heap, item)
-        if opts.sample and len(scores) + unscored >= opts.sample:
+            else:
+                tally.add(score, sample.label, (sample, score))
+        if opts.sample and len(tally.scores) + unscored >= opts.sample:
             break
-    least: list[Picked] = []
-    for _, _, sample in sorted(heap, reverse=True):
+    least: list[Shown] = []
+    for sample, score in tally.lowest():
         try:
-            least.append((sample.meta, decode_sample(sample.jpg)))
+            img = decode_sample(sample.jpg)
         except codec.CodecError as e:
             skips.add(sample.shard, sample.key, e)
-    counts, _ = np.histogram(scores, bins=_SCORE_BINS, range=(0.0, 1.0))
-    summary: dict[str, Any] = {
-        "threshold": DEFAULT_THRESHOLD,
-        "measured": len(scores),
-        "unscored": unscored,
-        "below": sum(below),
-        "below_percent": pct(sum(below), len(scores)),
-        "by_grade": [
-            {"grade": g, "measured": per_grade[g], "below": below[g], "below_percent": pct(below[g], per_grade[g])}
-            for g in range(NUM_GRADES)
-        ],
-        "histogram": {"edges": np.linspace(0, 1, _SCORE_BINS + 1).round(3).tolist(), "counts": counts.tolist()},
-        "least": [
-            {
-                "image": str(m.get("image", "")),
-                "grade": m["grade"],
-                "score": score_of(m),
-                "components": _components(m),
-            }
-            for m, _ in least
-        ],
-        "note": None,
-        "skipped": skips.summary(),
-    }
-    if unscored and not scores:
+            continue
+        least.append((Scored(str(sample.meta.get("image", "")), sample.label, score, components(sample.meta["gradability"])), img))
+    summary = tally.summary(s for s, _ in least)
+    summary["unscored"] = unscored
+    summary["note"] = None
+    if unscored and not tally.scores:
         summary["note"] = "These shards were written before sightx-shard recorded a gradability score: re-shard to see it."
+    summary["skipped"] = skips.summary()
     return summary, least
-
-
-def _components(meta: dict[str, Any]) -> dict[str, float]:
-    """The score's components as numbers (sample JSON is data: anything else is left out)."""
-    found = meta["gradability"].get("components")
-    if not isinstance(found, dict):
-        return {}
-    return {str(k): float(v) for k, v in found.items() if isinstance(v, int | float) and not isinstance(v, bool)}
 
 
 # --- before and after --------------------------------------------------------------
@@ -289,10 +258,12 @@ def raw_root(raw: Path, sources: list[str]) -> Path | None:
     return None
 
 
-def before_after(path: Path, shards: list[dict[str, Any]], opts: ExploreOptions) -> tuple[dict[str, Any], BeforeAfter | None]:
-    """The gallery's summary and tiles, or its summary saying why it is skipped."""
+def before_after(
+    path: Path, shards: list[dict[str, Any]], opts: ExploreOptions, kind: str = GRADE
+) -> tuple[dict[str, Any], BeforeAfter | None]:
+    """The gallery's summary and tiles (one row per class), or its summary saying why it is skipped."""
     skips = Skips()
-    found = _before_after_inputs(path, shards, opts, skips)
+    found = _before_after_inputs(path, shards, opts, skips, kind)
     if isinstance(found, str):
         return {"raw": opts.raw, "shown": 0, "note": found, "skipped": skips.summary()}, None
     samples, raw_thumb, where = found
@@ -302,8 +273,9 @@ def before_after(path: Path, shards: list[dict[str, Any]], opts: ExploreOptions)
     for grade, picked in sorted(samples.items()):
         for meta, img in picked:
             tiles += [raw_thumb(meta["source"]), img]
-            captions += [f"grade {grade} | {Path(meta['source']).stem}", f"grade {grade} | preprocessed"]
-        blank = cols - 2 * len(picked)  # a rare grade may have fewer samples: keep one row per grade
+            name = class_label(kind, grade)
+            captions += [f"{name} | {Path(meta['source']).stem}", f"{name} | preprocessed"]
+        blank = cols - 2 * len(picked)  # a rare class may have fewer samples: keep one row per class
         tiles += [None] * blank
         captions += [""] * blank
     shown = sum(len(p) for p in samples.values())
@@ -311,7 +283,7 @@ def before_after(path: Path, shards: list[dict[str, Any]], opts: ExploreOptions)
 
 
 def _before_after_inputs(
-    path: Path, shards: list[dict[str, Any]], opts: ExploreOptions, skips: Skips
+    path: Path, shards: list[dict[str, Any]], opts: ExploreOptions, skips: Skips, kind: str
 ) -> tuple[ByGrade, RawThumb, str] | str:
     """The samples to show, how to get their raw photos (from a folder, or the archive they were
     sharded from) and where those are; or why the gallery is skipped."""
@@ -319,7 +291,7 @@ def _before_after_inputs(
         return (
             "Skipped: pass --raw PATH (the folder or archive given to sightx-shard) to see raw photos beside their preprocessed versions."
         )
-    samples = shard_samples(path, [s for s in shards if s["split"] != "test"], opts.per_grade, opts.seed, skips)
+    samples = shard_samples(path, [s for s in shards if s["split"] != "test"], opts.per_grade, opts.seed, skips, kind)
     if not samples:
         if skips.by_reason:
             return f"Skipped: no usable labelled sample in the shards ({sum(skips.by_reason.values())} malformed, see skipped)."
@@ -348,17 +320,17 @@ def _archive_photos(raw: Path, sources: list[str], samples: ByGrade) -> tuple[By
     return samples, lambda name: thumb(members.read(name), name), str(archive)
 
 
-def shard_samples(path: Path, shards: list[dict[str, Any]], per_grade: int, seed: int, skips: Skips) -> ByGrade:
-    """Up to per_grade seeded random decodable samples of each grade, reading only as many shards as needed.
+def shard_samples(path: Path, shards: list[dict[str, Any]], per_grade: int, seed: int, skips: Skips, kind: str = GRADE) -> ByGrade:
+    """Up to per_grade seeded random decodable samples of each class, reading only as many shards as needed.
 
-    Shards are stratified, so one or two usually hold every grade; the rest of a large set is never read.
+    Shards are stratified, so one or two usually hold every class; the rest of a large set is never read.
     """
     rng = np.random.default_rng([seed, 3])
-    wanted = {g for s in shards for g in range(NUM_GRADES) if s["grades"][g]}
+    wanted = {g for s in shards for g, count in enumerate(s["grades"]) if count}
     found: dict[int, list[Sample]] = {}
     for i in rng.permutation(len(shards)):
-        for sample in labelled_samples(mf.shard_file(path, shards[i]), skips):
-            found.setdefault(sample.meta["grade"], []).append(sample)
+        for sample in labelled_samples(mf.shard_file(path, shards[i]), skips, kind):
+            found.setdefault(sample.label, []).append(sample)
         if all(len(found.get(g, [])) >= per_grade for g in wanted):
             break
     return {g: _decodable(found[g], rng.permutation(len(found[g])), per_grade, skips) for g in sorted(found)}
@@ -378,8 +350,8 @@ def _decodable(samples: list[Sample], order: np.ndarray, n: int, skips: Skips) -
     return [p for _, p in sorted(picked, key=lambda jp: jp[0])]
 
 
-def labelled_samples(tar_path: Path, skips: Skips | None = None) -> Iterator[Sample]:
-    """Every well-formed labelled sample of a shard, streamed in order.
+def labelled_samples(tar_path: Path, skips: Skips | None = None, kind: str = GRADE) -> Iterator[Sample]:
+    """Every well-formed labelled sample of a shard (labelled with classes of `kind`), streamed in order.
 
     Malformed samples are recorded in `skips`; a shard that cannot be read (missing, truncated, not a
     tar) ends its stream with one 'unreadable-shard' skip, keeping the samples read before.
@@ -387,7 +359,7 @@ def labelled_samples(tar_path: Path, skips: Skips | None = None) -> Iterator[Sam
     skips = skips if skips is not None else Skips()
     try:
         for key, parts in read_samples(tar_path):
-            checked = check_sample(parts)
+            checked = check_sample(parts, kind)
             if isinstance(checked, Rejection):
                 skips.add(tar_path.name, key, checked)
             elif checked is not None:
@@ -404,8 +376,10 @@ def _safe_source(source: object) -> bool:
     return not p.is_absolute() and ".." not in p.parts
 
 
-def check_sample(parts: dict[str, bytes]) -> tuple[dict[str, Any], bytes] | Rejection | None:
-    """A labelled sample ready to show, a Rejection saying what is wrong with it, or None if unlabelled."""
+def check_sample(parts: dict[str, bytes], kind: str = GRADE) -> tuple[dict[str, Any], int, bytes] | Rejection | None:
+    """A labelled sample ready to show (metadata, class, JPEG), a Rejection saying what is wrong with
+    it, or None if unlabelled. The class is the JSON's `grade`, or in a quality set its `quality`
+    (sightx.contracts.sample), and `.cls` must agree with it."""
     if "json" not in parts or "jpg" not in parts:
         return Rejection("incomplete-sample", f"members {', '.join(sorted(parts)) or 'none'}")
     try:
@@ -414,11 +388,12 @@ def check_sample(parts: dict[str, bytes]) -> tuple[dict[str, Any], bytes] | Reje
         return Rejection("bad-json", describe(e))
     if not isinstance(meta, dict):
         return Rejection("bad-json", f"not an object but {type(meta).__name__}")
-    grade = meta.get("grade")
+    key = QUALITY if kind == QUALITY else "grade"
+    grade = meta.get(key)
     if grade is None:
         return None
-    if not is_grade(grade):
-        return Rejection("bad-grade", f".json grade is {str(grade)[:40]!r}, not 0-{NUM_GRADES - 1}")
+    if not isinstance(grade, int) or isinstance(grade, bool) or not 0 <= grade < classes(kind):
+        return Rejection("bad-grade", f".json {key} is {str(grade)[:40]!r}, not 0-{classes(kind) - 1}")
     if "cls" in parts:
         try:
             cls = int(parts["cls"])
@@ -432,4 +407,4 @@ def check_sample(parts: dict[str, bytes]) -> tuple[dict[str, Any], bytes] | Reje
         sample_size(parts["jpg"])
     except codec.CodecError as e:
         return e
-    return meta, parts["jpg"]
+    return meta, grade, parts["jpg"]

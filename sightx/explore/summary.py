@@ -9,7 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from sightx.explore.common import pairs
+from sightx.explore.common import class_labels, pairs
+from sightx.label_kinds import GRADE
 
 
 def format_summary(summary: dict[str, Any], out: Path) -> str:
@@ -23,11 +24,14 @@ def _raw_lines(summary: dict[str, Any]) -> list[str]:
     classes, props = summary["classes"], summary["properties"]
     lines = [f"{summary['images']} images in {summary['images_folder']}"]
     if classes:
-        b = classes["baseline"]
-        grades = " ".join(f"{g}:{c}" for g, c in enumerate(classes["counts"]))
+        b, kind = classes["baseline"], summary["labels"]["kind"]
+        if kind == GRADE:
+            counts, always = "grades " + " ".join(f"{g}:{c}" for g, c in enumerate(classes["counts"])), str(b["grade"])
+        else:
+            names = class_labels(kind)
+            counts, always = f"{kind} classes " + " ".join(f"{names[g]}:{c}" for g, c in enumerate(classes["counts"])), names[b["grade"]]
         lines.append(
-            f"  labels: {classes['total']} rows, grades {grades}; always-{b['grade']} baseline: "
-            f"accuracy {b['accuracy']:.1%}, kappa {b['kappa']:.3f}"
+            f"  labels: {classes['total']} rows, {counts}; always-{always} baseline: accuracy {b['accuracy']:.1%}, kappa {b['kappa']:.3f}"
         )
     else:
         lines.append(f"  labels: {summary['labels']['error']}")
@@ -35,12 +39,15 @@ def _raw_lines(summary: dict[str, Any]) -> list[str]:
         f"  sampled {props['sampled']}: {props['unreadable']} unreadable, {props['too_dark']} too dark, "
         f"{props['over_exposed']} over-exposed, {props['fov_cut_off']} field cut off"
     )
+    g = summary["gradability"]
+    lines.append(f"  gradability: {g['below']} of {g['measured']} measured photo(s) below {g['threshold']:g} ({g['below_percent']:.1f}%)")
     return lines
 
 
 def _shard_lines(summary: dict[str, Any]) -> list[str]:
     state = "complete" if summary["complete"] else f"{len(summary['pending_shards'])} shard(s) not built yet"
-    lines = [f"shards in {summary['folder']} ({state})"]
+    labels = "" if summary["labels"] == "grade" else f", labelled with {summary['labels']} classes: {', '.join(summary['class_names'])}"
+    lines = [f"shards in {summary['folder']} ({state}{labels})"]
     for name, info in summary["splits"].items():
         lines.append(f"  {name:5s} {info['count']:6d} samples in {info['shards']} shard(s)")
     rejects = summary["rejects"]
