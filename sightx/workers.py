@@ -61,6 +61,8 @@ class WorkerStartError(SightXError):
     """Workers keep dying before they are ready for a job: a broken environment, not a bad input."""
 
 
+ATTEMPTS = 2  # runs a job gets before the input it holds is blamed for the deaths
+CRASH = "decoder-crash"  # the rejection reason of an input its worker dies on every time
 START_FAILURES = 3  # workers in a row that die while starting (one may meet the OOM killer) before giving up
 
 
