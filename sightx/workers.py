@@ -12,8 +12,10 @@ Always `spawn`: the same pickling path on Linux as on macOS.
 from __future__ import annotations
 
 import multiprocessing as mp
+import os
 import queue
 import signal
+import sys
 import threading
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -104,7 +106,12 @@ def _serve(conn: Connection, initializer: Callable[[], None]) -> None:
             except Exception as e:  # an unpicklable value or error: say so instead of dying
                 conn.send(("failed", key, RuntimeError(f"cannot send the result of {key!r} back: {type(e).__name__}: {e}")))
     except (EOFError, OSError):
-        return  # the parent is gone (killed): nothing to report to
+        pass  # the parent is gone (killed): nothing to report to
+    # Out now: a spawned child's interpreter shutdown (unloading torch: over a second) would only
+    # delay the parent's close, and every result is already sent.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def _receive_jobs(conn: Connection, jobs: queue.SimpleQueue[Any]) -> None:
