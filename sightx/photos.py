@@ -15,7 +15,7 @@ import warnings
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from sightx import orientation, pillow_codec
+from sightx import fault_injection, orientation, pillow_codec
 from sightx.codec import JPEG_SOI, PLAIN_COLORSPACES, read_header
 from sightx.errors import Rejection
 from sightx.preprocess import (
@@ -98,6 +98,7 @@ def _decode_with_pillow(data: bytes, opts: PreprocessOptions) -> Decoded:
 def preprocess_input(data: bytes, name: str, opts: PreprocessOptions) -> Processed:
     """A dataset input, routed by its name as the shards route it: `.png`/`.tif(f)` through Pillow
     (at full size), everything else as a JPEG (a misnamed PNG stays the `not-jpeg` rejection)."""
+    fault_injection.at(name)
     if pillow_codec.decodes(name):
         return preprocess_decoded(decode_photo(data, opts), opts)
     return preprocess_bytes(data, opts)

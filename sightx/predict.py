@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from sightx import codec
+from sightx import codec, fault_injection
 from sightx.atomic import atomic_write_text
 from sightx.contracts import sample
 from sightx.errors import Rejection, SightXError, describe
@@ -28,7 +28,7 @@ from sightx.grade import Graded, Grader, Photo, preprocess_photo
 from sightx.grades import NUM_GRADES, other_eye
 from sightx.labels import find_images, image_id, patient_eye
 from sightx.names import recorded
-from sightx.pool import bounded_map, ordered_map
+from sightx.pool import bounded_map
 from sightx.preprocess import PreprocessOptions
 from sightx.quality import quality_warnings
 from sightx.sources import Source, is_archive, open_source
@@ -72,6 +72,7 @@ def _graded_input(name: str, data: bytes | Rejection, opts: PreprocessOptions) -
     image = image_id(PurePosixPath(recorded(name)))
     if isinstance(data, Rejection):
         return Item(image, None, str(data))
+    fault_injection.at(name)
     try:
         return Item(image, preprocess_photo(data, opts))
     except Rejection as e:
@@ -108,9 +109,12 @@ def _archive_items(source: Source, opts: PreprocessOptions, workers: int) -> Ite
     """The images of an archive, in listing order for random access, archive order for a stream."""
     names = [m.name for m in source.members()]
     if source.random_access:
-        yield from bounded_map(_preprocess_member, ((source, n, opts) for n in names), workers)
+        yield from bounded_map(
+            _preprocess_member, ((source, n, opts) for n in names), workers, lambda job, crash: _graded_input(job[1], crash, opts)
+        )
     else:
-        yield from bounded_map(_preprocess_streamed, ((n, data, opts) for n, data in source.stream(names)), workers)
+        jobs = ((n, data, opts) for n, data in source.stream(names))
+        yield from bounded_map(_preprocess_streamed, jobs, workers, lambda job, crash: _graded_input(job[0], crash, opts))
 
 
 def _shard_items(path: Path) -> Iterator[Item]:
@@ -159,7 +163,8 @@ def grade_inputs(
     if gradability is not None:
         gradability.check_preprocess(grader.preprocess, "the grading checkpoint's photos")
     raw, shards, archives = expand_inputs(inputs)
-    items = ordered_map(_preprocess_file, [(str(p), grader.preprocess) for p in raw], workers)
+    files = [(str(p), grader.preprocess) for p in raw]
+    items = bounded_map(_preprocess_file, files, workers, lambda job, crash: _graded_input(Path(job[0]).name, crash, job[1]))
     from_archives = (_archive_items(a, grader.preprocess, workers) for a in archives)
     stream = (item for source in (items, *from_archives, *(_shard_items(s) for s in shards)) for item in source)
     rows: list[_Row] = []

@@ -22,10 +22,10 @@ from outputs import stable_outputs
 
 from sightx.cli import shard as shard_cli
 from sightx.contracts import manifest as mf
+from sightx.fault_injection import TEST_FAULT_ENV
 from sightx.preprocess import PreprocessOptions
 from sightx.shard import ShardOptions, run
 from sightx.shard.executors import DaskError
-from sightx.shard.task import TEST_FAULT_ENV
 from sightx.synth.generate import SynthOptions, generate
 
 distributed = pytest.importorskip("distributed")

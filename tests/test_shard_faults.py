@@ -18,9 +18,9 @@ import pytest
 from outputs import stable_outputs
 
 from sightx.contracts import manifest as mf
+from sightx.fault_injection import TEST_FAULT_ENV
 from sightx.preprocess import PreprocessOptions
 from sightx.shard import ShardOptions, run
-from sightx.shard.task import TEST_FAULT_ENV
 
 pytestmark = pytest.mark.timeout(180)
 

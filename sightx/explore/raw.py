@@ -40,7 +40,7 @@ OVER_EXPOSED = 200.0  # ... and above which it counts as over-exposed
 WORST_SHOWN = 8
 # Small output, no normalisation: metrics on the photo as taken, rejections as sightx-shard makes them.
 FACTS_OPTIONS = PreprocessOptions(size=256, normalize="none")
-UNREADABLE = ("unreadable", "empty-file", "not-jpeg", "truncated", "decode-error")
+UNREADABLE = ("unreadable", "empty-file", "not-jpeg", "truncated", "decode-error", "decoder-crash")
 METRICS = ("brightness", "contrast", "sharpness", "fov_fraction")
 FACT_COLUMNS = ["path", "bytes", "resolution", "reason", "detail", *METRICS, "gradability"]
 SPARE = 4  # unreadable photos a streamed source's gallery (or worst and least gradable sheets) can pass over per row
@@ -288,9 +288,9 @@ def measure(images: list[str], source: Source, opts: ExploreOptions) -> pd.DataF
     names = sample_images(images, opts.sample, opts.seed)
     workers = min(opts.workers, max(1, len(names)))
     if source.random_access:
-        facts = bounded_map(_member_facts, ((source, n) for n in names), workers)
+        facts = bounded_map(_member_facts, ((source, n) for n in names), workers, lambda job, crash: image_facts(job[1], crash))
     else:
-        facts = bounded_map(_streamed_facts, source.stream(names), workers)
+        facts = bounded_map(_streamed_facts, source.stream(names), workers, lambda job, crash: image_facts(job[0], crash))
     try:
         rows = list(tqdm(facts, total=len(names), desc="explore", unit="img", disable=not opts.progress))
     except SourceError as e:  # the archive itself broke mid-pass (a part gone, a corrupt stream)

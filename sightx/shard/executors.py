@@ -20,11 +20,12 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from sightx import fault_injection
 from sightx.errors import SightXError
 from sightx.pool import single_threaded
 from sightx.shard.local import isolate, say
 from sightx.shard.plan import ShardTask
-from sightx.shard.task import BuildOptions, ShardResult, arm_test_fault, build_shard
+from sightx.shard.task import BuildOptions, ShardResult, build_shard
 from sightx.sources import Source
 
 EXECUTORS = ("pool", "dask", "dask-local")
@@ -130,7 +131,7 @@ def _check_workers(client: Any, build: BuildOptions) -> None:
 def _build_on_worker(task: ShardTask, build: BuildOptions) -> ShardResult:
     """One shard on a worker; an OS error (a worker that joined later and cannot see the files) names that worker."""
     single_threaded()
-    arm_test_fault()
+    fault_injection.arm()
     try:
         return build_shard(task, build)
     except OSError as e:

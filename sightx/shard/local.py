@@ -9,24 +9,23 @@ input writes it.
 
 from __future__ import annotations
 
-import signal
 import sys
 import time
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
+from sightx import workers as wk
 from sightx.errors import Rejection
 from sightx.label_kinds import classes
-from sightx.pool import cap_workers, single_threaded
-from sightx.shard import workers as wk
+from sightx.pool import cap_workers, init_worker, single_threaded
 from sightx.shard.assembly import Assembly, spool_path
 from sightx.shard.plan import SampleRef, ShardTask
-from sightx.shard.task import BuildOptions, ShardResult, arm_test_fault, build_shard, sample_outcome
+from sightx.shard.task import BuildOptions, ShardResult, build_shard, sample_outcome
 
 _TICK_EVERY_S = 0.25  # a worker reports progress this often, not per image: fewer wake-ups on busy cores
-ATTEMPTS = 2  # whole-shard builds a shard gets before its inputs are run one at a time
-CRASH = "decoder-crash"
+ATTEMPTS = wk.ATTEMPTS  # whole-shard builds a shard gets before its inputs are run one at a time
+CRASH = wk.CRASH
 
 
 class _Ticks:
@@ -47,13 +46,6 @@ class _Ticks:
             wk.progress((self.done, self.rejected))
         self.done = self.rejected = 0
         self.last = time.monotonic()
-
-
-def init_worker() -> None:
-    """Worker set-up under spawn: no inherited state is relied on."""
-    single_threaded()
-    arm_test_fault()
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and stops the workers
 
 
 def _build_in_worker(task: ShardTask, build: BuildOptions) -> ShardResult:

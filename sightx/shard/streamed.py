@@ -14,13 +14,13 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from sightx import workers as wk
 from sightx.errors import Rejection
 from sightx.label_kinds import classes
-from sightx.pool import single_threaded
+from sightx.pool import init_worker, single_threaded
 from sightx.preprocess import PreprocessOptions
-from sightx.shard import workers as wk
 from sightx.shard.assembly import Assembly
-from sightx.shard.local import ATTEMPTS, CRASH, init_worker, say
+from sightx.shard.local import ATTEMPTS, CRASH, say
 from sightx.shard.plan import SampleRef, ShardTask
 from sightx.shard.task import BuildOptions, ShardResult, sample_block
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import signal
 import tarfile
 import time
 from collections.abc import Callable
@@ -199,8 +198,6 @@ def sample_block(
     ref: SampleRef, split: str, data: bytes, pre: PreprocessOptions, min_quality: tuple[tuple[str, float], ...], labels: str = GRADE
 ) -> bytes:
     """One input's bytes -> its sample's tar bytes (.jpg, .cls, .json), or raise Rejection."""
-    if _test_fault is not None and _test_fault[1] == ref.source:
-        _fail_for_test(*_test_fault)
     try:
         processed = preprocess_input(data, ref.source, pre)
         rejected = gate_reject(processed.info, min_quality)
@@ -212,32 +209,3 @@ def sample_block(
         raise Rejection("error", describe(e)) from None
     identity = {**asdict(ref), "split": split}
     return tar_block(sample.members(ref.key, processed.jpeg, ref.grade, sample.metadata(identity, processed.info, labels)))
-
-
-# Tests only: SIGHTX_TEST_FAULT="kill MEMBER", "kill-once MEMBER MARKER-FILE" or "hang MEMBER" makes a
-# pool worker die by a real SIGKILL (the OOM killer's signal; once: only while MARKER-FILE does not
-# exist) or hang on that input until the run is killed. Read by pool workers only (`arm_test_fault`),
-# never in the parent: an in-process build is not touched.
-TEST_FAULT_ENV = "SIGHTX_TEST_FAULT"
-_test_fault: tuple[str, ...] | None = None
-
-
-def arm_test_fault() -> None:
-    global _test_fault
-    spec = os.environ.get(TEST_FAULT_ENV, "").split()
-    _test_fault = tuple(spec) if len(spec) >= 2 else None
-
-
-def _fail_for_test(action: str, member: str, *marker: str) -> None:
-    if action == "kill-once":
-        try:
-            os.close(os.open(marker[0], os.O_CREAT | os.O_EXCL))
-        except FileExistsError:
-            return  # killed once already
-    if action in ("kill", "kill-once"):
-        os.kill(os.getpid(), signal.SIGKILL)
-    if action == "hang":
-        parent = os.getppid()
-        while os.getppid() == parent:  # until the run is gone (killed): a test leaves no process behind
-            time.sleep(0.05)
-        os._exit(1)

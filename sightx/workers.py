@@ -12,8 +12,10 @@ Always `spawn`: the same pickling path on Linux as on macOS.
 from __future__ import annotations
 
 import multiprocessing as mp
+import os
 import queue
 import signal
+import sys
 import threading
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -61,6 +63,8 @@ class WorkerStartError(SightXError):
     """Workers keep dying before they are ready for a job: a broken environment, not a bad input."""
 
 
+ATTEMPTS = 2  # runs a job gets before the input it holds is blamed for the deaths
+CRASH = "decoder-crash"  # the rejection reason of an input its worker dies on every time
 START_FAILURES = 3  # workers in a row that die while starting (one may meet the OOM killer) before giving up
 
 
@@ -102,7 +106,12 @@ def _serve(conn: Connection, initializer: Callable[[], None]) -> None:
             except Exception as e:  # an unpicklable value or error: say so instead of dying
                 conn.send(("failed", key, RuntimeError(f"cannot send the result of {key!r} back: {type(e).__name__}: {e}")))
     except (EOFError, OSError):
-        return  # the parent is gone (killed): nothing to report to
+        pass  # the parent is gone (killed): nothing to report to
+    # Out now: a spawned child's interpreter shutdown (unloading torch: over a second) would only
+    # delay the parent's close, and every result is already sent.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def _receive_jobs(conn: Connection, jobs: queue.SimpleQueue[Any]) -> None:
