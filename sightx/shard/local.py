@@ -20,7 +20,7 @@ from sightx.errors import Rejection
 from sightx.label_kinds import classes
 from sightx.pool import cap_workers, init_worker, single_threaded
 from sightx.shard.assembly import Assembly, spool_path
-from sightx.shard.plan import SampleRef, ShardTask
+from sightx.shard.plan import ShardTask
 from sightx.shard.task import BuildOptions, ShardResult, build_shard, sample_outcome
 
 _TICK_EVERY_S = 0.25  # a worker reports progress this often, not per image: fewer wake-ups on busy cores
@@ -54,10 +54,6 @@ def _build_in_worker(task: ShardTask, build: BuildOptions) -> ShardResult:
         return build_shard(task, build, tick=ticks)
     finally:
         ticks.flush()  # before the result, so the bar is complete when the shard is
-
-
-def _sample_in_worker(ref: SampleRef, split: str, build: BuildOptions) -> tuple[bytes | Rejection, int]:
-    return sample_outcome(ref, split, build)
 
 
 def longest_first(todo: list[ShardTask], sizes: dict[str, int]) -> list[ShardTask]:
@@ -127,7 +123,7 @@ class _Supervised:
         spool_path(out, task.name).unlink(missing_ok=True)
         self.isolated[task.name] = Assembly(task, out, classes(self.build_opts.labels))
         for i, ref in enumerate(task.samples):
-            self.pool.submit(("sample", task.name, i), _sample_in_worker, ref, task.split, self.build_opts)
+            self.pool.submit(("sample", task.name, i), sample_outcome, ref, task.split, self.build_opts)
 
     def wait(self) -> None:
         for event in self.pool.events():
