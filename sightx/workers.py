@@ -129,6 +129,11 @@ _Job = tuple[Key, Callable[..., Any], tuple[Any, ...]]
 
 
 class _Worker:
+    """One process and its pipe. Jobs go out through a sending thread: a job carrying an image
+    (a streamed source's) is ~1 MB, which the worker's receiving thread takes a pipe-full at a
+    time, each waiting for the GIL while the worker decodes; a send from the parent's own loop
+    would stall every other worker until then."""
+
     def __init__(self, ctx: Any, initializer: Callable[[], None]) -> None:
         self.conn, child = ctx.Pipe()
         self.process = ctx.Process(target=_serve, args=(child, initializer), daemon=True)
@@ -136,6 +141,30 @@ class _Worker:
         child.close()
         self.ready = False
         self.jobs: deque[_Job] = deque()  # sent, in the order it runs them: the first is running
+        self.outbox: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self.sender = threading.Thread(target=self._send, name="sightx-send", daemon=True)
+        self.sender.start()
+
+    def send(self, job: _Job | None) -> None:
+        """Hand `job` (None: stop) to the sending thread; it reaches the worker in this order."""
+        self.outbox.put(job)
+
+    def _send(self) -> None:
+        while True:
+            job = self.outbox.get()
+            try:
+                self.conn.send(job)
+            except OSError:  # it died: its sentinel tells the rest
+                return
+            if job is None:
+                return
+
+    def release(self) -> None:
+        """After its process has ended: the sending thread out (a send to a dead pipe fails at
+        once), then the pipe closed."""
+        self.send(None)
+        self.sender.join(5)
+        self.conn.close()
 
 
 class Workers:
@@ -180,12 +209,8 @@ class Workers:
             for w in self.workers:
                 if self.pending and w.ready and len(w.jobs) < depth:
                     job = self.pending.popleft()
-                    try:
-                        w.conn.send(job)
-                    except OSError:  # it has died: the job never reached it
-                        self.pending.appendleft(job)
-                        continue
-                    w.jobs.append(job)
+                    w.send(job)
+                    w.jobs.append(job)  # if it dies first, the job is its Died one (or next in line: requeued)
 
     def _receive(self, w: _Worker) -> Iterator[Event]:
         """Whatever `w` sent (all of it once its process has ended), then its death if it has died:
@@ -210,7 +235,7 @@ class Workers:
             pass  # the pipe closed: the process is ending
         w.process.join()
         self.workers.remove(w)
-        w.conn.close()
+        w.release()
         how = how_it_ended(w.process.exitcode)
         if not w.ready:
             self.start_failures += 1
@@ -226,10 +251,7 @@ class Workers:
         """Stop every worker: politely when idle, by force when still busy (an error or Ctrl-C)."""
         for w in self.workers:
             if not w.jobs and w.ready:
-                try:
-                    w.conn.send(None)
-                except OSError:
-                    pass
+                w.send(None)
             else:
                 w.process.kill()
         for w in self.workers:
@@ -237,5 +259,5 @@ class Workers:
             if w.process.is_alive():
                 w.process.kill()
                 w.process.join()
-            w.conn.close()
+            w.release()
         self.workers = []

@@ -24,10 +24,13 @@ from outputs import stable_outputs
 
 from sightx.cli import shard as shard_cli
 from sightx.contracts import manifest as mf
+from sightx.errors import Rejection
 from sightx.preprocess import PreprocessOptions
 from sightx.shard import ShardOptions, run
 from sightx.sources import open_source
 from sightx.sources.splitfile import SplitFile
+from sightx.sources.unpack import unpack
+from sightx.sources.zipsource import ZipSource
 from sightx.synth.generate import SynthOptions, generate
 
 PRE = PreprocessOptions(size=64, quality=90)
@@ -54,7 +57,9 @@ def _zip64_everywhere() -> Iterator[None]:
 def _write_zip(path: Path, files: dict[str, bytes], compression: int = zipfile.ZIP_STORED) -> Path:
     with _zip64_everywhere(), zipfile.ZipFile(path, "w", compression) as zf:
         for name, data in files.items():
-            with zf.open(zipfile.ZipInfo(name, (2015, 1, 1, 0, 0, 0)), "w", force_zip64=True) as f:
+            info = zipfile.ZipInfo(name, (2015, 1, 1, 0, 0, 0))
+            info.compress_type = compression
+            with zf.open(info, "w", force_zip64=True) as f:
                 f.write(data)
     return path
 
@@ -154,6 +159,24 @@ def csv_rows(out: Path) -> list[dict[str, str]]:
 
     with open(out / mf.REJECTS, newline="") as f:
         return list(csv.DictReader(f))
+
+
+def test_competition_zip_directory_read_back_across_parts(archives: dict[str, Path], tmp_path: Path) -> None:
+    """The inner directory is read from the inflated last part alone when it fits there (Kaggle's
+    case); a last part holding less than the directory, even less than its end record, takes the
+    parts before it too."""
+    data = archives["zip"].read_bytes()
+    for tail in (40, 300):  # shorter than the end records; longer than them, shorter than the directory
+        size = -(-(len(data) - tail) // 2)
+        folder = tmp_path / str(tail)
+        folder.mkdir()
+        chunks = [data[:size], data[size:-tail], data[-tail:]]
+        competition = folder / "kaggle.zip"
+        with zipfile.ZipFile(competition, "w", zipfile.ZIP_DEFLATED) as zf:
+            for i, chunk in enumerate(chunks):
+                zf.writestr(f"train.zip.{i + 1:03d}", chunk)
+        source = open_source(competition)
+        assert [m.name for m in source.members()] == [m.name for m in open_source(archives["zip"]).members()]
 
 
 def test_competition_zip_unlabeled_takes_the_test_images(archives: dict[str, Path], tmp_path: Path) -> None:
@@ -297,6 +320,36 @@ def test_a_damaged_member_is_a_corrupt_member_reject(archives: dict[str, Path], 
     m = run(competition, tmp_path / "out2", _opts(labels=str(archives["folder"] / "trainLabels.csv")))
     rows = {r["source"]: r for r in csv_rows(tmp_path / "out2")}
     assert rows[name]["reason"] == "corrupt-member" and m["complete"]
+
+
+def test_a_deflated_member_that_lies_is_rejected_never_inflated_past_its_size(archives: dict[str, Path]) -> None:
+    """libdeflate inflates into exactly the declared size: a member declaring less, or more, than
+    its data holds, damaged data and short data are each a corrupt-member, and a good one reads."""
+    source = ZipSource(str(archives["competition"].parent.parent / "test.zip"))
+    info = next(i for i in source.index.values() if i.compress_type == zipfile.ZIP_DEFLATED and i.file_size > 1000)
+    stored = source._stored(info)
+    assert unpack(info, stored) == source.zip.read(info)
+
+    def lied(**fields: int) -> zipfile.ZipInfo:
+        copy = zipfile.ZipInfo(info.filename)
+        copy.compress_type, copy.file_size, copy.compress_size, copy.CRC = info.compress_type, info.file_size, info.compress_size, info.CRC
+        for k, v in fields.items():
+            setattr(copy, k, v)
+        return copy
+
+    damaged = bytearray(stored)
+    damaged[len(damaged) // 2] ^= 0xFF
+    cases = [
+        (lied(file_size=info.file_size - 1), stored),
+        (lied(file_size=info.file_size * 4), stored),
+        (lied(CRC=info.CRC ^ 1), stored),
+        (info, bytes(damaged)),
+        (info, stored[:-10]),
+    ]
+    for member, data in cases:
+        with pytest.raises(Rejection) as e:
+            unpack(member, data)
+        assert e.value.reason == "corrupt-member"
 
 
 def test_hostile_member_names_are_read_never_written(archives: dict[str, Path], tmp_path: Path) -> None:

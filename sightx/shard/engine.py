@@ -27,6 +27,7 @@ from sightx.errors import SightXError
 from sightx.label_formats import LabelSet, read_label_set
 from sightx.label_kinds import GRADE, classes
 from sightx.labels import image_id, label_bytes
+from sightx.pool import default_workers
 from sightx.preprocess import PreprocessOptions
 from sightx.shard import executors, lock
 from sightx.shard.assembly import SPOOL_SUFFIX
@@ -277,7 +278,8 @@ def _run(raw: Path, out: Path, opts: ShardOptions, held: contextlib.ExitStack) -
         record()
 
     todo = [t for t in plan.tasks if t.name not in results]
-    build = BuildOptions(source, str(out), opts.preprocess, opts.min_quality, kind)
+    spare_core = opts.executor == "pool" and opts.workers < default_workers()
+    build = BuildOptions(source, str(out), opts.preprocess, opts.min_quality, kind, read_ahead=spare_core)
     total = sum(len(t.samples) for t in todo)
     sizes = {m.name: m.size for m in members}
     bar = tqdm(total=total, unit="img", desc="shard", disable=not opts.progress, smoothing=0.05)

@@ -2,9 +2,10 @@
 
 Samples arrive in archive order, but a shard's samples are spread over the whole archive (the
 plan is stratified and shuffled, identical for every source). So the reader feeds samples, not
-shards, to the workers, at most three per worker in flight (memory: a few compressed images per
-worker), and each finished sample's tar bytes are appended to its shard's spool file beside the
-output (shard/assembly.py). When a shard's last sample is back, the spool is copied into the tar in
+shards, to the workers, at most three per worker in flight and as many again read ahead on a
+thread, so inflating overlaps the workers' decoding (memory: a few compressed images per worker).
+Each finished sample's tar bytes are appended to its shard's spool file beside the output
+(shard/assembly.py). When a shard's last sample is back, the spool is copied into the tar in
 plan order (the bytes a random-access build writes) and deleted. Spools hold outputs only.
 """
 
@@ -19,6 +20,7 @@ from sightx.errors import Rejection
 from sightx.label_kinds import classes
 from sightx.pool import init_worker, single_threaded
 from sightx.preprocess import PreprocessOptions
+from sightx.read_ahead import ahead
 from sightx.shard.assembly import Assembly
 from sightx.shard.local import ATTEMPTS, CRASH, say
 from sightx.shard.plan import SampleRef, ShardTask
@@ -68,10 +70,10 @@ def execute_streamed(
 
     if workers <= 1:
         single_threaded()
-        for name, size, job in jobs():
+        for name, size, job in ahead(jobs(), READ_AHEAD):
             deliver(name, job if isinstance(job, Rejection) else _block(job), size)
     else:
-        _on_workers(jobs(), workers, deliver)
+        _on_workers(ahead(jobs(), READ_AHEAD * workers), workers, deliver)
     for name in list(where):  # a stream must yield every name asked for; if one did not, it is not there
         deliver(name, Rejection("corrupt-member", "not found in the archive"), 0)
 

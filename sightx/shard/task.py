@@ -1,9 +1,9 @@
 """Build one shard: read, preprocess and write each planned sample; reject what cannot be used.
 
 Runs in a worker process, reading from a random-access source (a streamed one is assembled by
-shard/streamed.py from the same per-sample bytes, `sample_block`). Memory is one image at a time; the tar streams to `*.tar.tmp`, which
-the parent fsyncs and renames (commit_shard), so a crash never leaves a partial shard under its
-final name.
+shard/streamed.py from the same per-sample bytes, `sample_block`). Memory is two images at a time
+(the next one is read ahead); the tar streams to `*.tar.tmp`, which the parent fsyncs and renames
+(commit_shard), so a crash never leaves a partial shard under its final name.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import hashlib
 import os
 import tarfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -24,6 +24,7 @@ from sightx.grades import NUM_GRADES
 from sightx.label_kinds import GRADE, classes
 from sightx.photos import preprocess_input
 from sightx.preprocess import PreprocessOptions, Rejected
+from sightx.read_ahead import ahead
 from sightx.shard.plan import Reject, SampleRef, ShardTask
 from sightx.sources import Source
 
@@ -41,6 +42,7 @@ class BuildOptions:
     preprocess: PreprocessOptions
     min_quality: tuple[tuple[str, float], ...] = ()
     labels: str = GRADE  # what the planned classes are (sightx.label_kinds)
+    read_ahead: bool = False  # read the next input on a thread: worth it only with a core to spare
 
 
 @dataclass
@@ -136,8 +138,8 @@ def build_shard(task: ShardTask, opts: BuildOptions, tick: Callable[[bool], None
     result = ShardResult(task.name, task.split, task.digest, grades=[0] * classes(opts.labels))
     with open(temporary(Path(opts.out) / task.name), "wb") as f:
         out = _TarWriter(f)
-        for ref in task.samples:
-            rejected = _add_sample(out, ref, task.split, opts, result)
+        for ref, data in inputs(opts.source, task.samples, opts.read_ahead):
+            rejected = _add_sample(out, ref, task.split, data, opts, result)
             if tick:
                 tick(rejected)
         out.close()
@@ -163,9 +165,25 @@ def temporary(final: Path) -> Path:
     return final.with_name(final.name + ".tmp")
 
 
-def _add_sample(tar: _TarWriter, ref: SampleRef, split: str, opts: BuildOptions, result: ShardResult) -> bool:
+def inputs(source: Source, refs: Sequence[SampleRef], read_ahead: bool) -> Iterator[tuple[SampleRef, bytes | Rejection]]:
+    """Each planned input's bytes (or why they cannot be read). With `read_ahead` the next one is
+    read on a thread while this one is built: inflating a zip member (libdeflate releases the GIL)
+    then overlaps decoding the one before, on a core no worker uses; with every core decoding it
+    only adds hand-overs. Only that thread touches the source."""
+    read = ((ref, _read(source, ref)) for ref in refs)
+    return ahead(read, depth=1) if read_ahead else read
+
+
+def _read(source: Source, ref: SampleRef) -> bytes | Rejection:
+    try:
+        return source.read(ref.source)
+    except Rejection as e:
+        return e
+
+
+def _add_sample(tar: _TarWriter, ref: SampleRef, split: str, data: bytes | Rejection, opts: BuildOptions, result: ShardResult) -> bool:
     """Append one sample, or record why not. Returns True when rejected."""
-    outcome, input_bytes = sample_outcome(ref, split, opts)
+    outcome, input_bytes = outcome_of(ref, split, data, opts)
     result.input_bytes += input_bytes
     if isinstance(outcome, Rejection):
         result.rejects.append(Reject(ref.source, ref.image, outcome.reason, outcome.detail))
@@ -178,10 +196,13 @@ def _add_sample(tar: _TarWriter, ref: SampleRef, split: str, opts: BuildOptions,
 def sample_outcome(ref: SampleRef, split: str, opts: BuildOptions) -> tuple[bytes | Rejection, int]:
     """One planned input read from the source: its sample's tar bytes or its rejection, and the
     input bytes read. The one per-sample path of a whole-shard build and of an isolated input."""
-    try:
-        data = opts.source.read(ref.source)
-    except Rejection as e:
-        return e, 0
+    return outcome_of(ref, split, _read(opts.source, ref), opts)
+
+
+def outcome_of(ref: SampleRef, split: str, data: bytes | Rejection, opts: BuildOptions) -> tuple[bytes | Rejection, int]:
+    """`sample_outcome` from bytes already read."""
+    if isinstance(data, Rejection):
+        return data, 0
     try:
         return sample_block(ref, split, data, opts.preprocess, opts.min_quality, opts.labels), len(data)
     except Rejection as e:

@@ -13,7 +13,6 @@ import io
 import re
 import struct
 import zipfile
-import zlib
 from collections.abc import Collection, Iterator
 from pathlib import Path
 from typing import IO, ClassVar
@@ -21,6 +20,7 @@ from typing import IO, ClassVar
 from sightx.concat_file import SeekableReader
 from sightx.errors import Rejection, describe
 from sightx.sources.base import Member, Source, SourceError, is_image, listing_order, safe_name, unique_name
+from sightx.sources.unpack import INFLATABLE, unpack
 from sightx.sources.zipsource import _MEMBER_ERRORS, check_entry, open_zip
 
 SUBSETS = ("train", "test")
@@ -28,7 +28,6 @@ _PART = re.compile(r"^(?P<subset>train|test)\.zip(\.(?P<number>\d{3}))?$")
 _TAIL_BYTES = 64 << 20  # room for the inner central directory: ~8 MB for all 88,702 EyePACS photos
 _CHUNK = 1 << 20
 _LOCAL = struct.Struct("<4s5H3L2H")
-_STREAMABLE = (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED)
 
 
 def is_competition_zip(names: Collection[str]) -> bool:
@@ -73,15 +72,17 @@ class _Chain:
 
 class _Tail(SeekableReader):
     """A file of `size` bytes of which only the last len(tail) are known: enough for zipfile to read
-    the end record and the central directory."""
+    the end record and the central directory. `short` says a read fell before the known bytes."""
 
     def __init__(self, size: int, tail: bytes) -> None:
         super().__init__(size)
         self.tail, self.start = tail, size - len(tail)
+        self.short = False
 
     def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
         if self.pos < self.start:
-            raise OSError(f"central directory starts over {_TAIL_BYTES >> 20} MiB before the end of the inner zip")
+            self.short = True
+            raise OSError(f"central directory starts over {len(self.tail) >> 20} MiB before the end of the inner zip")
         data = self.tail[self.pos - self.start : self.pos - self.start + len(buffer)]
         memoryview(buffer).cast("B")[: len(data)] = data
         self.pos += len(data)
@@ -116,11 +117,30 @@ class CompetitionSource(Source):
         return [numbered[n] for n in expected]
 
     def _directory(self) -> dict[str, zipfile.ZipInfo]:
-        """The inner zip's central directory, from the tail of its last part(s)."""
-        sizes = [p.file_size for p in self.parts]
-        first = len(sizes) - 1
-        while first > 0 and sum(sizes[first:]) < _TAIL_BYTES:
-            first -= 1
+        """The inner zip's central directory, from the inflated tail of its last part, or of its
+        last few parts when the directory starts before the last one: inflating a part is the
+        price of seeing its end (Kaggle's last parts are the small remainders of 8 GiB splits)."""
+        for first in range(len(self.parts) - 1, -1, -1):
+            tail = self._tail(first)
+            try:
+                inner = open_zip(tail, self.label, split=True)  # type: ignore[arg-type]
+                break
+            except SourceError:
+                if not (tail.short and first > 0):
+                    raise
+        index: dict[str, zipfile.ZipInfo] = {}
+        for info in inner.infolist():
+            name = safe_name(info.filename)
+            if info.is_dir() or not is_image(name):
+                continue
+            check_entry(self.label, info.filename, info, INFLATABLE)
+            if info.header_offset < 0:
+                raise SourceError(f"{self.label}: bytes are missing before the central directory (a truncated part?)")
+            index[unique_name(name, index)] = info
+        return index
+
+    def _tail(self, first: int) -> _Tail:
+        """The last _TAIL_BYTES of the inflated parts from `first` on, as the end of the inner zip."""
         tail = bytearray()
         try:
             chain = _Chain(self.outer, self.parts[first:])
@@ -129,17 +149,7 @@ class CompetitionSource(Source):
                 del tail[:-_TAIL_BYTES]
         except _MEMBER_ERRORS as e:
             raise SourceError(f"{self.label}: damaged download ({describe(e)})") from None
-        inner = open_zip(_Tail(sum(sizes), bytes(tail)), self.label, split=True)  # type: ignore[arg-type]
-        index: dict[str, zipfile.ZipInfo] = {}
-        for info in inner.infolist():
-            name = safe_name(info.filename)
-            if info.is_dir() or not is_image(name):
-                continue
-            check_entry(self.label, info.filename, info, _STREAMABLE)
-            if info.header_offset < 0:
-                raise SourceError(f"{self.label}: bytes are missing before the central directory (a truncated part?)")
-            index[unique_name(name, index)] = info
-        return index
+        return _Tail(sum(p.file_size for p in self.parts), bytes(tail))
 
     def describe(self) -> tuple[str, str]:
         return (self.path, self.subset)
@@ -193,16 +203,11 @@ class CompetitionSource(Source):
                 for _, rest in wanted[i:]:
                     yield rest, Rejection("corrupt-member", f"archive unreadable before this member ({describe(e)})")
                 return
-            yield name, _inflate(info, stored)
+            yield name, _unpacked(info, stored)
 
 
-def _inflate(info: zipfile.ZipInfo, stored: bytes) -> bytes | Rejection:
-    if len(stored) != info.compress_size:
-        return Rejection("corrupt-member", f"truncated: {len(stored)} of {info.compress_size} bytes")
+def _unpacked(info: zipfile.ZipInfo, stored: bytes) -> bytes | Rejection:
     try:
-        data = stored if info.compress_type == zipfile.ZIP_STORED else zlib.decompressobj(-15).decompress(stored, info.file_size + 1)
-    except zlib.error as e:
-        return Rejection("corrupt-member", describe(e))
-    if len(data) != info.file_size or zlib.crc32(data) != info.CRC:
-        return Rejection("corrupt-member", f"bad CRC-32 or size for {info.filename}")
-    return data
+        return unpack(info, stored)
+    except Rejection as e:
+        return e

@@ -18,6 +18,7 @@ from typing import BinaryIO
 from sightx.errors import Rejection, describe
 from sightx.sources.base import Member, Source, SourceError, check_declared_size, is_image, listing_order, safe_name, unique_name
 from sightx.sources.splitfile import SplitFile
+from sightx.sources.unpack import INFLATABLE, unpack
 
 SUPPORTED_COMPRESSION = {
     zipfile.ZIP_STORED: "stored",
@@ -26,6 +27,7 @@ SUPPORTED_COMPRESSION = {
     zipfile.ZIP_LZMA: "lzma",
 }
 _LOCAL_HEADER = b"PK\x03\x04"
+_LOCAL = struct.Struct("<4s5H3L2H")  # a local file header up to the name and extra field lengths
 _DIRECTORY_ERRORS = (zipfile.BadZipFile, OSError, EOFError, ValueError, struct.error, OverflowError)
 _MEMBER_ERRORS = (zipfile.BadZipFile, OSError, EOFError, ValueError, zlib.error, NotImplementedError, struct.error, OverflowError)
 
@@ -49,6 +51,11 @@ def open_zip(fp: BinaryIO, label: str, split: bool = False) -> zipfile.ZipFile:
                 f"{label} is not a zip archive (no end-of-central-directory record): truncated download or another format"
             ) from None
         raise SourceError(f"{label}: damaged central directory ({describe(e)})") from None
+
+
+def encoded_name(info: zipfile.ZipInfo) -> bytes:
+    """The name's bytes as the archive holds them (UTF-8 when flagged, else code page 437)."""
+    return info.orig_filename.encode("utf-8" if info.flag_bits & 0x800 else "cp437", "surrogateescape")
 
 
 def check_entry(label: str, name: str, info: zipfile.ZipInfo, methods: Collection[int] = SUPPORTED_COMPRESSION) -> None:
@@ -106,11 +113,29 @@ class ZipSource(Source):
         return [first.parent, first.parent.parent] if self.parts else [first.parent]
 
     def read(self, name: str) -> bytes:
+        info = self.index[name]
         try:
-            with self.zip.open(self.index[name]) as f:
+            if info.compress_type in INFLATABLE:
+                return unpack(info, self._stored(info))
+            with self.zip.open(info) as f:  # bzip2, lzma: rare in the wild, left to zipfile
                 return f.read()
         except _MEMBER_ERRORS as e:
             raise Rejection("corrupt-member", describe(e)) from None
+
+    def _stored(self, info: zipfile.ZipInfo) -> bytes:
+        """The member's bytes as stored, found through its local header (whose name must be the
+        directory's, as zipfile checks)."""
+        fp = self.zip.fp
+        assert fp is not None, "read after close"
+        fp.seek(info.header_offset)
+        header = fp.read(_LOCAL.size)
+        if len(header) < _LOCAL.size or header[:4] != _LOCAL_HEADER:
+            raise zipfile.BadZipFile("no local header at the offset the central directory gives")
+        *_, name_length, extra_length = _LOCAL.unpack(header)
+        if fp.read(name_length) != encoded_name(info):
+            raise zipfile.BadZipFile("the local header names another member")
+        fp.seek(extra_length, 1)
+        return fp.read(info.compress_size)
 
     def inner_file(self, name: str) -> tuple[bytes, str] | None:
         """A label file packed beside the images (any folder inside the zip)."""
