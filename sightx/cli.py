@@ -569,7 +569,13 @@ def bench(stage: str, json_path: Path | None, markdown: bool, quick: bool, quiet
 @click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True)
 @click.option("--workers", type=click.IntRange(1), default=min(4, default_workers()), show_default=True, help="Preprocessing threads.")
 @click.option("--device", default="auto", show_default=True, help="auto (MPS, then CUDA, then CPU), cpu, cuda, cuda:1, mps.")
-@click.option("--max-batch", type=click.IntRange(1), default=8, show_default=True, help="Photos per model call.")
+@click.option("--max-batch", type=click.IntRange(1), default=8, show_default=True, help="Photos per model call, at most.")
+@click.option(
+    "--tune-batch/--no-tune-batch",
+    default=True,
+    show_default=True,
+    help="At start, time batches up to --max-batch and use the size fastest per photo on this device.",
+)
 @click.option("--batch-wait-ms", type=click.FloatRange(0), default=10.0, show_default=True, help="How long a batch waits to fill.")
 @click.option("--max-queue", type=click.IntRange(1), default=16, show_default=True, help="Requests in progress before 503.")
 @click.option("--max-upload-mb", type=click.FloatRange(0, min_open=True), default=40.0, show_default=True, help="Request body limit.")

@@ -28,7 +28,7 @@ from sample_photos import huge_jpeg_header, huge_png_header, no_field_photo, var
 
 from sightx.grade import Grader
 from sightx.predict import predict
-from sightx.serve import ServeConfig, create_app
+from sightx.serve import ServeConfig, batch_size, create_app
 from sightx.serve.server import exposure_warning
 
 TIMEOUT = 60.0
@@ -82,10 +82,41 @@ def test_model_health_readiness_and_openapi(client: TestClient, tiny_checkpoint:
     assert m["arch"] == "resnet18" and m["image_size"] == 64 and m["preprocess"]["size"] == 64
     assert m["validation"]["kappa"] == 0.5 and m["validation"]["referable_sensitivity"] == 0.7
     assert m["sha256"] == Grader(tiny_checkpoint, "cpu").sha256 and m["grades"][4] == "Proliferative"
+    timed = {int(k): v for k, v in m["batch_ms_per_photo"].items()}  # tuned at start (the default)
+    assert set(timed) <= {1, 2, 4, 8} and 1 in timed and min(timed.values()) > 0
+    assert m["max_batch"] in timed and m["max_batch"] == batch_size.choose(timed)
     spec = client.get("/openapi.json").json()
     assert "multipart/form-data" in spec["paths"]["/v1/grade"]["post"]["requestBody"]["content"]
     assert {"GradeResult", "Quality", "ModelInfo"} <= set(spec["components"]["schemas"])
     assert client.get("/docs").status_code == 200
+
+
+class _CostClock:
+    """A clock that a model call advances by a set cost per photo at each batch size."""
+
+    def __init__(self, per_photo_s: dict[int, float]) -> None:
+        self.cost, self.now, self.calls = per_photo_s, 0.0, []
+
+    def run(self, n: int) -> None:
+        self.calls.append(n)
+        self.now += self.cost[n] * n
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_batch_size_is_the_largest_about_as_fast_per_photo_as_the_fastest() -> None:
+    assert batch_size.sizes(8) == [1, 2, 4, 8] and batch_size.sizes(6) == [1, 2, 4, 6] and batch_size.sizes(1) == [1]
+    # An accelerator: cheaper per photo all the way up.
+    gpu = _CostClock({1: 0.010, 2: 0.006, 4: 0.004, 8: 0.0039})
+    assert batch_size.choose(batch_size.measure(gpu.run, 8, gpu)) == 8
+    # A CPU with a large model: a batch of 2 is already slower per photo; 4 and 8 are never tried.
+    cpu = _CostClock({1: 0.58, 2: 0.70, 4: 0.9, 8: 1.0})
+    timed = batch_size.measure(cpu.run, 8, cpu)
+    assert set(timed) == {1, 2} and batch_size.choose(timed) == 1 and cpu.calls == [1, 1, 2, 2]
+    # A flat curve: the largest size within the tolerance wins (fewer waits under load).
+    flat = _CostClock({1: 0.100, 2: 0.099, 4: 0.103, 8: 0.2})
+    assert batch_size.choose(batch_size.measure(flat.run, 8, flat)) == 4
 
 
 def test_page_and_its_assets_are_served_from_the_package(client: TestClient) -> None:
@@ -231,7 +262,7 @@ def test_full_queue_answers_503_with_retry_after(tiny_checkpoint: Path, photos: 
 
 
 def test_many_clients_are_all_answered_batched_and_graded_as_one_by_one(tiny_checkpoint: Path, photos: list[Path]) -> None:
-    with live_server(tiny_checkpoint, ServeConfig(max_batch=8, batch_wait_ms=20, max_queue=32)) as url:
+    with live_server(tiny_checkpoint, ServeConfig(max_batch=8, tune_batch=False, batch_wait_ms=20, max_queue=32)) as url:
 
         def grade(path: Path) -> dict:
             res = httpx.post(f"{url}/v1/grade", files=_files((path.name, path.read_bytes())), timeout=TIMEOUT)

@@ -271,6 +271,7 @@ def _serve(s: dict[str, Any], markdown: bool) -> list[str]:
     )
     headers = [
         "model",
+        "batch tuned to (model ms per photo, by batch size)",
         "1 client: p50 / p95 ms",
         "1 client photos/s",
         f"{n} clients photos/s (x 1 client)",
@@ -290,6 +291,7 @@ def _serve(s: dict[str, Any], markdown: bool) -> list[str]:
         rows.append(
             [
                 f"{m['arch']} at {m['image_size']} px, {m['field']} px fields",
+                f"{m['tuned_batch']} ({', '.join(f'{k}: {v:g}' for k, v in m['batch_ms_per_photo'].items())})",
                 f"{one['p50_ms']:g} / {one['p95_ms']:g}",
                 f"{one['photos_per_s']:g}",
                 f"{many['photos_per_s']:g} ({m['clients_gain']:g}x)",
@@ -301,7 +303,9 @@ def _serve(s: dict[str, Any], markdown: bool) -> list[str]:
             ]
         )
     notes = [
-        "micro-batching x = photos/s at the same clients with --max-batch 8 over --max-batch 1 (a server each).",
+        "batch tuned to = the batch size the server chose at start (sightx-serve --tune-batch, the default): the largest,"
+        " up to --max-batch 8, within 5% of the fastest per photo; timing stops at the first size slower per photo.",
+        "micro-batching x = photos/s at the same clients with --max-batch 8 (tuned) over --max-batch 1 (a server each).",
         "the clients run on the same machine as the server and take some of its CPU.",
     ]
     return [_title(title, markdown), _table(headers, rows, markdown), _notes(notes, markdown)]

@@ -153,6 +153,8 @@ def measure_model(opts: BenchOptions, spec: str, photo: bytes, work: Path, log: 
     with server(ckpt, opts.device, batch, opts.workers, work / "serve-batched.log") as (url, proc):
         load = Load(url, photo)
         try:
+            model = load.client.get("/v1/model").json()
+            result["tuned_batch"], result["batch_ms_per_photo"] = model["max_batch"], model["batch_ms_per_photo"]
             load.run(2, 1)  # warm-up: first requests allocate buffers, fill caches
             result["one_client"] = load.run(n, 1)
             result["n_clients"] = load.run(n * 2, clients)

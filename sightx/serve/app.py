@@ -12,6 +12,7 @@ import asyncio
 import base64
 import contextlib
 import hmac
+import logging
 import time
 from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -30,13 +31,14 @@ from sightx.gradability_model import GradabilityModel
 from sightx.grade import Graded, Grader, Photo
 from sightx.grades import NAMES, REFERABLE
 from sightx.quality import MESSAGES
-from sightx.serve import schemas
+from sightx.serve import batch_size, schemas
 from sightx.serve.batcher import MicroBatcher
 from sightx.serve.config import ServeConfig
 from sightx.serve.errors import Refused, refused_photo
 from sightx.serve.uploads import Upload, read_uploads
 
 STATIC = Path(__file__).parent / "static"
+_LOG = logging.getLogger("uvicorn.error")  # uvicorn's own log: the operator reads one stream
 _BINARY = {"type": "string", "format": "binary"}
 _GRADE_BODY = {
     "requestBody": {
@@ -77,15 +79,28 @@ class Service:
         )
         self.in_flight = 0
         self.ready = False
+        self.batch_timings: dict[int, float] = {}  # seconds per photo by batch size, when tuned at start
 
     async def start(self) -> None:
         self.batcher.start()
-        size = self.grader.transform.size
-        # One call before the first photo: readiness means the model has run, not just loaded.
-        await asyncio.get_running_loop().run_in_executor(
-            self.model_thread, self.grader.outputs, [torch.zeros((3, size, size), dtype=torch.uint8)]
-        )
+        # Model calls before the first photo: readiness means the model has run at every batch
+        # size it will see (so memory is flat from the first request), not just loaded.
+        await asyncio.get_running_loop().run_in_executor(self.model_thread, self._warm_up)
         self.ready = True
+
+    def _warm_up(self) -> None:
+        if self.config.tune_batch:
+            self.batch_timings = batch_size.measure(self._run_zeros, self.config.max_batch)
+            self.batcher.max_batch = batch_size.choose(self.batch_timings)
+            timed = ", ".join(f"{k}: {v * 1000:.1f}" for k, v in self.batch_timings.items())
+            _LOG.info(f"batches of up to {self.batcher.max_batch} photos (model ms per photo by batch size: {timed})")
+        for size in range(1, self.batcher.max_batch + 1):
+            if size not in self.batch_timings:
+                self._run_zeros(size)
+
+    def _run_zeros(self, n: int) -> None:
+        size = self.grader.transform.size
+        self.grader.outputs([torch.zeros((3, size, size), dtype=torch.uint8)] * n)
 
     async def stop(self) -> None:
         self.ready = False
@@ -188,7 +203,8 @@ class Service:
             validation=_validation(ck.val),
             sha256=ck.sha256,
             device=str(self.grader.device),
-            max_batch=self.config.max_batch,
+            max_batch=self.batcher.max_batch,
+            batch_ms_per_photo={str(k): round(v * 1000, 2) for k, v in self.batch_timings.items()} or None,
             gradability_model=None if self.gradability is None else self.gradability.sha256,
         )
 

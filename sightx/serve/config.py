@@ -9,7 +9,8 @@ LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 @dataclass(frozen=True)
 class ServeConfig:
-    max_batch: int = 8  # photos per model call
+    max_batch: int = 8  # photos per model call, at most
+    tune_batch: bool = True  # at start, lower max_batch to the size fastest per photo (serve/batch_size.py)
     batch_wait_ms: float = 10.0  # how long the first photo of a batch waits for others
     max_queue: int = 16  # requests being read, preprocessed or graded; one more gets 503
     max_upload_mb: float = 40.0  # per request body

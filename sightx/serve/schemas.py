@@ -99,7 +99,10 @@ class ModelInfo(BaseModel):
     validation: Validation | None
     sha256: str
     device: str
-    max_batch: int
+    max_batch: int = Field(description="photos per model call at most: --max-batch, or less when tuned at start")
+    batch_ms_per_photo: dict[str, float] | None = Field(
+        None, description="model milliseconds per photo by batch size, as timed at start (--max-batch tuning)"
+    )
     gradability_model: str | None = Field(None, description="sha256 of the --gradability-model checkpoint, when one scores photos")
 
 
