@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -18,8 +18,11 @@ _END = object()
 _POLL_S = 0.1  # how often a thread blocked on a full queue checks that its consumer is still there
 
 
-def ahead(items: Iterable[T], depth: int) -> Iterator[T]:
-    """The items of `items` in order, read up to `depth` ahead on a thread."""
+def ahead(items: Iterable[T], depth: int) -> Generator[T, None, None]:
+    """The items of `items` in order, read up to `depth` (>= 1) ahead on a thread. Closing it waits
+    for the item being read to be finished."""
+    if depth < 1:
+        raise ValueError(f"depth must be at least 1, not {depth}")
     slots: queue.Queue[tuple[bool, object]] = queue.Queue(depth)
     stop = threading.Event()
 

@@ -21,6 +21,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
+from multiprocessing.reduction import ForkingPickler
 from typing import Any
 
 from sightx.errors import SightXError
@@ -141,28 +142,28 @@ class _Worker:
         child.close()
         self.ready = False
         self.jobs: deque[_Job] = deque()  # sent, in the order it runs them: the first is running
-        self.outbox: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self.outbox: queue.SimpleQueue[memoryview | None] = queue.SimpleQueue()
         self.sender = threading.Thread(target=self._send, name="sightx-send", daemon=True)
         self.sender.start()
 
     def send(self, job: _Job | None) -> None:
-        """Hand `job` (None: stop) to the sending thread; it reaches the worker in this order."""
-        self.outbox.put(job)
+        """Pickle `job` (None: stop) here, so a job that cannot be pickled fails its caller, and hand
+        the bytes to the sending thread; they reach the worker in this order."""
+        self.outbox.put(ForkingPickler.dumps(job))
+        if job is None:
+            self.outbox.put(None)
 
     def _send(self) -> None:
-        while True:
-            job = self.outbox.get()
+        while (data := self.outbox.get()) is not None:
             try:
-                self.conn.send(job)
-            except OSError:  # it died: its sentinel tells the rest
-                return
-            if job is None:
+                self.conn.send_bytes(data)
+            except Exception:  # it died (or its pipe is closed): its sentinel tells the rest
                 return
 
     def release(self) -> None:
         """After its process has ended: the sending thread out (a send to a dead pipe fails at
         once), then the pipe closed."""
-        self.send(None)
+        self.outbox.put(None)
         self.sender.join(5)
         self.conn.close()
 

@@ -8,17 +8,19 @@ import csv
 import dataclasses
 import io
 import tarfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
+from sightx import workers as wk
 from sightx.cli import predict as predict_cli
 from sightx.errors import Rejection
 from sightx.explore import ExploreOptions, explore
 from sightx.fault_injection import TEST_FAULT_ENV
-from sightx.pool import bounded_map, default_workers
+from sightx.pool import bounded_map, default_workers, init_worker
 from sightx.synth.generate import SynthOptions, generate
 
 pytestmark = [
@@ -128,3 +130,18 @@ def test_bounded_map_gives_results_in_input_order_reading_no_further_ahead_than_
         out.append(value)
         assert len(read) <= len(out) + 2 * 3
     assert out == [2 * i for i in range(40)]
+
+
+def test_a_job_that_cannot_be_pickled_fails_its_caller_and_the_pool_still_closes() -> None:
+    """Jobs are pickled before the sending thread takes them: the error reaches the caller, never a
+    worker that waits forever for a job that never came."""
+    pool = wk.Workers(1, init_worker)
+    try:
+        pool.submit(("ok",), _twice, 3)
+        pool.submit(("lock",), _twice, threading.Lock())
+        events = pool.events()
+        assert next(events) == wk.Done(("ok",), 6)
+        with pytest.raises(TypeError, match="lock"):
+            next(events)
+    finally:
+        pool.close()

@@ -113,10 +113,11 @@ def test_batch_size_is_the_largest_about_as_fast_per_photo_as_the_fastest() -> N
     # A CPU with a large model: a batch of 2 is already slower per photo; 4 and 8 are never tried.
     cpu = _CostClock({1: 0.58, 2: 0.70, 4: 0.9, 8: 1.0})
     timed = batch_size.measure(cpu.run, 8, cpu)
-    assert set(timed) == {1, 2} and batch_size.choose(timed) == 1 and cpu.calls == [1, 1, 2, 2]
+    assert set(timed) == {1, 2} and batch_size.choose(timed) == 1 and cpu.calls == [1, 1, 1, 2, 2, 2]
     # A flat curve: the largest size within the tolerance wins (fewer waits under load).
     flat = _CostClock({1: 0.100, 2: 0.099, 4: 0.103, 8: 0.2})
     assert batch_size.choose(batch_size.measure(flat.run, 8, flat)) == 4
+    assert batch_size.warm_sizes(4) == [1, 2, 3, 4] and batch_size.warm_sizes(64) == [1, 2, 4, 8, 16, 32, 64]
 
 
 def test_page_and_its_assets_are_served_from_the_package(client: TestClient) -> None:

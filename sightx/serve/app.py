@@ -94,7 +94,7 @@ class Service:
             self.batcher.max_batch = batch_size.choose(self.batch_timings)
             timed = ", ".join(f"{k}: {v * 1000:.1f}" for k, v in self.batch_timings.items())
             _LOG.info(f"batches of up to {self.batcher.max_batch} photos (model ms per photo by batch size: {timed})")
-        for size in range(1, self.batcher.max_batch + 1):
+        for size in batch_size.warm_sizes(self.batcher.max_batch):
             if size not in self.batch_timings:
                 self._run_zeros(size)
 

@@ -13,6 +13,8 @@ import time
 from collections.abc import Callable
 
 TOLERANCE = 1.05  # a size within 5% of the fastest per photo counts as fast: under load, the largest such wins
+REPEATS = 2  # timed calls per size, the fastest kept: one call is at the mercy of a busy core
+WARM_ALL = 16  # up to this batch size every size is warmed at start; above it, the timed sizes only
 
 
 def sizes(max_batch: int) -> list[int]:
@@ -30,15 +32,25 @@ def choose(per_photo_s: dict[int, float]) -> int:
 
 
 def measure(run: Callable[[int], object], max_batch: int, clock: Callable[[], float] = time.perf_counter) -> dict[int, float]:
-    """Seconds per photo of `run(size)` for each of `sizes(max_batch)`, each timed on its second
-    call (the first at a new shape sets up its kernels); stops after the first size that is slower
-    per photo than the best so far, as the larger ones only get slower on such a device."""
+    """Seconds per photo of `run(size)` for each of `sizes(max_batch)`: the fastest of REPEATS
+    calls after an untimed one (the first call at a new shape sets up its kernels). Stops after the
+    first size more than TOLERANCE slower per photo than the best so far: on such a device the
+    larger ones only get slower."""
     per_photo: dict[int, float] = {}
     for size in sizes(max_batch):
         run(size)
-        start = clock()
-        run(size)
-        per_photo[size] = (clock() - start) / size
+        timings = []
+        for _ in range(REPEATS):
+            start = clock()
+            run(size)
+            timings.append(clock() - start)
+        per_photo[size] = min(timings) / size
         if per_photo[size] > min(per_photo.values()) * TOLERANCE:
             break
     return per_photo
+
+
+def warm_sizes(batch: int) -> list[int]:
+    """The batch sizes to run once before serving, so memory is flat from the first request (a
+    first call at a new shape allocates for it): all up to WARM_ALL, else the doubling ones."""
+    return list(range(1, batch + 1)) if batch <= WARM_ALL else sizes(batch)

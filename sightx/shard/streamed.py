@@ -11,6 +11,7 @@ plan order (the bytes a random-access build writes) and deleted. Spools hold out
 
 from __future__ import annotations
 
+import contextlib
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -68,12 +69,13 @@ def execute_streamed(
                 task, i = where[name]
                 yield name, len(data), (task.samples[i], task.split, data, build.preprocess, build.min_quality, build.labels)
 
-    if workers <= 1:
-        single_threaded()
-        for name, size, job in ahead(jobs(), READ_AHEAD):
-            deliver(name, job if isinstance(job, Rejection) else _block(job), size)
-    else:
-        _on_workers(ahead(jobs(), READ_AHEAD * workers), workers, deliver)
+    with contextlib.closing(ahead(jobs(), READ_AHEAD * max(1, workers))) as read:  # the thread stops with the run
+        if workers <= 1:
+            single_threaded()
+            for name, size, job in read:
+                deliver(name, job if isinstance(job, Rejection) else _block(job), size)
+        else:
+            _on_workers(read, workers, deliver)
     for name in list(where):  # a stream must yield every name asked for; if one did not, it is not there
         deliver(name, Rejection("corrupt-member", "not found in the archive"), 0)
 
@@ -82,7 +84,7 @@ def _on_workers(
     jobs: Iterator[tuple[str, int, _Job | Rejection]], workers: int, deliver: Callable[[str, bytes | Rejection, int], None]
 ) -> None:
     """The samples on spawn workers, read no faster than they are built (memory: READ_AHEAD
-    compressed images per worker)."""
+    compressed images per worker in flight, as many again read ahead)."""
     pool = wk.Workers(workers, init_worker, depth=2)
     held: dict[str, tuple[int, _Job]] = {}  # sent to a worker, kept for a resend until its outcome is back
     deaths: Counter[str] = Counter()

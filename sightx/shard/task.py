@@ -1,18 +1,20 @@
 """Build one shard: read, preprocess and write each planned sample; reject what cannot be used.
 
 Runs in a worker process, reading from a random-access source (a streamed one is assembled by
-shard/streamed.py from the same per-sample bytes, `sample_block`). Memory is two images at a time
-(the next one is read ahead); the tar streams to `*.tar.tmp`, which the parent fsyncs and renames
-(commit_shard), so a crash never leaves a partial shard under its final name.
+shard/streamed.py from the same per-sample bytes, `sample_block`). Memory is one image at a time,
+or three with read-ahead (one being built, one queued, one being read); the tar streams to
+`*.tar.tmp`, which the parent fsyncs and renames (commit_shard), so a crash never leaves a partial
+shard under its final name.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import tarfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -136,9 +138,12 @@ def build_shard(task: ShardTask, opts: BuildOptions, tick: Callable[[bool], None
     """
     start = time.perf_counter()
     result = ShardResult(task.name, task.split, task.digest, grades=[0] * classes(opts.labels))
-    with open(temporary(Path(opts.out) / task.name), "wb") as f:
+    with (
+        open(temporary(Path(opts.out) / task.name), "wb") as f,
+        contextlib.closing(inputs(opts.source, task.samples, opts.read_ahead)) as samples,
+    ):
         out = _TarWriter(f)
-        for ref, data in inputs(opts.source, task.samples, opts.read_ahead):
+        for ref, data in samples:
             rejected = _add_sample(out, ref, task.split, data, opts, result)
             if tick:
                 tick(rejected)
@@ -165,7 +170,7 @@ def temporary(final: Path) -> Path:
     return final.with_name(final.name + ".tmp")
 
 
-def inputs(source: Source, refs: Sequence[SampleRef], read_ahead: bool) -> Iterator[tuple[SampleRef, bytes | Rejection]]:
+def inputs(source: Source, refs: Sequence[SampleRef], read_ahead: bool) -> Generator[tuple[SampleRef, bytes | Rejection], None, None]:
     """Each planned input's bytes (or why they cannot be read). With `read_ahead` the next one is
     read on a thread while this one is built: inflating a zip member (libdeflate releases the GIL)
     then overlaps decoding the one before, on a core no worker uses; with every core decoding it

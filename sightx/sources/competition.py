@@ -82,7 +82,7 @@ class _Tail(SeekableReader):
     def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
         if self.pos < self.start:
             self.short = True
-            raise OSError(f"central directory starts over {len(self.tail) >> 20} MiB before the end of the inner zip")
+            raise OSError(f"central directory starts over {len(self.tail):,} bytes before the end of the inner zip")
         data = self.tail[self.pos - self.start : self.pos - self.start + len(buffer)]
         memoryview(buffer).cast("B")[: len(data)] = data
         self.pos += len(data)
@@ -126,7 +126,7 @@ class CompetitionSource(Source):
                 inner = open_zip(tail, self.label, split=True)  # type: ignore[arg-type]
                 break
             except SourceError:
-                if not (tail.short and first > 0):
+                if not (tail.short and first > 0 and len(tail.tail) < _TAIL_BYTES):  # more parts can only help a tail not yet full
                     raise
         index: dict[str, zipfile.ZipInfo] = {}
         for info in inner.infolist():
