@@ -24,6 +24,7 @@ REQUIRED = (
     ("cv2", "opencv-python-headless", ">=4.8"),
     ("PIL", "Pillow", ">=10"),
     ("simplejpeg", "simplejpeg", ">=1.7"),
+    ("deflate", "deflate", ">=0.9"),
     ("pandas", "pandas", ">=2.0"),
     ("click", "click", ">=8.1"),
     ("tqdm", "tqdm", ">=4.66"),
