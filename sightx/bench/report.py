@@ -304,7 +304,7 @@ def _serve(s: dict[str, Any], markdown: bool) -> list[str]:
         )
     notes = [
         "batch tuned to = the batch size the server chose at start (sightx-serve --tune-batch, the default): the largest,"
-        " up to --max-batch 8, within 5% of the fastest per photo; timing stops at the first size slower per photo.",
+        " up to --max-batch 8, within 10% of the fastest per photo.",
         "micro-batching x = photos/s at the same clients with --max-batch 8 (tuned) over --max-batch 1 (a server each).",
         "the clients run on the same machine as the server and take some of its CPU.",
     ]
