@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import io
 import re
-import struct
 import zipfile
 from collections.abc import Collection, Iterator
 from pathlib import Path
@@ -21,13 +20,12 @@ from sightx.concat_file import SeekableReader
 from sightx.errors import Rejection, describe
 from sightx.sources.base import Member, Source, SourceError, is_image, listing_order, safe_name, unique_name
 from sightx.sources.unpack import INFLATABLE, unpack
-from sightx.sources.zipsource import _MEMBER_ERRORS, check_entry, open_zip
+from sightx.sources.zipsource import _MEMBER_ERRORS, LOCAL_HEADER, check_entry, local_lengths, open_zip
 
 SUBSETS = ("train", "test")
 _PART = re.compile(r"^(?P<subset>train|test)\.zip(\.(?P<number>\d{3}))?$")
 _TAIL_BYTES = 64 << 20  # room for the inner central directory: ~8 MB for all 88,702 EyePACS photos
 _CHUNK = 1 << 20
-_LOCAL = struct.Struct("<4s5H3L2H")
 
 
 def is_competition_zip(names: Collection[str]) -> bool:
@@ -193,10 +191,7 @@ class CompetitionSource(Source):
                 continue
             try:
                 chain.skip(info.header_offset - chain.pos)
-                header = chain.read(_LOCAL.size)
-                if len(header) < _LOCAL.size or header[:4] != b"PK\x03\x04":
-                    raise zipfile.BadZipFile("no local header at the offset the central directory gives")
-                *_, name_length, extra_length = _LOCAL.unpack(header)
+                name_length, extra_length = local_lengths(chain.read(LOCAL_HEADER.size))
                 chain.skip(name_length + extra_length)
                 stored = chain.read(info.compress_size)
             except _MEMBER_ERRORS as e:

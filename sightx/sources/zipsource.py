@@ -27,7 +27,7 @@ SUPPORTED_COMPRESSION = {
     zipfile.ZIP_LZMA: "lzma",
 }
 _LOCAL_HEADER = b"PK\x03\x04"
-_LOCAL = struct.Struct("<4s5H3L2H")  # a local file header up to the name and extra field lengths
+LOCAL_HEADER = struct.Struct("<4s5H3L2H")  # a member's fixed local header, up to the name and extra field lengths
 _DIRECTORY_ERRORS = (zipfile.BadZipFile, OSError, EOFError, ValueError, struct.error, OverflowError)
 _MEMBER_ERRORS = (zipfile.BadZipFile, OSError, EOFError, ValueError, zlib.error, NotImplementedError, struct.error, OverflowError)
 
@@ -51,6 +51,15 @@ def open_zip(fp: BinaryIO, label: str, split: bool = False) -> zipfile.ZipFile:
                 f"{label} is not a zip archive (no end-of-central-directory record): truncated download or another format"
             ) from None
         raise SourceError(f"{label}: damaged central directory ({describe(e)})") from None
+
+
+def local_lengths(header: bytes) -> tuple[int, int]:
+    """(name length, extra field length) from a member's fixed local header, read where the central
+    directory puts it; BadZipFile when there is none there."""
+    if len(header) < LOCAL_HEADER.size or header[:4] != _LOCAL_HEADER:
+        raise zipfile.BadZipFile("no local header at the offset the central directory gives")
+    *_, name_length, extra_length = LOCAL_HEADER.unpack(header)
+    return name_length, extra_length
 
 
 def encoded_name(info: zipfile.ZipInfo) -> bytes:
@@ -128,10 +137,7 @@ class ZipSource(Source):
         fp = self.zip.fp
         assert fp is not None, "read after close"
         fp.seek(info.header_offset)
-        header = fp.read(_LOCAL.size)
-        if len(header) < _LOCAL.size or header[:4] != _LOCAL_HEADER:
-            raise zipfile.BadZipFile("no local header at the offset the central directory gives")
-        *_, name_length, extra_length = _LOCAL.unpack(header)
+        name_length, extra_length = local_lengths(fp.read(LOCAL_HEADER.size))
         if fp.read(name_length) != encoded_name(info):
             raise zipfile.BadZipFile("the local header names another member")
         fp.seek(extra_length, 1)
