@@ -14,7 +14,7 @@ from typing import Any
 import click
 
 from sightx.errors import SightXError
-from sightx.pool import default_workers
+from sightx.parallel.pool import default_workers
 from sightx.synth.layouts import LAYOUTS
 
 
@@ -216,7 +216,7 @@ def shard(
     SOURCE is a folder, a zip, byte-split zip parts (train.zip.001 or their folder), Kaggle's
     diabetic-retinopathy-detection.zip as downloaded, or a tar (.tar, .tar.gz): read in place,
     nothing is extracted."""
-    from sightx.preprocess import PreprocessOptions
+    from sightx.image.preprocess import PreprocessOptions
     from sightx.shard import ShardError, ShardInterrupted, ShardOptions, format_summary, nothing_written, run
 
     pre = PreprocessOptions(size=size, normalize=normalize, quality=quality, chroma=chroma, max_pixels=max_pixels)
@@ -434,10 +434,10 @@ def predict(
 ) -> None:
     """Grade INPUTS (image files, folders, zips, split parts, the competition zip's test images, .tar shards)
     with the checkpoint's own preprocessing."""
-    from sightx.gradability_model import load as load_gradability
-    from sightx.grade import Grader
-    from sightx.predict import grade_inputs, read_submission_ids, write_csv
-    from sightx.predict import submission as kaggle_rows
+    from sightx.inference.gradability_model import load as load_gradability
+    from sightx.inference.grader import Grader
+    from sightx.inference.predict import grade_inputs, read_submission_ids, write_csv
+    from sightx.inference.predict import submission as kaggle_rows
 
     ids = read_submission_ids(submission) if submission else None
     grader = Grader(checkpoint, device)
@@ -468,8 +468,8 @@ def verify(shards: Path, deep: bool, quiet: bool) -> None:
 
     Exit status 1 on any mismatch.
     """
-    from sightx.verify import format_report
-    from sightx.verify import verify as run_verify
+    from sightx.contracts.verify import format_report
+    from sightx.contracts.verify import verify as run_verify
 
     report = run_verify(shards, deep=deep, progress=not quiet)
     click.echo(format_report(report, shards))
@@ -549,8 +549,8 @@ def explore(
 def bench(stage: str, json_path: Path | None, markdown: bool, quick: bool, quiet: bool, **kw: object) -> None:
     """Throughput of SightX against naive PIL, OpenCV, img2dataset and ImageFolder; every source against a
     folder; the server's latency, throughput and memory: on this machine, baselines measured in the same run."""
-    from sightx.atomic import atomic_write_text
     from sightx.bench import STAGES, BenchOptions, report, run_bench
+    from sightx.files.atomic import atomic_write_text
 
     given = {k: v for k, v in kw.items() if v is not None and v != ()}
     given["stages"] = STAGES if stage == "all" else (stage,)
@@ -601,14 +601,14 @@ def serve(checkpoint: Path, host: str, port: int, device: str, token: str | None
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="Also write the metrics as JSON.")
 def score(predictions: Path, truth: Path, json_path: Path | None) -> None:
     """Score PREDICTIONS (image,level[,p0..p4|score]) as Kaggle did: quadratic weighted kappa per Usage split."""
-    from sightx.score import format_score
-    from sightx.score import score as run_score
+    from sightx.evaluation.kaggle_score import format_score
+    from sightx.evaluation.kaggle_score import score as run_score
 
     result = run_score(predictions, truth)
     if json_path is not None:
         import json
 
-        from sightx.atomic import atomic_write_text
+        from sightx.files.atomic import atomic_write_text
 
         atomic_write_text(json_path, json.dumps(result, indent=1) + "\n")
     click.echo(format_score(result))
@@ -641,8 +641,8 @@ def doctor(data: tuple[Path, ...], size: int, out: Path, download: bool, quick: 
 @click.option("--check", is_flag=True, help="Only the checks before the network: token, write access, disk.")
 def fetch(competition: str, to: Path, size: int, shards: Path, check: bool) -> None:
     """Download the Kaggle EyePACS competition zip (needs the optional kaggle package), then verify it."""
-    from sightx import fetch as kaggle_fetch
     from sightx.doctor.system import human
+    from sightx.sources import fetch as kaggle_fetch
 
     opts = kaggle_fetch.FetchOptions(competition=competition, to=to, size=size, shards=shards)
     if check:

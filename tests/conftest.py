@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from sightx.preprocess import PreprocessOptions
+from sightx.image.preprocess import PreprocessOptions
 from sightx.shard import ShardOptions, run
 from sightx.synth.generate import SynthOptions, generate
 
@@ -37,7 +37,7 @@ def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     import torch
 
     from sightx.contracts.checkpoint import Checkpoint, save
-    from sightx.model import build_model
+    from sightx.models.factory import build_model
 
     torch.manual_seed(0)
     path = tmp_path_factory.mktemp("tiny_checkpoint") / "best.pt"

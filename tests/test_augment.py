@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from sightx.augment import Augment, EvalTransform, to_tensor
+from sightx.inference.transforms import Augment, EvalTransform, to_tensor
 
 
 def disk(side: int = 512, frac: float = 0.45) -> np.ndarray:

@@ -20,9 +20,9 @@ from torch import nn
 
 from sightx.contracts import sample
 from sightx.contracts.checkpoint import Checkpoint, save
-from sightx.grade import Grader
-from sightx.model import build_model
-from sightx.preprocess import PreprocessOptions
+from sightx.image.preprocess import PreprocessOptions
+from sightx.inference.grader import Grader
+from sightx.models.factory import build_model
 from sightx.serve.cam import heat_map
 from sightx.synth.render import ImageSpec, render
 

@@ -10,8 +10,8 @@ import pytest
 import simplejpeg
 from PIL import Image
 
-from sightx import codec
-from sightx.codec import CodecError
+from sightx.image import codec
+from sightx.image.codec import CodecError
 
 
 def _gradient(w: int, h: int) -> np.ndarray:

@@ -14,11 +14,11 @@ import pytest
 import torch
 
 from sightx import cli
-from sightx.augment import EYEPACS, IMAGENET, parse_normalization
 from sightx.contracts import checkpoint as ckpt
 from sightx.contracts import sample
-from sightx.model import build_model
-from sightx.preprocess import PreprocessOptions
+from sightx.image.preprocess import PreprocessOptions
+from sightx.inference.transforms import EYEPACS, IMAGENET, parse_normalization
+from sightx.models.factory import build_model
 from sightx.shard import ShardOptions, run
 from sightx.shard.task import _TarWriter, tar_block
 from sightx.synth.generate import SynthOptions, generate
@@ -172,10 +172,10 @@ def _default(command: click.Command, name: str) -> object:
 
 def test_the_cli_literals_are_the_librarys_constants() -> None:
     """The CLI keeps literals so `--help` starts without torch; they must agree with the library."""
-    from sightx import codec, fundus
-    from sightx.balance import MODES
-    from sightx.heads import GRADE_HEADS
-    from sightx.label_kinds import TASKS
+    from sightx.image import codec, fundus
+    from sightx.labels.kinds import TASKS
+    from sightx.models.heads import GRADE_HEADS
+    from sightx.train.balance import MODES
     from sightx.train.config import AMP_MODES, OPTIMIZERS, SCHEDULES, TrainConfig, default
 
     assert set(_choices(cli.train, "head")) == set(GRADE_HEADS) and set(_choices(cli.train, "task")) == set(TASKS)
@@ -201,7 +201,7 @@ def test_the_cli_literals_are_the_librarys_constants() -> None:
 
 def test_predict_and_explore_import_without_the_training_loop_or_matplotlib() -> None:
     code = (
-        "import sys, sightx.predict, sightx.explore, sightx.cli\n"
+        "import sys, sightx.inference.predict, sightx.explore, sightx.cli\n"
         "bad = [m for m in sys.modules if m.startswith(('sightx.train', 'matplotlib', 'torch.distributed.run')) or m == 'tqdm.auto']\n"
         "print(','.join(bad))"
     )
@@ -221,6 +221,6 @@ def test_normalization_statistics_round_trip_through_a_checkpoint(tmp_path: Path
 
 
 def test_the_cli_label_formats_are_the_librarys() -> None:
-    from sightx.label_formats import FORMATS
+    from sightx.labels.formats import FORMATS
 
     assert set(_choices(cli.shard, "label_format")) == {"auto", *FORMATS}

@@ -22,8 +22,8 @@ from outputs import stable_outputs
 
 from sightx.cli import shard as shard_cli
 from sightx.contracts import manifest as mf
-from sightx.fault_injection import TEST_FAULT_ENV
-from sightx.preprocess import PreprocessOptions
+from sightx.image.preprocess import PreprocessOptions
+from sightx.parallel.faults import TEST_FAULT_ENV
 from sightx.shard import ShardOptions, run
 from sightx.shard.executors import DaskError
 from sightx.synth.generate import SynthOptions, generate

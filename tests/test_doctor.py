@@ -18,11 +18,11 @@ import pytest
 from click.testing import CliRunner
 
 import sightx
-from sightx import fetch
 from sightx.cli import fetch as fetch_command
 from sightx.doctor import Context, archives, packages
 from sightx.doctor.data import path_checks
 from sightx.doctor.token import find_token
+from sightx.sources import fetch
 from sightx.synth.generate import SynthOptions, generate
 
 CHECKOUT = Path(sightx.__file__).resolve().parents[1]
@@ -330,7 +330,7 @@ def test_fetch_without_network_is_one_line(kaggle_dir: Path, tmp_path: Path) -> 
 def test_doctor_lists_match_the_project() -> None:
     import tomllib
 
-    from sightx import labels
+    from sightx.labels.eyepacs import eyepacs as labels
 
     deps = tomllib.loads((CHECKOUT / "pyproject.toml").read_text())["project"]["dependencies"]
     assert [f"{dist}{req}" for _, dist, req in packages.REQUIRED] == deps

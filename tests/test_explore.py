@@ -27,11 +27,11 @@ from sightx.contracts.sample import read_samples
 from sightx.errors import Rejection, SightXError
 from sightx.explore import CHART_DPI, CHART_INCHES, TILE, WORST_COLS, ExploreError, ExploreOptions, explore, format_summary, sample_images
 from sightx.explore.raw import FACTS_OPTIONS
-from sightx.gradability import DEFAULT_THRESHOLD
-from sightx.photos import preprocess_input
-from sightx.preprocess import PreprocessOptions
+from sightx.explore.sheet import CAPTION_HEIGHT, contact_sheet, sheet_size
+from sightx.image.gradability import DEFAULT_THRESHOLD
+from sightx.image.photos import preprocess_input
+from sightx.image.preprocess import PreprocessOptions
 from sightx.shard import ShardOptions, run
-from sightx.sheet import CAPTION_HEIGHT, contact_sheet, sheet_size
 from sightx.synth.generate import SynthOptions, generate
 
 OPTS = ExploreOptions(per_grade=2, seed=0, sample=0, workers=1, progress=False)
@@ -484,7 +484,7 @@ def test_contact_sheet_rejects_bad_input() -> None:
 
 def test_import_loads_no_plotting_or_training_code() -> None:
     """Exploring must not pay for matplotlib (until it draws), torch or the trainer."""
-    heavy = ("matplotlib", "torch", "torchvision", "webdataset", "sightx.train", "sightx.stream")
+    heavy = ("matplotlib", "torch", "torchvision", "webdataset", "sightx.train", "sightx.train.stream")
     code = "import sys, sightx.explore, sightx.cli; print(' '.join(sorted(sys.modules)))"
     loaded = set(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split())
     assert "sightx.explore.render" in loaded

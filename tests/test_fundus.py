@@ -6,8 +6,8 @@ import cv2
 import numpy as np
 import pytest
 
-from sightx import fov, fundus
-from sightx.fundus import Circle
+from sightx.image import fov, fundus
+from sightx.image.fundus import Circle
 
 RETINA = (200, 95, 40)
 

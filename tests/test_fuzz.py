@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from sightx.contracts import sample as smp
 from sightx.errors import Rejection
-from sightx.preprocess import PreprocessOptions, Processed, preprocess_bytes
+from sightx.image.preprocess import PreprocessOptions, Processed, preprocess_bytes
 
 LONG = "SIGHTX_FUZZ_EXAMPLES" in os.environ
 FUZZ = settings(

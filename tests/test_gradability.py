@@ -1,5 +1,5 @@
 """The gradability score: what it separates, how it moves, and the real photographs, all through the
-real preprocessing path (sightx.preprocess) on real JPEGs."""
+real preprocessing path (sightx.image.preprocess) on real JPEGs."""
 
 from __future__ import annotations
 
@@ -14,15 +14,15 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from sightx import codec, gradability
 from sightx.cli import shard as shard_cli
 from sightx.cli import train as train_cli
 from sightx.contracts import manifest as mf
 from sightx.contracts.sample import meta_of, read_samples
-from sightx.fov import Circle
-from sightx.metrics import roc_auc
-from sightx.preprocess import PreprocessOptions, decode_bytes, preprocess_decoded
-from sightx.quality import quality_warnings
+from sightx.evaluation.metrics import roc_auc
+from sightx.image import codec, gradability
+from sightx.image.fov import Circle
+from sightx.image.preprocess import PreprocessOptions, decode_bytes, preprocess_decoded
+from sightx.inference.warnings import quality_warnings
 from sightx.synth.camera import UNGRADABLE_KINDS
 from sightx.synth.generate import SynthOptions, generate
 from sightx.synth.render import ImageSpec, render

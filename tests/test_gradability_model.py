@@ -17,20 +17,21 @@ from click.testing import CliRunner
 from eyeq import eyeq_csv
 from fastapi.testclient import TestClient
 
-from sightx import cli, metrics
+from sightx import cli
 from sightx.contracts import checkpoint as ckpt
 from sightx.contracts import manifest as mf
 from sightx.contracts import sample as smp
-from sightx.gradability_model import GradabilityModelError, load
-from sightx.grade import Grader
-from sightx.label_formats import detect, read_label_set
-from sightx.labels import LabelError
-from sightx.preprocess import PreprocessOptions
+from sightx.contracts.verify import verify
+from sightx.evaluation import metrics
+from sightx.image.preprocess import PreprocessOptions
+from sightx.inference.gradability_model import GradabilityModelError, load
+from sightx.inference.grader import Grader
+from sightx.labels.eyepacs import LabelError
+from sightx.labels.formats import detect, read_label_set
 from sightx.serve import ServeConfig, create_app
 from sightx.shard import ShardOptions, run
 from sightx.synth.generate import SynthOptions, generate
 from sightx.train import TrainConfig, train
-from sightx.verify import verify
 
 PRE = PreprocessOptions(size=64, quality=90)  # tiny_checkpoint's, so its photos and the model's agree
 

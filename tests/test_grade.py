@@ -14,9 +14,9 @@ from click.testing import CliRunner
 from sample_photos import encode, huge_jpeg_header, huge_png_header, no_field_photo, rgb_of, variants
 
 from sightx.errors import Rejection
-from sightx.grade import Grader, preprocess_photo
-from sightx.preprocess import PreprocessOptions, preprocess_bytes
-from sightx.quality import quality_warnings
+from sightx.image.preprocess import PreprocessOptions, preprocess_bytes
+from sightx.inference.grader import Grader, preprocess_photo
+from sightx.inference.warnings import quality_warnings
 
 OPTS = PreprocessOptions(size=64, quality=90)
 
@@ -36,9 +36,9 @@ def photo(tiny_raw: Path) -> bytes:
 
 def test_grading_imports_neither_the_trainer_nor_plotting() -> None:
     code = (
-        "import sys, sightx.grade, sightx.predict; "
+        "import sys, sightx.inference.grader, sightx.inference.predict; "
         "bad = [m for m in sys.modules if m.split('.')[0] in ('matplotlib', 'webdataset') "
-        "or m.startswith(('sightx.train', 'sightx.plots', 'sightx.stream', 'sightx.balance'))]; print(bad)"
+        "or m.startswith(('sightx.train', 'sightx.evaluation.plots', 'sightx.train.stream', 'sightx.train.balance'))]; print(bad)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)
     assert out.stdout.strip() == "[]"

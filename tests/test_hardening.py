@@ -14,11 +14,11 @@ import numpy as np
 import pytest
 import simplejpeg
 
-from sightx import codec
 from sightx.contracts import manifest as mf
 from sightx.contracts import sample as smp
 from sightx.contracts.checkpoint import Checkpoint, save
 from sightx.errors import Rejection
+from sightx.image import codec
 
 Edit = Callable[[str, str, bytes], bytes | None]  # (key, extension, data) -> new data, or None to drop the member
 
@@ -77,8 +77,8 @@ def test_the_pixel_limit_of_a_set_is_its_output_square(tiny_shards: Path) -> Non
 
 def test_predict_and_explore_refuse_a_huge_sample_and_keep_the_rest(shard_copy: Path, tmp_path: Path) -> None:
     from sightx.explore.shards import Skips, labelled_samples, shard_samples
-    from sightx.model import build_model
-    from sightx.predict import predict
+    from sightx.inference.predict import predict
+    from sightx.models.factory import build_model
 
     shard = shard_copy / "train-000000.tar"
     key = first_key(shard)
@@ -246,7 +246,7 @@ def corrupt_train_samples(folder: Path) -> set[str]:
 
 
 def test_the_stream_skips_and_counts_corrupt_samples_across_spawned_workers(shard_copy: Path) -> None:
-    from sightx.stream import StreamConfig, make_loader, shard_paths, take_bad_samples
+    from sightx.train.stream import StreamConfig, make_loader, shard_paths, take_bad_samples
 
     m = mf.read(shard_copy)
     paths = shard_paths(shard_copy, m, "train")
@@ -335,7 +335,7 @@ def test_inputs_that_are_not_files_are_counted_and_rejected_not_a_file(tiny_raw:
     import csv
     import os
 
-    from sightx.preprocess import PreprocessOptions
+    from sightx.image.preprocess import PreprocessOptions
     from sightx.shard import ShardOptions, run
 
     raw = tmp_path / "raw"
@@ -366,7 +366,7 @@ def test_inputs_that_are_not_files_are_counted_and_rejected_not_a_file(tiny_raw:
 
 
 def test_label_ids_with_an_extension_are_accepted(tiny_raw: Path, tmp_path: Path) -> None:
-    from sightx.labels import LabelError, read_labels
+    from sightx.labels.eyepacs import LabelError, read_labels
 
     path = tmp_path / "labels.csv"
     path.write_text("image,level\n10_left.jpeg,1\n10_right.JPG,2\n11_left,0\n")
@@ -408,7 +408,7 @@ def test_a_pool_asked_for_999_workers_on_3_items_starts_at_most_3(tmp_path: Path
 
     from pool_probe import siblings
 
-    from sightx.pool import cap_workers, default_workers, ordered_map
+    from sightx.parallel.pool import cap_workers, default_workers, ordered_map
 
     assert cap_workers(999, 3) == min(3, default_workers()) and cap_workers(999, 0) == 1 and cap_workers(2, 10**6) <= 2
     before = len(mp.active_children())
@@ -425,7 +425,7 @@ ODD = b"odd\xfe\xfd.jpeg"
 def test_a_name_that_is_not_utf8_is_recorded_as_backslash_x_and_maps_back() -> None:
     import os
 
-    from sightx.names import original, recorded
+    from sightx.files.names import original, recorded
 
     for raw in (BAD, ODD, "é\\x.jpeg".encode(), b"plain.jpeg"):
         name = recorded(os.fsdecode(raw))

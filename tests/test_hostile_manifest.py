@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from sightx.contracts import manifest as mf
-from sightx.stream import shard_paths
+from sightx.train.stream import shard_paths
 
 TRAIN = str(Path(sys.executable).parent / "sightx-train")
 EXPLORE = str(Path(sys.executable).parent / "sightx-explore")

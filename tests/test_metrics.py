@@ -1,4 +1,4 @@
-"""Tests for sightx.metrics, checked against scikit-learn and hand-computed values."""
+"""Tests for sightx.evaluation.metrics, checked against scikit-learn and hand-computed values."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from sklearn.metrics import cohen_kappa_score, roc_auc_score
 from sklearn.metrics import confusion_matrix as sk_confusion_matrix
 
-from sightx import metrics as M
+from sightx.evaluation import metrics as M
 
 LABELS = list(range(M.NUM_GRADES))
 EYEPACS_PRIOR = np.array([0.73, 0.07, 0.15, 0.025, 0.025])

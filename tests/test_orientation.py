@@ -11,12 +11,12 @@ import pytest
 from PIL import Image, ImageOps
 from sample_photos import encode, rgb_of
 
-from sightx import orientation
 from sightx.contracts import sample as smp
 from sightx.errors import Rejection
-from sightx.grade import preprocess_photo
-from sightx.photos import decode_photo, preprocess_input
-from sightx.preprocess import PreprocessOptions, preprocess_bytes
+from sightx.image import orientation
+from sightx.image.photos import decode_photo, preprocess_input
+from sightx.image.preprocess import PreprocessOptions, preprocess_bytes
+from sightx.inference.grader import preprocess_photo
 
 OPTS = PreprocessOptions(size=64, quality=90)
 T = Image.Transpose

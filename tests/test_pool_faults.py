@@ -15,12 +15,12 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from sightx import workers as wk
 from sightx.cli import predict as predict_cli
 from sightx.errors import Rejection
 from sightx.explore import ExploreOptions, explore
-from sightx.fault_injection import TEST_FAULT_ENV
-from sightx.pool import bounded_map, default_workers, init_worker
+from sightx.parallel import workers as wk
+from sightx.parallel.faults import TEST_FAULT_ENV
+from sightx.parallel.pool import bounded_map, default_workers, init_worker
 from sightx.synth.generate import SynthOptions, generate
 
 pytestmark = [

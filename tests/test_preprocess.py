@@ -10,8 +10,8 @@ import cv2
 import numpy as np
 import pytest
 
-from sightx import codec, fov, fundus
-from sightx.preprocess import PreprocessOptions, Processed, Rejected, preprocess_bytes
+from sightx.image import codec, fov, fundus
+from sightx.image.preprocess import PreprocessOptions, Processed, Rejected, preprocess_bytes
 
 REAL = Path(__file__).resolve().parents[1] / ".." / "shared" / "fundus-real"
 
@@ -82,7 +82,7 @@ def test_other_normalizers_mask_at_full_radius(eyepacs_like: bytes, method: str)
 
 def test_the_loader_decodes_the_stored_sample_back(eyepacs_like: bytes) -> None:
     out = preprocess_bytes(eyepacs_like, PreprocessOptions())
-    replay = codec.decode(out.jpeg)[0]  # what sightx.stream does with a stored sample
+    replay = codec.decode(out.jpeg)[0]  # what sightx.train.stream does with a stored sample
     assert replay.shape == (512, 512, 3)
     assert np.abs(replay.astype(int) - out.image.astype(int)).mean() < 2
 

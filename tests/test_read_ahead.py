@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from sightx.read_ahead import ahead
+from sightx.parallel.read_ahead import ahead
 
 
 def test_items_come_in_order_and_never_more_than_depth_ahead() -> None:

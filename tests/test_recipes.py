@@ -10,10 +10,10 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from sightx.augment import EYEPACS, Augment
-from sightx.balance import target_distribution
 from sightx.cli import train as train_cli
 from sightx.contracts.checkpoint import load as load_checkpoint
+from sightx.inference.transforms import EYEPACS, Augment
+from sightx.train.balance import target_distribution
 from sightx.train.config import TrainError
 from sightx.train.recipes import RECIPES, resolve
 

@@ -15,12 +15,11 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from sightx import locations
 from sightx.cli import train as train_cli
 from sightx.contracts import manifest as mf
 from sightx.contracts.sample import read_samples
-from sightx.stream import StreamConfig, make_loader, take_bad_samples
-from sightx.train import TrainError
+from sightx.train import TrainError, locations
+from sightx.train.stream import StreamConfig, make_loader, take_bad_samples
 from sightx.train.trainer import read_shards
 
 FAST = ["--arch", "resnet18", "--image-size", "32", "--batch-size", "8", "--workers", "0", "--epochs", "1", "--seed", "4", "--quiet"]

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from sklearn.metrics import cohen_kappa_score, roc_auc_score
 
 from sightx.cli import score as score_cli
-from sightx.score import ScoreError, score
+from sightx.evaluation.kaggle_score import ScoreError, score
 
 
 def _write(path: Path, header: list[str], rows: list[list[object]]) -> Path:

@@ -26,8 +26,8 @@ from fastapi.testclient import TestClient
 from PIL import Image
 from sample_photos import huge_jpeg_header, huge_png_header, no_field_photo, variants
 
-from sightx.grade import Grader
-from sightx.predict import predict
+from sightx.inference.grader import Grader
+from sightx.inference.predict import predict
 from sightx.serve import ServeConfig, batch_size, create_app
 from sightx.serve.server import exposure_warning
 

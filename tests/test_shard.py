@@ -21,8 +21,8 @@ from outputs import stable_outputs
 
 from sightx.cli import shard as shard_cli
 from sightx.contracts import manifest as mf
-from sightx.labels import LabelError, read_labels, split_patients
-from sightx.preprocess import PreprocessOptions
+from sightx.image.preprocess import PreprocessOptions
+from sightx.labels.eyepacs import LabelError, read_labels, split_patients
 from sightx.shard import ShardError, ShardOptions, run
 from sightx.shard.plan import make_plan
 from sightx.synth.generate import SynthOptions, generate

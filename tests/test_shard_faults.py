@@ -18,8 +18,8 @@ import pytest
 from outputs import stable_outputs
 
 from sightx.contracts import manifest as mf
-from sightx.fault_injection import TEST_FAULT_ENV
-from sightx.preprocess import PreprocessOptions
+from sightx.image.preprocess import PreprocessOptions
+from sightx.parallel.faults import TEST_FAULT_ENV
 from sightx.shard import ShardOptions, run
 
 pytestmark = pytest.mark.timeout(180)

@@ -25,7 +25,7 @@ from outputs import stable_outputs
 from sightx.cli import shard as shard_cli
 from sightx.contracts import manifest as mf
 from sightx.errors import Rejection
-from sightx.preprocess import PreprocessOptions
+from sightx.image.preprocess import PreprocessOptions
 from sightx.shard import ShardOptions, run
 from sightx.sources import open_source
 from sightx.sources.splitfile import SplitFile
@@ -470,8 +470,8 @@ def test_other_dr_datasets_as_distributed(archives: dict[str, Path], tmp_path: P
 
 
 def test_label_formats_are_detected_and_validated(archives: dict[str, Path], tmp_path: Path) -> None:
-    from sightx.label_formats import read_label_set
-    from sightx.labels import LabelError
+    from sightx.labels.eyepacs import LabelError
+    from sightx.labels.formats import read_label_set
 
     assert read_label_set(b" Image name , Retinopathy grade ,\nIDRiD_001,3,\n", "i.csv").grades == {"IDRiD_001": 3}
     ddr = read_label_set(b"007-0004-000.jpg 2\n007-0005-000.jpg 5\n", "train.txt")

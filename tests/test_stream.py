@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 import torch
 
-from sightx import balance
 from sightx.contracts import manifest as mf
-from sightx.stream import StreamConfig, make_loader, shard_paths
+from sightx.train import balance
+from sightx.train.stream import StreamConfig, make_loader, shard_paths
 
 
 def _keys(shards: Path, world: int, workers: int, epoch: int = 0, **kw) -> list[str]:
@@ -100,7 +100,7 @@ def test_resampling_keeps_the_epoch_length() -> None:
 
 def test_sample_mode_streams_more_minority_grades(tmp_path: Path) -> None:
     """End to end on real shards of an EyePACS-like (imbalanced) set."""
-    from sightx.preprocess import PreprocessOptions
+    from sightx.image.preprocess import PreprocessOptions
     from sightx.shard import ShardOptions, run
     from sightx.synth.generate import SynthOptions, generate
 

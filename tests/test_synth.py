@@ -180,7 +180,7 @@ def test_cli_writes_the_set(tmp_path: Path) -> None:
 
 
 def test_ungradable_kinds_and_gradable_shots_untouched_by_them() -> None:
-    from sightx.fov import Circle, visible_fraction
+    from sightx.image.fov import Circle, visible_fraction
     from sightx.synth.camera import UNGRADABLE_KINDS
 
     shots = [draw_shot(np.random.default_rng(s), (3888, 2592), 0.3) for s in range(80)]

@@ -25,8 +25,8 @@ from sightx.cli import train as train_cli
 from sightx.contracts import manifest as mf
 from sightx.contracts.checkpoint import load as load_checkpoint
 from sightx.contracts.sample import read_samples
-from sightx.model import WeightsError, build_model
-from sightx.predict import predict
+from sightx.inference.predict import predict
+from sightx.models.factory import WeightsError, build_model
 from sightx.train import TrainConfig, TrainError, train
 
 SCRIPT = str(Path(sys.executable).parent / "sightx-train")  # the installed entry point
@@ -353,7 +353,7 @@ def test_a_last_batch_of_one_is_skipped_not_fatal_and_resume_passes_it(tiny_shar
 
 def test_imagenet_weights_come_from_torchvisions_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The cached path: a weights file where torchvision's cache keeps it is loaded, nothing downloaded."""
-    from sightx.model import imagenet_weights_path
+    from sightx.models.factory import imagenet_weights_path
 
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "cache"))
     for var in ("HTTPS_PROXY", "https_proxy"):

@@ -18,7 +18,7 @@ import sys
 import cv2
 import numpy as np
 
-from sightx import codec, fov, fundus
+from sightx.image import codec, fov, fundus
 from sightx.synth.render import ImageSpec, render
 
 SIZES = ((3888, 2592), (4752, 3168), (2592, 1944))

@@ -25,14 +25,14 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from sightx import fov
 from sightx.bench.baselines import Recipe
 from sightx.bench.engines import EngineRun
 from sightx.bench.inputs import prepare
 from sightx.bench.isolate import isolated
 from sightx.bench.options import BenchError, BenchOptions
 from sightx.bench.shard import Measure, measure, summarise
-from sightx.preprocess import PreprocessOptions, Rejected, preprocess_bytes
+from sightx.image import fov
+from sightx.image.preprocess import PreprocessOptions, Rejected, preprocess_bytes
 
 VARIANTS = ("decode floor", "search as shipped", "bare search", "circles looked up")
 Circles = dict[tuple[tuple[int, ...], int], fov.Circle | None]

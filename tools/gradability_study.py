@@ -19,9 +19,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from sightx import codec, gradability
-from sightx.metrics import roc_auc
-from sightx.preprocess import PreprocessOptions, decode_bytes, preprocess_decoded
+from sightx.evaluation.metrics import roc_auc
+from sightx.image import codec, gradability
+from sightx.image.preprocess import PreprocessOptions, decode_bytes, preprocess_decoded
 from sightx.synth.render import ImageSpec, render
 
 REAL = Path(__file__).resolve().parents[1] / ".." / "shared" / "fundus-real"
@@ -64,7 +64,7 @@ def real() -> None:
 def cost(size: tuple[int, int], rounds: int = 15, reps: int = 5) -> None:
     """CPU time of preprocess_decoded (everything after the decode) with and without the score, same
     photos, in alternating rounds (the best round of each counts: the machine is shared)."""
-    import sightx.preprocess as pre
+    import sightx.image.preprocess as pre
 
     cv2.setNumThreads(1)  # as in the shard workers
     shots = [render(ImageSpec((2026, i), 0, True, size, 90, 0.0)).jpeg for i in range(4)]

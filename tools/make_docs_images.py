@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from sightx.sheet import contact_sheet
+from sightx.explore.sheet import contact_sheet
 from sightx.synth.render import ImageSpec, render
 
 PER_GRADE = 4

@@ -17,8 +17,8 @@ import cv2
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageOps
 
-from sightx import codec
-from sightx.preprocess import decode_target  # the floor must decode at exactly the engine's scale
+from sightx.image import codec
+from sightx.image.preprocess import decode_target  # the floor must decode at exactly the engine's scale
 
 _TOL = 7  # the Kaggle kernels' crop_image_from_gray threshold
 _MASK = 0.9  # Graham's circle mask radius

@@ -16,12 +16,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sightx import codec, fov, fundus
 from sightx.bench.engines import EngineRun, run_engine
 from sightx.bench.inputs import InputSet
 from sightx.bench.isolate import isolated
 from sightx.bench.stats import sig
-from sightx.preprocess import preprocess_bytes
+from sightx.image import codec, fov, fundus
+from sightx.image.preprocess import preprocess_bytes
 from sightx.shard import engine
 
 STEPS: tuple[tuple[str, tuple[Callable[..., Any], ...]], ...] = (

@@ -60,7 +60,7 @@ def run_engine(job: EngineRun, inputs: InputSet, out: Path) -> int:
 
 def _sightx(job: EngineRun, inputs: InputSet, out: Path) -> int:
     """The sightx-shard code path with the CLI's options: its pool, or `--executor dask` on `job.scheduler`."""
-    from sightx.preprocess import PreprocessOptions
+    from sightx.image.preprocess import PreprocessOptions
     from sightx.shard import ShardOptions, run
 
     pre = PreprocessOptions(size=job.recipe.size, quality=job.recipe.quality)
@@ -84,7 +84,7 @@ def _sightx_dask(job: EngineRun, inputs: InputSet, out: Path) -> int:
 
 def _pooled(fn: Callable[..., bytes], job: EngineRun, inputs: InputSet, out: Path) -> int:
     """A per-file function over a process pool with the same worker count, results into tars."""
-    from sightx.pool import ordered_map
+    from sightx.parallel.pool import ordered_map
 
     with TarOut(out, job.shard_size) as tars:
         for path, jpeg in zip(inputs.files, ordered_map(partial(fn, recipe=job.recipe), inputs.files, job.workers), strict=True):

@@ -1,7 +1,7 @@
 """Load stage: images/s the training stream delivers against torchvision ImageFolder.
 
 Both read the same preprocessed JPEGs (SightX shards vs the same bytes as loose files), apply
-the same augmentation (sightx.augment), balance classes (stream resampling vs WeightedRandomSampler) and
+the same augmentation (sightx.inference.transforms), balance classes (stream resampling vs WeightedRandomSampler) and
 use the same DataLoader settings: spawn workers, kept alive, prefetch 4. The first epoch starts
 the workers and is not timed.
 """
@@ -22,7 +22,7 @@ from sightx.bench.options import BenchError, BenchOptions
 from sightx.bench.stats import sig, spread
 from sightx.bench.tars import TarOut
 from sightx.contracts import sample
-from sightx.grades import NUM_GRADES
+from sightx.labels.grades import NUM_GRADES
 
 PIPELINES = ("sightx", "imagefolder")
 LABELS = {"sightx": "SightX stream (shards)", "imagefolder": "ImageFolder + WeightedRandomSampler"}
@@ -72,7 +72,7 @@ def _epoch(loader: Any, epoch: Any, number: int) -> tuple[int, float]:
 
 
 def _sightx_loader(run: LoadRun) -> tuple[Any, Any]:
-    from sightx.stream import StreamConfig, make_loader
+    from sightx.train.stream import StreamConfig, make_loader
 
     cfg = StreamConfig(run.data.shards, run.image_size, train=True, balance="sample", counts=run.data.counts)
     return make_loader(cfg, run.batch_size, run.workers)
@@ -89,7 +89,7 @@ class _PilAugment:
     def __call__(self, pil: Any) -> Any:
         import numpy as np
 
-        from sightx.augment import Augment
+        from sightx.inference.transforms import Augment
 
         if self.rng is None:
             self.rng = np.random.default_rng()
@@ -102,7 +102,7 @@ def _imagefolder_loader(run: LoadRun) -> tuple[Any, None]:
     from torch.utils.data import DataLoader, WeightedRandomSampler
     from torchvision.datasets import ImageFolder
 
-    from sightx.stream import loader_settings
+    from sightx.train.stream import loader_settings
 
     dataset = ImageFolder(run.data.folder, transform=_PilAugment(run.image_size))
     per_class = [dataset.targets.count(c) for c in range(len(dataset.classes))]
@@ -114,7 +114,7 @@ def _imagefolder_loader(run: LoadRun) -> tuple[Any, None]:
 def prepare(opts: BenchOptions, inputs: Inputs, work: Path) -> LoadData:
     """SightX-preprocessed images of the bench inputs, cycled to --load-samples, written both as
     shards (four per loader worker) and as an ImageFolder tree of the same bytes."""
-    from sightx.preprocess import PreprocessOptions
+    from sightx.image.preprocess import PreprocessOptions
     from sightx.shard import ShardOptions, run
 
     src = work / "load-source"

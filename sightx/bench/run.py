@@ -14,7 +14,7 @@ from typing import Any
 
 from sightx.bench import inputs, report
 from sightx.bench.options import BenchError, BenchOptions
-from sightx.pool import default_workers
+from sightx.parallel.pool import default_workers
 from sightx.shard.executors import require_dask
 
 FORMAT = "sightx-bench"

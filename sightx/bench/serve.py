@@ -39,8 +39,8 @@ def build_checkpoint(path: Path, arch: str, image_size: int, field: int) -> Path
     import torch
 
     from sightx.contracts.checkpoint import Checkpoint, save
-    from sightx.model import build_model
-    from sightx.preprocess import PreprocessOptions
+    from sightx.image.preprocess import PreprocessOptions
+    from sightx.models.factory import build_model
 
     torch.manual_seed(0)
     model = build_model(arch, "classify")

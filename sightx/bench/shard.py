@@ -92,7 +92,7 @@ def field_fill(out: Path) -> float | None:
     Counted as columns with enough pixels that are neither background nor padding (img2dataset
     pads with white), so it reads normalised and raw-looking outputs alike.
     """
-    from sightx import codec
+    from sightx.image import codec
 
     widths = []
     for jpeg in _some_jpegs(out, _FILL_SAMPLES):

@@ -41,7 +41,7 @@ def build_archives(raw: Path, root: Path) -> dict[str, str]:
     train.zip byte-split in five); the parts and the joined zip are its members, as a user who
     unzipped the outer zip, or also joined the parts, has them.
     """
-    from sightx.labels import LABEL_FILE
+    from sightx.labels.eyepacs import LABEL_FILE
     from sightx.synth.archive import write_kaggle
 
     kaggle = root / "kaggle"
@@ -87,7 +87,7 @@ class SourceMeasure:
 
 
 def _shard(source: str, out: Path, workers: int, shard_size: int, size: int, quality: int) -> dict[str, Any]:
-    from sightx.preprocess import PreprocessOptions
+    from sightx.image.preprocess import PreprocessOptions
     from sightx.shard import ShardOptions, run
 
     shutil.rmtree(out, ignore_errors=True)

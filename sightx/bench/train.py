@@ -28,7 +28,7 @@ def measure(run: TrainRun) -> dict[str, Any]:
     """One untimed step (allocator, cuDNN autotuning), then `reps` x `steps` timed steps."""
     import torch
 
-    from sightx.model import pick_device
+    from sightx.models.factory import pick_device
     from sightx.train.config import TrainConfig
     from sightx.train.loop import train_step
     from sightx.train.trainer import build_step

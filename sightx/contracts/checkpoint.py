@@ -19,13 +19,13 @@ from typing import Any
 
 import torch
 
-from sightx.atomic import atomic_write_bytes
-from sightx.augment import IMAGENET, Normalization
 from sightx.errors import SightXError, one_line
-from sightx.grades import NUM_GRADES
-from sightx.heads import HEADS
-from sightx.model import ARCHS
-from sightx.preprocess import PreprocessOptions
+from sightx.files.atomic import atomic_write_bytes
+from sightx.image.preprocess import PreprocessOptions
+from sightx.inference.transforms import IMAGENET, Normalization
+from sightx.labels.grades import NUM_GRADES
+from sightx.models.factory import ARCHS
+from sightx.models.heads import HEADS
 
 FORMAT = "sightx-checkpoint"
 VERSION = 2

@@ -4,7 +4,7 @@ It records how the shards were made (options, so prediction can replay the prepr
 what each shard holds (counts per grade, bytes, sha256, so a resume can trust or redo it),
 and per-split class counts and weights for training-time balancing.
 
-What the class labels are is the manifest's `labels` (sightx.label_kinds): absent means DR grades, as
+What the class labels are is the manifest's `labels` (sightx.labels.kinds): absent means DR grades, as
 every version-1 manifest is; a set labelled with image-quality classes (EyeQ) says `"labels": "quality"`,
 its count lists have one entry per quality class, and it is written as version 2, so a SightX from
 before quality labels refuses it instead of training a DR grader on quality classes. DR sets are
@@ -20,10 +20,10 @@ from typing import Any
 
 import numpy as np
 
-from sightx.atomic import atomic_write_text
 from sightx.errors import SightXError, one_line
-from sightx.label_kinds import GRADE, KINDS, classes
-from sightx.preprocess import PreprocessOptions
+from sightx.files.atomic import atomic_write_text
+from sightx.image.preprocess import PreprocessOptions
+from sightx.labels.kinds import GRADE, KINDS, classes
 
 FORMAT = "sightx-shards"
 VERSION = 2  # the newest this SightX reads; `version_for` says which one a set is written as

@@ -3,7 +3,7 @@
 A sample is `KEY.jpg` (the preprocessed field of view), `KEY.cls` (the class the set is labelled with:
 the grade, or in a quality set (manifest `labels: quality`) EyeQ's quality class; absent for unlabelled
 images) and `KEY.json` (where it came from and what preprocessing measured, the gradability record
-`{"score", "components", "source"}` of sightx.gradability included), the WebDataset key
+`{"score", "components", "source"}` of sightx.image.gradability included), the WebDataset key
 convention, so stock webdataset reads the shards too. A shard is data from outside: only these
 three members are ever read (a `.pyd` or `.pth` could be a pickle), and each is checked on read.
 In a quality set the JSON's `grade` is null and its `quality` holds the class that `.cls` holds.
@@ -19,10 +19,10 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
-from sightx import codec
 from sightx.errors import Rejection
-from sightx.grades import NUM_GRADES
-from sightx.label_kinds import QUALITY
+from sightx.image import codec
+from sightx.labels.grades import NUM_GRADES
+from sightx.labels.kinds import QUALITY
 
 IMAGE = "jpg"
 GRADE = "cls"

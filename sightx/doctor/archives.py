@@ -20,11 +20,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
-from sightx.concat_file import ConcatFile
 from sightx.doctor.check import FAIL, WARN
+from sightx.files.concat import ConcatFile
 
-LABEL_FILE = "trainLabels.csv"  # = sightx.labels.LABEL_FILE (that module imports pandas)
-IMAGE_SUFFIXES = (".jpeg", ".jpg", ".png", ".tif", ".tiff")  # = sightx.labels.IMAGE_SUFFIXES (stdlib-only copy)
+LABEL_FILE = "trainLabels.csv"  # = sightx.labels.eyepacs.LABEL_FILE (that module imports pandas)
+IMAGE_SUFFIXES = (".jpeg", ".jpg", ".png", ".tif", ".tiff")  # = sightx.labels.eyepacs.IMAGE_SUFFIXES (stdlib-only copy)
 PART = re.compile(r"^(?P<stem>.+\.zip)\.(?P<n>\d{3})$")
 # The Kaggle download (diabetic-retinopathy-detection.zip): what it holds, member by member.
 KAGGLE_MEMBERS = (

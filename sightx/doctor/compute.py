@@ -1,5 +1,5 @@
 """Compute: the torch build, the devices present, and one training step of the training model on
-each device with the mixed precision training would use there (via `sightx.model`), timed.
+each device with the mixed precision training would use there (via `sightx.models.factory`), timed.
 
 A GPU that torch cannot use (a broken driver, a CPU-only wheel on a GPU machine) is a fail with
 torch's own reason, found here rather than when `sightx-train` quietly falls back to the CPU."""

@@ -78,7 +78,7 @@ def _decoder(ctx: Context) -> Iterator[Check]:
 
 def _rate(ctx: Context) -> Check:
     """Decode a generated photo at the DCT scale sightx-shard would pick, against a full decode."""
-    from sightx import codec
+    from sightx.image import codec
     from sightx.synth.render import ImageSpec, render
 
     photo = QUICK_PHOTO if ctx.quick else PHOTO
@@ -116,7 +116,7 @@ def _rate(ctx: Context) -> Check:
 
 def shard_bytes(jpeg: bytes, size: int) -> int:
     """Bytes one sample of this photo takes in a shard at --size: the JPEG plus tar headers and .cls/.json."""
-    from sightx.preprocess import PreprocessOptions, preprocess_bytes
+    from sightx.image.preprocess import PreprocessOptions, preprocess_bytes
 
     return len(preprocess_bytes(jpeg, PreprocessOptions(size=size)).jpeg) + 2048
 

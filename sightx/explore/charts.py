@@ -12,7 +12,7 @@ import pandas as pd
 
 from sightx.explore.common import class_labels, pct
 from sightx.explore.raw import OVER_EXPOSED, TOO_DARK
-from sightx.label_kinds import GRADE, QUALITY
+from sightx.labels.kinds import GRADE, QUALITY
 
 GRADE_COLORS = ("#4c9a5f", "#c9b23c", "#e08a2c", "#c8452f", "#7b2d6b")
 COLORS = {GRADE: GRADE_COLORS, QUALITY: ("#4c9a5f", "#c9b23c", "#c8452f")}  # Good green, Usable yellow, Reject red

@@ -8,10 +8,10 @@ from typing import Any
 
 import numpy as np
 
-from sightx import codec, pillow_codec
 from sightx.errors import Rejection, SightXError
-from sightx.label_kinds import GRADE, NAMES
-from sightx.preprocess import PreprocessOptions
+from sightx.image import codec, pillow_codec
+from sightx.image.preprocess import PreprocessOptions
+from sightx.labels.kinds import GRADE, NAMES
 
 TILE = (240, 160)  # contact-sheet cell (width, height): the 3:2 shape of most fundus photos
 EXAMPLES = 20  # names listed per finding; the counts are always complete
@@ -48,13 +48,13 @@ def thumb(data: bytes | None, name: str) -> np.ndarray | None:
     """A photo's pixels for a contact sheet, or None (no bytes, or not decodable).
 
     A JPEG decodes at the smallest DCT scale that still fills a tile, so even huge photos stay
-    cheap; `.png`/`.tif(f)` go through sightx.photos (Pillow), routed by name as the shards route them.
+    cheap; `.png`/`.tif(f)` go through sightx.image.photos (Pillow), routed by name as the shards route them.
     """
     if data is None:
         return None
     try:
         if pillow_codec.decodes(name):
-            from sightx.photos import decode_photo  # Pillow's decoder: loaded only for a PNG/TIFF input
+            from sightx.image.photos import decode_photo  # Pillow's decoder: loaded only for a PNG/TIFF input
 
             return decode_photo(data, _PILLOW_THUMB).image
         return codec.decode(data, TILE)[0]

@@ -15,7 +15,7 @@ from typing import Any, Generic, TypeVar
 import numpy as np
 
 from sightx.explore.common import pct
-from sightx.gradability import DEFAULT_THRESHOLD
+from sightx.image.gradability import DEFAULT_THRESHOLD
 
 LEAST_GRADABLE = 12  # photos on the least-gradable contact sheet
 SCORE_BINS = 20  # histogram bins over [0, 1]

@@ -21,17 +21,17 @@ from typing import Any, TypeVar
 import numpy as np
 import pandas as pd
 
-from sightx import codec
 from sightx.errors import Rejection, describe
+from sightx.evaluation.metrics import majority_baseline
 from sightx.explore.common import EXAMPLES, ExploreError, ExploreOptions, class_label, examples, pct, thumb
 from sightx.explore.gradability import LEAST_GRADABLE, Scored, Shown, Tally, components
-from sightx.label_formats import read_label_set
-from sightx.label_kinds import GRADE, NAMES, classes
-from sightx.labels import LabelError, image_id, label_bytes, patient_eye
-from sightx.metrics import majority_baseline
-from sightx.photos import preprocess_input
-from sightx.pool import bounded_map
-from sightx.preprocess import PreprocessOptions
+from sightx.image import codec
+from sightx.image.photos import preprocess_input
+from sightx.image.preprocess import PreprocessOptions
+from sightx.labels.eyepacs import LabelError, image_id, label_bytes, patient_eye
+from sightx.labels.formats import read_label_set
+from sightx.labels.kinds import GRADE, NAMES, classes
+from sightx.parallel.pool import bounded_map
 from sightx.sources import Source, SourceError, find_labels, open_source
 from sightx.sources.picked import Picked
 
@@ -126,7 +126,7 @@ def analyse(inputs: RawInputs, opts: ExploreOptions) -> RawFindings:
 def load_labels(source: Source, override: str | None, images: list[str]) -> tuple[dict[str, int] | None, dict[str, Any]]:
     """The label file (--labels, else inside the archive or beside it, as sightx-shard finds it) and
     how it matches the images; a missing or broken file is a finding. `kind` in the info says what
-    its classes are: DR grades, or EyeQ's quality classes (sightx.label_kinds)."""
+    its classes are: DR grades, or EyeQ's quality classes (sightx.labels.kinds)."""
     info: dict[str, Any] = {"file": override, "kind": GRADE, "rows": 0, "error": None}
     try:
         found = (label_bytes(Path(override)), override) if override else find_labels(source)

@@ -17,8 +17,8 @@ from sightx.explore.gradability import Shown
 from sightx.explore.raw import METRICS, OVER_EXPOSED, TOO_DARK, RawFindings
 from sightx.explore.report import Report, para, table
 from sightx.explore.shards import ShardFindings
-from sightx.label_kinds import GRADE, NAMES, classes
-from sightx.sheet import contact_sheet
+from sightx.explore.sheet import contact_sheet
+from sightx.labels.kinds import GRADE, NAMES, classes
 
 WORST_COLS = 4
 

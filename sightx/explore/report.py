@@ -18,9 +18,9 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from sightx import plots
-from sightx.atomic import atomic_write_bytes, atomic_write_text
+from sightx.evaluation import plots
 from sightx.explore.common import ExploreError
+from sightx.files.atomic import atomic_write_bytes, atomic_write_text
 
 CHART_DPI = 100
 CHART_INCHES = {

@@ -20,14 +20,14 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from sightx import codec
 from sightx.contracts import manifest as mf
 from sightx.contracts.sample import decode_sample, read_samples, sample_size
 from sightx.errors import Rejection, describe
 from sightx.explore.common import EXAMPLES, ExploreError, ExploreOptions, class_label, pct, thumb, thumbnail
 from sightx.explore.gradability import Scored, Shown, Tally, components
-from sightx.gradability import score_of
-from sightx.label_kinds import GRADE, NAMES, QUALITY, classes
+from sightx.image import codec
+from sightx.image.gradability import score_of
+from sightx.labels.kinds import GRADE, NAMES, QUALITY, classes
 from sightx.sources import SourceError, is_archive, open_source
 from sightx.sources.picked import Picked as Members
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from sightx.explore.common import class_labels, pairs
-from sightx.label_kinds import GRADE
+from sightx.labels.kinds import GRADE
 
 
 def format_summary(summary: dict[str, Any], out: Path) -> str:

@@ -1,4 +1,4 @@
-"""sightx-serve: a web page and a REST API that grade fundus photos through sightx.grade.
+"""sightx-serve: a web page and a REST API that grade fundus photos through sightx.inference.grader.
 
 app (routes) over a micro-batcher (one model instance, batches from many requests), uploads
 (bounded, in memory), schemas (typed responses, hence the OpenAPI page) and cam (Grad-CAM).

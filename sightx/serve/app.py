@@ -27,10 +27,10 @@ from fastapi.staticfiles import StaticFiles
 
 from sightx import __version__
 from sightx.errors import Rejection, describe
-from sightx.gradability_model import GradabilityModel
-from sightx.grade import Graded, Grader, Photo
-from sightx.grades import NAMES, REFERABLE
-from sightx.quality import MESSAGES
+from sightx.inference.gradability_model import GradabilityModel
+from sightx.inference.grader import Graded, Grader, Photo
+from sightx.inference.warnings import MESSAGES
+from sightx.labels.grades import NAMES, REFERABLE
 from sightx.serve import batch_size, schemas
 from sightx.serve.batcher import MicroBatcher
 from sightx.serve.config import ServeConfig

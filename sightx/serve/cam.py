@@ -12,9 +12,9 @@ import numpy as np
 import torch
 from captum.attr import LayerAttribution, LayerGradCam
 
-from sightx.augment import normalize_batch
-from sightx.grade import Grader
-from sightx.model import last_feature_block
+from sightx.inference.grader import Grader
+from sightx.inference.transforms import normalize_batch
+from sightx.models.factory import last_feature_block
 
 
 def heat_map(grader: Grader, tensor: torch.Tensor, grade: int) -> np.ndarray:

@@ -14,7 +14,7 @@ class Circle(BaseModel):
 
 
 class Gradability(BaseModel):
-    """Could a grader read the photo: sightx/gradability.py."""
+    """Could a grader read the photo: sightx/image/gradability.py."""
 
     score: float = Field(description="0 (unreadable) to 1; below the default threshold the warning possibly-ungradable")
     components: dict[str, float] = Field(description="vessels, sharpness, exposure, uniformity, field, glare: each 0-1")

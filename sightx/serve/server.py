@@ -8,8 +8,8 @@ from pathlib import Path
 
 import uvicorn
 
-from sightx.gradability_model import load as load_gradability
-from sightx.grade import Grader
+from sightx.inference.gradability_model import load as load_gradability
+from sightx.inference.grader import Grader
 from sightx.serve.app import create_app
 from sightx.serve.config import LOOPBACK, ServeConfig
 

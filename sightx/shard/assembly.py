@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sightx.errors import Rejection
-from sightx.grades import NUM_GRADES
+from sightx.labels.grades import NUM_GRADES
 from sightx.shard.plan import Reject, ShardTask
 from sightx.shard.task import ShardResult, _TarWriter, add_to_counts, temporary
 
@@ -32,7 +32,7 @@ class Assembly:
 
     task: ShardTask
     out: Path
-    classes: int = NUM_GRADES  # the label kind's class count (sightx.label_kinds.classes)
+    classes: int = NUM_GRADES  # the label kind's class count (sightx.labels.kinds.classes)
     spooled: dict[int, tuple[int, int]] = field(default_factory=dict)
     rejected: dict[int, Reject] = field(default_factory=dict)
     spool_bytes: int = 0

@@ -20,15 +20,15 @@ from typing import Any
 
 from tqdm import tqdm
 
-from sightx import pillow_codec
-from sightx.atomic import atomic_write_text
 from sightx.contracts import manifest as mf
 from sightx.errors import SightXError
-from sightx.label_formats import LabelSet, read_label_set
-from sightx.label_kinds import GRADE, classes
-from sightx.labels import image_id, label_bytes
-from sightx.pool import default_workers
-from sightx.preprocess import PreprocessOptions
+from sightx.files.atomic import atomic_write_text
+from sightx.image import pillow_codec
+from sightx.image.preprocess import PreprocessOptions
+from sightx.labels.eyepacs import image_id, label_bytes
+from sightx.labels.formats import LabelSet, read_label_set
+from sightx.labels.kinds import GRADE, classes
+from sightx.parallel.pool import default_workers
 from sightx.shard import executors, lock
 from sightx.shard.assembly import SPOOL_SUFFIX
 from sightx.shard.committer import Committer

@@ -20,9 +20,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from sightx import fault_injection
 from sightx.errors import SightXError
-from sightx.pool import single_threaded
+from sightx.parallel import faults as fault_injection
+from sightx.parallel.pool import single_threaded
 from sightx.shard.local import isolate, say
 from sightx.shard.plan import ShardTask
 from sightx.shard.task import BuildOptions, ShardResult, build_shard

@@ -15,10 +15,10 @@ from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
-from sightx import workers as wk
 from sightx.errors import Rejection
-from sightx.label_kinds import classes
-from sightx.pool import cap_workers, init_worker, single_threaded
+from sightx.labels.kinds import classes
+from sightx.parallel import workers as wk
+from sightx.parallel.pool import cap_workers, init_worker, single_threaded
 from sightx.shard.assembly import Assembly, spool_path
 from sightx.shard.plan import ShardTask
 from sightx.shard.task import BuildOptions, ShardResult, build_shard, sample_outcome

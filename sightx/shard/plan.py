@@ -17,8 +17,8 @@ from pathlib import PurePosixPath
 import numpy as np
 
 from sightx.contracts.manifest import class_weights
-from sightx.grades import NUM_GRADES
-from sightx.labels import image_id, patient_eye, sample_key, split_patients
+from sightx.labels.eyepacs import image_id, patient_eye, sample_key, split_patients
+from sightx.labels.grades import NUM_GRADES
 
 
 @dataclass(frozen=True)

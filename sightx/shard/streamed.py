@@ -16,12 +16,12 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from sightx import workers as wk
 from sightx.errors import Rejection
-from sightx.label_kinds import classes
-from sightx.pool import init_worker, single_threaded
-from sightx.preprocess import PreprocessOptions
-from sightx.read_ahead import ahead
+from sightx.image.preprocess import PreprocessOptions
+from sightx.labels.kinds import classes
+from sightx.parallel import workers as wk
+from sightx.parallel.pool import init_worker, single_threaded
+from sightx.parallel.read_ahead import ahead
 from sightx.shard.assembly import Assembly
 from sightx.shard.local import ATTEMPTS, CRASH, say
 from sightx.shard.plan import SampleRef, ShardTask

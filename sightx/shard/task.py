@@ -21,12 +21,12 @@ from typing import Any, BinaryIO
 
 from sightx.contracts import sample
 from sightx.errors import Rejection, describe
-from sightx.gradability import score_of
-from sightx.grades import NUM_GRADES
-from sightx.label_kinds import GRADE, classes
-from sightx.photos import preprocess_input
-from sightx.preprocess import PreprocessOptions, Rejected
-from sightx.read_ahead import ahead
+from sightx.image.gradability import score_of
+from sightx.image.photos import preprocess_input
+from sightx.image.preprocess import PreprocessOptions, Rejected
+from sightx.labels.grades import NUM_GRADES
+from sightx.labels.kinds import GRADE, classes
+from sightx.parallel.read_ahead import ahead
 from sightx.shard.plan import Reject, SampleRef, ShardTask
 from sightx.sources import Source
 
@@ -43,7 +43,7 @@ class BuildOptions:
     out: str
     preprocess: PreprocessOptions
     min_quality: tuple[tuple[str, float], ...] = ()
-    labels: str = GRADE  # what the planned classes are (sightx.label_kinds)
+    labels: str = GRADE  # what the planned classes are (sightx.labels.kinds)
     read_ahead: bool = False  # read the next input on a thread: worth it only with a core to spare
 
 

@@ -13,8 +13,8 @@ from pathlib import Path, PurePosixPath
 from typing import Any, ClassVar
 
 from sightx.errors import Rejection, SightXError
-from sightx.labels import IMAGE_SUFFIXES
-from sightx.names import recorded
+from sightx.files.names import recorded
+from sightx.labels.eyepacs import IMAGE_SUFFIXES
 
 # An image member declaring more than this, or expanding more than MAX_RATIO times its stored size,
 # is refused from its header before a byte is inflated: no fundus photo comes near either.
@@ -40,7 +40,7 @@ class Member:
 
 def safe_name(raw: str) -> str:
     """The member's path with `..`, `.`, empty parts, drive letters and leading slashes removed, its
-    bytes that are not UTF-8 as `\\xHH` (sightx.names).
+    bytes that are not UTF-8 as `\\xHH` (sightx.files.names).
 
     Members are only ever read, never written; this keeps a hostile name (`../../etc/x.jpeg`,
     `/abs.jpeg`, `C:\\x.jpeg`) from reaching a key, a log line or a report as a path.

@@ -16,8 +16,8 @@ from collections.abc import Collection, Iterator
 from pathlib import Path
 from typing import IO, ClassVar
 
-from sightx.concat_file import SeekableReader
 from sightx.errors import Rejection, describe
+from sightx.files.concat import SeekableReader
 from sightx.sources.base import Member, Source, SourceError, is_image, listing_order, safe_name, unique_name
 from sightx.sources.unpack import INFLATABLE, unpack
 from sightx.sources.zipsource import _MEMBER_ERRORS, LOCAL_HEADER, check_entry, local_lengths, open_zip

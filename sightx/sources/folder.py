@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from sightx.errors import Rejection
-from sightx.labels import find_inputs
-from sightx.names import original, recorded
+from sightx.files.names import original, recorded
+from sightx.labels.eyepacs import find_inputs
 from sightx.sources.base import Member, Source, listing_order
 
 

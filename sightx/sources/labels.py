@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sightx.label_formats import detect
-from sightx.labels import LABEL_FILE, find_label_in, label_bytes
+from sightx.labels.eyepacs import LABEL_FILE, find_label_in, label_bytes
+from sightx.labels.formats import detect
 from sightx.sources.base import Source, SourceError
 
 _HEAD = 4096

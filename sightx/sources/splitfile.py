@@ -7,7 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
-from sightx.concat_file import ConcatFile
+from sightx.files.concat import ConcatFile
 from sightx.sources.base import SourceError
 
 _PART = re.compile(r"^(?P<stem>.+)\.(?P<number>\d{3})$")

@@ -17,8 +17,8 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from sightx.atomic import atomic_write_bytes, atomic_write_text
-from sightx.pool import ordered_map
+from sightx.files.atomic import atomic_write_bytes, atomic_write_text
+from sightx.parallel.pool import ordered_map
 from sightx.synth.render import ImageSpec, render
 
 # Grade distribution of the Kaggle 2015 EyePACS training set.

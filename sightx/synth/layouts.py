@@ -15,8 +15,8 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from sightx.atomic import atomic_write_bytes
 from sightx.errors import SightXError
+from sightx.files.atomic import atomic_write_bytes
 
 LAYOUTS = ("aptos", "idrid", "messidor2", "ddr")
 IDRID = Path("B. Disease Grading")

@@ -5,14 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import Any
 
-from sightx.augment import Augment, parse_normalization
-from sightx.balance import MODES
 from sightx.errors import SightXError
-from sightx.grades import NUM_GRADES
-from sightx.heads import GRADE_HEADS
-from sightx.label_kinds import TASKS, classes
-from sightx.model import ARCHS
-from sightx.pool import default_workers
+from sightx.inference.transforms import Augment, parse_normalization
+from sightx.labels.grades import NUM_GRADES
+from sightx.labels.kinds import TASKS, classes
+from sightx.models.factory import ARCHS
+from sightx.models.heads import GRADE_HEADS
+from sightx.parallel.pool import default_workers
+from sightx.train.balance import MODES
 
 OPTIMIZERS = ("adamw", "sgd")
 SCHEDULES = ("cosine", "onecycle")
@@ -25,7 +25,7 @@ class TrainError(SightXError):
 
 @dataclass
 class TrainConfig:
-    shards: str  # a folder, an http(s) base, an fsspec URL or a pipe: template (sightx.locations)
+    shards: str  # a folder, an http(s) base, an fsspec URL or a pipe: template (sightx.train.locations)
     manifest: str | None = None  # the manifest from this file or URL instead of beside the shards
     out: str = "runs/default"
     task: str = "grade"  # grade: DR grades 0-4; gradability: EyeQ quality classes (its head is always "quality")
@@ -51,7 +51,7 @@ class TrainConfig:
     device: str = "auto"
     amp: str = "auto"
     normalization: str = "imagenet"  # a name in augment.NORMALIZATIONS, or M,M,M/S,S,S
-    # Training augmentation (sightx.augment.Augment): any rotation, flips, zoom, stretch, shift, colour.
+    # Training augmentation (sightx.inference.transforms.Augment): any rotation, flips, zoom, stretch, shift, colour.
     rotate: float = 180.0  # degrees either way
     translate: float = 0.04  # fraction of the side
     scale: tuple[float, float] = (0.92, 1.08)

@@ -17,11 +17,11 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from sightx import metrics
-from sightx.augment import IMAGENET, Normalization, normalize_batch
-from sightx.heads import Head
-from sightx.label_kinds import QUALITY
-from sightx.model import autocast
+from sightx.evaluation import metrics
+from sightx.inference.transforms import IMAGENET, Normalization, normalize_batch
+from sightx.labels.kinds import QUALITY
+from sightx.models.factory import autocast
+from sightx.models.heads import Head
 from sightx.train import distributed
 from sightx.train.distributed import Dist
 
@@ -125,7 +125,7 @@ def predict(ctx: StepContext, model: nn.Module, loader: Any, d: Dist) -> tuple[n
 def evaluate(head: Head, outputs: np.ndarray, grades: np.ndarray) -> dict[str, Any]:
     """DR metrics of validation outputs. A head with thresholds reports kappa at the default ones and
     at thresholds tuned on these outputs; the tuned ones are returned in `thresholds` for the caller
-    to keep (or not). A quality head gets the quality metrics (sightx.metrics.quality_evaluate)."""
+    to keep (or not). A quality head gets the quality metrics (sightx.evaluation.metrics.quality_evaluate)."""
     if head.labels == QUALITY:
         return {**metrics.quality_evaluate(grades, outputs), "loss": round(head.val_loss(outputs, grades), 5)}
     pred = head.grades(outputs, list(metrics.DEFAULT_THRESHOLDS))

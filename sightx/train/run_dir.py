@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from sightx import metrics
-from sightx.atomic import atomic_write_text
+from sightx.evaluation import metrics
+from sightx.files.atomic import atomic_write_text
 from sightx.train.config import TrainError
 
 METRICS = "metrics.jsonl"
@@ -38,7 +38,7 @@ class RunDir:
 
     def report(self, history: list[dict[str, Any]], epochs: int, progress: bool) -> None:
         """Charts and TensorBoard scalars for the last epoch; its metrics printed when `progress`."""
-        from sightx.plots import confusion_png, learning_curve_png  # matplotlib only when a run draws
+        from sightx.evaluation.plots import confusion_png, learning_curve_png  # matplotlib only when a run draws
 
         row = history[-1]
         val = row.get("val")

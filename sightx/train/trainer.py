@@ -17,19 +17,20 @@ from typing import Any
 import torch
 from torch import nn
 
-from sightx import heads, locations, metrics
-from sightx.augment import parse_normalization
 from sightx.contracts import checkpoint as ckpt
 from sightx.contracts import manifest as mf
 from sightx.contracts import sample as smp
-from sightx.label_kinds import TASKS
-from sightx.locations import ShardLocation
-from sightx.model import autocast_dtype, build_model, pick_device
-from sightx.stream import StreamConfig, has_gradability, make_loader, shard_addresses, take_bad_samples, take_ungradable
-from sightx.train import distributed, loop
+from sightx.evaluation import metrics
+from sightx.inference.transforms import parse_normalization
+from sightx.labels.kinds import TASKS
+from sightx.models import heads
+from sightx.models.factory import autocast_dtype, build_model, pick_device
+from sightx.train import distributed, locations, loop
 from sightx.train.config import TrainConfig, TrainError
 from sightx.train.distributed import Dist
+from sightx.train.locations import ShardLocation
 from sightx.train.run_dir import RunDir
+from sightx.train.stream import StreamConfig, has_gradability, make_loader, shard_addresses, take_bad_samples, take_ungradable
 
 
 def lr_lambda(total_steps: int, warmup_steps: int, schedule: str) -> Any:
@@ -52,7 +53,7 @@ def read_shards(
     """The manifest, the train/val shard addresses and where they are read from, refused unless the set is
     complete and labelled for `task`.
 
-    `where` is the user's own: a folder, an http(s) base, an fsspec URL or a pipe: template (sightx.locations);
+    `where` is the user's own: a folder, an http(s) base, an fsspec URL or a pipe: template (sightx.train.locations);
     `manifest` reads the manifest from another file or URL.
     """
     location = locations.parse(str(where), manifest)

@@ -26,8 +26,8 @@ from typing import Any
 import cv2
 import numpy as np
 
-from sightx.fov import Circle
-from sightx.fundus import field_mask
+from sightx.image.fov import Circle
+from sightx.image.fundus import field_mask
 
 ANALYSIS_SIZE = 256  # px across the field's square; vessels ~2-5 px wide here, blur of 1% of r ~1.3 px
 SOURCE = "rules"

@@ -4,7 +4,7 @@ chosen input, so the tests of worker deaths run the real thing rather than a moc
 SIGHTX_TEST_FAULT="kill NAME", "kill-once NAME MARKER-FILE" (only while MARKER-FILE does not exist)
 or "hang NAME" (until the run is killed). Armed by pool worker initializers only (`arm`), never in
 the parent: an in-process run is not touched. Fired where an input's name meets the decoder
-(`at`): sightx.photos.preprocess_input, sightx.predict.
+(`at`): sightx.image.photos.preprocess_input, sightx.inference.predict.
 """
 
 from __future__ import annotations

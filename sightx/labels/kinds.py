@@ -6,7 +6,7 @@ knows what `.cls` means without guessing from the numbers (a quality class 2 is 
 
 from __future__ import annotations
 
-from sightx.grades import NAMES as GRADE_NAMES
+from sightx.labels.grades import NAMES as GRADE_NAMES
 
 GRADE = "grade"
 QUALITY = "quality"

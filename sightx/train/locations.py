@@ -28,8 +28,8 @@ from pathlib import Path
 from typing import IO, Any, BinaryIO, cast
 
 from sightx.contracts import manifest as mf
+from sightx.contracts.verify import Problem, check_files
 from sightx.errors import SightXError, one_line
-from sightx.verify import Problem, check_files
 
 NAME = "{name}"  # where a pipe: command template takes the file name (shard or manifest.json)
 MAX_MANIFEST_BYTES = 64 << 20  # EyePACS' manifest is well under 1 MB; a reply past this is not one

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from sightx.atomic import atomic_write_bytes
+from sightx.files.atomic import atomic_write_bytes
 
 DPI = 100
 

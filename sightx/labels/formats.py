@@ -10,7 +10,7 @@ kept apart (the shard plan records them as `ungradable-label` rejections, never 
 EyeQ (Fu et al. 2019, a re-labelling of 28,792 EyePACS photos) is the one set labelled for image
 quality instead: `image,quality` with 0 Good, 1 Usable, 2 Reject (its `Label_EyeQ_train.csv` starts
 with an unnamed index column and carries a `DR_grade` column, both ignored). Its labels are of kind
-`quality` (sightx.label_kinds): they train the gradability model, never a DR grader.
+`quality` (sightx.labels.kinds): they train the gradability model, never a DR grader.
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ from pathlib import PurePosixPath
 
 import pandas as pd
 
-from sightx.label_kinds import GRADE, QUALITY, QUALITY_NAMES
-from sightx.labels import LabelError, parse_labels, read_csv, validate_grades
+from sightx.labels.eyepacs import LabelError, parse_labels, read_csv, validate_grades
+from sightx.labels.kinds import GRADE, QUALITY, QUALITY_NAMES
 
 FORMATS = ("eyepacs", "aptos", "idrid", "messidor2", "ddr", "eyeq")
 _COLUMNS = {

@@ -3,7 +3,7 @@
 The model is a SightX checkpoint of task "gradability": three classes, EyeQ's Good / Usable / Reject.
 Its score is 1 - P(Reject) in [0, 1], 1 = gradable: Usable photos count as gradable, as a grader would
 read them. It scores the stored field of view exactly as the preprocessing path makes it (a shard's
-`.jpg`, or `Photo.jpeg` from sightx.grade), so it must have been trained on shards made with the same
+`.jpg`, or `Photo.jpeg` from sightx.inference.grader), so it must have been trained on shards made with the same
 preprocessing options as the photos it scores; `check_preprocess` refuses a mismatch with one line.
 
 `score` is the one hook predict and serve call (a batch of preprocessed fields in, scores out), so it
@@ -19,9 +19,9 @@ import torch
 
 from sightx.contracts import sample
 from sightx.errors import SightXError
-from sightx.grade import Grader
-from sightx.label_kinds import REJECT
-from sightx.preprocess import PreprocessOptions
+from sightx.image.preprocess import PreprocessOptions
+from sightx.inference.grader import Grader
+from sightx.labels.kinds import REJECT
 
 
 class GradabilityModelError(SightXError):

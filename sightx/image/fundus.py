@@ -1,7 +1,7 @@
 """Fundus image maths after the field of view is known: crop, mask, resize, normalisation, quality.
 
 Pure functions on RGB uint8 HxWx3 arrays, no I/O, so tests can feed arrays of known geometry
-(the field of view itself is found by `sightx.fov`). Coordinates follow OpenCV's pixel-centre
+(the field of view itself is found by `sightx.image.fov`). Coordinates follow OpenCV's pixel-centre
 convention: pixel (x, y) covers [x - 0.5, x + 0.5] x [y - 0.5, y + 0.5].
 """
 
@@ -13,7 +13,7 @@ import math
 import cv2
 import numpy as np
 
-from sightx.fov import Circle, distance2_map
+from sightx.image.fov import Circle, distance2_map
 
 NORMALIZERS = ("graham", "clahe", "none")
 

@@ -5,7 +5,7 @@ generator's ungradable dark shots measure brightness 8-18 and its under-exposed 
 23 and up; its ungradable blurred shots have sharpness 7-18 at 256 px against 49 and up for
 sharp and slightly soft ones (sharpness grows as the output shrinks, so at 64 px the limit is
 conservative: it flags only heavy blur). "possibly-ungradable" comes from the gradability score
-(sightx/gradability.py; its threshold is explained in README). A warning informs; it never
+(sightx/image/gradability.py; its threshold is explained in README). A warning informs; it never
 withholds a grade.
 """
 
@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sightx.gradability import DEFAULT_THRESHOLD, score_of
+from sightx.image.gradability import DEFAULT_THRESHOLD, score_of
 
 # Warning codes, with what each tells a reader.
 MESSAGES = {

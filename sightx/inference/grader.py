@@ -20,15 +20,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from sightx import heads
-from sightx.augment import EvalTransform, normalize_batch
 from sightx.contracts import checkpoint as ckpt
 from sightx.contracts import sample
-from sightx.grades import NAMES, REFERABLE
-from sightx.model import autocast, autocast_dtype, build_model, pick_device
-from sightx.photos import decode_photo
-from sightx.preprocess import PreprocessOptions, preprocess_decoded
-from sightx.quality import quality_warnings
+from sightx.image.photos import decode_photo
+from sightx.image.preprocess import PreprocessOptions, preprocess_decoded
+from sightx.inference.transforms import EvalTransform, normalize_batch
+from sightx.inference.warnings import quality_warnings
+from sightx.labels.grades import NAMES, REFERABLE
+from sightx.models import heads
+from sightx.models.factory import autocast, autocast_dtype, build_model, pick_device
 
 
 def _ms(start: float) -> float:
@@ -73,7 +73,7 @@ class Graded:
 
 class Grader:
     """A checkpoint ready to grade, with the preprocessing it was trained on (of `task` grade; the
-    gradability model (sightx.gradability_model) runs a quality checkpoint through this class too).
+    gradability model (sightx.inference.gradability_model) runs a quality checkpoint through this class too).
 
     `prepare` and `tensor` are CPU work, safe to run in many threads at once; `outputs` runs the
     model and belongs on one thread per model instance.

@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from sightx import codec, fov, fundus, gradability, orientation
 from sightx.errors import Rejection
+from sightx.image import codec, fov, fundus, gradability, orientation
 
 _FOV_OF_MIN_SIDE = 0.9  # typical field diameter / short image side, to pick the decode scale
 # A field this much smaller than the output is enlarged rather than decoded again at the next

@@ -4,7 +4,7 @@ Kaggle scored the Diabetic Retinopathy Detection submissions (`image,level`) by 
 kappa against `testLabels.csv` (`image,level,Usage`), on the Public rows during the competition and
 on the Private rows for the final ranking. This module reads both files strictly (a missing id,
 a duplicate or a grade outside 0-4 is an error naming examples, never a silently smaller score)
-and reports each split beside the always-grade-0 baseline, with the DR metrics of `sightx.metrics`.
+and reports each split beside the always-grade-0 baseline, with the DR metrics of `sightx.evaluation.metrics`.
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from sightx import metrics
 from sightx.errors import SightXError, one_line
-from sightx.grades import NUM_GRADES, REFERABLE
+from sightx.evaluation import metrics
+from sightx.labels.grades import NUM_GRADES, REFERABLE
 
 USAGES = ("Public", "Private")
 

@@ -1,7 +1,7 @@
-"""Grade raw photos, folders and shards into a CSV, through the one grading path (sightx.grade).
+"""Grade raw photos, folders and shards into a CSV, through the one grading path (sightx.inference.grader).
 
 This module only expands inputs, runs preprocessing workers, batches, blends eyes and writes CSVs;
-how a photo becomes a grade lives in sightx.grade, shared with sightx-serve. Shards are read as
+how a photo becomes a grade lives in sightx.inference.grader, shared with sightx-serve. Shards are read as
 stored (already preprocessed).
 """
 
@@ -18,19 +18,20 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from sightx import codec, fault_injection
-from sightx.atomic import atomic_write_text
 from sightx.contracts import sample
 from sightx.errors import Rejection, SightXError, describe
-from sightx.gradability import score_of
-from sightx.gradability_model import GradabilityModel
-from sightx.grade import Graded, Grader, Photo, preprocess_photo
-from sightx.grades import NUM_GRADES, other_eye
-from sightx.labels import find_images, image_id, patient_eye
-from sightx.names import recorded
-from sightx.pool import bounded_map
-from sightx.preprocess import PreprocessOptions
-from sightx.quality import quality_warnings
+from sightx.files.atomic import atomic_write_text
+from sightx.files.names import recorded
+from sightx.image import codec
+from sightx.image.gradability import score_of
+from sightx.image.preprocess import PreprocessOptions
+from sightx.inference.gradability_model import GradabilityModel
+from sightx.inference.grader import Graded, Grader, Photo, preprocess_photo
+from sightx.inference.warnings import quality_warnings
+from sightx.labels.eyepacs import find_images, image_id, patient_eye
+from sightx.labels.grades import NUM_GRADES, other_eye
+from sightx.parallel import faults as fault_injection
+from sightx.parallel.pool import bounded_map
 from sightx.sources import Source, is_archive, open_source
 
 # Share of the other eye in a blended prediction (both eyes of a patient are strongly correlated).

@@ -1,6 +1,6 @@
 """Process pools that behave the same under fork and spawn (macOS), with results in input order.
 
-`bounded_map` (predict, explore: inputs from outside) runs on sightx.workers, so a worker that dies
+`bounded_map` (predict, explore: inputs from outside) runs on sightx.parallel.workers, so a worker that dies
 costs one item, not the run; `ordered_map` (synth, the bench's plain-pool engine: our own inputs)
 is multiprocessing.Pool."""
 
@@ -14,9 +14,9 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence, Sized
 from typing import TypeVar
 
-from sightx import fault_injection
-from sightx import workers as wk
 from sightx.errors import Rejection
+from sightx.parallel import faults as fault_injection
+from sightx.parallel import workers as wk
 
 T = TypeVar("T")
 R = TypeVar("R")

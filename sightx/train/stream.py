@@ -3,7 +3,7 @@
 webdataset stages, in order: per-epoch shard shuffle (same order on every rank), split_by_node,
 split_by_worker, tar reading restricted to .jpg/.cls/.json (nothing is unpickled; sightx.contracts.sample
 reads and checks them), class resampling on undecoded samples, a sample shuffle buffer, then JPEG
-decode (through the pixel limit) and augmentation (sightx.augment, seeded per seed, epoch, rank and worker).
+decode (through the pixel limit) and augmentation (sightx.inference.transforms, seeded per seed, epoch, rank and worker).
 Workers send uint8 tensors; normalisation happens on the device (a quarter of float32's IPC).
 
 Shards are data from outside: a corrupt sample (or the unreadable rest of a shard) is skipped and
@@ -30,13 +30,13 @@ import torch
 import webdataset as wds
 from torch.utils.data import DataLoader, IterableDataset
 
-from sightx import balance
-from sightx.augment import Augment, EvalTransform
 from sightx.contracts import manifest as mf
 from sightx.contracts import sample as smp
 from sightx.errors import Rejection
-from sightx.gradability import score_of
-from sightx.locations import ShardLocation
+from sightx.image.gradability import score_of
+from sightx.inference.transforms import Augment, EvalTransform
+from sightx.train import balance
+from sightx.train.locations import ShardLocation
 
 
 def shard_paths(shard_dir: Path, manifest: dict[str, Any], split: str) -> list[str]:
@@ -68,7 +68,7 @@ class StreamConfig:
     classes: int = 5  # .cls values allowed: the manifest's label kind (5 grades, 3 quality classes)
     location: ShardLocation | None = None  # how `shards` (its addresses) are opened; None: they are local paths
     sizes: tuple[int, ...] = ()  # each shard's bytes per its manifest, so a remote one that ends short is told from a whole one
-    min_gradability: float | None = None  # skip samples scored below this (sightx.gradability); None keeps all
+    min_gradability: float | None = None  # skip samples scored below this (sightx.image.gradability); None keeps all
 
 
 class ShardStream(IterableDataset):

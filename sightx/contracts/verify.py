@@ -20,7 +20,7 @@ from tqdm import tqdm
 from sightx.contracts import manifest as mf
 from sightx.contracts import sample as smp
 from sightx.errors import Rejection, describe
-from sightx.label_kinds import GRADE, QUALITY, classes
+from sightx.labels.kinds import GRADE, QUALITY, classes
 
 SHOWN = 20  # problems listed in the printed report; all are counted
 

@@ -13,15 +13,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from sightx import metrics
-from sightx.grades import NUM_GRADES, REFERABLE
-from sightx.label_kinds import GRADE, QUALITY, QUALITY_NAMES, REJECT
+from sightx.evaluation import metrics
+from sightx.labels.grades import NUM_GRADES, REFERABLE
+from sightx.labels.kinds import GRADE, QUALITY, QUALITY_NAMES, REJECT
 
 
 class Head:
     name: ClassVar[str]
     width: ClassVar[int]  # outputs of the final layer
-    labels: ClassVar[str] = GRADE  # the label kind it learns (sightx.label_kinds)
+    labels: ClassVar[str] = GRADE  # the label kind it learns (sightx.labels.kinds)
 
     def per_sample_loss(self, out: torch.Tensor, grades: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError

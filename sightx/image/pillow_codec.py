@@ -3,7 +3,7 @@
 Neither format has JPEG's DCT, so there is no reduced-size decode: these cost a full decode per
 image, which the shard summary says. Which decoder reads a file follows its name's suffix, so a
 PNG misnamed `.jpeg` is still the `not-jpeg` rejection it always was. The decoding itself is
-`sightx.photos`' (the one Pillow path, shared with grading).
+`sightx.image.photos`' (the one Pillow path, shared with grading).
 """
 
 from __future__ import annotations

@@ -15,8 +15,8 @@ import torch
 import torchvision
 from torch import nn
 
-from sightx import heads
 from sightx.errors import SightXError, one_line
+from sightx.models import heads
 
 ARCHS = (
     *(f"resnet{d}" for d in (18, 34, 50, 101, 152)),

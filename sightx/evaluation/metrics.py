@@ -13,8 +13,8 @@ from collections.abc import Sequence
 import numpy as np
 from numpy.typing import ArrayLike
 
-from sightx.grades import NUM_GRADES, REFERABLE
-from sightx.label_kinds import QUALITY_NAMES, REJECT
+from sightx.labels.grades import NUM_GRADES, REFERABLE
+from sightx.labels.kinds import QUALITY_NAMES, REJECT
 
 DEFAULT_THRESHOLDS: tuple[float, ...] = (0.5, 1.5, 2.5, 3.5)
 

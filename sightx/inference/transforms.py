@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 import torch
 
-from sightx.fundus import resize
+from sightx.image.fundus import resize
 
 _GREY = np.array([0.299, 0.587, 0.114], np.float32)  # ITU-R 601 luma, as torchvision's grayscale
 

@@ -15,10 +15,10 @@ import warnings
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from sightx import fault_injection, orientation, pillow_codec
-from sightx.codec import JPEG_SOI, PLAIN_COLORSPACES, read_header
 from sightx.errors import Rejection
-from sightx.preprocess import (
+from sightx.image import orientation, pillow_codec
+from sightx.image.codec import JPEG_SOI, PLAIN_COLORSPACES, read_header
+from sightx.image.preprocess import (
     Decoded,
     PreprocessOptions,
     Processed,
@@ -28,6 +28,7 @@ from sightx.preprocess import (
     preprocess_bytes,
     preprocess_decoded,
 )
+from sightx.parallel import faults as fault_injection
 
 _PNG = b"\x89PNG\r\n\x1a\n"
 _TIFF = (b"II*\x00", b"MM\x00*")

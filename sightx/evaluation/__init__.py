@@ -1,0 +1,1 @@
+"""Metrics (QWK, referable DR, quality classes), Kaggle's leaderboard score, training charts."""

@@ -1,0 +1,1 @@
+"""Work in processes: spawned workers that know their job, ordered pools, read-ahead threads, test faults."""
