@@ -224,3 +224,21 @@ def test_the_cli_label_formats_are_the_librarys() -> None:
     from sightx.labels.formats import FORMATS
 
     assert set(_choices(cli.shard, "label_format")) == {"auto", *FORMATS}
+
+
+def test_every_rejection_reason_in_the_code_is_in_the_rejects_contract_and_readme() -> None:
+    import re
+
+    from sightx.contracts.rejects import REASONS, UNREADABLE
+
+    root = Path(__file__).resolve().parents[1]
+    code = "\n".join(p.read_text() for p in (root / "sightx").rglob("*.py"))
+    # Reason codes where rejects are made: Rejection("x"), Rejected("x"), CodecError("x"), Reject(..., "x", ...).
+    made = set(re.findall(r'\b(?:Rejection|Rejected|CodecError)\(\s*"([a-z]+(?:-[a-z]+)*)"', code))
+    made |= set(re.findall(r'\bReject\([^()"]*(?:\([^()]*\)[^()"]*)*"([a-z]+(?:-[a-z]+)+)"', code))
+    shard_made = made - {"unreadable-shard", "incomplete-sample", "bad-json", "bad-grade", "bad-cls", "bad-source"}  # explore's shard checks
+    assert shard_made <= set(REASONS), shard_made - set(REASONS)
+    assert set(UNREADABLE) <= set(REASONS)
+    readme = (root / "README.md").read_text()
+    paragraph = readme[readme.index("`rejects.csv` lists every input") :].split("\n\n")[0]
+    assert set(re.findall(r"`([a-z]+(?:-[a-z]+)+|[a-z]+)`", paragraph)) >= set(REASONS)

@@ -22,6 +22,7 @@ from outputs import stable_outputs
 
 from sightx.cli import shard as shard_cli
 from sightx.contracts import manifest as mf
+from sightx.contracts.rejects import FILE as REJECTS
 from sightx.image.preprocess import PreprocessOptions
 from sightx.parallel.faults import TEST_FAULT_ENV
 from sightx.shard import ShardOptions, run
@@ -156,13 +157,13 @@ def test_an_input_that_kills_every_worker_it_meets_is_rejected_and_the_rest_writ
     with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
         m = run(raw, tmp_path, _opts(executor="dask-local", workers=2))
     got = stable_outputs(tmp_path)
-    rejects = list(csv.reader(io.StringIO(got.pop(mf.REJECTS).decode())))
+    rejects = list(csv.reader(io.StringIO(got.pop(REJECTS).decode())))
     assert [r for r in rejects if r[2] == "decoder-crash"] == [[source, key, "decoder-crash", _CRASH_DETAIL]]
     assert m["complete"] and m["summary"]["rejected_by_reason"].get("decoder-crash") == 1
     with tarfile.open(tmp_path / victim) as t:
         assert t.getnames() == []  # its only sample (one per shard here) is the killer's
     assert {n: b for n, b in got.items() if n not in (victim, mf.MANIFEST)} == {
-        n: b for n, b in reference.items() if n not in (victim, mf.MANIFEST, mf.REJECTS)
+        n: b for n, b in reference.items() if n not in (victim, mf.MANIFEST, REJECTS)
     }
 
 

@@ -23,6 +23,7 @@ from PIL import Image
 
 from sightx.cli import explore as explore_cli
 from sightx.contracts import manifest as mf
+from sightx.contracts.rejects import FILE as REJECTS
 from sightx.contracts.sample import read_samples
 from sightx.errors import Rejection, SightXError
 from sightx.explore import CHART_DPI, CHART_INCHES, TILE, WORST_COLS, ExploreError, ExploreOptions, explore, format_summary, sample_images
@@ -319,7 +320,7 @@ def test_shard_numbers_match_the_manifest(shards: Path, shard_report: tuple[Path
         assert got["percent"] == [round(100 * c / total, 2) if total else 0.0 for c in info["grades"]]
     done = [s for s in manifest["shards"] if s["done"]]
     assert [(s["name"], s["grades"]) for s in summary["shards"]] == [(s["name"], s["grades"]) for s in done]
-    with open(shards / mf.REJECTS, newline="") as f:
+    with open(shards / REJECTS, newline="") as f:
         rejects = list(csv.DictReader(f))
     by_reason = dict(Counter(r["reason"] for r in rejects))
     assert summary["rejects"]["by_reason"] == manifest["summary"]["rejected_by_reason"] == by_reason
@@ -582,7 +583,7 @@ def summaries(
     (tmp / "labels.csv").write_text("image,level\n" + "".join(f"{n},{g}\n" for n, g in labels.items()))
     found.append(explore(raw, tmp / "r2", ExploreOptions(sample=3, labels=str(tmp / "labels.csv"), progress=False)))
     shutil.copytree(shards, tmp / "norejects")
-    (tmp / "norejects" / mf.REJECTS).unlink()
+    (tmp / "norejects" / REJECTS).unlink()
     found.append(explore(tmp / "norejects", tmp / "r3", quick))
     found.append(explore(_hostile_shards(shards, tmp / "hostile"), tmp / "r4", ExploreOptions(raw=str(raw), per_grade=6, progress=False)))
     return found
@@ -743,7 +744,7 @@ def test_manifest_without_counts_is_one_line(shards: Path, tmp_path: Path, field
 def test_unreadable_rejects_csv_is_a_note(shards: Path, tmp_path: Path) -> None:
     dest = tmp_path / "s"
     shutil.copytree(shards, dest)
-    (dest / mf.REJECTS).write_bytes(b'source,reason\n\xff\xfe,\x00bad\n"unterminated')
+    (dest / REJECTS).write_bytes(b'source,reason\n\xff\xfe,\x00bad\n"unterminated')
     summary = explore(dest, tmp_path / "r", ExploreOptions(progress=False))
     assert summary["rejects"]["count"] == 2  # the manifest's numbers stand; the CSV only gives examples
     assert [r["source"] for r in summary["rejects"]["examples"]] == ["\ufffd\ufffd", "unterminated"]

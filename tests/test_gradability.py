@@ -17,6 +17,7 @@ from click.testing import CliRunner
 from sightx.cli import shard as shard_cli
 from sightx.cli import train as train_cli
 from sightx.contracts import manifest as mf
+from sightx.contracts.rejects import FILE as REJECTS
 from sightx.contracts.sample import meta_of, read_samples
 from sightx.evaluation.metrics import roc_auc
 from sightx.image import codec, gradability
@@ -181,7 +182,7 @@ def _scores(shards: Path) -> dict[str, tuple[str, float]]:
 
 
 def _rejects(shards: Path) -> dict[str, dict[str, str]]:
-    with open(shards / mf.REJECTS, newline="") as f:
+    with open(shards / REJECTS, newline="") as f:
         return {r["image"]: r for r in csv.DictReader(f)}
 
 

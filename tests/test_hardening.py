@@ -17,6 +17,7 @@ import simplejpeg
 from sightx.contracts import manifest as mf
 from sightx.contracts import sample as smp
 from sightx.contracts.checkpoint import Checkpoint, save
+from sightx.contracts.rejects import FILE as REJECTS
 from sightx.errors import Rejection
 from sightx.image import codec
 
@@ -353,7 +354,7 @@ def test_inputs_that_are_not_files_are_counted_and_rejected_not_a_file(tiny_raw:
     m = run(raw, tmp_path / "out", opts)
     s = m["summary"]
     assert s["inputs"] == 9 and s["written"] == 4 and s["rejected_by_reason"] == {"not-a-file": 4, "no-label": 1}
-    rows = {r["source"]: r for r in csv.DictReader((tmp_path / "out" / mf.REJECTS).open())}
+    rows = {r["source"]: r for r in csv.DictReader((tmp_path / "out" / REJECTS).open())}
     assert {k: rows[k]["detail"] for k in rows if rows[k]["reason"] == "not-a-file"} == {
         "dangling.jpeg": "a dangling symlink",
         "loop.jpeg": "a symlink loop",
@@ -469,7 +470,7 @@ def test_shard_processes_photos_whose_names_are_not_utf8_from_a_folder_and_a_tar
         args = [str(source), str(out), "--labels", str(labels), "--size", "64", "--val-fraction", "0", "--workers", "2", "--quiet"]
         res = CliRunner().invoke(shard, args)
         assert res.exit_code == 0 and "2 written, 1 rejected" in res.output, res.output
-        rejects = list(csv.DictReader((out / mf.REJECTS).open(encoding="utf-8")))
+        rejects = list(csv.DictReader((out / REJECTS).open(encoding="utf-8")))
         assert [(r["source"], r["image"], r["reason"]) for r in rejects] == [(prefix + r"odd\xfe\xfd.jpeg", r"odd\xfe\xfd", "no-label")]
         metas = {m["image"]: m for _, parts in smp.read_samples(out / "train-000000.tar") for m in [smp.meta_of(parts)]}
         assert metas[r"bad\xff_left"]["source"] == prefix + r"bad\xff_left.jpeg" and metas[r"bad\xff_left"]["grade"] == 2

@@ -21,6 +21,7 @@ from outputs import stable_outputs
 
 from sightx.cli import shard as shard_cli
 from sightx.contracts import manifest as mf
+from sightx.contracts.rejects import FILE as REJECTS
 from sightx.image.preprocess import PreprocessOptions
 from sightx.labels.eyepacs import LabelError, read_labels, split_patients
 from sightx.shard import ShardError, ShardOptions, run
@@ -58,7 +59,7 @@ def _read_back(out: Path) -> dict[str, list[dict]]:
 
 
 def _rejects(out: Path) -> list[dict]:
-    with open(out / mf.REJECTS, newline="") as f:
+    with open(out / REJECTS, newline="") as f:
         return list(csv.DictReader(f))
 
 
@@ -166,7 +167,7 @@ def test_same_output_whatever_the_worker_count(raw: Path, built: tuple[Path, dic
     assert m2["run"]["built_shards"] == len(m1["shards"]) > 2
     for rec in m1["shards"]:
         assert (out1 / rec["name"]).read_bytes() == (tmp_path / rec["name"]).read_bytes()
-    assert (out1 / mf.REJECTS).read_bytes() == (tmp_path / mf.REJECTS).read_bytes()
+    assert (out1 / REJECTS).read_bytes() == (tmp_path / REJECTS).read_bytes()
     assert {k: v for k, v in m1.items() if k != "run"} == {k: v for k, v in m2.items() if k != "run"}
 
 

@@ -18,6 +18,7 @@ import pytest
 from outputs import stable_outputs
 
 from sightx.contracts import manifest as mf
+from sightx.contracts.rejects import FILE as REJECTS
 from sightx.image.preprocess import PreprocessOptions
 from sightx.parallel.faults import TEST_FAULT_ENV
 from sightx.shard import ShardOptions, run
@@ -54,7 +55,7 @@ def _victim(reference: Path) -> tuple[str, str, str]:
 
 
 def _rejects(out: Path) -> list[dict[str, str]]:
-    with open(out / mf.REJECTS, newline="") as f:
+    with open(out / REJECTS, newline="") as f:
         return list(csv.DictReader(f))
 
 

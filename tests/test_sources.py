@@ -24,6 +24,7 @@ from outputs import stable_outputs
 
 from sightx.cli import shard as shard_cli
 from sightx.contracts import manifest as mf
+from sightx.contracts.rejects import FILE as REJECTS
 from sightx.errors import Rejection
 from sightx.image.preprocess import PreprocessOptions
 from sightx.shard import ShardOptions, run
@@ -157,7 +158,7 @@ def test_every_source_gives_the_same_bytes(
 def csv_rows(out: Path) -> list[dict[str, str]]:
     import csv
 
-    with open(out / mf.REJECTS, newline="") as f:
+    with open(out / REJECTS, newline="") as f:
         return list(csv.DictReader(f))
 
 

@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import json
 import re
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from sightx.contracts.rejects import Reject
 from sightx.errors import SightXError, one_line
 from sightx.files.atomic import atomic_write_text
 from sightx.image.preprocess import PreprocessOptions
@@ -28,7 +30,6 @@ from sightx.labels.kinds import GRADE, KINDS, classes
 FORMAT = "sightx-shards"
 VERSION = 2  # the newest this SightX reads; `version_for` says which one a set is written as
 MANIFEST = "manifest.json"
-REJECTS = "rejects.csv"
 SPLITS = ("train", "val", "test")
 # The only shard names a manifest may hold. Names are data read from a file someone else may have
 # written: anything else (a URL, "pipe:cmd", an absolute path, "../x") is refused, never opened.
@@ -72,6 +73,58 @@ def labels_of(manifest: dict[str, Any]) -> str:
 
 def num_classes(manifest: dict[str, Any]) -> int:
     return classes(labels_of(manifest))
+
+
+def shard_record(name: str, split: str, digest: str, planned: int, done: dict[str, Any] | None) -> dict[str, Any]:
+    """One shard's entry: planned only, or with what was written (`done`: count, grades, bytes,
+    sha256, input_bytes and its rejects, kept so a resume can account for them without the shard)."""
+    record: dict[str, Any] = {"name": name, "split": split, "digest": digest, "planned": planned, "done": done is not None}
+    if done is not None:
+        record.update({k: v for k, v in done.items() if k != "rejects"})
+        record["rejects"] = [r.to_list() for r in done["rejects"]]
+    return record
+
+
+def split_record(split: str, shards: int, count: int, grades: list[int], planned: list[int]) -> dict[str, Any]:
+    """One split's entry; class weights from the planned (labelled) counts: the numbers each sample's .json carries
+    (none for the unlabelled test split)."""
+    return {
+        "shards": shards,
+        "count": count,
+        "grades": grades,
+        "planned_grades": planned,
+        "class_weights": class_weights(planned) if split != "test" else None,
+    }
+
+
+def document(
+    *,
+    options: dict[str, Any],
+    shards: list[dict[str, Any]],
+    splits: dict[str, dict[str, Any]],
+    rejects: list[Reject],
+    n_inputs: int,
+    labels_without_image: list[str],
+    labels: str = GRADE,
+) -> dict[str, Any]:
+    """The manifest document (its deterministic part: the engine adds a `run` block of timings).
+    `labels` is written only when it is not DR grades, so a DR set's manifest is what it always was."""
+    return {
+        "format": FORMAT,
+        "version": version_for(labels),
+        **({"labels": labels} if labels != GRADE else {}),
+        "complete": all(s["done"] for s in shards),
+        "options": options,
+        "shards": shards,
+        "splits": splits,
+        "summary": {
+            "inputs": n_inputs,
+            "written": sum(s.get("count", 0) for s in shards),
+            "rejected": len(rejects),
+            "rejected_by_reason": dict(sorted(Counter(r.reason for r in rejects).items())),
+            "labels_without_image": labels_without_image,
+        },
+    }
 
 
 def write(out: Path, manifest: dict[str, Any]) -> None:

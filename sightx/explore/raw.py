@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 import numpy as np
 import pandas as pd
 
+from sightx.contracts.rejects import UNREADABLE
 from sightx.errors import Rejection, describe
 from sightx.evaluation.metrics import majority_baseline
 from sightx.explore.common import EXAMPLES, ExploreError, ExploreOptions, class_label, examples, pct, thumb
@@ -40,7 +41,6 @@ OVER_EXPOSED = 200.0  # ... and above which it counts as over-exposed
 WORST_SHOWN = 8
 # Small output, no normalisation: metrics on the photo as taken, rejections as sightx-shard makes them.
 FACTS_OPTIONS = PreprocessOptions(size=256, normalize="none")
-UNREADABLE = ("unreadable", "empty-file", "not-jpeg", "truncated", "decode-error", "decoder-crash")
 METRICS = ("brightness", "contrast", "sharpness", "fov_fraction")
 FACT_COLUMNS = ["path", "bytes", "resolution", "reason", "detail", *METRICS, "gradability"]
 SPARE = 4  # unreadable photos a streamed source's gallery (or worst and least gradable sheets) can pass over per row

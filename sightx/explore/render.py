@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from sightx.contracts import manifest as mf
+from sightx.contracts import rejects as rejects_csv
 from sightx.explore import charts
 from sightx.explore.common import EXAMPLES, TILE, ExploreOptions, class_label, class_labels, pairs, pct
 from sightx.explore.gradability import Shown
@@ -192,7 +192,7 @@ def _rejects(report: Report, rejects: dict[str, Any]) -> None:
     parts = [table(["reason", "images"], by_reason) if by_reason else para("No rejections.")]
     if rejects["examples"]:
         examples = [[r.get("source", ""), r.get("reason", ""), r.get("detail", "")] for r in rejects["examples"]]
-        parts += [para(f"First {len(examples)} rows of {mf.REJECTS}:"), table(["source", "reason", "detail"], examples)]
+        parts += [para(f"First {len(examples)} rows of {rejects_csv.FILE}:"), table(["source", "reason", "detail"], examples)]
     if rejects.get("note"):
         parts.append(para(rejects["note"]))
     report.section(f"Rejected inputs ({rejects['count']})", *parts)

@@ -13,7 +13,7 @@ import json
 import tarfile
 from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from functools import partial
 from pathlib import Path, PurePosixPath
 from typing import Any, NamedTuple
@@ -21,6 +21,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from sightx.contracts import manifest as mf
+from sightx.contracts import rejects as rejects_csv
 from sightx.contracts.sample import decode_sample, read_samples, sample_size
 from sightx.errors import Rejection, describe
 from sightx.explore.common import EXAMPLES, ExploreError, ExploreOptions, class_label, pct, thumb, thumbnail
@@ -199,14 +200,13 @@ def rejects(path: Path, manifest_summary: dict[str, Any]) -> dict[str, Any]:
         "by_reason": manifest_summary.get("rejected_by_reason", {}),
     }
     try:
-        with open(path / mf.REJECTS, newline="", encoding="utf-8", errors="replace") as f:
-            out["examples"] = [row for _, row in zip(range(EXAMPLES), csv.DictReader(f))]
+        out["examples"] = [asdict(r) for r in rejects_csv.read(path, EXAMPLES)]
     except OSError:
         out["examples"] = []
-        out["note"] = f"{mf.REJECTS} not found (the shard run has not finished)"
+        out["note"] = f"{rejects_csv.FILE} not found (the shard run has not finished)"
     except csv.Error as e:
         out["examples"] = []
-        out["note"] = f"{mf.REJECTS} unreadable ({describe(e)})"
+        out["note"] = f"{rejects_csv.FILE} unreadable ({describe(e)})"
     return out
 
 

@@ -14,9 +14,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from sightx.contracts.rejects import Reject
 from sightx.errors import Rejection
 from sightx.labels.grades import NUM_GRADES
-from sightx.shard.plan import Reject, ShardTask
+from sightx.shard.plan import ShardTask
 from sightx.shard.task import ShardResult, _TarWriter, add_to_counts, temporary
 
 SPOOL_SUFFIX = ".spool"

@@ -9,20 +9,18 @@ byte-identical to an uninterrupted run.
 from __future__ import annotations
 
 import contextlib
-import csv
-import io
 import time
-from collections import Counter
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 from tqdm import tqdm
 
 from sightx.contracts import manifest as mf
+from sightx.contracts import rejects as rejects_csv
+from sightx.contracts.rejects import Reject
 from sightx.errors import SightXError
-from sightx.files.atomic import atomic_write_text
 from sightx.image import pillow_codec
 from sightx.image.preprocess import PreprocessOptions
 from sightx.labels.eyepacs import image_id, label_bytes
@@ -33,7 +31,7 @@ from sightx.shard import executors, lock
 from sightx.shard.assembly import SPOOL_SUFFIX
 from sightx.shard.committer import Committer
 from sightx.shard.local import execute_local, longest_first
-from sightx.shard.plan import Plan, Reject, ShardTask, make_plan
+from sightx.shard.plan import Plan, ShardTask, make_plan
 from sightx.shard.streamed import execute_streamed
 from sightx.shard.task import GATES, BuildOptions, ShardResult, commit_shard, file_sha256
 from sightx.sources import Member, Source, find_labels, open_source
@@ -117,13 +115,13 @@ def _prepare_output(out: Path, opts: ShardOptions, held: contextlib.ExitStack, l
             "pass --overwrite to rebuild, or choose another folder"
         )
     if opts.overwrite:
-        for p in _shard_files(out) + [out / mf.MANIFEST, out / mf.REJECTS]:
+        for p in _shard_files(out) + [out / mf.MANIFEST, out / rejects_csv.FILE]:
             p.unlink(missing_ok=True)
         return None
     for p in _shard_files(out):
         if not p.name.endswith(".tar"):
             p.unlink()  # a shard a killed run was writing: redone below
-    for name in (mf.MANIFEST, mf.REJECTS):
+    for name in (mf.MANIFEST, rejects_csv.FILE):
         for p in out.glob(f".{name}.*.tmp"):
             p.unlink()  # an atomic write a killed run left behind
     return previous
@@ -154,66 +152,33 @@ def _reusable(out: Path, task: ShardTask, previous: dict[str, Any] | None) -> Sh
 
 
 def _record(task: ShardTask, result: ShardResult | None) -> dict[str, Any]:
-    if result is None:
-        return {"name": task.name, "split": task.split, "digest": task.digest, "planned": len(task.samples), "done": False}
-    return {
-        "name": result.name,
-        "split": result.split,
-        "digest": result.digest,
-        "planned": len(task.samples),
-        "done": True,
-        "count": result.count,
-        "grades": result.grades,
-        "bytes": result.bytes,
-        "sha256": result.sha256,
-        "input_bytes": result.input_bytes,
-        "rejects": [list(asdict(r).values()) for r in result.rejects],
-    }
+    done = None
+    if result is not None:
+        done = {k: getattr(result, k) for k in ("count", "grades", "bytes", "sha256", "input_bytes")}
+        done["rejects"] = result.rejects
+    return mf.shard_record(task.name, task.split, task.digest, len(task.samples), done)
 
 
 def _manifest(opts: ShardOptions, plan: Plan, results: dict[str, ShardResult], n_inputs: int, labels: str = GRADE) -> dict[str, Any]:
-    """The deterministic part of the manifest (no timings); `labels` only when they are not DR grades,
-    so a DR set's manifest is what it always was."""
-    shards = [_record(t, results.get(t.name)) for t in plan.tasks]
+    """The deterministic part of the manifest (no timings), from the plan and the shards done so far."""
     splits = {}
     for split, planned in plan.split_counts.items():
         done = [results[t.name] for t in plan.tasks if t.split == split and t.name in results]
         grades = [sum(r.grades[g] for r in done) for g in range(len(planned))]
-        splits[split] = {
-            "shards": sum(t.split == split for t in plan.tasks),
-            "count": sum(r.count for r in done),
-            "grades": grades,
-            "planned_grades": planned,
-            # From the planned (labelled) counts: the same numbers each sample's .json carries.
-            "class_weights": mf.class_weights(planned) if split != "test" else None,
-        }
-    rejects = plan.rejects + [r for t in plan.tasks if t.name in results for r in results[t.name].rejects]
-    written = sum(r.count for r in results.values())
-    return {
-        "format": mf.FORMAT,
-        "version": mf.version_for(labels),
-        **({"labels": labels} if labels != GRADE else {}),
-        "complete": len(results) == len(plan.tasks),
-        "options": opts.recorded(),
-        "shards": shards,
-        "splits": splits,
-        "summary": {
-            "inputs": n_inputs,
-            "written": written,
-            "rejected": len(rejects),
-            "rejected_by_reason": dict(sorted(Counter(r.reason for r in rejects).items())),
-            "labels_without_image": plan.labels_without_image,
-        },
-    }
+        splits[split] = mf.split_record(split, sum(t.split == split for t in plan.tasks), sum(r.count for r in done), grades, planned)
+    return mf.document(
+        options=opts.recorded(),
+        shards=[_record(t, results.get(t.name)) for t in plan.tasks],
+        splits=splits,
+        rejects=_rejects(plan, results),
+        n_inputs=n_inputs,
+        labels_without_image=plan.labels_without_image,
+        labels=labels,
+    )
 
 
-def _write_rejects(out: Path, plan: Plan, results: dict[str, ShardResult]) -> None:
-    rows = sorted(plan.rejects + [r for res in results.values() for r in res.rejects], key=lambda r: r.source)
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["source", "image", "reason", "detail"])
-    w.writerows([r.source, r.image, r.reason, r.detail] for r in rows)
-    atomic_write_text(out / mf.REJECTS, buf.getvalue())
+def _rejects(plan: Plan, results: dict[str, ShardResult]) -> list[Reject]:
+    return plan.rejects + [r for t in plan.tasks if t.name in results for r in results[t.name].rejects]
 
 
 def load_inputs(raw: Path, opts: ShardOptions) -> tuple[Source, list[Member], LabelSet | None, list[Reject]]:
@@ -328,7 +293,7 @@ def _run(raw: Path, out: Path, opts: ShardOptions, held: contextlib.ExitStack) -
         bar.close()
 
     with _writing(out):
-        _write_rejects(out, plan, results)
+        rejects_csv.write(out, _rejects(plan, results))
     final = _manifest(opts, plan, results, n_inputs, kind)
     elapsed = time.perf_counter() - start
     built = [r for r in results.values() if r.seconds > 0]
@@ -370,7 +335,7 @@ def nothing_written(m: dict[str, Any], out: Path) -> str | None:
     if s["written"]:
         return None
     top = max(s["rejected_by_reason"], key=s["rejected_by_reason"].get, default="")
-    hint = f"see {out / mf.REJECTS}"
+    hint = f"see {out / rejects_csv.FILE}"
     if top == "no-label":
         example = f" (the label file names e.g. {s['labels_without_image'][0]!r})" if s["labels_without_image"] else ""
         hint = f"no image matched a label id{example}: ids are file names without extension, e.g. 10_left for 10_left.jpeg; {hint}"
@@ -403,5 +368,5 @@ def format_summary(m: dict[str, Any], out: Path) -> str:
         lines.append(
             f"  {r['full_decodes']} PNG/TIFF input(s) decoded at full size through Pillow (no DCT-scaled decode: slower than JPEG)"
         )
-    lines.append(f"  manifest: {out / mf.MANIFEST}   rejects: {out / mf.REJECTS}")
+    lines.append(f"  manifest: {out / mf.MANIFEST}   rejects: {out / rejects_csv.FILE}")
     return "\n".join(lines)

@@ -17,6 +17,7 @@ from pathlib import PurePosixPath
 import numpy as np
 
 from sightx.contracts.manifest import class_weights
+from sightx.contracts.rejects import Reject
 from sightx.labels.eyepacs import image_id, patient_eye, sample_key, split_patients
 from sightx.labels.grades import NUM_GRADES
 
@@ -54,14 +55,6 @@ class ShardTask:
         Cached (and pickled along to the worker): planning and building both need it."""
         payload = json.dumps([asdict(s) for s in self.samples], sort_keys=True).encode()
         return hashlib.sha256(payload).hexdigest()
-
-
-@dataclass(frozen=True)
-class Reject:
-    source: str
-    image: str
-    reason: str
-    detail: str
 
 
 @dataclass

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from sightx.contracts import sample
+from sightx.contracts.rejects import Reject
 from sightx.errors import Rejection, describe
 from sightx.image.gradability import score_of
 from sightx.image.photos import preprocess_input
@@ -27,7 +28,7 @@ from sightx.image.preprocess import PreprocessOptions, Rejected
 from sightx.labels.grades import NUM_GRADES
 from sightx.labels.kinds import GRADE, classes
 from sightx.parallel.read_ahead import ahead
-from sightx.shard.plan import Reject, SampleRef, ShardTask
+from sightx.shard.plan import SampleRef, ShardTask
 from sightx.sources import Source
 
 QUALITY_METRICS = ("brightness", "contrast", "sharpness", "fov_fraction")
