@@ -242,3 +242,23 @@ def test_every_rejection_reason_in_the_code_is_in_the_rejects_contract_and_readm
     readme = (root / "README.md").read_text()
     paragraph = readme[readme.index("`rejects.csv` lists every input") :].split("\n\n")[0]
     assert set(re.findall(r"`([a-z]+(?:-[a-z]+)+|[a-z]+)`", paragraph)) >= set(REASONS)
+
+
+def test_every_exception_class_is_in_the_error_family() -> None:
+    """A user sees one line for every error SightX raises: each exception class derives from SightXError."""
+    import importlib
+    import inspect
+    import pkgutil
+
+    import sightx
+    from sightx.errors import SightXError
+
+    outside = []
+    for info in pkgutil.walk_packages(sightx.__path__, "sightx."):
+        if info.name.endswith("__main__"):
+            continue
+        module = importlib.import_module(info.name)
+        for name, obj in vars(module).items():
+            if inspect.isclass(obj) and issubclass(obj, BaseException) and obj.__module__ == info.name and not issubclass(obj, SightXError):
+                outside.append(f"{info.name}.{name}")
+    assert outside == []

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from sightx.errors import Rejection, SightXError
-from sightx.image import codec, pillow_codec
+from sightx.image import codec, formats
 from sightx.image.preprocess import PreprocessOptions
 from sightx.labels.kinds import GRADE, NAMES
 
@@ -53,7 +53,7 @@ def thumb(data: bytes | None, name: str) -> np.ndarray | None:
     if data is None:
         return None
     try:
-        if pillow_codec.decodes(name):
+        if formats.decodes_with_pillow(name):
             from sightx.image.photos import decode_photo  # Pillow's decoder: loaded only for a PNG/TIFF input
 
             return decode_photo(data, _PILLOW_THUMB).image

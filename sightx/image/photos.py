@@ -16,7 +16,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from sightx.errors import Rejection
-from sightx.image import orientation, pillow_codec
+from sightx.image import formats, orientation
 from sightx.image.codec import JPEG_SOI, PLAIN_COLORSPACES, read_header
 from sightx.image.preprocess import (
     Decoded,
@@ -100,6 +100,6 @@ def preprocess_input(data: bytes, name: str, opts: PreprocessOptions) -> Process
     """A dataset input, routed by its name as the shards route it: `.png`/`.tif(f)` through Pillow
     (at full size), everything else as a JPEG (a misnamed PNG stays the `not-jpeg` rejection)."""
     fault_injection.at(name)
-    if pillow_codec.decodes(name):
+    if formats.decodes_with_pillow(name):
         return preprocess_decoded(decode_photo(data, opts), opts)
     return preprocess_bytes(data, opts)

@@ -18,11 +18,11 @@ import numpy as np
 import pandas as pd
 
 from sightx.errors import SightXError, one_line
+from sightx.image.formats import IMAGE_SUFFIXES
 
 LABEL_FILE = "trainLabels.csv"
 LABEL_FILES = (LABEL_FILE, LABEL_FILE + ".zip")  # Kaggle ships the labels zipped
 _MAX_LABEL_BYTES = 1 << 30
-IMAGE_SUFFIXES = (".jpeg", ".jpg", ".png", ".tif", ".tiff")  # PNG/TIFF: other DR sets, via Pillow
 _KAGGLE_NAME = re.compile(r"^(?P<patient>.+)_(?P<eye>left|right)$", re.IGNORECASE)
 
 

@@ -21,6 +21,7 @@ from pathlib import PurePosixPath
 
 import pandas as pd
 
+from sightx.image.formats import is_image_name
 from sightx.labels.eyepacs import LabelError, parse_labels, read_csv, validate_grades
 from sightx.labels.kinds import GRADE, QUALITY, QUALITY_NAMES
 
@@ -98,5 +99,4 @@ def _ddr(data: bytes, origin: str) -> LabelSet:
 
 def _stem(name: str) -> str:
     """Messidor-2 and DDR name files with their extension; the image id is the name without it."""
-    path = PurePosixPath(name)
-    return path.stem if path.suffix.lower() in (".jpg", ".jpeg", ".png", ".tif", ".tiff") else name
+    return PurePosixPath(name).stem if is_image_name(name) else name

@@ -21,7 +21,7 @@ from sightx.contracts import manifest as mf
 from sightx.contracts import rejects as rejects_csv
 from sightx.contracts.rejects import Reject
 from sightx.errors import SightXError
-from sightx.image import pillow_codec
+from sightx.image import formats
 from sightx.image.preprocess import PreprocessOptions
 from sightx.labels.eyepacs import image_id, label_bytes
 from sightx.labels.formats import LabelSet, read_label_set
@@ -41,8 +41,8 @@ class ShardError(SightXError):
     """A problem the user must fix (bad input, unwritable output, option clash): one line, no traceback."""
 
 
-class ShardInterrupted(Exception):
-    """Ctrl-C: finished shards are kept, the rest is redone on the next run."""
+class ShardInterrupted(ShardError):
+    """Ctrl-C: finished shards are kept, the rest is redone on the next run (the CLI exits 130, as a shell does)."""
 
 
 @dataclass(frozen=True)
@@ -306,7 +306,7 @@ def _run(raw: Path, out: Path, opts: ShardOptions, held: contextlib.ExitStack) -
         "images_per_s": round(total / elapsed, 2) if elapsed else None,
         "input_mb_per_s": round(sum(r.input_bytes for r in built) / 1e6 / elapsed, 2) if elapsed else None,
         "label_format": labels.format if labels else None,
-        "full_decodes": sum(pillow_codec.decodes(m.name) for m in members),
+        "full_decodes": sum(formats.decodes_with_pillow(m.name) for m in members),
     }
     with _writing(out):
         mf.write(out, final)

@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 
 from sightx.errors import Rejection, SightXError
 from sightx.files.names import recorded
-from sightx.labels.eyepacs import IMAGE_SUFFIXES
+from sightx.image.formats import IMAGE_SUFFIXES
 
 # An image member declaring more than this, or expanding more than MAX_RATIO times its stored size,
 # is refused from its header before a byte is inflated: no fundus photo comes near either.

@@ -6,7 +6,7 @@ import tarfile
 import zipfile
 from pathlib import Path
 
-from sightx.labels.eyepacs import IMAGE_SUFFIXES
+from sightx.image.formats import IMAGE_SUFFIXES
 from sightx.sources.base import Source, SourceError
 from sightx.sources.competition import CompetitionSource, is_competition_zip
 from sightx.sources.folder import FolderSource
