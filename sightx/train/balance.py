@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-MODES = ("loss", "sample", "progressive", "none")
+from sightx.train.config import BALANCE_MODES
 
 
 def target_distribution(mode: str, counts: list[int], epoch: int, decay: float, end: tuple[float, ...] | None = None) -> np.ndarray:
@@ -36,7 +36,7 @@ def target_distribution(mode: str, counts: list[int], epoch: int, decay: float, 
         return alpha * uniform + (1 - alpha) * natural
     if mode in ("loss", "none"):
         return natural
-    raise ValueError(f"unknown balance mode {mode!r}; choose from {MODES}")
+    raise ValueError(f"unknown balance mode {mode!r}; choose from {BALANCE_MODES}")
 
 
 def resample_ratios(counts: list[int], target: np.ndarray) -> np.ndarray:

@@ -1,19 +1,23 @@
-"""The training configuration: every option and its default, declared once (the CLI reads them from here)."""
+"""The training configuration: every option and its default, declared once (the CLI reads them from here).
+
+Light on purpose: `sightx-train --help` imports this module, so what validation needs from torch-side
+modules (architectures, heads, the augmentation) is imported when a config is made, not here.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sightx.errors import SightXError
-from sightx.inference.transforms import Augment, parse_normalization
 from sightx.labels.grades import NUM_GRADES
 from sightx.labels.kinds import TASKS, classes
-from sightx.models.factory import ARCHS
-from sightx.models.heads import GRADE_HEADS
 from sightx.parallel.pool import default_workers
-from sightx.train.balance import MODES
 
+if TYPE_CHECKING:
+    from sightx.inference.transforms import Augment
+
+BALANCE_MODES = ("loss", "sample", "progressive", "none")  # sightx.train.balance: what each does
 OPTIMIZERS = ("adamw", "sgd")
 SCHEDULES = ("cosine", "onecycle")
 AMP_MODES = ("auto", "off", "bf16", "fp16")
@@ -65,6 +69,10 @@ class TrainConfig:
     progress: bool = True
 
     def __post_init__(self) -> None:
+        from sightx.inference.transforms import parse_normalization
+        from sightx.models.factory import ARCHS
+        from sightx.models.heads import GRADE_HEADS
+
         if self.task not in TASKS:
             raise TrainError(f"--task must be one of {', '.join(TASKS)}")
         if self.task == "gradability":
@@ -72,7 +80,7 @@ class TrainConfig:
                 raise TrainError(f"--task gradability trains a 3-way quality classifier: --head {self.head} does not apply")
             self.head = "quality"
         for name, allowed in (
-            ("balance", MODES),
+            ("balance", BALANCE_MODES),
             ("arch", ARCHS),
             ("head", GRADE_HEADS if self.task == "grade" else ("quality",)),
             ("optimizer", OPTIMIZERS),
@@ -97,6 +105,8 @@ class TrainConfig:
 
     def augment(self) -> Augment:
         """The training augmentation these options describe."""
+        from sightx.inference.transforms import Augment
+
         return Augment(
             self.image_size,
             degrees=self.rotate,

@@ -1,0 +1,54 @@
+"""What every command shares: SightX errors as click's one-line errors, and option parsers."""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Any
+
+import click
+
+from sightx.errors import SightXError
+
+
+class _Command(click.Command):
+    """Every SightX problem (a SightXError) becomes click's one-line `Error: ...` and exit status 1, here only."""
+
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except SightXError as e:
+            raise click.ClickException(str(e)) from None
+
+
+command = partial(click.command, cls=_Command, context_settings={"help_option_names": ["-h", "--help"]})
+
+
+def parse_sizes(_ctx: click.Context, _param: click.Parameter, values: tuple[str, ...]) -> tuple[tuple[int, int], ...] | None:
+    """Parse repeated WxH options."""
+    sizes = []
+    for value in values:
+        try:
+            w, h = (int(v) for v in value.lower().split("x"))
+        except ValueError:
+            raise click.BadParameter(f"{value!r} is not WIDTHxHEIGHT, e.g. 3888x2592") from None
+        if w < 64 or h < 64:
+            raise click.BadParameter(f"{value!r}: width and height must be at least 64")
+        sizes.append((w, h))
+    return tuple(sizes) or None
+
+
+def parse_floats(n: int | None) -> Any:
+    """A click callback parsing 'A,B[,...]' into a tuple of floats (n of them when n is given); None stays None."""
+
+    def parse(_ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[float, ...] | None:
+        if value is None:
+            return None
+        try:
+            out = tuple(float(v) for v in value.split(","))
+        except ValueError:
+            raise click.BadParameter(f"{value!r} is not comma-separated numbers") from None
+        if n is not None and len(out) != n:
+            raise click.BadParameter(f"{value!r}: expected {n} numbers")
+        return out
+
+    return parse
