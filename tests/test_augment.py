@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from sightx.inference.transforms import Augment, EvalTransform, to_tensor
+from sightx.inference.transforms import EvalTransform, to_tensor
+from sightx.train.augment import Augment
 
 
 def disk(side: int = 512, frac: float = 0.45) -> np.ndarray:

@@ -16,8 +16,8 @@ import torch
 from sightx import cli
 from sightx.contracts import checkpoint as ckpt
 from sightx.contracts import sample
+from sightx.image.normalization import EYEPACS, IMAGENET, parse_normalization
 from sightx.image.preprocess import PreprocessOptions
-from sightx.inference.transforms import EYEPACS, IMAGENET, parse_normalization
 from sightx.models.factory import build_model
 from sightx.shard import ShardOptions, run
 from sightx.shard.task import _TarWriter, tar_block

@@ -12,7 +12,8 @@ from click.testing import CliRunner
 
 from sightx.cli import train as train_cli
 from sightx.contracts.checkpoint import load as load_checkpoint
-from sightx.inference.transforms import EYEPACS, Augment
+from sightx.image.normalization import EYEPACS
+from sightx.train.augment import Augment
 from sightx.train.balance import target_distribution
 from sightx.train.config import TrainError
 from sightx.train.recipes import RECIPES, resolve

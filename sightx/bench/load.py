@@ -89,7 +89,7 @@ class _PilAugment:
     def __call__(self, pil: Any) -> Any:
         import numpy as np
 
-        from sightx.inference.transforms import Augment
+        from sightx.train.augment import Augment
 
         if self.rng is None:
             self.rng = np.random.default_rng()

@@ -21,8 +21,8 @@ import torch
 
 from sightx.errors import SightXError, one_line
 from sightx.files.atomic import atomic_write_bytes
+from sightx.image.normalization import IMAGENET, Normalization
 from sightx.image.preprocess import PreprocessOptions
-from sightx.inference.transforms import IMAGENET, Normalization
 from sightx.labels.grades import NUM_GRADES
 from sightx.models.factory import ARCHS
 from sightx.models.heads import HEADS

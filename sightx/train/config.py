@@ -15,7 +15,7 @@ from sightx.labels.kinds import TASKS, classes
 from sightx.parallel.pool import default_workers
 
 if TYPE_CHECKING:
-    from sightx.inference.transforms import Augment
+    from sightx.train.augment import Augment
 
 BALANCE_MODES = ("loss", "sample", "progressive", "none")  # sightx.train.balance: what each does
 OPTIMIZERS = ("adamw", "sgd")
@@ -69,7 +69,7 @@ class TrainConfig:
     progress: bool = True
 
     def __post_init__(self) -> None:
-        from sightx.inference.transforms import parse_normalization
+        from sightx.image.normalization import parse_normalization
         from sightx.models.factory import ARCHS
         from sightx.models.heads import GRADE_HEADS
 
@@ -105,7 +105,7 @@ class TrainConfig:
 
     def augment(self) -> Augment:
         """The training augmentation these options describe."""
-        from sightx.inference.transforms import Augment
+        from sightx.train.augment import Augment
 
         return Augment(
             self.image_size,

@@ -18,7 +18,8 @@ from torch import nn
 from tqdm import tqdm
 
 from sightx.evaluation import metrics
-from sightx.inference.transforms import IMAGENET, Normalization, normalize_batch
+from sightx.image.normalization import IMAGENET, Normalization
+from sightx.inference.transforms import normalize_batch
 from sightx.labels.kinds import QUALITY
 from sightx.models.factory import autocast
 from sightx.models.heads import Head

@@ -34,8 +34,9 @@ from sightx.contracts import manifest as mf
 from sightx.contracts import sample as smp
 from sightx.errors import Rejection
 from sightx.image.gradability import score_of
-from sightx.inference.transforms import Augment, EvalTransform
+from sightx.inference.transforms import EvalTransform
 from sightx.train import balance
+from sightx.train.augment import Augment
 from sightx.train.locations import ShardLocation
 
 

@@ -21,7 +21,7 @@ from sightx.contracts import checkpoint as ckpt
 from sightx.contracts import manifest as mf
 from sightx.contracts import sample as smp
 from sightx.evaluation import metrics
-from sightx.inference.transforms import parse_normalization
+from sightx.image.normalization import parse_normalization
 from sightx.labels.kinds import TASKS
 from sightx.models import heads
 from sightx.models.factory import autocast_dtype, build_model, pick_device
