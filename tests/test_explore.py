@@ -485,7 +485,8 @@ def test_contact_sheet_rejects_bad_input() -> None:
 
 def test_import_loads_no_plotting_or_training_code() -> None:
     """Exploring must not pay for matplotlib (until it draws), torch or the trainer."""
-    heavy = ("matplotlib", "torch", "torchvision", "webdataset", "sightx.train", "sightx.train.stream")
+    # sightx.train.config is light (the CLI declares train's options from it); the trainer is not.
+    heavy = ("matplotlib", "torch", "torchvision", "webdataset", "sightx.train.trainer", "sightx.train.loop", "sightx.train.stream")
     code = "import sys, sightx.explore, sightx.cli; print(' '.join(sorted(sys.modules)))"
     loaded = set(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split())
     assert "sightx.explore.render" in loaded

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from sightx.contracts import manifest as mf
-from sightx.explore import raw, render, shards
+from sightx.explore import manifest_checks, raw, render, shards
 from sightx.explore.common import TILE, ExploreError, ExploreOptions, thumbnail
 from sightx.explore.raw import class_stats, image_facts, images_folder, property_stats, sample_images
 from sightx.explore.render import WORST_COLS
@@ -54,7 +54,7 @@ def explore(path: Path, out: Path, opts: ExploreOptions) -> dict[str, Any]:
         raise ExploreError(f"{path} does not exist")
     report = Report(out)
     if (path / mf.MANIFEST).is_file():
-        manifest = shards.load(path)
+        manifest = manifest_checks.load(path)
         report.prepare()
         return render.shard_report(report, shards.analyse(path, manifest, opts), opts)
     inputs = raw.load(path, opts)
