@@ -150,6 +150,11 @@ def test_folder_labels_and_images_disagree(raw: Path, tmp_path: Path) -> None:
     assert "1 image(s) without a label (999_left)" in lines
     assert "1 empty (0-byte) image file(s)" in lines
 
+    # A label file sightx-shard refuses is refused here in its words (the same parser).
+    (copy / "trainLabels.csv").write_text((raw / "trainLabels.csv").read_text() + "999_left,7\n")
+    lines = _lines(list(path_checks(copy, ctx)))
+    assert f"fail {copy / 'trainLabels.csv'}: grade not in 0-4 on line(s) 10 ('999_left'='7')" in lines
+
     lines = _lines(list(path_checks(tmp_path / "nowhere", ctx)))
     assert "fail" in lines and "does not exist" in lines
 
