@@ -15,14 +15,18 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from blocked import BLOCKER
 from click.testing import CliRunner
 
 import sightx
 from sightx.cli import fetch as fetch_command
-from sightx.doctor import Context, archives, packages
+from sightx.cli import shard as shard_command
+from sightx.doctor import Context, packages
 from sightx.doctor.data import path_checks
 from sightx.doctor.token import find_token
 from sightx.sources import fetch
+from sightx.sources.survey import survey
+from sightx.synth.archive import write_kaggle
 from sightx.synth.generate import SynthOptions, generate
 
 CHECKOUT = Path(sightx.__file__).resolve().parents[1]
@@ -146,6 +150,11 @@ def test_folder_labels_and_images_disagree(raw: Path, tmp_path: Path) -> None:
     assert "1 image(s) without a label (999_left)" in lines
     assert "1 empty (0-byte) image file(s)" in lines
 
+    # A label file sightx-shard refuses is refused here in its words (the same parser).
+    (copy / "trainLabels.csv").write_text((raw / "trainLabels.csv").read_text() + "999_left,7\n")
+    lines = _lines(list(path_checks(copy, ctx)))
+    assert f"fail {copy / 'trainLabels.csv'}: grade not in 0-4 on line(s) 10 ('999_left'='7')" in lines
+
     lines = _lines(list(path_checks(tmp_path / "nowhere", ctx)))
     assert "fail" in lines and "does not exist" in lines
 
@@ -154,14 +163,14 @@ def test_zip_and_truncated_zip(raw: Path, tmp_path: Path) -> None:
     data = _zip_bytes({**_train_files(raw), "trainLabels.csv": (raw / "trainLabels.csv").read_bytes()}, zipfile.ZIP_DEFLATED)
     whole = tmp_path / "train.zip"
     whole.write_bytes(data)
-    listing = archives.inspect(whole)
-    assert (listing.kind, len(listing.images), len(listing.labels or ()), listing.problems) == ("zip", 8, 8, [])
-    assert listing.extract_bytes == sum(len(b) for b in _train_files(raw).values()) + len((raw / "trainLabels.csv").read_bytes())
+    found = survey(whole)
+    assert (found.kind, len(found.images), len(found.labels or ()), found.problems) == ("zip", 8, 8, [])
+    assert found.extract_bytes == sum(len(b) for b in _train_files(raw).values())
 
     cut = tmp_path / "cut.zip"
     cut.write_bytes(data[: len(data) - 100])
-    assert [p.text for p in archives.inspect(cut).problems] == [
-        "cut.zip is truncated: no end-of-archive record (or parts after it are missing)"
+    assert survey(cut).problems == [
+        f"{cut} is not a zip archive (no end-of-central-directory record): truncated download or another format"
     ]
 
 
@@ -171,22 +180,37 @@ def test_split_parts_missing_and_truncated(raw: Path, tmp_path: Path) -> None:
     for i, part in enumerate(parts, 1):
         (tmp_path / f"train.zip.{i:03d}").write_bytes(part)
     (tmp_path / "trainLabels.csv").write_text((raw / "trainLabels.csv").read_text())
-    listing = archives.inspect(tmp_path / "train.zip.001")
-    assert (listing.kind, len(listing.images), len(listing.labels or ()), listing.problems) == ("split-zip", 8, 8, [])
-    assert archives.inspect(tmp_path / "train.zip").kind == "split-zip"  # the stem names the set too
+    found = survey(tmp_path / "train.zip.001")
+    assert (found.kind, len(found.images), len(found.labels or ()), found.problems) == ("split-zip", 8, 8, [])
 
     (tmp_path / "train.zip.003").write_bytes(parts[2][:-30])
-    assert [p.text for p in archives.inspect(tmp_path / "train.zip.001").problems] == [
-        "train.zip.003 is truncated: no end-of-archive record (or parts after it are missing)"
+    assert survey(tmp_path / "train.zip.001").problems == [
+        "train.zip.001..train.zip.003 (3 parts): no zip end record at the end of the last part: a part is missing or truncated"
     ]
     (tmp_path / "train.zip.003").write_bytes(parts[2])
-    (tmp_path / "train.zip.001").write_bytes(parts[0][:-1000])
-    assert [p.text for p in archives.inspect(tmp_path / "train.zip.003").problems] == [
-        f"train.zip.001 is truncated: {len(parts[0]) - 1000:,} bytes, the other parts {len(parts[1]):,}"
+    (tmp_path / "train.zip.001").write_bytes(parts[0][:-1000])  # the first part short: it is named, not the one after it
+    assert survey(tmp_path / "train.zip.003").problems == [
+        f"{tmp_path / 'train.zip.001'} is {len(parts[0]) - 1000:,} bytes where {tmp_path / 'train.zip.002'} is {len(parts[1]):,}: "
+        "a truncated download, fetch it again"
     ]
     (tmp_path / "train.zip.001").write_bytes(parts[0])
     (tmp_path / "train.zip.002").unlink()
-    assert [p.text for p in archives.inspect(tmp_path / "train.zip.001").problems] == ["missing part train.zip.002"]
+    assert survey(tmp_path / "train.zip.001").problems == [f"{tmp_path}: train.zip.002 is missing (found 2 part(s)): download it again"]
+
+
+def test_a_folder_of_parts_with_a_gap_reads_as_sightx_shard_reads_it(tmp_path: Path) -> None:
+    """Kaggle's parts pulled out of the download, one lost: the doctor's line is sightx-shard's."""
+    generate(tmp_path / "synth", SynthOptions(n=6, seed=2, sizes=((256, 171),), workers=1, progress=False))
+    with zipfile.ZipFile(write_kaggle(tmp_path / "synth")) as zf:
+        for name in ("train.zip.001", "train.zip.003", "trainLabels.csv.zip"):
+            (tmp_path / "download" / name).parent.mkdir(exist_ok=True)
+            (tmp_path / "download" / name).write_bytes(zf.read(name))
+    download = tmp_path / "download"
+    expected = f"{download}: train.zip.002 is missing (found 2 part(s)): download it again"
+    checks = list(path_checks(download, Context(out=tmp_path / "shards")))
+    assert [(c.status, c.detail) for c in checks] == [("fail", expected)]
+    result = CliRunner().invoke(shard_command, [str(download), str(tmp_path / "shards"), "--quiet"])
+    assert (result.exit_code, result.output) == (1, f"Error: {expected}\n")
 
 
 def test_zip64_end_record_is_read(raw: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -198,10 +222,10 @@ def test_zip64_end_record_is_read(raw: Path, tmp_path: Path, monkeypatch: pytest
     parts = _split(data, 2)
     for i, part in enumerate(parts, 1):
         (tmp_path / f"train.zip.{i:03d}").write_bytes(part)
-    listing = archives.inspect(tmp_path / "train.zip")
-    assert (len(listing.images), listing.problems) == (8, [])
+    found = survey(tmp_path / "train.zip.001")
+    assert (len(found.images), found.problems) == (8, [])
     (tmp_path / "train.zip.002").write_bytes(parts[1][100:])  # bytes lost at the start of the last part
-    assert "a part is truncated or missing" in archives.inspect(tmp_path / "train.zip").problems[0].text
+    assert "bytes are missing (a truncated part?)" in survey(tmp_path / "train.zip.001").problems[0]
 
 
 def _competition(raw: Path, path: Path, drop: tuple[str, ...] = (), cut: dict[str, int] | None = None) -> Path:
@@ -223,11 +247,11 @@ def _competition(raw: Path, path: Path, drop: tuple[str, ...] = (), cut: dict[st
 
 def test_competition_zip_verified(raw: Path, tmp_path: Path) -> None:
     path = _competition(raw, tmp_path / "diabetic-retinopathy-detection.zip")
-    listing, problems = fetch.verify(path, fetch.Expected(size=None, train_images=None))
-    assert (listing.kind, len(listing.images), listing.test_images, len(listing.labels or ()), problems) == ("competition", 8, 2, 8, [])
+    found, problems = fetch.verify(path, fetch.Expected(size=None, train_images=None))
+    assert (found.kind, len(found.images), found.test_images, len(found.labels or ()), problems) == ("competition", 8, 2, 8, [])
     # Against the real download's numbers this one is too small, and says so.
     _, problems = fetch.verify(path)
-    assert [p.text for p in problems] == [
+    assert problems == [
         f"{path.name} is {path.stat().st_size:,} bytes, Kaggle's is 88,310,951,633",
         "train.zip holds 8 images, Kaggle's 35,126",
         "trainLabels.csv has 8 rows, Kaggle's 35,126",
@@ -236,26 +260,35 @@ def test_competition_zip_verified(raw: Path, tmp_path: Path) -> None:
 
 def test_competition_zip_missing_and_truncated_parts(raw: Path, tmp_path: Path) -> None:
     relaxed = fetch.Expected(size=None, train_images=None)
-    texts = [p.text for p in fetch.verify(_competition(raw, tmp_path / "a.zip", drop=("train.zip.003",)), relaxed)[1]]
-    assert texts == ["missing part train.zip.003"]
-    texts = [p.text for p in fetch.verify(_competition(raw, tmp_path / "b.zip", drop=("test.zip.007", "sample.zip")), relaxed)[1]]
-    assert "b.zip lacks sample.zip" in texts and "b.zip lacks test.zip.007" in texts
-    assert "test.zip.006 is truncated: no end-of-archive record (or parts after it are missing)" in texts
-    texts = [p.text for p in fetch.verify(_competition(raw, tmp_path / "c.zip", cut={"train.zip.005": 10}), relaxed)[1]]
-    assert texts == ["train.zip.005 is truncated: no end-of-archive record (or parts after it are missing)"]
+    a = _competition(raw, tmp_path / "a.zip", drop=("train.zip.003",))
+    assert fetch.verify(a, relaxed)[1] == [f"{a}: train.zip.003 is missing from the download: fetch it again"]
+    b = _competition(raw, tmp_path / "b.zip", drop=("test.zip.007", "sample.zip"))
+    assert fetch.verify(b, relaxed)[1] == [
+        f"{b}:test.zip.001..test.zip.006: no zip end record at the end of the last part: a part is missing or truncated",
+        "b.zip lacks sample.zip",
+        "b.zip lacks test.zip.007",
+    ]
+    c = _competition(raw, tmp_path / "c.zip", cut={"train.zip.005": 10})
+    assert fetch.verify(c, relaxed)[1] == [
+        f"{c}:train.zip.001..train.zip.005: no zip end record at the end of the last part: a part is missing or truncated"
+    ]
+    d = _competition(raw, tmp_path / "d.zip", cut={"train.zip.002": 10})
+    full = len(_split(_zip_bytes(_train_files(raw)), 5)[0])
+    assert fetch.verify(d, relaxed)[1] == [
+        f"{d}: train.zip.002 is 10 bytes where train.zip.001 is {full:,}: a truncated download, fetch it again"
+    ]
 
 
 def test_tar_and_truncated_tar(raw: Path, tmp_path: Path) -> None:
     path = tmp_path / "eyepacs.tar"
     with tarfile.open(path, "w") as tf:
         tf.add(raw / "train", "train")
-        tf.add(raw / "trainLabels.csv", "trainLabels.csv")
-    listing = archives.inspect(path)
-    assert (listing.kind, len(listing.images), len(listing.labels or ()), listing.problems) == ("tar", 8, 8, [])
+    (tmp_path / "trainLabels.csv").write_bytes((raw / "trainLabels.csv").read_bytes())  # beside it, where sightx-shard looks
+    found = survey(path)
+    assert (found.kind, len(found.images), len(found.labels or ()), found.problems) == ("tar", 8, 8, [])
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])
-    problems = archives.inspect(path).problems
-    assert len(problems) == 1 and "eyepacs.tar is truncated or damaged" in problems[0].text
+    assert survey(path).problems == [f"{path}: damaged or truncated tar (ReadError: unexpected end of data)"]
 
 
 # --- Kaggle token and sightx-fetch --------------------------------------------------------------
@@ -330,18 +363,46 @@ def test_fetch_without_network_is_one_line(kaggle_dir: Path, tmp_path: Path) -> 
 def test_doctor_lists_match_the_project() -> None:
     import tomllib
 
-    from sightx.labels.eyepacs import eyepacs as labels
-
     deps = tomllib.loads((CHECKOUT / "pyproject.toml").read_text())["project"]["dependencies"]
     assert [f"{dist}{req}" for _, dist, req in packages.REQUIRED] == deps
-    assert (archives.LABEL_FILE, archives.IMAGE_SUFFIXES) == (labels.LABEL_FILE, labels.IMAGE_SUFFIXES)
 
 
 def test_doctor_package_imports_only_the_standard_library() -> None:
-    heavy = "('numpy', 'torch', 'cv2', 'click', 'pandas')"
-    code = f"import sys, sightx.doctor, sightx.doctor.__main__; print(sorted(m for m in {heavy} if m in sys.modules))"
+    heavy = "('numpy', 'torch', 'cv2', 'click', 'pandas', 'deflate', 'PIL', 'simplejpeg')"
+    modules = "sightx.doctor, sightx.doctor.__main__, sightx.doctor.data, sightx.sources.survey, sightx.sources.fetch"
+    code = f"import sys, {modules}; print(sorted(m for m in {heavy} if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=_env(), check=True, timeout=60).stdout
     assert out.strip() == "[]"
+
+
+def test_data_checks_run_with_pandas_numpy_and_deflate_not_installed(raw: Path, tmp_path: Path) -> None:
+    """What `python -m sightx.doctor` meets before SightX's packages are installed: the data checks
+    open a zip and the competition zip through sightx.sources on the standard library alone, and
+    say the label file they found waits for pandas."""
+    zipped = tmp_path / "train.zip"
+    zipped.write_bytes(_zip_bytes(_train_files(raw), zipfile.ZIP_DEFLATED))
+    (tmp_path / "trainLabels.csv").write_bytes((raw / "trainLabels.csv").read_bytes())
+    (tmp_path / "kaggle").mkdir()
+    competition = _competition(raw, tmp_path / "kaggle" / "diabetic-retinopathy-detection.zip")
+    code = """
+from pathlib import Path
+from sightx.doctor.context import Context
+from sightx.doctor.data import path_checks
+for path in sys.argv[2:]:
+    for c in path_checks(Path(path), Context(out=Path(path).parent / "shards")):
+        print(c.status, c.detail)
+print(sorted(m for m in ("numpy", "pandas", "deflate") if m in sys.modules))
+"""
+    blocked = "numpy,pandas,deflate,PIL,simplejpeg,cv2,torch,click"
+    cmd = [sys.executable, "-c", BLOCKER + code, blocked, str(zipped), str(competition)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=_env(), cwd=tmp_path, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    labels, inner = tmp_path / "trainLabels.csv", f"{competition}:trainLabels.csv.zip:trainLabels.csv"
+    assert f"ok zip: 8 image(s); labels {labels} (not read)" in lines
+    assert f"warn {labels} not read: pandas cannot be imported here" in lines
+    assert f"ok the Kaggle competition zip: 8 image(s), 2 test; labels {inner} (not read)" in lines
+    assert not [line for line in lines if line.startswith("fail")] and lines[-1] == "[]"
 
 
 def test_kernel_spec_found_and_stale_one_flagged(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -365,5 +426,5 @@ def test_cli_doctor_exits_1_on_a_fail(tmp_path: Path) -> None:
 
     result = CliRunner().invoke(doctor, [str(tmp_path / "nowhere"), "--quick", "--out", str(tmp_path / "shards")])
     assert result.exit_code == 1 and result.exception is None or isinstance(result.exception, SystemExit)
-    assert f"FAIL  {tmp_path / 'nowhere'}: {tmp_path / 'nowhere'} does not exist" in result.output
+    assert f"FAIL  {tmp_path / 'nowhere'}: input {tmp_path / 'nowhere'} does not exist" in result.output
     assert result.output.rstrip().endswith("1 fail")

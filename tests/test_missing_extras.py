@@ -12,19 +12,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from blocked import BLOCKER
 
-BLOCKER = """
-import importlib.abc, sys
-BLOCKED = set(sys.argv[1].split(","))
-
-class NotInstalled(importlib.abc.MetaPathFinder):
-    def find_spec(self, name, path=None, target=None):
-        if name.partition(".")[0] in BLOCKED:
-            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
-        return None
-
-sys.meta_path.insert(0, NotInstalled())
-"""
 CLI = """
 import sightx.cli
 getattr(sightx.cli, sys.argv[2])(sys.argv[3:], prog_name="sightx-" + sys.argv[2])

@@ -1,6 +1,10 @@
 """Data: for each DATA path, what it is, the images and labels found and how they disagree, the
 damage in its archives, and whether the disk holds the shards it would make and its extraction;
-and the Kaggle token when a download is planned."""
+and the Kaggle token when a download is planned.
+
+A path is read by sightx.sources.survey, the way sightx-shard reads it: what the doctor says is
+wrong with a download is what sharding it would stop on, in the same words.
+"""
 
 from __future__ import annotations
 
@@ -8,10 +12,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from sightx.doctor import system
-from sightx.doctor.archives import FAIL, WARN, Listing, inspect
-from sightx.doctor.check import OK, Check
+from sightx.doctor.check import FAIL, OK, WARN, Check
 from sightx.doctor.context import Context
 from sightx.doctor.token import find_token
+from sightx.sources.survey import Survey, survey
 
 SECTION = "data"
 KINDS = {
@@ -36,47 +40,54 @@ def _examples(ids: set[str]) -> str:
 
 
 def path_checks(path: Path, ctx: Context) -> Iterator[Check]:
-    listing = inspect(path)
+    found = survey(path)
     name = str(path)
-    if listing.kind in ("missing", "unknown"):
-        for p in listing.problems:
-            yield Check(SECTION, name, p.status, p.text, p.fix)
+    if not found.kind:
+        for problem in found.problems:
+            yield Check(SECTION, name, FAIL, problem)
         return
-    n = len(listing.images)
-    labels = f"labels {listing.label_source} ({len(listing.labels)})" if listing.labels is not None else "no trainLabels.csv"
-    test = f", {listing.test_images} test" if listing.test_images else ""
+    n = len(found.images)
+    test = f", {found.test_images} test" if found.test_images else ""
     data = {
-        "kind": listing.kind,
+        "kind": found.kind,
         "images": n,
-        "test_images": listing.test_images,
-        "labels": len(listing.labels or ()),
-        "bytes": listing.stored_bytes,
+        "test_images": found.test_images,
+        "labels": len(found.labels or ()),
+        "bytes": found.stored_bytes,
     }
     status = OK if n else WARN
     yield Check(
         SECTION,
         name,
         status,
-        f"{KINDS[listing.kind]}: {n} image(s){test}; {labels}",
+        f"{KINDS[found.kind]}: {n} image(s){test}; {_labels(found)}",
         "" if n else "pass the folder or archive that holds train/",
         data,
     )
-    for p in listing.problems:
-        yield Check(SECTION, name, p.status, p.text, p.fix)
-    yield from _agreement(listing, name)
-    if listing.empty_images:
+    for problem in found.problems:
+        yield Check(SECTION, name, FAIL, problem)
+    for note in found.notes:
+        yield Check(SECTION, name, WARN, note, "install SightX's packages (packages above), then run the doctor again")
+    yield from _agreement(found, name)
+    if found.empty_images:
         yield Check(
-            SECTION, name, WARN, f"{listing.empty_images} empty (0-byte) image file(s): sightx-shard rejects them", "download them again"
+            SECTION, name, WARN, f"{found.empty_images} empty (0-byte) image file(s): sightx-shard rejects them", "download them again"
         )
-    yield from _disk(listing, ctx, name)
+    yield from _disk(found, ctx, name)
 
 
-def _agreement(listing: Listing, name: str) -> Iterator[Check]:
-    if listing.labels is None or not listing.images:
+def _labels(found: Survey) -> str:
+    if found.labels is not None:
+        return f"labels {found.label_source} ({len(found.labels)})"
+    return f"labels {found.label_source} (not read)" if found.label_source else "no label file"
+
+
+def _agreement(found: Survey, name: str) -> Iterator[Check]:
+    if found.labels is None or not found.images:
         return
-    images = set(listing.images)
-    no_image = listing.labels - images
-    no_label = images - listing.labels
+    images = set(found.images)
+    no_image = found.labels - images
+    no_label = images - found.labels
     if no_label:
         yield Check(
             SECTION,
@@ -97,9 +108,9 @@ def _agreement(listing: Listing, name: str) -> Iterator[Check]:
         yield Check(SECTION, name, OK, f"every image has a label and every label an image ({len(images)})")
 
 
-def _disk(listing: Listing, ctx: Context, name: str) -> Iterator[Check]:
+def _disk(found: Survey, ctx: Context, name: str) -> Iterator[Check]:
     per_image, how = ctx.bytes_per_image()
-    need = int((len(listing.images) + listing.test_images) * per_image)
+    need = int((len(found.images) + found.test_images) * per_image)
     free = system.free_bytes(ctx.out)
     where = system.existing_parent(ctx.out)
     data = {"shard_bytes": need, "free": free, "bytes_per_image": round(per_image), "out": str(ctx.out)}
@@ -111,19 +122,19 @@ def _disk(listing: Listing, ctx: Context, name: str) -> Iterator[Check]:
         )
     else:
         yield Check(SECTION, name, OK, detail, data=data)
-    if listing.extract_bytes:
-        free_here = system.free_bytes(listing.path.parent)
-        text = f"extracting it would need {system.human(listing.extract_bytes)}; {system.human(free_here)} free beside it"
-        if listing.extract_bytes > free_here:
+    if found.extract_bytes:
+        free_here = system.free_bytes(found.path.parent)
+        text = f"extracting it would need {system.human(found.extract_bytes)}; {system.human(free_here)} free beside it"
+        if found.extract_bytes > free_here:
             yield Check(
                 SECTION,
                 name,
                 WARN,
                 text,
-                "extract it on a larger disk, or shard straight from the archive once sightx-shard reads archives",
+                "no need to extract it: sightx-shard reads the archive in place",
             )
         else:
-            yield Check(SECTION, name, OK, text, data={"extract_bytes": listing.extract_bytes, "free": free_here})
+            yield Check(SECTION, name, OK, text, data={"extract_bytes": found.extract_bytes, "free": free_here})
 
 
 def token_check(planned: bool) -> Check:

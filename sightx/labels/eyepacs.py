@@ -2,6 +2,10 @@
 
 Pure apart from reading the CSV: the split and ids are decided here, before any pixel is touched,
 so a bad label file fails in a second rather than after hours of decoding.
+
+pandas and numpy are imported by the functions that use them: the names, suffixes and label-file
+lookup here are what sightx.sources lists archives with, and sightx-doctor lists them in an
+interpreter where neither is installed yet.
 """
 
 from __future__ import annotations
@@ -13,12 +17,13 @@ import stat
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path, PurePath
-
-import numpy as np
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from sightx.errors import SightXError, one_line
 from sightx.image.formats import IMAGE_SUFFIXES
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 LABEL_FILE = "trainLabels.csv"
 LABEL_FILES = (LABEL_FILE, LABEL_FILE + ".zip")  # Kaggle ships the labels zipped
@@ -82,6 +87,8 @@ def parse_labels(data: bytes, path: str) -> dict[str, int]:
 
 def read_csv(data: bytes, path: str) -> pd.DataFrame:
     """All cells as strings, so ids like 007 stay as written."""
+    import pandas as pd
+
     try:
         return pd.read_csv(io.BytesIO(data), dtype=str, keep_default_na=False, skipinitialspace=True)
     except (UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as e:
@@ -177,6 +184,8 @@ def split_patients(patient_grades: dict[str, int], val_fraction: float, seed: in
     1/val_fraction-th is taken (systematic sampling): the val share is exact overall and
     proportional within every grade, even the rare ones.
     """
+    import numpy as np
+
     rng = np.random.default_rng([seed, 0x5EED])
     patients = sorted(patient_grades)
     tiebreak = rng.permutation(len(patients))

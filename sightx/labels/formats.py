@@ -11,6 +11,8 @@ EyeQ (Fu et al. 2019, a re-labelling of 28,792 EyePACS photos) is the one set la
 quality instead: `image,quality` with 0 Good, 1 Usable, 2 Reject (its `Label_EyeQ_train.csv` starts
 with an unnamed index column and carries a `DR_grade` column, both ignored). Its labels are of kind
 `quality` (sightx.labels.kinds): they train the gradability model, never a DR grader.
+
+pandas is imported where a file is parsed: `detect` runs in sightx-doctor before it is installed.
 """
 
 from __future__ import annotations
@@ -18,8 +20,6 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import PurePosixPath
-
-import pandas as pd
 
 from sightx.image.formats import is_image_name
 from sightx.labels.eyepacs import LabelError, parse_labels, read_csv, validate_grades
@@ -60,6 +60,8 @@ def detect(head: bytes) -> str | None:
 
 def read_label_set(data: bytes, origin: str, fmt: str = "auto") -> LabelSet:
     """The labels in `data` (from `origin`, named in messages), in `fmt` or the detected format."""
+    import pandas as pd
+
     name = detect(data[:65536]) if fmt == "auto" else fmt
     if name is None:
         known = "; ".join(f"{k}: {','.join(v)}" for k, v in _COLUMNS.items())
@@ -87,6 +89,8 @@ def read_label_set(data: bytes, origin: str, fmt: str = "auto") -> LabelSet:
 
 
 def _ddr(data: bytes, origin: str) -> LabelSet:
+    import pandas as pd
+
     rows = [line.split() for line in data.decode("utf-8", "replace").splitlines() if line.strip()]
     bad = [i + 1 for i, r in enumerate(rows) if len(r) != 2]
     if bad:

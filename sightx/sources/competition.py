@@ -19,6 +19,7 @@ from typing import IO, ClassVar
 from sightx.errors import Rejection, describe
 from sightx.files.concat import SeekableReader
 from sightx.sources.base import Member, Source, SourceError, is_image, listing_order, safe_name, unique_name
+from sightx.sources.splitfile import check_sizes, missing_text
 from sightx.sources.unpack import INFLATABLE, unpack
 from sightx.sources.zipsource import _MEMBER_ERRORS, LOCAL_HEADER, check_entry, local_lengths, open_zip
 
@@ -31,6 +32,12 @@ _CHUNK = 1 << 20
 def is_competition_zip(names: Collection[str]) -> bool:
     """An outer zip holding train.zip / test.zip (whole or split) and no images of its own."""
     return any(_PART.match(safe_name(n)) for n in names) and not any(is_image(safe_name(n)) for n in names)
+
+
+def subsets(names: Collection[str]) -> list[str]:
+    """The SUBSETS whose zip (whole or any part of it) the outer zip's `names` hold."""
+    found = {m["subset"] for n in names if (m := _PART.match(safe_name(n)))}
+    return [s for s in SUBSETS if s in found]
 
 
 class _Chain:
@@ -111,8 +118,10 @@ class CompetitionSource(Source):
         expected = list(range(1, len(numbered) + 1)) if 0 not in numbered else [0]
         if sorted(numbered) != expected:
             missing = sorted(set(range(1, max(numbered) + 1)) - set(numbered))
-            raise SourceError(f"{self.path}: {self.subset}.zip.{missing[0]:03d} is missing from the download: fetch it again")
-        return [numbered[n] for n in expected]
+            raise SourceError(f"{self.path}: {missing_text(self.subset + '.zip', missing)} from the download: fetch it again")
+        parts = [numbered[n] for n in expected]
+        check_sizes([(p.filename, p.file_size) for p in parts], self.path)
+        return parts
 
     def _directory(self) -> dict[str, zipfile.ZipInfo]:
         """The inner zip's central directory, from the inflated tail of its last part, or of its

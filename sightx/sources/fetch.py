@@ -10,22 +10,30 @@ from __future__ import annotations
 import errno
 import re
 import tempfile
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from sightx.doctor import system
-from sightx.doctor.archives import Listing, Problem, inspect
-from sightx.doctor.check import FAIL
 from sightx.doctor.context import BYTES_AT_512
 from sightx.doctor.token import CREATE, find_token
 from sightx.errors import SightXError, describe
+from sightx.sources.survey import Survey, survey
 
 COMPETITION = "diabetic-retinopathy-detection"
 DOWNLOAD_BYTES = 88_310_951_633  # diabetic-retinopathy-detection.zip as Kaggle serves it
 TRAIN_IMAGES = 35_126
 TEST_IMAGES = 53_576
 INSTALL = "pip install 'sightx[kaggle]' (in a checkout: pip install -e '.[kaggle]')"
+# What Kaggle's diabetic-retinopathy-detection.zip holds, member by member.
+KAGGLE_MEMBERS = (
+    "sample.zip",
+    "sampleSubmission.csv.zip",
+    "trainLabels.csv.zip",
+    *(f"train.zip.{i:03d}" for i in range(1, 6)),
+    *(f"test.zip.{i:03d}" for i in range(1, 8)),
+)
 
 
 class FetchError(SightXError):
@@ -129,21 +137,38 @@ def explain(e: BaseException, opts: FetchOptions) -> FetchError:
     return FetchError(f"download failed: {describe(e)}")
 
 
-def verify(path: Path, expected: Expected = KAGGLE) -> tuple[Listing, list[Problem]]:
-    """The download checked: the competition layout, part sizes, the inner central directories,
-    and (for the real download) its size and the 35,126 train images and labels."""
-    listing = inspect(path)
-    problems = [p for p in listing.problems if p.status == FAIL]
-    if listing.kind != "competition":
-        problems.append(Problem(FAIL, f"{path} is not the competition zip (found: {listing.kind})"))
-    if expected.size is not None and listing.stored_bytes and listing.stored_bytes != expected.size:
-        problems.append(Problem(FAIL, f"{path.name} is {listing.stored_bytes:,} bytes, Kaggle's is {expected.size:,}"))
-    if expected.train_images is not None:
-        if len(listing.images) != expected.train_images:
-            problems.append(Problem(FAIL, f"train.zip holds {len(listing.images):,} images, Kaggle's {expected.train_images:,}"))
-        if listing.labels is not None and len(listing.labels) != expected.train_images:
-            problems.append(Problem(FAIL, f"trainLabels.csv has {len(listing.labels):,} rows, Kaggle's {expected.train_images:,}"))
-    return listing, problems
+def verify(path: Path, expected: Expected = KAGGLE) -> tuple[Survey, list[str]]:
+    """The download checked as sightx-shard will read it (parts, their sizes, the inner central
+    directories, the labels), every member Kaggle's holds present, and (for the real download)
+    its size and the 35,126 train images and labels."""
+    found = survey(path)
+    problems = list(found.problems)
+    if found.kind and found.kind != "competition":
+        problems.append(f"{path} is not the competition zip (found: {found.kind})")
+    if found.kind == "competition":
+        problems += _absent(path)
+    if expected.size is not None and found.stored_bytes and found.stored_bytes != expected.size:
+        problems.append(f"{path.name} is {found.stored_bytes:,} bytes, Kaggle's is {expected.size:,}")
+    if expected.train_images is not None and found.kind:
+        if len(found.images) != expected.train_images:
+            problems.append(f"train.zip holds {len(found.images):,} images, Kaggle's {expected.train_images:,}")
+        if found.labels is not None and len(found.labels) != expected.train_images:
+            problems.append(f"trainLabels.csv has {len(found.labels):,} rows, Kaggle's {expected.train_images:,}")
+    return found, problems
+
+
+def _absent(path: Path) -> list[str]:
+    """Kaggle's members missing from the download. A part missing inside its split is named by the
+    source already; this names the ones after the last present (train.zip.005 gone leaves 001-004
+    a split whose end record is missing) and the samples sharding never reads."""
+    with zipfile.ZipFile(path) as zf:
+        names = set(zf.namelist())
+
+    def named_by_source(name: str) -> bool:
+        stem, _, number = name.rpartition(".")
+        return number.isdigit() and any(n.startswith(stem + ".") and n > name for n in names)
+
+    return [f"{path.name} lacks {name}" for name in KAGGLE_MEMBERS if name not in names and not named_by_source(name)]
 
 
 def fetch(opts: FetchOptions, expected: Expected = KAGGLE) -> Path:
@@ -155,5 +180,5 @@ def fetch(opts: FetchOptions, expected: Expected = KAGGLE) -> Path:
     _, problems = verify(path, expected)
     if problems:
         more = f" (and {len(problems) - 1} more: sightx-doctor {path})" if len(problems) > 1 else ""
-        raise FetchError(f"downloaded, but {problems[0].text}{more}")
+        raise FetchError(f"downloaded, but {problems[0]}{more}")
     return path

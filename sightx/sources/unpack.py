@@ -4,13 +4,13 @@ Members are inflated with libdeflate (the `deflate` package), in one call into a
 the size the central directory declares: faster than zlib on JPEG data (README, sources), and a
 member can never expand past what was declared (a lying header is a `corrupt-member`, not a
 memory blow-up). Both it and zlib release the GIL, so a reading thread overlaps a decoding one.
+`deflate` is imported on the first inflate, not with the module: listing an archive (sightx-doctor,
+before anything is installed) never inflates an image.
 """
 
 from __future__ import annotations
 
 import zipfile
-
-import deflate
 
 from sightx.errors import Rejection
 
@@ -20,6 +20,8 @@ INFLATABLE = (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED)
 def unpack(info: zipfile.ZipInfo, stored: bytes) -> bytes:
     """The member `info` from its `stored` bytes (stored or deflated); raise `corrupt-member` when
     they are short, do not inflate to the declared size, or fail the CRC-32."""
+    import deflate
+
     if len(stored) != info.compress_size:
         raise Rejection("corrupt-member", f"truncated: {len(stored)} of {info.compress_size} bytes")
     if info.compress_type == zipfile.ZIP_STORED:
