@@ -1,5 +1,5 @@
 """sightx-predict and sightx-explore when a worker dies: real spawn workers, a real SIGKILL on a
-chosen input (the SIGHTX_TEST_FAULT hook, armed in pool workers only), and the clean in-process
+chosen input (the SIGHTX_TEST_FAULT hook, fired where a worker starts a job), and the clean in-process
 run each faulty run is compared with."""
 
 from __future__ import annotations
@@ -20,7 +20,8 @@ from sightx.errors import Rejection
 from sightx.explore import ExploreOptions, explore
 from sightx.parallel import workers as wk
 from sightx.parallel.faults import TEST_FAULT_ENV
-from sightx.parallel.pool import bounded_map, default_workers, init_worker
+from sightx.parallel.pool import default_workers, init_worker
+from sightx.parallel.supervise import bounded_map
 from sightx.synth.generate import SynthOptions, generate
 
 pytestmark = [
@@ -126,7 +127,7 @@ def test_bounded_map_gives_results_in_input_order_reading_no_further_ahead_than_
         raise AssertionError(f"no worker dies here: {item} {crash}")
 
     out = []
-    for value in bounded_map(_twice, items(), 2, never, per_worker=3):
+    for value in bounded_map(_twice, items(), 2, never, name=str, per_worker=3):
         out.append(value)
         assert len(read) <= len(out) + 2 * 3
     assert out == [2 * i for i in range(40)]
