@@ -21,7 +21,7 @@ from sightx.explore import ExploreOptions, explore
 from sightx.parallel import workers as wk
 from sightx.parallel.faults import TEST_FAULT_ENV
 from sightx.parallel.pool import default_workers, init_worker
-from sightx.parallel.supervise import bounded_map
+from sightx.parallel.supervise import bounded_map, crashed, supervised
 from sightx.synth.generate import SynthOptions, generate
 
 pytestmark = [
@@ -146,3 +146,18 @@ def test_a_job_that_cannot_be_pickled_fails_its_caller_and_the_pool_still_closes
             next(events)
     finally:
         pool.close()
+
+
+def test_the_supervision_loop_retries_a_death_once_then_gives_the_crash_in_the_item_s_place(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The one loop every caller runs on, unordered: a death that recurs gives `on_crash(item,
+    crashed(how))`; one that does not costs a retry and changes no outcome."""
+    items = ["a", "b", "c", "d"]
+    monkeypatch.setenv(TEST_FAULT_ENV, "kill b")
+    got = dict(supervised(str.upper, items, 2, lambda item, crash: str(crash), name=str, limit=2))
+    assert got == {"a": "A", "b": str(crashed("SIGKILL")), "c": "C", "d": "D"}
+    marker = tmp_path / "killed-once"
+    monkeypatch.setenv(TEST_FAULT_ENV, f"kill-once c {marker}")
+    assert dict(supervised(str.upper, items, 2, lambda item, crash: str(crash), name=str, limit=2)) == {i: i.upper() for i in items}
+    assert marker.exists(), "the fault never fired"

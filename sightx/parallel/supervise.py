@@ -66,11 +66,15 @@ def supervised(
         item = held[i]
         pool.submit((i,), fn, item, inputs=tuple(inputs(item) if inputs else (name(item),)))
 
-    with wk.Workers(workers, init_worker, depth) as pool:
-        for item in islice(source, limit):
+    def take() -> None:
+        nonlocal sent
+        for item in islice(source, limit - (sent - given)):
             held[sent] = item
             send(sent)
             sent += 1
+
+    with wk.Workers(workers, init_worker, depth) as pool:
+        take()
         for event in pool.events():
             if isinstance(event, wk.Progress):
                 if on_progress is not None:
@@ -92,10 +96,7 @@ def supervised(
             for j in _givable(back, given, i, ordered):
                 given += 1
                 yield held.pop(j), back.pop(j)
-            for item in islice(source, limit - (sent - given)):
-                held[sent] = item
-                send(sent)
-                sent += 1
+            take()
     assert not held and not back, "every item taken is given back"
 
 
