@@ -1,5 +1,5 @@
 """sightx-predict and sightx-explore when a worker dies: real spawn workers, a real SIGKILL on a
-chosen input (the SIGHTX_TEST_FAULT hook, armed in pool workers only), and the clean in-process
+chosen input (the SIGHTX_TEST_FAULT hook, fired where a worker starts a job), and the clean in-process
 run each faulty run is compared with."""
 
 from __future__ import annotations
@@ -20,7 +20,8 @@ from sightx.errors import Rejection
 from sightx.explore import ExploreOptions, explore
 from sightx.parallel import workers as wk
 from sightx.parallel.faults import TEST_FAULT_ENV
-from sightx.parallel.pool import bounded_map, default_workers, init_worker
+from sightx.parallel.pool import default_workers, init_worker
+from sightx.parallel.supervise import bounded_map, crashed, supervised
 from sightx.synth.generate import SynthOptions, generate
 
 pytestmark = [
@@ -126,7 +127,7 @@ def test_bounded_map_gives_results_in_input_order_reading_no_further_ahead_than_
         raise AssertionError(f"no worker dies here: {item} {crash}")
 
     out = []
-    for value in bounded_map(_twice, items(), 2, never, per_worker=3):
+    for value in bounded_map(_twice, items(), 2, never, name=str, per_worker=3):
         out.append(value)
         assert len(read) <= len(out) + 2 * 3
     assert out == [2 * i for i in range(40)]
@@ -145,3 +146,18 @@ def test_a_job_that_cannot_be_pickled_fails_its_caller_and_the_pool_still_closes
             next(events)
     finally:
         pool.close()
+
+
+def test_the_supervision_loop_retries_a_death_once_then_gives_the_crash_in_the_item_s_place(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The one loop every caller runs on, unordered: a death that recurs gives `on_crash(item,
+    crashed(how))`; one that does not costs a retry and changes no outcome."""
+    items = ["a", "b", "c", "d"]
+    monkeypatch.setenv(TEST_FAULT_ENV, "kill b")
+    got = dict(supervised(str.upper, items, 2, lambda item, crash: str(crash), name=str, limit=2))
+    assert got == {"a": "A", "b": str(crashed("SIGKILL")), "c": "C", "d": "D"}
+    marker = tmp_path / "killed-once"
+    monkeypatch.setenv(TEST_FAULT_ENV, f"kill-once c {marker}")
+    assert dict(supervised(str.upper, items, 2, lambda item, crash: str(crash), name=str, limit=2)) == {i: i.upper() for i in items}
+    assert marker.exists(), "the fault never fired"

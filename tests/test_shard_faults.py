@@ -1,5 +1,5 @@
 """Shard runs whose workers hang or die: real spawn processes, a real SIGKILL on a chosen input
-(the SIGHTX_TEST_FAULT hook, armed in pool workers only), real kill -9 of a running sightx-shard."""
+(the SIGHTX_TEST_FAULT hook, fired where a worker starts a job), real kill -9 of a running sightx-shard."""
 
 from __future__ import annotations
 

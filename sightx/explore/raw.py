@@ -32,7 +32,7 @@ from sightx.image.preprocess import PreprocessOptions
 from sightx.labels.eyepacs import LabelError, image_id, label_bytes, patient_eye
 from sightx.labels.formats import read_label_set
 from sightx.labels.kinds import GRADE, NAMES, classes
-from sightx.parallel.pool import bounded_map
+from sightx.parallel.supervise import bounded_map
 from sightx.sources import Source, SourceError, find_labels, open_source
 from sightx.sources.picked import Picked
 
@@ -288,9 +288,13 @@ def measure(images: list[str], source: Source, opts: ExploreOptions) -> pd.DataF
     names = sample_images(images, opts.sample, opts.seed)
     workers = min(opts.workers, max(1, len(names)))
     if source.random_access:
-        facts = bounded_map(_member_facts, ((source, n) for n in names), workers, lambda job, crash: image_facts(job[1], crash))
+        facts = bounded_map(
+            _member_facts, ((source, n) for n in names), workers, lambda job, crash: image_facts(job[1], crash), name=lambda job: job[1]
+        )
     else:
-        facts = bounded_map(_streamed_facts, source.stream(names), workers, lambda job, crash: image_facts(job[0], crash))
+        facts = bounded_map(
+            _streamed_facts, source.stream(names), workers, lambda job, crash: image_facts(job[0], crash), name=lambda job: job[0]
+        )
     try:
         rows = list(tqdm(facts, total=len(names), desc="explore", unit="img", disable=not opts.progress))
     except SourceError as e:  # the archive itself broke mid-pass (a part gone, a corrupt stream)

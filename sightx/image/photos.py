@@ -28,7 +28,6 @@ from sightx.image.preprocess import (
     preprocess_bytes,
     preprocess_decoded,
 )
-from sightx.parallel import faults as fault_injection
 
 _PNG = b"\x89PNG\r\n\x1a\n"
 _TIFF = (b"II*\x00", b"MM\x00*")
@@ -99,7 +98,6 @@ def _decode_with_pillow(data: bytes, opts: PreprocessOptions) -> Decoded:
 def preprocess_input(data: bytes, name: str, opts: PreprocessOptions) -> Processed:
     """A dataset input, routed by its name as the shards route it: `.png`/`.tif(f)` through Pillow
     (at full size), everything else as a JPEG (a misnamed PNG stays the `not-jpeg` rejection)."""
-    fault_injection.at(name)
     if formats.decodes_with_pillow(name):
         return preprocess_decoded(decode_photo(data, opts), opts)
     return preprocess_bytes(data, opts)

@@ -30,8 +30,7 @@ from sightx.inference.grader import Graded, Grader, Photo, preprocess_photo
 from sightx.inference.warnings import quality_warnings
 from sightx.labels.eyepacs import find_images, image_id, patient_eye
 from sightx.labels.grades import NUM_GRADES, other_eye
-from sightx.parallel import faults as fault_injection
-from sightx.parallel.pool import bounded_map
+from sightx.parallel.supervise import bounded_map
 from sightx.sources import Source, is_archive, open_source
 
 # Share of the other eye in a blended prediction (both eyes of a patient are strongly correlated).
@@ -73,7 +72,6 @@ def _graded_input(name: str, data: bytes | Rejection, opts: PreprocessOptions) -
     image = image_id(PurePosixPath(recorded(name)))
     if isinstance(data, Rejection):
         return Item(image, None, str(data))
-    fault_injection.at(name)
     try:
         return Item(image, preprocess_photo(data, opts))
     except Rejection as e:
@@ -111,11 +109,17 @@ def _archive_items(source: Source, opts: PreprocessOptions, workers: int) -> Ite
     names = [m.name for m in source.members()]
     if source.random_access:
         yield from bounded_map(
-            _preprocess_member, ((source, n, opts) for n in names), workers, lambda job, crash: _graded_input(job[1], crash, opts)
+            _preprocess_member,
+            ((source, n, opts) for n in names),
+            workers,
+            lambda job, crash: _graded_input(job[1], crash, opts),
+            name=lambda job: job[1],
         )
     else:
         jobs = ((n, data, opts) for n, data in source.stream(names))
-        yield from bounded_map(_preprocess_streamed, jobs, workers, lambda job, crash: _graded_input(job[0], crash, opts))
+        yield from bounded_map(
+            _preprocess_streamed, jobs, workers, lambda job, crash: _graded_input(job[0], crash, opts), name=lambda job: job[0]
+        )
 
 
 def _shard_items(path: Path) -> Iterator[Item]:
@@ -165,7 +169,13 @@ def grade_inputs(
         gradability.check_preprocess(grader.preprocess, "the grading checkpoint's photos")
     raw, shards, archives = expand_inputs(inputs)
     files = [(str(p), grader.preprocess) for p in raw]
-    items = bounded_map(_preprocess_file, files, workers, lambda job, crash: _graded_input(Path(job[0]).name, crash, job[1]))
+    items = bounded_map(
+        _preprocess_file,
+        files,
+        workers,
+        lambda job, crash: _graded_input(Path(job[0]).name, crash, job[1]),
+        name=lambda job: Path(job[0]).name,
+    )
     from_archives = (_archive_items(a, grader.preprocess, workers) for a in archives)
     stream = (item for source in (items, *from_archives, *(_shard_items(s) for s in shards)) for item in source)
     rows: list[_Row] = []

@@ -1,10 +1,11 @@
-"""Tests only: make a pool worker die by a real SIGKILL (the OOM killer's signal), or hang, on a
-chosen input, so the tests of worker deaths run the real thing rather than a mock.
+"""Tests only: make a worker die by a real SIGKILL (the OOM killer's signal), or hang, on a chosen
+input, so the tests of worker deaths run the real thing rather than a mock.
 
 SIGHTX_TEST_FAULT="kill NAME", "kill-once NAME MARKER-FILE" (only while MARKER-FILE does not exist)
-or "hang NAME" (until the run is killed). Armed by pool worker initializers only (`arm`), never in
-the parent: an in-process run is not touched. Fired where an input's name meets the decoder
-(`at`): sightx.image.photos.preprocess_input, sightx.inference.predict.
+or "hang NAME" (until the run is killed). The one hook, `maybe_fail`, is called from one place:
+`sightx.parallel.workers.run_job`, where a worker (a spawned one, or a Dask task) starts a job,
+with the names of the inputs the job reads. The parent never runs a job through it, so an
+in-process run is never touched, and no production module knows about faults.
 """
 
 from __future__ import annotations
@@ -12,22 +13,17 @@ from __future__ import annotations
 import os
 import signal
 import time
+from collections.abc import Collection
 
 TEST_FAULT_ENV = "SIGHTX_TEST_FAULT"
-_armed: tuple[str, ...] | None = None
 
 
-def arm() -> None:
-    """In a worker's initializer: read the fault, if any, from the environment."""
-    global _armed
+def maybe_fail(inputs: Collection[str]) -> None:
+    """Die or hang here if the input the fault names is one of `inputs` (read from the
+    environment each time: a spawned worker has the parent's, nothing inherited is relied on)."""
     spec = os.environ.get(TEST_FAULT_ENV, "").split()
-    _armed = tuple(spec) if len(spec) >= 2 else None
-
-
-def at(name: str) -> None:
-    """Die or hang here if `name` is the armed input."""
-    if _armed is not None and _armed[1] == name:
-        _fail(*_armed)
+    if len(spec) >= 2 and spec[1] in inputs:
+        _fail(*spec)
 
 
 def _fail(action: str, name: str, *marker: str) -> None:

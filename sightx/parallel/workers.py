@@ -25,6 +25,7 @@ from multiprocessing.reduction import ForkingPickler
 from typing import Any
 
 from sightx.errors import SightXError
+from sightx.parallel import faults
 
 _CONN: Connection | None = None  # in a worker: the pipe to the parent
 Key = tuple[Any, ...]  # names a job in its events
@@ -64,8 +65,6 @@ class WorkerStartError(SightXError):
     """Workers keep dying before they are ready for a job: a broken environment, not a bad input."""
 
 
-ATTEMPTS = 2  # runs a job gets before the input it holds is blamed for the deaths
-CRASH = "decoder-crash"  # the rejection reason of an input its worker dies on every time
 START_FAILURES = 3  # workers in a row that die while starting (one may meet the OOM killer) before giving up
 
 
@@ -84,6 +83,13 @@ def how_it_ended(exitcode: int | None) -> str:
     return f"exit code {exitcode}"
 
 
+def run_job(fn: Callable[..., Any], args: tuple[Any, ...], inputs: tuple[str, ...]) -> Any:
+    """A job as every worker runs it (here, and a Dask task in shard/executors.py): fn(*args),
+    after the one call of the test fault hook, with the names of the inputs the job reads."""
+    faults.maybe_fail(inputs)
+    return fn(*args)
+
+
 def _serve(conn: Connection, initializer: Callable[[], None]) -> None:
     """A worker's life: set up, say ready, then run jobs in the order sent until told to stop (None).
     A thread receives them, so the parent's send never waits for the job running now."""
@@ -95,9 +101,9 @@ def _serve(conn: Connection, initializer: Callable[[], None]) -> None:
     conn.send(("ready", None))
     try:
         while (job := jobs.get()) is not None:
-            key, fn, args = job
+            key, fn, args, inputs = job
             try:
-                message = ("done", key, fn(*args))
+                message = ("done", key, run_job(fn, args, inputs))
             except Exception as e:  # the job's error goes to the parent, which decides
                 message = ("failed", key, e)
             try:
@@ -126,7 +132,7 @@ def _receive_jobs(conn: Connection, jobs: queue.SimpleQueue[Any]) -> None:
         jobs.put(None)  # the parent is gone
 
 
-_Job = tuple[Key, Callable[..., Any], tuple[Any, ...]]
+_Job = tuple[Key, Callable[..., Any], tuple[Any, ...], tuple[str, ...]]  # key, fn, args, the inputs it reads
 
 
 class _Worker:
@@ -180,14 +186,16 @@ class Workers:
         self.workers: list[_Worker] = []
         self.start_failures = 0
 
-    def submit(self, key: Key, fn: Callable[..., Any], *args: Any) -> None:
-        """Queue fn(*args); it runs on the next worker with room (FIFO)."""
-        self.pending.append((key, fn, args))
+    def __enter__(self) -> Workers:
+        return self
 
-    @property
-    def load(self) -> int:
-        """Jobs queued or held by a worker."""
-        return len(self.pending) + sum(len(w.jobs) for w in self.workers)
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def submit(self, key: Key, fn: Callable[..., Any], *args: Any, inputs: tuple[str, ...] = ()) -> None:
+        """Queue fn(*args); it runs on the next worker with room (FIFO). `inputs`: the names of the
+        inputs it reads (where the test fault hook looks)."""
+        self.pending.append((key, fn, args, inputs))
 
     def events(self) -> Iterator[Event]:
         """Until no job is queued or held: results, failures, deaths and progress, as they arrive.

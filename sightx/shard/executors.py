@@ -21,9 +21,10 @@ from pathlib import Path
 from typing import Any
 
 from sightx.errors import SightXError
-from sightx.parallel import faults as fault_injection
 from sightx.parallel.pool import single_threaded
-from sightx.shard.local import isolate, say
+from sightx.parallel.supervise import say
+from sightx.parallel.workers import run_job
+from sightx.shard.local import isolate, sources
 from sightx.shard.plan import ShardTask
 from sightx.shard.task import BuildOptions, ShardResult, build_shard
 from sightx.sources import Source
@@ -129,11 +130,13 @@ def _check_workers(client: Any, build: BuildOptions) -> None:
 
 
 def _build_on_worker(task: ShardTask, build: BuildOptions) -> ShardResult:
-    """One shard on a worker; an OS error (a worker that joined later and cannot see the files) names that worker."""
+    """One shard on a worker, run as every worker runs a job (`run_job`: the test fault hook's one
+    call site, for the Dask executors too); an OS error (a worker that joined later and cannot see
+    the files) names that worker."""
     single_threaded()
-    fault_injection.arm()
     try:
-        return build_shard(task, build)
+        result: ShardResult = run_job(build_shard, (task, build), sources(task))
+        return result
     except OSError as e:
         from distributed import get_worker
 

@@ -1,31 +1,30 @@
 """The local executor: shards built in this process (one worker) or on spawn worker processes, the
-largest first so workers finish together, with progress ticks batched per worker. A worker that
-dies (a decoder's segfault, the OOM killer) costs a retry of its shard; a second death isolates the
-input that kills it: each of the shard's inputs becomes a job of its own, the input a worker dies on
-is rejected (`decoder-crash`), and the rest of the shard is written as a build that rejected that
-input writes it.
+largest first so workers finish together, with progress ticks batched per worker. Both run on the
+one supervision loop (sightx.parallel.supervise): a worker that dies (a decoder's segfault, the OOM
+killer) costs a retry of its shard; a shard given up on (a second death) is built at the end input
+by input (`isolate`), where the input a worker dies on is rejected (`decoder-crash`) and the rest
+of the shard is written as a build that rejected that input writes it.
 `sightx.shard.executors` runs the same tasks on a Dask cluster.
 """
 
 from __future__ import annotations
 
-import sys
 import time
-from collections import Counter
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 from sightx.errors import Rejection
 from sightx.labels.kinds import classes
 from sightx.parallel import workers as wk
-from sightx.parallel.pool import cap_workers, init_worker, single_threaded
+from sightx.parallel.pool import cap_workers, single_threaded
+from sightx.parallel.supervise import say, supervised
 from sightx.shard.assembly import Assembly, spool_path
-from sightx.shard.plan import ShardTask
+from sightx.shard.plan import SampleRef, ShardTask
 from sightx.shard.task import BuildOptions, ShardResult, build_shard, sample_outcome
 
 _TICK_EVERY_S = 0.25  # a worker reports progress this often, not per image: fewer wake-ups on busy cores
-ATTEMPTS = wk.ATTEMPTS  # whole-shard builds a shard gets before its inputs are run one at a time
-CRASH = wk.CRASH
+_Input = tuple[str, int, SampleRef, str]  # an isolated input: its shard's name, its place there, itself, the split
 
 
 class _Ticks:
@@ -46,6 +45,11 @@ class _Ticks:
             wk.progress((self.done, self.rejected))
         self.done = self.rejected = 0
         self.last = time.monotonic()
+
+
+def sources(task: ShardTask) -> tuple[str, ...]:
+    """The inputs a shard job reads (where the test fault hook looks)."""
+    return tuple(ref.source for ref in task.samples)
 
 
 def _build_in_worker(task: ShardTask, build: BuildOptions) -> ShardResult:
@@ -70,98 +74,69 @@ def execute_local(
     finished: Callable[[ShardResult], None],
     sizes: dict[str, int],
 ) -> None:
-    """Build the shards, in-process for one worker, else on spawn worker processes; `finished` gets
-    each result the moment it is back."""
+    """Build the shards, in-process for one worker, else on spawn worker processes (one shard each
+    at a time); `finished` gets each result the moment it is back."""
     if workers <= 1:
         single_threaded()
         for task in todo:
             finished(build_shard(task, build, lambda rejected: tick(1, int(rejected))))
         return
-    with _Supervised(min(workers, len(todo)), build, tick, finished) as run:
-        for task in longest_first(todo, sizes):
-            run.build(task)
-        run.wait()
+    gave_up: list[ShardTask] = []
+
+    def give_up(task: ShardTask, crash: Rejection) -> ShardResult | None:
+        say(f"each of the {len(task.samples)} inputs of {task.name} is built on its own at the end")
+        gave_up.append(task)
+        return None
+
+    built = supervised(
+        partial(_build_in_worker, build=build),
+        longest_first(todo, sizes),
+        min(workers, len(todo)),
+        give_up,
+        name=lambda task: task.name,
+        inputs=sources,
+        limit=len(todo),
+        depth=1,  # a shard is long: one queued behind another would wait while a worker is idle
+        on_progress=lambda counts: tick(*counts),
+    )
+    for _, result in built:
+        if result is not None:
+            finished(result)
+    if gave_up:
+        isolate(gave_up, build, workers, tick, finished)
 
 
 def isolate(
     todo: list[ShardTask], build: BuildOptions, workers: int, tick: Callable[[int, int], None], finished: Callable[[ShardResult], None]
 ) -> None:
-    """Build the shards input by input on spawn workers: each input that kills its worker is
-    rejected (`decoder-crash`), the rest written in plan order. For shards a cluster gave up on."""
-    with _Supervised(cap_workers(workers, sum(len(t.samples) for t in todo)), build, tick, finished) as run:
-        for task in todo:
-            run.isolate(task)
-        run.wait()
-
-
-class _Supervised:
-    """Shard and input jobs on `wk.Workers`, with what a death leads to: a shard's first death a
-    retry, its second the isolation of its inputs, an isolated input's death its rejection."""
-
-    def __init__(
-        self, workers: int, build: BuildOptions, tick: Callable[[int, int], None], finished: Callable[[ShardResult], None]
-    ) -> None:
-        self.pool = wk.Workers(workers, init_worker)
-        self.build_opts, self.tick, self.finished = build, tick, finished
-        self.tasks: dict[str, ShardTask] = {}
-        self.deaths: Counter[str] = Counter()
-        self.isolated: dict[str, Assembly] = {}
-
-    def __enter__(self) -> _Supervised:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.pool.close()
-
-    def build(self, task: ShardTask) -> None:
-        self.tasks[task.name] = task
-        self.pool.submit(("shard", task.name), _build_in_worker, task, self.build_opts)
-
-    def isolate(self, task: ShardTask) -> None:
-        self.tasks[task.name] = task
-        out = Path(self.build_opts.out)
+    """Build the shards input by input on spawn workers (one input each, so a death names it): an
+    input its worker dies on twice is rejected (`decoder-crash`), the rest written in plan order.
+    For shards the process pool or a Dask cluster gave up on."""
+    out = Path(build.out)
+    shards: dict[str, Assembly] = {}
+    for task in todo:
         spool_path(out, task.name).unlink(missing_ok=True)
-        self.isolated[task.name] = Assembly(task, out, classes(self.build_opts.labels))
-        for i, ref in enumerate(task.samples):
-            self.pool.submit(("sample", task.name, i), sample_outcome, ref, task.split, self.build_opts)
-
-    def wait(self) -> None:
-        for event in self.pool.events():
-            if isinstance(event, wk.Progress):
-                self.tick(*event.payload)
-            elif isinstance(event, wk.Failed):
-                raise event.error  # a worker's unexpected error (a full disk: OSError) ends the run
-            elif isinstance(event, wk.Done) and event.key[0] == "shard":
-                self.finished(event.value)
-            elif isinstance(event, wk.Done):
-                outcome, input_bytes = event.value
-                self._add(event.key[1], event.key[2], outcome, input_bytes)
-            elif event.key[0] == "shard":
-                self._shard_died(self.tasks[event.key[1]], event.how)
-            else:
-                _, name, i = event.key
-                ref = self.tasks[name].samples[i]
-                say(f"{ref.source} kills the worker that decodes it ({event.how}): rejected as {CRASH}")
-                detail = f"the worker process died ({event.how}) on this input, alone, after its shard died"
-                self._add(name, i, Rejection(CRASH, detail), 0)
-
-    def _shard_died(self, task: ShardTask, how: str) -> None:
-        self.deaths[task.name] += 1
-        if self.deaths[task.name] < ATTEMPTS:
-            say(f"a worker died ({how}) building {task.name}; building it again")
-            self.build(task)
-        else:
-            say(f"a worker died ({how}) building {task.name} again; running each of its {len(task.samples)} inputs on its own")
-            self.isolate(task)
-
-    def _add(self, name: str, i: int, outcome: bytes | Rejection, input_bytes: int) -> None:
-        self.tick(1, int(isinstance(outcome, Rejection)))
-        shard = self.isolated[name]
+        shards[task.name] = Assembly(task, out, classes(build.labels))
+    items: list[_Input] = [(task.name, i, ref, task.split) for task in todo for i, ref in enumerate(task.samples)]
+    outcomes = supervised(
+        partial(_isolated_outcome, build=build),
+        items,
+        cap_workers(workers, len(items)),
+        lambda item, crash: (crash, 0),
+        name=lambda item: item[2].source,
+        limit=len(items),
+        depth=1,
+    )
+    for (name, i, _, _), (outcome, input_bytes) in outcomes:
+        tick(1, int(isinstance(outcome, Rejection)))
+        shard = shards[name]
         shard.add(i, outcome, input_bytes)
         if shard.complete:
-            self.finished(shard.write())
-            del self.isolated[name]
+            finished(shard.write())
+            del shards[name]
 
 
-def say(line: str) -> None:
-    print(f"sightx-shard: {line}", file=sys.stderr, flush=True)
+def _isolated_outcome(item: _Input, build: BuildOptions) -> tuple[bytes | Rejection, int]:
+    """Worker: one input of a shard given up on, its sample's bytes or rejection (and its input bytes)."""
+    _, _, ref, split = item
+    return sample_outcome(ref, split, build)

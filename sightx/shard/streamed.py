@@ -12,29 +12,28 @@ plan order (the bytes a random-access build writes) and deleted. Spools hold out
 from __future__ import annotations
 
 import contextlib
-from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from sightx.errors import Rejection
 from sightx.image.preprocess import PreprocessOptions
 from sightx.labels.kinds import classes
-from sightx.parallel import workers as wk
-from sightx.parallel.pool import init_worker, single_threaded
+from sightx.parallel.pool import single_threaded
 from sightx.parallel.read_ahead import ahead
+from sightx.parallel.supervise import supervised
 from sightx.shard.assembly import Assembly
-from sightx.shard.local import ATTEMPTS, CRASH, say
 from sightx.shard.plan import SampleRef, ShardTask
 from sightx.shard.task import BuildOptions, ShardResult, sample_block
 
 _Job = tuple[SampleRef, str, bytes, PreprocessOptions, tuple[tuple[str, float], ...], str]
+_Item = tuple[str, int, _Job]  # a sample to build: its input's name, the input bytes read, the job
 READ_AHEAD = 3  # samples read from the archive per worker: one being built, one next in line, one ready to send
 
 
-def _block(job: _Job) -> bytes | Rejection:
+def _block(item: _Item) -> bytes | Rejection:
     """Worker: one sample's tar bytes, or its rejection as a value (it travels back pickled)."""
     try:
-        return sample_block(*job)
+        return sample_block(*item[2])
     except Rejection as e:
         return e
 
@@ -46,8 +45,9 @@ def execute_streamed(
     tick: Callable[[int, int], None],
     finished: Callable[[ShardResult], None],
 ) -> None:
-    """Read the wanted members once, in archive order, building every shard in `todo`. A sample
-    whose worker dies is sent again once; a second death rejects it (`decoder-crash`)."""
+    """Read the wanted members once, in archive order, building every shard in `todo`, in-process
+    for one worker, else on spawn workers (sightx.parallel.supervise: a sample whose worker dies is
+    sent again once; a second death rejects it, `decoder-crash`)."""
     out = Path(build.out)
     where = {ref.source: (task, i) for task in todo for i, ref in enumerate(task.samples)}
     assemblies = {task.name: Assembly(task, out, classes(build.labels)) for task in todo}
@@ -69,57 +69,24 @@ def execute_streamed(
                 task, i = where[name]
                 yield name, len(data), (task.samples[i], task.split, data, build.preprocess, build.min_quality, build.labels)
 
+    def to_build(read: Iterable[tuple[str, int, _Job | Rejection]]) -> Iterator[_Item]:
+        """The samples to build; a member the source could not read is delivered as its rejection
+        here, taking no place among the samples in flight."""
+        for name, size, job in read:
+            if isinstance(job, Rejection):
+                deliver(name, job, 0)
+            else:
+                yield name, size, job
+
     with contextlib.closing(ahead(jobs(), READ_AHEAD * max(1, workers))) as read:  # the thread stops with the run
         if workers <= 1:
             single_threaded()
-            for name, size, job in read:
-                deliver(name, job if isinstance(job, Rejection) else _block(job), size)
-        else:
-            _on_workers(read, workers, deliver)
+            built: Iterator[tuple[_Item, bytes | Rejection]] = ((item, _block(item)) for item in to_build(read))
+        else:  # read no faster than they are built (memory: READ_AHEAD compressed images per worker in flight)
+            built = supervised(
+                _block, to_build(read), workers, lambda item, crash: crash, name=lambda item: item[0], limit=READ_AHEAD * workers
+            )
+        for (name, size, _), outcome in built:
+            deliver(name, outcome, size)
     for name in list(where):  # a stream must yield every name asked for; if one did not, it is not there
         deliver(name, Rejection("corrupt-member", "not found in the archive"), 0)
-
-
-def _on_workers(
-    jobs: Iterator[tuple[str, int, _Job | Rejection]], workers: int, deliver: Callable[[str, bytes | Rejection, int], None]
-) -> None:
-    """The samples on spawn workers, read no faster than they are built (memory: READ_AHEAD
-    compressed images per worker in flight, as many again read ahead)."""
-    pool = wk.Workers(workers, init_worker, depth=2)
-    held: dict[str, tuple[int, _Job]] = {}  # sent to a worker, kept for a resend until its outcome is back
-    deaths: Counter[str] = Counter()
-
-    def feed() -> None:
-        while pool.load < READ_AHEAD * workers:
-            item = next(jobs, None)
-            if item is None:
-                return
-            name, size, job = item
-            if isinstance(job, Rejection):
-                deliver(name, job, 0)
-                continue
-            held[name] = (size, job)
-            pool.submit((name,), _block, job)
-
-    try:
-        feed()
-        for event in pool.events():
-            if isinstance(event, wk.Failed):
-                raise event.error
-            if isinstance(event, wk.Progress):
-                continue
-            name = event.key[0]
-            if isinstance(event, wk.Died):
-                deaths[name] += 1
-                if deaths[name] < ATTEMPTS:
-                    say(f"a worker died ({event.how}) on {name}; sending it again")
-                    pool.submit((name,), _block, held[name][1])
-                    continue
-                say(f"{name} kills the worker that decodes it ({event.how}): rejected as {CRASH}")
-                outcome: bytes | Rejection = Rejection(CRASH, f"the worker process died ({event.how}) on this input, {ATTEMPTS} times")
-            else:
-                outcome = event.value
-            deliver(name, outcome, held.pop(name)[0])
-            feed()
-    finally:
-        pool.close()
