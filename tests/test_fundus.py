@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from sightx.image import fov, fundus
+from sightx.image import circlefit, fov, fundus
 from sightx.image.fundus import Circle
 
 RETINA = (200, 95, 40)
@@ -132,10 +132,53 @@ def test_find_fov_on_large_image_returns_input_coordinates() -> None:
         pytest.param(np.full((600, 900, 3), 128, np.uint8), id="uniform"),
         pytest.param(np.random.default_rng(1).integers(0, 256, (600, 900, 3), dtype=np.uint8), id="noise"),
         pytest.param(np.clip(np.random.default_rng(2).normal(20, 6, (600, 900, 3)), 0, 255).astype(np.uint8), id="dark-noise"),
+        pytest.param(np.full((600, 900, 3), 252, np.uint8), id="white-out"),
+        pytest.param(
+            np.repeat(
+                cv2.GaussianBlur(np.random.default_rng(3).normal(120, 40, (600, 900)), (0, 0), 8).clip(0, 255).astype(np.uint8)[..., None],
+                3,
+                axis=2,
+            ),
+            id="grey-texture",  # fills the frame, but no retina's colour
+        ),
+        pytest.param(np.full((600, 900, 3), RETINA, np.uint8), id="flat-retina-colour"),  # the colour, but no structure
     ],
 )
 def test_find_fov_none_without_a_field(img: np.ndarray) -> None:
     assert fov.find_fov(img) is None
+
+
+def test_find_fov_field_a_few_levels_above_black() -> None:
+    # Real under-exposed shots: the circle plainly visible, the retina 5-10 grey levels above a clipped-black surround.
+    img, true = synthetic_fundus(gain=0.04, bg=0, noise=0.5)
+    assert img[img.shape[0] // 2, img.shape[1] // 2].max() < 12
+    assert_close(fov.find_fov(img), true)
+
+
+@pytest.mark.parametrize("fill", [0.0, 0.3])
+def test_find_fov_dark_retina_reaching_the_rim(fill: float) -> None:
+    # A dark macula, haemorrhage or vignetted side as dark as (or near) the surround over a third
+    # of the rim: the rest of the rim still places the circle.
+    img, true = synthetic_fundus(notch=True)
+    yy, xx = np.mgrid[0 : img.shape[0], 0 : img.shape[1]]
+    dark = (yy > true.cy + 0.4 * true.r) & (np.hypot(xx - true.cx, yy - true.cy) <= true.r)
+    img[dark] = (img[dark] * fill).astype(np.uint8)
+    assert_close(fov.find_fov(img), true)
+
+
+def test_find_fov_glare_crescent_at_the_rim() -> None:
+    img, true = synthetic_fundus(bg=3)
+    yy, xx = np.mgrid[0 : img.shape[0], 0 : img.shape[1]]
+    d = np.hypot(xx - true.cx, yy - true.cy)
+    crescent = (d <= true.r) & (d > 0.75 * true.r) & (xx < true.cx)
+    img[crescent] = 250
+    assert_close(fov.find_fov(img), true)
+
+
+def test_find_fov_frame_filled_by_the_field_gets_the_circle_through_the_corners() -> None:
+    # No dark edge anywhere: the field reaches at least the corners.
+    img, _ = synthetic_fundus(900, 600, Circle(450, 300, 600), vignette=True)
+    assert_close(fov.find_fov(img), Circle(449.5, 299.5, float(np.hypot(900, 600) / 2)), tol=0.001)
 
 
 def test_find_fov_none_for_a_smooth_glow() -> None:
@@ -161,8 +204,8 @@ def test_kasa_closed_form_is_the_least_squares_circle() -> None:
     a = np.column_stack([pts[:, 0], pts[:, 1], np.ones(len(pts))])
     (p, q, c), *_ = np.linalg.lstsq(a, (pts**2).sum(axis=1), rcond=None)
     expected = (p / 2, q / 2, np.sqrt(c + p**2 / 4 + q**2 / 4))
-    assert fov._kasa(pts) == pytest.approx(expected, rel=1e-9)
-    assert fov._kasa(np.column_stack([np.arange(50.0), 2 * np.arange(50.0)])) is None  # collinear
+    assert circlefit.kasa(pts) == pytest.approx(expected, rel=1e-9)
+    assert circlefit.kasa(np.column_stack([np.arange(50.0), 2 * np.arange(50.0)])) is None  # collinear
 
 
 def test_robust_circle_searches_when_many_points_are_off_the_rim() -> None:
@@ -171,10 +214,10 @@ def test_robust_circle_searches_when_many_points_are_off_the_rim() -> None:
     t = rng.uniform(0, 2 * np.pi, 300)
     rim = np.column_stack([120 + 80 * np.cos(t), 90 + 80 * np.sin(t)]) + rng.normal(0, 0.3, (300, 2))
     clutter = rng.uniform([60, 40], [180, 140], (200, 2))
-    fit = fov._robust_circle(np.concatenate([rim, clutter]))
+    fit = circlefit.robust_circle(np.concatenate([rim, clutter]))
     assert fit is not None
     c, share = fit
-    assert_close(c, Circle(120, 90, 80), tol=0.01)
+    assert_close(Circle(*c), Circle(120, 90, 80), tol=0.01)
     assert 0.55 <= share <= 0.7
 
 
@@ -337,3 +380,21 @@ def test_quality_sharpness_drops_when_blurred() -> None:
     sharp = fundus.quality_metrics(img, c)["sharpness"]
     blurred = fundus.quality_metrics(cv2.GaussianBlur(img, (0, 0), 3), c)["sharpness"]
     assert blurred < 0.2 * sharp
+
+
+@pytest.mark.parametrize("size", [(800, 800), (800, 533)])
+def test_find_fov_frames_the_generators_real_camera_quirks(size: tuple[int, int]) -> None:
+    # Very dark, strongly vignetted and frame-filling fields, as rendered by the synthetic generator.
+    import simplejpeg
+
+    from sightx.synth.render import ImageSpec, render
+
+    seen = set()
+    for i in range(9):
+        shot = render(ImageSpec((77, i), i % 5, bool(i % 2), size, 90, 0.0, 1.0))
+        s = shot.shot
+        half_diagonal = float(np.hypot(s.width, s.height) / 2)
+        true = Circle(s.cx, s.cy, s.radius) if s.radius < half_diagonal else Circle((s.width - 1) / 2, (s.height - 1) / 2, half_diagonal)
+        assert_close(fov.find_fov(simplejpeg.decode_jpeg(shot.jpeg)), true, tol=0.01)
+        seen.add(s.quirk)
+    assert seen == {"very-dark", "vignetted", "fills-frame"}

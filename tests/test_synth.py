@@ -193,3 +193,24 @@ def test_ungradable_kinds_and_gradable_shots_untouched_by_them() -> None:
             assert visible_fraction((shot.height, shot.width), Circle(shot.cx, shot.cy, shot.radius)) < 0.65
         elif shot.ungradable == "haze":
             assert shot.haze >= 0.85 and shot.blur_sigma > 0
+
+
+def test_quirks_come_from_their_own_stream() -> None:
+    from sightx.synth.camera import QUIRKS
+
+    shots = [draw_shot(np.random.default_rng(s), (1000, 1000), 0.0, 1.0) for s in range(30)]
+    assert {s.quirk for s in shots} == set(QUIRKS)
+    for seed, shot in enumerate(shots):
+        plain = draw_shot(np.random.default_rng(seed), (1000, 1000), 0.0)
+        assert plain.quirk is None and plain.vignette == 0.0
+        assert shot.noise == plain.noise and shot.gamma == plain.gamma  # the shot's own draws are unchanged
+        if shot.quirk == "fills-frame":  # from only the corners dark to no dark edge at all
+            assert 0.8 * np.hypot(1000, 1000) / 2 <= shot.radius <= 1.15 * np.hypot(1000, 1000) / 2
+        elif shot.quirk == "very-dark":
+            assert shot.gain <= 0.2 and shot.vignette > 0
+        else:
+            assert shot.vignette >= 0.55
+    a, b = np.random.default_rng(0), np.random.default_rng(0)
+    draw_shot(a, None, 0.0, 1.0)
+    draw_shot(b, None, 0.0)
+    assert a.random() == b.random()  # so the image drawn after the shot is unchanged too

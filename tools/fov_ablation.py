@@ -31,7 +31,7 @@ from sightx.bench.inputs import prepare
 from sightx.bench.isolate import isolated
 from sightx.bench.options import BenchError, BenchOptions
 from sightx.bench.shard import Measure, measure, summarise
-from sightx.image import fov
+from sightx.image import circlefit, fov
 from sightx.image.preprocess import PreprocessOptions, Rejected, preprocess_bytes
 
 VARIANTS = ("decode floor", "search as shipped", "bare search", "circles looked up")
@@ -43,10 +43,10 @@ def _key(img: np.ndarray) -> tuple[tuple[int, ...], int]:
 
 
 def _bare_search(img: np.ndarray) -> fov.Circle | None:
-    work, sx, sy = fov._working_copy(img)
+    _, work, sx, sy = fov._working_copy(img)
     _, mask = cv2.threshold(work, 0, 1, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
     contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
-    fit = fov._kasa(fov._outline_points(max(contours, key=cv2.contourArea), mask.shape))
+    fit = circlefit.kasa(fov._outline_points(max(contours, key=cv2.contourArea), mask.shape))
     return None if fit is None else fov.Circle(fit[0], fit[1], fit[2] + 0.5).scaled(sx, sy)
 
 

@@ -1,44 +1,59 @@
 """The field of view: the circle of the retina in a fundus photo, found from its rim.
 
-Pure functions on RGB uint8 HxWx3 arrays, no I/O. The search thresholds a small smoothed brightness
-copy against the background level from the corners, fits a circle to the outline of the largest blob
-(dropping points on the frame, where the field is cut off), re-selects inliers (RANSAC over 3-point
-circles when a fit to all points leaves many off the circle), refits at a threshold between the levels
-just inside and outside the rim, and rejects glows and blanks. Coordinates follow OpenCV's pixel-centre
-convention: pixel (x, y) covers [x - 0.5, x + 0.5] x [y - 0.5, y + 0.5].
+Pure functions on RGB uint8 HxWx3 arrays, no I/O. The search works on a small smoothed brightness
+copy. The background level is that of the darkest corner (one dark corner is enough: fields that
+fill the frame leave only the corners dark, off-centre ones cover some). Everything clearly above it
+is field, however dark: a threshold just above the background (not midway to the field's level)
+keeps dark maculae, haemorrhages and vignetted peripheries inside the blob. A circle fitted to the
+blob's outline (dropping points on the frame, where the camera cut the field off; RANSAC when many
+points are off the circle) gives a rough rim, and the rim itself is then located on radial profiles
+as the steepest drop towards the background, which no threshold biases. Glows and blanks fail the
+checks: a real step at the rim, field inside and background outside. With no dark surround at all,
+a frame of fundus-coloured, structured content is a field that fills the frame.
+Coordinates follow OpenCV's pixel-centre convention: pixel (x, y) covers [x - 0.5, x + 0.5] x [y - 0.5, y + 0.5].
 """
 
 from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
 
+from sightx.image import circlefit
+
 _WORK_SIDE = 240  # long side of the copy find_fov analyses: a pixel is ~1% of r; the fit over hundreds of rim points is finer
 _CORNER_FRAC = 0.06  # corner patches sampled for the background: outside the circle even when cut off
-_MIN_CONTRAST = 8.0  # retina must stand this many grey levels above the background
-_NOISE_MULT = 6.0  # ... and this many background noise sigmas
-# Annuli (fractions of r) inside/outside the rim: wide ones set the refined threshold,
+_FLOOR = 2.5  # grey levels above a clipped-black background that already count as lit
+_NOISE_MULT = 4.0  # ... or this many background noise sigmas
+# Blob thresholds, as shares of the way from background to field level, tried in turn: the lowest
+# keeps dark retina in the field; higher ones cut off flare that lights the surround near the rim.
+_SEG_FRACS = (0.1, 0.3, 0.5)
+_MIN_CONTRAST = 4.0  # median field level above the background: a darker frame shows no field
+_MIN_LIT_FRAC = 0.02  # share of the frame that must be lit at all
+# Annuli (fractions of r) inside/outside the rim: wide ones give the field level near the rim,
 # narrow ones check that the brightness drops at the rim itself.
 _WIDE_RINGS = ((0.80, 0.92), (1.08, 1.20))
 _NARROW_RINGS = ((0.94, 0.98), (1.02, 1.06))
 _RING_STEPS = 170  # (d / r)^2 quantised to 1/170 for ring labels: 0.3% of r at the rim, up to 1.5 r in a byte
-_INLIER_TOL = 1.5  # rim-point residual (working pixels) that still counts as on the circle
-_RANSAC_ITERS = 128
-_RANSAC_VOTERS = 200
-_MIN_RIM_POINTS = 24
-_MIN_INLIER_FRAC = 0.5
+_MIN_INLIER_FRAC = 0.5  # share of rim points that must lie on the fitted circle
 _OPEN_KERNEL = np.ones((3, 3), np.uint8)
-_QUICK_INLIER_FRAC = 0.8  # a fit to all rim points holding this share of them is taken without RANSAC
-_MIN_IOU = 0.85  # the foreground blob must actually look like the fitted disk
-_MIN_STEP = 0.5  # drop at the rim, as a fraction of the inner level above background
-# RANSAC triples as fractions of the rim-point list: a fixed table, so a fit never depends on
-# what a worker processed before (as a shared generator's state would).
-_TRIPLES = np.random.default_rng(0).random((_RANSAC_ITERS, 3))
+_MIN_STEP = 0.5  # drop at the rim, as a fraction of the field level near the rim above background
+_STEP_NOISE = 3.0  # ... and at least this many background noise sigmas
+_PROFILES = 256  # radial profiles across the rim
+_BAND = 0.1  # they span the rough rim +- this share of r
+_MIN_FIELD_INSIDE = 0.5  # share of the disk that must be lit (dark lesions and maculae are not background)
+_MAX_LIT_OUTSIDE = 0.15  # share of the frame beyond 1.1 r that may be lit (flare, a notch)
+# A frame with no dark surround is a field that fills it only if it looks like a retina: nearly no
+# dark pixels, not washed out, red above blue, and some structure.
+_FILL_DARK = 0.3  # dark: below this share of the level in the middle of the frame
+_FILL_DARK_FRAC = 0.03
+_FILL_MAX_LEVEL = 200  # median of the darkest channel: above it the frame is a white-out
+_FILL_RED_OVER_BLUE = 1.2
+_ANGLES = np.linspace(0, 2 * np.pi, _PROFILES, endpoint=False)
+_DIRS = np.column_stack([np.cos(_ANGLES), np.sin(_ANGLES)]).astype(np.float32)
 
 
 @dataclass(frozen=True)
@@ -63,38 +78,29 @@ class Circle:
 def find_fov(img: np.ndarray) -> Circle | None:
     """Centre and radius of the circular field of view, or None if there is none.
 
-    Fits the rim rather than taking a bounding box, so cut-off circles, noisy
-    backgrounds and the camera's notch do not move the result.
+    Fits the rim rather than taking a bounding box, so cut-off circles, noisy backgrounds and
+    the camera's notch do not move the result. A field that fills the whole frame (no rim in
+    sight) gets the smallest circle holding the frame: the field reaches at least that far.
     """
-    work, sx, sy = _working_copy(img)
+    small, work, sx, sy = _working_copy(img)
     bg, noise = _background(work)
-    otsu, _ = cv2.threshold(work, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+    lit = bg + max(_FLOOR, _NOISE_MULT * noise)
     hist = cv2.calcHist([work], [0], None, [256], [0, 256]).ravel()
-    if hist[int(otsu) + 1 :].sum() == 0:
-        return None
-    fg = _hist_median(hist, int(otsu) + 1)
-    if fg - bg < max(_MIN_CONTRAST, _NOISE_MULT * noise):
-        return None
-    # Pass 1 with a global threshold on a half-size copy (it only needs to find the rim),
-    # pass 2 at full working size with levels measured right at the rim, which corrects
-    # for dark peripheries and vignetted backgrounds.
-    coarse = cv2.resize(work, (max(1, work.shape[1] // 2), max(1, work.shape[0] // 2)), interpolation=cv2.INTER_AREA)
-    fit = _fit_at_threshold(coarse, max((bg + otsu) / 2, bg + 3 * noise))
-    if fit is None:
-        return None
-    rough = fit[0].scaled(work.shape[1] / coarse.shape[1], work.shape[0] / coarse.shape[0])
-    levels = _rim_levels(coarse, distance2_map(coarse.shape, fit[0]), fit[0].r, bg, _WIDE_RINGS)
-    if levels is None:
-        return None
-    inner, outer = levels
-    fit = _fit_at_threshold(work, max((inner + outer) / 2, outer + 3 * noise), near=rough)
-    if fit is None or not _is_plausible(work, *fit, bg, inner):
-        return None
-    return fit[0].scaled(sx, sy)
+    first = math.floor(lit) + 1  # cv2.threshold keeps values > lit
+    if first > 255 or hist[first:].sum() < _MIN_LIT_FRAC * work.size:
+        return _frame_filling(img, small, work)
+    fg = _hist_median(hist, first)
+    if fg - bg >= _MIN_CONTRAST:
+        coarse = cv2.resize(work, (max(1, work.shape[1] // 2), max(1, work.shape[0] // 2)), interpolation=cv2.INTER_AREA)
+        for thr in sorted({max(lit, bg + f * (fg - bg)) for f in _SEG_FRACS}):
+            circle = _rim_circle(work, coarse, bg, noise, thr)
+            if circle is not None:
+                return circle.scaled(sx, sy)
+    return _frame_filling(img, small, work)
 
 
-def _working_copy(img: np.ndarray) -> tuple[np.ndarray, float, float]:
-    """Small, smoothed brightness image plus the factors back to input pixels."""
+def _working_copy(img: np.ndarray) -> tuple[np.ndarray, np.ndarray, float, float]:
+    """Small RGB copy, its smoothed brightness, and the factors back to input pixels."""
     h, w = img.shape[:2]
     f = min(1.0, _WORK_SIDE / max(h, w))
     size = (max(1, round(w * f)), max(1, round(h * f)))
@@ -105,26 +111,21 @@ def _working_copy(img: np.ndarray) -> tuple[np.ndarray, float, float]:
     r, g, b = cv2.split(small)
     bright = cv2.max(cv2.max(r, g), b)
     work = cv2.GaussianBlur(bright, (5, 5), 1.0)
-    return work, w / size[0], h / size[1]
+    return small, work, w / size[0], h / size[1]
 
 
 def _background(work: np.ndarray) -> tuple[float, float]:
-    """Background level and noise from the corners, which lie outside any fundus circle."""
+    """Background level and noise from the darkest corner: one corner outside the field is
+    enough (a field that fills the frame or sits off-centre covers the others). Its lower
+    quartile, not its median: a cut-off rim may cover part of the patch."""
     h, w = work.shape
     ph, pw = max(2, round(h * _CORNER_FRAC)), max(2, round(w * _CORNER_FRAC))
     patches = np.stack([work[:ph, :pw], work[:ph, -pw:], work[-ph:, :pw], work[-ph:, -pw:]]).reshape(4, -1)
     patches.sort(axis=1)
-    mid = patches.shape[1] // 2
-    levels = patches[:, mid : mid + 1].astype(np.int16)
-    deviations = np.abs(patches - levels)  # int16: no uint8 wrap-around
-    deviations.sort(axis=1)
-    # Median over corners: one corner may be clipped by an off-centre circle.
-    return _median4(levels.ravel().tolist()), 1.4826 * _median4(deviations[:, mid].tolist())
-
-
-def _median4(values: Sequence[float]) -> float:
-    ordered = sorted(values)
-    return (ordered[1] + ordered[2]) / 2
+    darkest = patches[int(np.argmin(patches[:, patches.shape[1] // 4]))].astype(np.int16)  # int16: no uint8 wrap-around
+    level = int(darkest[len(darkest) // 4])
+    mad = np.sort(np.abs(darkest - int(darkest[len(darkest) // 2])))[len(darkest) // 2]
+    return float(level), 1.4826 * float(mad)
 
 
 def _hist_median(hist: np.ndarray, lo: int = 0) -> float:
@@ -133,16 +134,108 @@ def _hist_median(hist: np.ndarray, lo: int = 0) -> float:
     return float(lo + np.searchsorted(cum, cum[-1] / 2))
 
 
+def _rim_circle(work: np.ndarray, coarse: np.ndarray, bg: float, noise: float, thr: float) -> Circle | None:
+    """The rim: a rough circle from the outline of the blob above thr on `coarse`, a half-size copy
+    (it only has to land within a few % of r), then the steepest drop on radial profiles across it."""
+    rough = _blob_circle(coarse, thr)
+    if rough is None:
+        return None
+    rough = rough.scaled(work.shape[1] / coarse.shape[1], work.shape[0] / coarse.shape[0])
+    pts = _rim_edges(work, rough, bg)
+    if len(pts) < circlefit.MIN_POINTS:
+        return None
+    fit = circlefit.robust_circle(pts, (rough.cx, rough.cy, rough.r))
+    if fit is None or fit[1] < _MIN_INLIER_FRAC:
+        return None
+    c = Circle(*fit[0])
+    return c if _is_plausible(work, c, bg, noise, thr) else None
+
+
+def _blob_circle(work: np.ndarray, thr: float) -> Circle | None:
+    """Circle fitted to the outline of the largest blob brighter than thr. Outer contours find it
+    far more cheaply than labelling, and vessels and lesions (holes) are not rim."""
+    _, mask = cv2.threshold(work, thr, 1, cv2.THRESH_BINARY)
+    mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN, _OPEN_KERNEL)
+    contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+    if not contours:
+        return None
+    pts = _outline_points(max(contours, key=cv2.contourArea), mask.shape)
+    if len(pts) < circlefit.MIN_POINTS:
+        return None
+    fit = circlefit.robust_circle(pts)
+    if fit is None or fit[1] < _MIN_INLIER_FRAC:
+        return None
+    (cx, cy, r), _ = fit
+    return Circle(cx, cy, r + 0.5)  # outline points are pixel centres, half a pixel inside the edge
+
+
+def _outline_points(outline: np.ndarray, shape_hw: tuple[int, ...]) -> np.ndarray:
+    """Outline pixel centres that do not touch the frame (there the camera cut the circle off)."""
+    h, w = shape_hw[:2]
+    xy = outline.reshape(-1, 2)
+    inside = ((xy > 0) & (xy < (w - 1, h - 1))).all(axis=1)
+    return xy[inside].astype(np.float64)
+
+
+def _rim_edges(work: np.ndarray, rough: Circle, bg: float) -> np.ndarray:
+    """Rim points: on each radial profile across the rough rim, the steepest drop (the middle of
+    a blurred step, whatever the levels either side), kept where it falls at least halfway to the
+    background. Profiles that leave the frame before the rim (a cut-off field) give none."""
+    half = max(3.0, _BAND * rough.r)
+    t = np.arange(-half, half + 0.25, 0.5, dtype=np.float32)
+    rad = np.float32(rough.r) + t
+    xs = np.float32(rough.cx) + _DIRS[:, :1] * rad
+    ys = np.float32(rough.cy) + _DIRS[:, 1:] * rad
+    # NaN outside the frame: a drop that runs into the frame edge is no drop.
+    prof = cv2.remap(work.astype(np.float32), xs, ys, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=math.nan)
+    drop = prof[:, :-1] - prof[:, 1:]
+    j = np.argmax(np.nan_to_num(drop, nan=-np.inf), axis=1)
+    k = 6  # samples (3 px) either side: the levels just inside and just outside the edge
+    rows = np.arange(_PROFILES)
+    inside = prof[rows, np.clip(j - k, 0, len(t) - 1)]
+    outside = prof[rows, np.clip(j + 1 + k, 0, len(t) - 1)]
+    ok = (j >= k) & (j + 1 + k < len(t)) & (j >= 1) & (j + 2 < len(t)) & (outside - bg <= 0.5 * (inside - bg))  # NaN compares False
+    jj = j[ok]
+    a, b, c = drop[ok, jj - 1], drop[ok, jj], drop[ok, jj + 1]
+    den = a - 2 * b + c
+    frac = np.where(np.abs(den) > 1e-6, 0.5 * (a - c) / np.where(np.abs(den) > 1e-6, den, 1), 0)
+    r_edge = rad[jj] + 0.25 + 0.5 * np.clip(frac, -1, 1)  # drop i lies between samples i and i + 1
+    return np.column_stack([rough.cx + _DIRS[ok, 0] * r_edge, rough.cy + _DIRS[ok, 1] * r_edge]).astype(np.float64)
+
+
+def _is_plausible(work: np.ndarray, c: Circle, bg: float, noise: float, thr: float) -> bool:
+    """A fundus: centre in frame, a real step at the rim, field inside and background outside.
+
+    The step test (most of the drop from the field level near the rim happens within a few %
+    of r) rejects smooth radial glows, whose iso-contours are circles too. The inside test
+    counts lit pixels, not bright ones, so dark lesions and vignetting do not fail it.
+    """
+    h, w = work.shape
+    if not (0 <= c.cx < w and 0 <= c.cy < h and c.r >= 0.05 * min(h, w)):
+        return False
+    q = cv2.convertScaleAbs(distance2_map(work.shape, c), alpha=_RING_STEPS / (c.r * c.r))  # (d / r)^2 in 1/170ths
+    wide, narrow = _rim_levels(work, q, bg, _WIDE_RINGS), _rim_levels(work, q, bg, _NARROW_RINGS)
+    if wide is None or narrow is None:
+        return False
+    if narrow[0] - narrow[1] < max(_FLOOR, _STEP_NOISE * noise, _MIN_STEP * (wide[0] - bg)):
+        return False
+    lit = work > thr
+    disk = q <= round(_RING_STEPS * 0.9**2)
+    if np.count_nonzero(lit & disk) < _MIN_FIELD_INSIDE * np.count_nonzero(disk):
+        return False
+    beyond = q >= round(_RING_STEPS * 1.1**2)
+    n_beyond = np.count_nonzero(beyond)
+    return bool(n_beyond < _MIN_LIT_FRAC * work.size or np.count_nonzero(lit & beyond) <= _MAX_LIT_OUTSIDE * n_beyond)
+
+
 def _rim_levels(
-    work: np.ndarray, d2: np.ndarray, r: float, bg: float, rings: tuple[tuple[float, float], tuple[float, float]]
+    work: np.ndarray, q: np.ndarray, bg: float, rings: tuple[tuple[float, float], tuple[float, float]]
 ) -> tuple[float, float] | None:
     """Median brightness in a ring inside and one outside the rim (outside: bg if cut off).
 
-    d2 is the squared distance map from the circle's centre. Both rings come from one 2-D
-    histogram of (brightness, ring label), the label looked up from d2 / r^2 quantised to
-    1/_RING_STEPS: three OpenCV calls instead of two masks and two histograms.
+    q is (d / r)^2 quantised to 1/_RING_STEPS. Both rings come from one 2-D histogram of
+    (brightness, ring label): two OpenCV calls instead of two masks and two histograms.
     """
-    q = cv2.convertScaleAbs(d2, alpha=_RING_STEPS / (r * r))
     label = cv2.LUT(q, _ring_lut(rings))
     hist = cv2.calcHist([work, label], [0, 1], None, [256, 3], [0, 256, 0, 3])
     counts = hist[:, 1:].sum(axis=0)
@@ -163,137 +256,22 @@ def _ring_lut(rings: tuple[tuple[float, float], tuple[float, float]]) -> np.ndar
     return lut
 
 
-def _fit_at_threshold(work: np.ndarray, thr: float, near: Circle | None = None) -> tuple[Circle, np.ndarray] | None:
-    """Circle fitted to the outline of the largest blob brighter than thr, plus that outline.
-    Outer contours find it far more cheaply than labelling, and vessels and lesions (holes) are not rim.
-
-    With `near` (the first pass's circle), the fit starts from it instead of a RANSAC search.
-    """
-    _, mask = cv2.threshold(work, thr, 1, cv2.THRESH_BINARY)
-    mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN, _OPEN_KERNEL)
-    contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
-    if not contours:
-        return None
-    outline = max(contours, key=cv2.contourArea)
-    pts = _outline_points(outline, mask.shape)
-    if len(pts) < _MIN_RIM_POINTS:
-        return None
-    fit = _robust_circle(pts, near)
-    if fit is None:
-        return None
-    c, inlier_frac = fit
-    if inlier_frac < _MIN_INLIER_FRAC:
-        return None
-    return Circle(c.cx, c.cy, c.r + 0.5), outline  # outline points are pixel centres, half a pixel inside the edge
-
-
-def _outline_points(outline: np.ndarray, shape_hw: tuple[int, ...]) -> np.ndarray:
-    """Outline pixel centres that do not touch the frame (there the camera cut the circle off)."""
-    h, w = shape_hw[:2]
-    xy = outline.reshape(-1, 2)
-    inside = ((xy > 0) & (xy < (w - 1, h - 1))).all(axis=1)
-    return xy[inside].astype(np.float64)
-
-
-def _robust_circle(pts: np.ndarray, near: Circle | None = None) -> tuple[Circle, float] | None:
-    """RANSAC over 3-point circles (or start from `near`), then Kasa refits on the inliers.
-
-    Triples and voters come from fixed tables, so the same image always gives the same circle.
-    """
-    if near is not None:
-        return _refit(pts, _residuals(pts, near.cx, near.cy, near.r) < 2 * _INLIER_TOL)
-    # Most rims are clean: a fit to every point that then holds most of them needs no search.
-    quick = _refit(pts, np.ones(len(pts), bool))
-    if quick is not None and quick[1] >= _QUICK_INLIER_FRAC:
-        return quick
-    n = len(pts)
-    cand = _circles_through(pts[(_TRIPLES * n).astype(np.intp)])
-    # Votes from a fixed-size, evenly spread sample of the rim: as decisive as all points, a fraction of the cost.
-    voters = pts[np.linspace(0, n - 1, min(n, _RANSAC_VOTERS)).astype(np.intp)].astype(np.float32)
-    c32 = cand.astype(np.float32)
-    dx = voters[None, :, 0] - c32[:, :1]
-    dy = voters[None, :, 1] - c32[:, 1:2]
-    d2 = dx * dx + dy * dy
-    # |distance - r| < tol, compared squared: no square roots over the whole table.
-    lo = np.maximum(c32[:, 2:] - _INLIER_TOL, 0) ** 2
-    votes = ((d2 > lo) & (d2 < (c32[:, 2:] + _INLIER_TOL) ** 2)).sum(axis=1)  # NaN (collinear triple) never votes
-    best = cand[int(np.argmax(votes))]
-    return _refit(pts, _residuals(pts, *best) < _INLIER_TOL)
-
-
-def _residuals(pts: np.ndarray, cx: float, cy: float, r: float) -> np.ndarray:
-    d = pts - (cx, cy)
-    return np.abs(np.sqrt(np.einsum("ij,ij->i", d, d)) - r)
-
-
-def _refit(pts: np.ndarray, inliers: np.ndarray) -> tuple[Circle, float] | None:
-    """Kasa fits on the inliers, re-selecting inliers after each until they settle (3 at most);
-    returns the circle and inlier share."""
-    for _ in range(3):
-        k = np.count_nonzero(inliers)
-        if k < _MIN_RIM_POINTS:
-            return None
-        fit = _kasa(pts if k == len(pts) else pts[inliers])
-        if fit is None:
-            return None
-        cx, cy, r = fit
-        again = _residuals(pts, cx, cy, r) < _INLIER_TOL
-        settled = bool((again == inliers).all())
-        inliers = again
-        if settled:
-            break
-    return Circle(cx, cy, r), np.count_nonzero(inliers) / len(pts)
-
-
-def _circles_through(tri: np.ndarray) -> np.ndarray:
-    """(cx, cy, r) of the circle through each point triple; NaN for collinear ones."""
-    (x1, y1), (x2, y2), (x3, y3) = (tri[:, i, :].T for i in range(3))
-    d = 2 * (x1 * (y2 - y3) + x2 * (y3 - y1) + x3 * (y1 - y2))
-    d = np.where(np.abs(d) < 1e-9, np.nan, d)
-    s1, s2, s3 = x1**2 + y1**2, x2**2 + y2**2, x3**2 + y3**2
-    cx = (s1 * (y2 - y3) + s2 * (y3 - y1) + s3 * (y1 - y2)) / d
-    cy = (s1 * (x3 - x2) + s2 * (x1 - x3) + s3 * (x2 - x1)) / d
-    return np.column_stack([cx, cy, np.hypot(x1 - cx, y1 - cy)])
-
-
-def _kasa(pts: np.ndarray) -> tuple[float, float, float] | None:
-    """Algebraic least-squares circle (Kasa) in closed form, on centred points for conditioning:
-    x^2 + y^2 = p x + q y + c, where centring decouples c from the 2x2 system for p, q.
-    All the sums come from one 2x3 matrix product. None for collinear points."""
-    n = len(pts)
-    mx, my = (pts.sum(axis=0) / n).tolist()
-    c = pts - (mx, my)
-    z = np.einsum("ij,ij->i", c, c)
-    (sxx, sxy, sxz), (_, syy, syz) = (c.T @ np.column_stack((c, z))).tolist()
-    det = sxx * syy - sxy * sxy
-    if det <= 1e-9 * max(sxx * syy, 1.0):
-        return None
-    cx = (sxz * syy - syz * sxy) / det / 2
-    cy = (syz * sxx - sxz * sxy) / det / 2
-    return cx + mx, cy + my, math.sqrt(max((sxx + syy) / n + cx * cx + cy * cy, 0.0))
-
-
-def _is_plausible(work: np.ndarray, c: Circle, outline: np.ndarray, bg: float, inner: float) -> bool:
-    """A fundus: centre in frame, a real step at the rim, and a blob shaped like the disk.
-
-    The step test (most of the drop from `inner`, the level just inside the rim that set the
-    threshold, happens within a few % of r) rejects smooth radial glows, whose iso-contours
-    are circles too.
-    """
+def _frame_filling(img: np.ndarray, small: np.ndarray, work: np.ndarray) -> Circle | None:
+    """With no rim found: the circle through the frame's corners if the whole frame is retina,
+    judged by content (no dark surround, not washed out, red above blue, some structure), else None."""
     h, w = work.shape
-    if not (0 <= c.cx < w and 0 <= c.cy < h and c.r >= 0.05 * min(h, w)):
-        return False
-    d2 = distance2_map(work.shape, c)
-    narrow = _rim_levels(work, d2, c.r, bg, _NARROW_RINGS)
-    if narrow is None:
-        return False
-    if narrow[0] - narrow[1] < max(_MIN_CONTRAST, _MIN_STEP * (inner - bg)):
-        return False
-    blob = np.zeros_like(work)
-    cv2.drawContours(blob, [outline], -1, 1, thickness=cv2.FILLED)  # filled: holes are not rim
-    disk = d2 <= c.r * c.r
-    union = np.count_nonzero(disk | blob)
-    return bool(np.count_nonzero(disk & blob) >= _MIN_IOU * union)
+    centre = work[h // 4 : h - h // 4, w // 4 : w - w // 4]
+    level = _hist_median(cv2.calcHist([centre], [0], None, [256], [0, 256]).ravel())
+    if np.count_nonzero(work < _FILL_DARK * level) > _FILL_DARK_FRAC * work.size:
+        return None
+    mean_r, mean_g, mean_b, _ = cv2.mean(small)
+    if mean_r < mean_g or mean_r < _FILL_RED_OVER_BLUE * mean_b or np.median(small.min(axis=2)) > _FILL_MAX_LEVEL:
+        return None
+    _, std = cv2.meanStdDev(work)
+    if float(std[0, 0]) < _MIN_CONTRAST:
+        return None
+    h, w = img.shape[:2]
+    return Circle((w - 1) / 2, (h - 1) / 2, math.hypot(w, h) / 2)
 
 
 def distance2_map(shape_hw: tuple[int, ...], c: Circle) -> np.ndarray:

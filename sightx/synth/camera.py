@@ -6,7 +6,7 @@ kept as plain data (`Shot`) so it pickles to worker processes.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -25,6 +25,11 @@ CAMERA_MIX: tuple[tuple[tuple[int, int], float], ...] = (
 # Why a grader could not read a shot: under-exposed, out of focus, behind a milky veil (cataract,
 # a dirty lens), or framed so that most of the field lies outside the photo.
 UNGRADABLE_KINDS = ("dark", "blur", "haze", "off-frame")
+
+# Gradable shots from real cameras that a field-of-view search must still frame: a very dark
+# exposure (the circle a few grey levels above black, dark periphery), strong vignetting, and a
+# field that fills the frame (a square sensor: only the corners dark, or no dark edge at all).
+QUIRKS = ("very-dark", "vignetted", "fills-frame")
 
 
 @dataclass(frozen=True)
@@ -46,10 +51,13 @@ class Shot:
     background: float  # black level outside the field
     noise: float  # sensor noise sigma (grey levels)
     ungradable: str | None  # one of UNGRADABLE_KINDS, or None
+    vignette: float = 0.0  # share of the brightness lost at the rim (radial falloff, (d / r)^2)
+    quirk: str | None = None  # one of QUIRKS, or None
 
 
-def draw_shot(rng: np.random.Generator, size: tuple[int, int] | None, ungradable_rate: float) -> Shot:
-    """Draw a shot: size from the camera mix (or `size`), framing, exposure and defects."""
+def draw_shot(rng: np.random.Generator, size: tuple[int, int] | None, ungradable_rate: float, quirk_rate: float = 0.0) -> Shot:
+    """Draw a shot: size from the camera mix (or `size`), framing, exposure and defects; with
+    `quirk_rate`, that share of gradable shots also gets one of QUIRKS."""
     if size is None:
         sizes, weights = zip(*CAMERA_MIX)
         width, height = sizes[rng.choice(len(sizes), p=np.array(weights) / sum(weights))]
@@ -89,7 +97,7 @@ def draw_shot(rng: np.random.Generator, size: tuple[int, int] | None, ungradable
     else:
         blur = rng.uniform(0.002, 0.006) if rng.random() < 0.12 else 0.0
         haze = rng.uniform(0.05, 0.3) if rng.random() < 0.1 else 0.0
-    return Shot(
+    shot = Shot(
         width=int(width),
         height=int(height),
         cx=float(cx),
@@ -106,3 +114,19 @@ def draw_shot(rng: np.random.Generator, size: tuple[int, int] | None, ungradable
         noise=float(rng.uniform(1.0, 2.2)),
         ungradable=kind,
     )
+    return shot if kind is not None or quirk_rate <= 0 else _quirk(rng.spawn(1)[0], shot, quirk_rate)
+
+
+def _quirk(rng: np.random.Generator, shot: Shot, rate: float) -> Shot:
+    """The shot with one of QUIRKS (or unchanged), drawn from a child stream of the shot's
+    generator: the shot's own draws, and the image drawn after it, stay as without quirks."""
+    if rng.random() >= rate:
+        return shot
+    quirk = QUIRKS[min(int(rng.random() * len(QUIRKS)), len(QUIRKS) - 1)]
+    if quirk == "very-dark":  # the field at 6-20% of a normal exposure, darker still at the rim
+        return replace(shot, quirk=quirk, gain=float(rng.uniform(0.06, 0.2)), vignette=float(rng.uniform(0.3, 0.6)))
+    if quirk == "vignetted":
+        return replace(shot, quirk=quirk, vignette=float(rng.uniform(0.55, 0.85)))
+    # From the corners dark (0.8 of the half-diagonal) to no dark edge anywhere (over 1).
+    radius = float(np.hypot(shot.width, shot.height) / 2 * rng.uniform(0.8, 1.15))
+    return replace(shot, quirk=quirk, radius=radius, cx=shot.width / 2, cy=shot.height / 2)

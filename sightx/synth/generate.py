@@ -39,6 +39,7 @@ class SynthOptions:
     corrupt: int = 0
     n_test: int = 0
     ungradable_rate: float = 0.015
+    quirk_rate: float = 0.0  # share of gradable shots with a real camera's quirk (camera.QUIRKS)
     progress: bool = True
 
 
@@ -87,7 +88,7 @@ def plan(out: Path, opts: SynthOptions) -> tuple[list[_Job], list[tuple[str, int
 
     def spec(index: int, grade: int, right: bool) -> ImageSpec:
         size = None if sizes is None else sizes[int(rng.integers(len(sizes)))]
-        return ImageSpec((opts.seed, index), grade, right, size, opts.quality, opts.ungradable_rate)
+        return ImageSpec((opts.seed, index), grade, right, size, opts.quality, opts.ungradable_rate, opts.quirk_rate)
 
     jobs: list[_Job] = []
     labels: list[tuple[str, int]] = []

@@ -34,6 +34,7 @@ class ImageSpec:
     size: tuple[int, int] | None
     quality: int
     ungradable_rate: float
+    quirk_rate: float = 0.0  # share of gradable shots with a real camera's quirk (camera.QUIRKS)
 
 
 @dataclass(frozen=True)
@@ -48,7 +49,7 @@ def render(spec: ImageSpec) -> Rendered:
     # Lesions draw from their own stream, so one seed renders the same eye at any grade.
     eye_seed, lesion_seed = np.random.SeedSequence(spec.seed).spawn(2)
     rng = np.random.default_rng(eye_seed)
-    shot = draw_shot(rng, spec.size, spec.ungradable_rate)
+    shot = draw_shot(rng, spec.size, spec.ungradable_rate, spec.quirk_rate)
     ws = min(1.0, WORKING_WIDTH / shot.width)
     h, w = round(shot.height * ws), round(shot.width * ws)
     a = place_anatomy(rng, shot.cx * ws, shot.cy * ws, shot.radius * ws, spec.right_eye)
@@ -89,7 +90,13 @@ def render(spec: ImageSpec) -> Rendered:
 
 
 def _expose(img: np.ndarray, shot: Shot, r: float) -> np.ndarray:
-    """Focus, haze, exposure, colour cast and gamma of the camera."""
+    """Vignetting, focus, haze, exposure, colour cast and gamma of the camera."""
+    if shot.vignette > 0:  # light falls off towards the rim, as through a small pupil
+        h, w = img.shape[:2]
+        cx, cy = (img.shape[1] * shot.cx / shot.width, img.shape[0] * shot.cy / shot.height)
+        yy, xx = np.ogrid[:h, :w]
+        d2 = ((xx - cx) ** 2 + (yy - cy) ** 2).astype(np.float32) / np.float32(r * r)
+        img = img * (1 - shot.vignette * np.minimum(d2, 1))[..., None]
     if shot.blur_sigma > 0:
         img = cv2.GaussianBlur(img, (0, 0), shot.blur_sigma * r)
     if shot.haze > 0:
