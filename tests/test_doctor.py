@@ -21,10 +21,9 @@ from click.testing import CliRunner
 import sightx
 from sightx.cli import fetch as fetch_command
 from sightx.cli import shard as shard_command
-from sightx.doctor import Context, packages
+from sightx.doctor import Context, fetch, packages
 from sightx.doctor.data import path_checks
 from sightx.doctor.token import find_token
-from sightx.sources import fetch
 from sightx.sources.survey import survey
 from sightx.synth.archive import write_kaggle
 from sightx.synth.generate import SynthOptions, generate
@@ -369,7 +368,7 @@ def test_doctor_lists_match_the_project() -> None:
 
 def test_doctor_package_imports_only_the_standard_library() -> None:
     heavy = "('numpy', 'torch', 'cv2', 'click', 'pandas', 'deflate', 'PIL', 'simplejpeg')"
-    modules = "sightx.doctor, sightx.doctor.__main__, sightx.doctor.data, sightx.sources.survey, sightx.sources.fetch"
+    modules = "sightx.doctor, sightx.doctor.__main__, sightx.doctor.data, sightx.sources.survey, sightx.doctor.fetch"
     code = f"import sys, {modules}; print(sorted(m for m in {heavy} if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=_env(), check=True, timeout=60).stdout
     assert out.strip() == "[]"

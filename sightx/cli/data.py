@@ -294,8 +294,8 @@ def doctor(data: tuple[Path, ...], size: int, out: Path, download: bool, quick: 
 @click.option("--check", is_flag=True, help="Only the checks before the network: token, write access, disk.")
 def fetch(competition: str, to: Path, size: int, shards: Path, check: bool) -> None:
     """Download the Kaggle EyePACS competition zip (needs the optional kaggle package), then verify it."""
+    from sightx.doctor import fetch as kaggle_fetch
     from sightx.doctor.system import human
-    from sightx.sources import fetch as kaggle_fetch
 
     opts = kaggle_fetch.FetchOptions(competition=competition, to=to, size=size, shards=shards)
     if check:

@@ -1,5 +1,6 @@
 """sightx-doctor: environment, packages, compute, decoding and data checks, each ok / warn / fail
-with the command that fixes it. Runs on the standard library alone (`python -m sightx.doctor`), so
+with the command that fixes it; and sightx-fetch (fetch.py), the download checked by the same checks.
+Runs on the standard library alone (`python -m sightx.doctor`), so
 it can say what is missing; every heavy import happens inside a check."""
 
 from sightx.doctor.check import Check
