@@ -26,7 +26,7 @@ from sightx.evaluation import metrics
 from sightx.image.preprocess import PreprocessOptions
 from sightx.inference.gradability_model import GradabilityModelError, load
 from sightx.inference.grader import Grader
-from sightx.labels.eyepacs import LabelError
+from sightx.labels.files import LabelError
 from sightx.labels.formats import detect, read_label_set
 from sightx.serve import ServeConfig, create_app
 from sightx.shard import ShardOptions, run

@@ -367,7 +367,8 @@ def test_inputs_that_are_not_files_are_counted_and_rejected_not_a_file(tiny_raw:
 
 
 def test_label_ids_with_an_extension_are_accepted(tiny_raw: Path, tmp_path: Path) -> None:
-    from sightx.labels.eyepacs import LabelError, read_labels
+    from sightx.labels.files import LabelError
+    from sightx.labels.formats import read_labels
 
     path = tmp_path / "labels.csv"
     path.write_text("image,level\n10_left.jpeg,1\n10_right.JPG,2\n11_left,0\n")

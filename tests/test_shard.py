@@ -23,7 +23,9 @@ from sightx.cli import shard as shard_cli
 from sightx.contracts import manifest as mf
 from sightx.contracts.rejects import FILE as REJECTS
 from sightx.image.preprocess import PreprocessOptions
-from sightx.labels.eyepacs import LabelError, read_labels, split_patients
+from sightx.labels.files import LabelError
+from sightx.labels.formats import read_labels
+from sightx.labels.split import split_patients
 from sightx.shard import ShardError, ShardOptions, run
 from sightx.shard.plan import make_plan
 from sightx.synth.generate import SynthOptions, generate

@@ -474,7 +474,7 @@ def test_other_dr_datasets_as_distributed(archives: dict[str, Path], tmp_path: P
 
 
 def test_label_formats_are_detected_and_validated(archives: dict[str, Path], tmp_path: Path) -> None:
-    from sightx.labels.eyepacs import LabelError
+    from sightx.labels.files import LabelError
     from sightx.labels.formats import read_label_set
 
     assert read_label_set(b" Image name , Retinopathy grade ,\nIDRiD_001,3,\n", "i.csv").grades == {"IDRiD_001": 3}

@@ -13,7 +13,7 @@ from typing import Any
 
 from sightx.bench.options import BenchError, BenchOptions
 
-# sightx.labels.eyepacs (pandas) is imported where used: measurement workers unpickle InputSet, and a
+# sightx.labels (pandas) is imported where used: measurement workers unpickle InputSet, and a
 # baseline's workers should weigh what a user's script would.
 
 
@@ -50,7 +50,9 @@ class Inputs:
 
 def prepare(opts: BenchOptions, work: Path) -> Inputs:
     """Generate (or link from --input) the bench images, once per run."""
-    from sightx.labels.eyepacs import LABEL_FILE, find_images, read_labels
+    from sightx.labels.files import LABEL_FILE
+    from sightx.labels.formats import read_labels
+    from sightx.sources.folder import find_images
 
     raw = work / "raw"
     if opts.input is None:
@@ -73,7 +75,10 @@ def prepare(opts: BenchOptions, work: Path) -> Inputs:
 def _existing(folder: Path, n: int) -> tuple[dict[str, int] | None, list[Path]]:
     """The first n images of a user's folder; only labelled ones when it has labels, since
     the engine drops unlabelled images before decoding and the baselines would not."""
-    from sightx.labels.eyepacs import find_images, find_label_file, image_id, read_labels
+    from sightx.labels.files import find_label_file
+    from sightx.labels.formats import read_labels
+    from sightx.labels.ids import image_id
+    from sightx.sources.folder import find_images
 
     if not folder.is_dir():
         raise BenchError(f"--input {folder} is not a folder")
@@ -87,7 +92,8 @@ def _existing(folder: Path, n: int) -> tuple[dict[str, int] | None, list[Path]]:
 
 def _link(sources: list[Path], raw: Path, labels: dict[str, int] | None) -> None:
     """Symlink the files into a Kaggle layout (copy where links are not allowed)."""
-    from sightx.labels.eyepacs import LABEL_FILE, image_id
+    from sightx.labels.files import LABEL_FILE
+    from sightx.labels.ids import image_id
 
     train = raw / "train"
     train.mkdir(parents=True, exist_ok=True)
@@ -103,6 +109,6 @@ def _link(sources: list[Path], raw: Path, labels: dict[str, int] | None) -> None
 
 
 def _set(raw: Path, labels: dict[str, int] | None) -> InputSet:
-    from sightx.labels.eyepacs import find_images
+    from sightx.sources.folder import find_images
 
     return InputSet(str(raw), tuple(str(p) for p in find_images(raw / "train")), labels is not None)

@@ -41,7 +41,7 @@ def build_archives(raw: Path, root: Path) -> dict[str, str]:
     train.zip byte-split in five); the parts and the joined zip are its members, as a user who
     unzipped the outer zip, or also joined the parts, has them.
     """
-    from sightx.labels.eyepacs import LABEL_FILE
+    from sightx.labels.files import LABEL_FILE
     from sightx.synth.archive import write_kaggle
 
     kaggle = root / "kaggle"

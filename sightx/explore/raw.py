@@ -29,8 +29,9 @@ from sightx.explore.gradability import LEAST_GRADABLE, Scored, Shown, Tally, com
 from sightx.image import codec
 from sightx.image.photos import preprocess_input
 from sightx.image.preprocess import PreprocessOptions
-from sightx.labels.eyepacs import LabelError, image_id, label_bytes, patient_eye
+from sightx.labels.files import LabelError, label_bytes
 from sightx.labels.formats import read_label_set
+from sightx.labels.ids import image_id, patient_eye
 from sightx.labels.kinds import GRADE, NAMES, classes
 from sightx.parallel.supervise import bounded_map
 from sightx.sources import Source, SourceError, find_labels, open_source

@@ -28,10 +28,11 @@ from sightx.image.preprocess import PreprocessOptions
 from sightx.inference.gradability_model import GradabilityModel
 from sightx.inference.grader import Graded, Grader, Photo, preprocess_photo
 from sightx.inference.warnings import quality_warnings
-from sightx.labels.eyepacs import find_images, image_id, patient_eye
 from sightx.labels.grades import NUM_GRADES, other_eye
+from sightx.labels.ids import image_id, patient_eye
 from sightx.parallel.supervise import bounded_map
 from sightx.sources import Source, is_archive, open_source
+from sightx.sources.folder import find_images
 
 # Share of the other eye in a blended prediction (both eyes of a patient are strongly correlated).
 OTHER_EYE_WEIGHT = 0.25

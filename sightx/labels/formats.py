@@ -19,10 +19,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 
 from sightx.image.formats import is_image_name
-from sightx.labels.eyepacs import LabelError, parse_labels, read_csv, validate_grades
+from sightx.labels.files import LabelError, label_bytes, read_csv, validate_grades
 from sightx.labels.kinds import GRADE, QUALITY, QUALITY_NAMES
 
 FORMATS = ("eyepacs", "aptos", "idrid", "messidor2", "ddr", "eyeq")
@@ -104,3 +104,18 @@ def _ddr(data: bytes, origin: str) -> LabelSet:
 def _stem(name: str) -> str:
     """Messidor-2 and DDR name files with their extension; the image id is the name without it."""
     return PurePosixPath(name).stem if is_image_name(name) else name
+
+
+def read_labels(path: Path) -> dict[str, int]:
+    """image id -> grade from trainLabels.csv or trainLabels.csv.zip (see parse_labels)."""
+    return parse_labels(label_bytes(path), str(path))
+
+
+def parse_labels(data: bytes, path: str) -> dict[str, int]:
+    """image id -> grade, validated: columns image,level; integer grades 0-4; unique ids. `path` names
+    the file in messages (it may be inside an archive)."""
+    df = read_csv(data, path)
+    missing = [c for c in ("image", "level") if c not in df.columns]
+    if missing:
+        raise LabelError(f"{path}: missing column(s) {', '.join(missing)} (found: {', '.join(map(str, df.columns)) or 'none'})")
+    return validate_grades(df["image"], df["level"], path)

@@ -23,8 +23,9 @@ from sightx.contracts.rejects import Reject
 from sightx.errors import SightXError
 from sightx.image import formats
 from sightx.image.preprocess import PreprocessOptions
-from sightx.labels.eyepacs import image_id, label_bytes
+from sightx.labels.files import label_bytes
 from sightx.labels.formats import LabelSet, read_label_set
+from sightx.labels.ids import image_id
 from sightx.labels.kinds import GRADE, classes
 from sightx.parallel.pool import default_workers
 from sightx.shard import executors, lock

@@ -18,8 +18,9 @@ import numpy as np
 
 from sightx.contracts.manifest import class_weights
 from sightx.contracts.rejects import Reject
-from sightx.labels.eyepacs import image_id, patient_eye, sample_key, split_patients
 from sightx.labels.grades import NUM_GRADES
+from sightx.labels.ids import image_id, patient_eye, sample_key
+from sightx.labels.split import split_patients
 
 
 @dataclass(frozen=True)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import errno
+import stat
 from pathlib import Path
 
 from sightx.errors import Rejection
 from sightx.files.names import original, recorded
-from sightx.labels.eyepacs import find_inputs
+from sightx.image.formats import IMAGE_SUFFIXES
 from sightx.sources.base import Member, Source, listing_order
 
 
@@ -52,3 +54,35 @@ class FolderSource(Source):
                 return (self.root / original(name)).read_bytes()
         except OSError as e:
             raise Rejection("unreadable", e.strerror or str(e)) from None
+
+
+def find_images(raw: Path) -> list[Path]:
+    """All JPEGs under raw/, recursively, case-insensitive suffix, in a stable order (regular files only)."""
+    return find_inputs(raw)[0]
+
+
+def find_inputs(raw: Path) -> tuple[list[Path], list[tuple[Path, str]]]:
+    """Everything under raw/ named like a JPEG: the regular files (or symlinks to them), and the rest
+    (dangling symlinks, loops, FIFOs, folders) with what each is, so none of them vanishes unaccounted."""
+    images, others = [], []
+    for p in sorted(raw.rglob("*")):
+        if p.suffix.lower() in IMAGE_SUFFIXES:
+            what = not_a_file(p)
+            if what is None:
+                images.append(p)
+            else:
+                others.append((p, what))
+    return images, others
+
+
+def not_a_file(path: Path) -> str | None:
+    """What `path` is when it is not a readable regular file (reading a FIFO would block forever), else None."""
+    try:
+        mode = path.stat().st_mode
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            return "a symlink loop"
+        return "a dangling symlink" if path.is_symlink() else (e.strerror or str(e))
+    if stat.S_ISREG(mode):
+        return None
+    return "a folder" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode) else "not a regular file"

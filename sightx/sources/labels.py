@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sightx.labels.eyepacs import LABEL_FILE, find_label_in, label_bytes
+from sightx.labels.files import LABEL_FILE, find_label_in, label_bytes
 from sightx.labels.formats import detect
 from sightx.sources.base import Source, SourceError
 

@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from sightx.errors import SightXError
-from sightx.labels.eyepacs import image_id
 from sightx.labels.formats import read_label_set
+from sightx.labels.ids import image_id
 from sightx.sources.base import Member, Source
 from sightx.sources.competition import CompetitionSource, subsets
 from sightx.sources.detect import open_source
