@@ -34,6 +34,8 @@ REASONS: dict[str, str] = {
     "decoder-crash": "decoding it killed its worker process twice",
     "too-small": "smaller than the output size (from the header: never decoded)",
     "too-large": "over the pixel limit (from the header: never decoded)",
+    "too-many-scans": "a progressive JPEG with more scans than encoders write (over 64, each a pass over the image; never decoded)",
+    "too-few-bytes": "far fewer bytes than a real photo of the size its header claims (a bomb, or a header without data; never decoded)",
     "no-fov": "no field of view visible (blank, black, white-out or not a fundus photo)",
     "fov-too-small": "the field of view found is implausibly small",
     "low-quality": "below a --min-quality gate on a quality metric",

@@ -45,10 +45,11 @@ class Photo:
     timings_ms: dict[str, float] = dataclasses.field(default_factory=dict)
 
 
-def preprocess_photo(data: bytes, opts: PreprocessOptions) -> Photo:
-    """Any readable photo -> Photo; a Rejection (not-image, truncated, too-large, ...) otherwise."""
+def preprocess_photo(data: bytes, opts: PreprocessOptions, max_pixels: int | None = None) -> Photo:
+    """Any readable photo -> Photo; a Rejection (not-image, truncated, too-large, ...) otherwise.
+    `max_pixels` lowers the checkpoint's pixel limit (a server's: sightx.image.limits.SERVE_MAX_PIXELS)."""
     start = time.perf_counter()
-    decoded = decode_photo(data, opts)
+    decoded = decode_photo(data, opts, max_pixels)
     decoded_at = time.perf_counter()
     processed = preprocess_decoded(decoded, opts, centre_fallback=True)
     timings = {"decode": round((decoded_at - start) * 1000, 2), "preprocess": _ms(decoded_at)}
@@ -113,8 +114,8 @@ class Grader:
         grade = baseline.get("grade", 0)
         return grade if isinstance(grade, int) and 0 <= grade < len(NAMES) else 0
 
-    def prepare(self, data: bytes) -> Photo:
-        return preprocess_photo(data, self.preprocess)
+    def prepare(self, data: bytes, max_pixels: int | None = None) -> Photo:
+        return preprocess_photo(data, self.preprocess, max_pixels)
 
     def tensor(self, jpeg: bytes) -> torch.Tensor:
         """A stored field as the model sees it at validation; CodecError if it is not a JPEG or too large."""
