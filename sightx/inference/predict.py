@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 import tarfile
-from collections.abc import Iterator
+from collections import defaultdict
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -22,6 +24,7 @@ from sightx.contracts import sample
 from sightx.errors import Rejection, SightXError, describe
 from sightx.files.atomic import atomic_write_text
 from sightx.files.names import recorded
+from sightx.files.regular import NotARegularFile, not_a_file, read_regular
 from sightx.image import codec
 from sightx.image.gradability import score_of
 from sightx.image.preprocess import PreprocessOptions
@@ -32,7 +35,7 @@ from sightx.labels.grades import NUM_GRADES, other_eye
 from sightx.labels.ids import image_id, patient_eye
 from sightx.parallel.supervise import bounded_map
 from sightx.sources import Source, is_archive, open_source
-from sightx.sources.folder import find_images
+from sightx.sources.folder import find_inputs
 
 # Share of the other eye in a blended prediction (both eyes of a patient are strongly correlated).
 OTHER_EYE_WEIGHT = 0.25
@@ -42,6 +45,10 @@ class SubmissionError(SightXError):
     """A sample submission file that has no image ids to write."""
 
 
+class DuplicateIdError(SightXError):
+    """Inputs that give one image id to more than one photo: a row per id could not say which is which."""
+
+
 @dataclass(frozen=True)
 class Item:
     """One input: a preprocessed photo, or why there is none."""
@@ -49,28 +56,68 @@ class Item:
     image: str
     photo: Photo | None
     error: str = ""
+    source: str = ""  # a shard sample's shard:key (raw inputs are named before grading)
 
 
 def expand_inputs(paths: list[Path]) -> tuple[list[Path], list[Path], list[Source]]:
     """Split inputs into raw images, shard tars and archives of raw images (zip, split parts, the
-    competition zip's test images, compressed tars); folders are searched recursively."""
+    competition zip's test images, compressed tars); folders are searched recursively. A folder's
+    entries named like photos that are not regular files (FIFOs, folders, dangling symlinks, loops)
+    stay among the images, each to get its `not-a-file` row, never opened. A path given twice (or
+    found again inside a folder also given) is one input."""
     images, shards, archives = [], [], []
     for p in paths:
-        if is_archive(p):
+        if not p.is_dir() and not_a_file(p) is not None:
+            images.append(p)  # a FIFO named .zip or .tar too: its row says what it is
+        elif is_archive(p):
             archives.append(open_source(p, unlabeled=True))
         elif p.is_dir():
-            images += find_images(p)
-            shards += sorted(p.rglob("*.tar"))
+            files, others = find_inputs(p)
+            images += sorted(files + [q for q, _ in others])
+            tars = sorted(p.rglob("*.tar"))
+            shards += [q for q in tars if not_a_file(q) is None]
+            images += [q for q in tars if not_a_file(q) is not None]  # a FIFO named .tar: its row, never opened
         elif p.suffix == ".tar":
             shards.append(p)
         else:
             images.append(p)
-    return images, shards, archives
+    return _once(images), _once(shards), archives
+
+
+def _once(paths: list[Path]) -> list[Path]:
+    seen: set[str] = set()
+    kept = []
+    for p in paths:
+        key = os.path.abspath(p)
+        if key not in seen:
+            seen.add(key)
+            kept.append(p)
+    return kept
+
+
+def check_unique_ids(named: Iterable[tuple[str, str]]) -> None:
+    """(image id, where it comes from) pairs; DuplicateIdError naming the ids that more than one input
+    gives, and those inputs, in one line. Each id must name one photo: two rows of one id, or a
+    submission that silently took one of them, would grade a photo under another's name."""
+    where: dict[str, list[str]] = defaultdict(list)
+    for image, source in named:
+        where[image].append(source)
+    dups = {image: sources for image, sources in where.items() if len(sources) > 1}
+    if dups:
+        shown = "; ".join(f"{image!r} from {', '.join(sorted(sources)[:3])}" for image, sources in sorted(dups.items())[:3])
+        more = f" and {len(dups) - 3} more" if len(dups) > 3 else ""
+        raise DuplicateIdError(
+            f"{len(dups)} image id(s) name more than one input: {shown}{more}; rename one of each, or grade them in separate runs"
+        )
+
+
+def _image_of(name: str) -> str:
+    return image_id(PurePosixPath(recorded(name)))
 
 
 def _graded_input(name: str, data: bytes | Rejection, opts: PreprocessOptions) -> Item:
     """One raw image's bytes, preprocessed; errors become a row, not a crash."""
-    image = image_id(PurePosixPath(recorded(name)))
+    image = _image_of(name)
     if isinstance(data, Rejection):
         return Item(image, None, str(data))
     try:
@@ -82,10 +129,12 @@ def _graded_input(name: str, data: bytes | Rejection, opts: PreprocessOptions) -
 
 
 def _preprocess_file(args: tuple[str, PreprocessOptions]) -> Item:
-    """Worker: read and preprocess one raw image file."""
+    """Worker: read and preprocess one raw image file; anything but a regular file is never opened."""
     path, opts = args
     try:
-        data: bytes | Rejection = Path(path).read_bytes()
+        data: bytes | Rejection = read_regular(Path(path))
+    except NotARegularFile as e:
+        data = Rejection("not-a-file", e.what)
     except OSError as e:
         data = Rejection("unreadable", e.strerror or str(e))
     return _graded_input(Path(path).name, data, opts)
@@ -132,10 +181,11 @@ def _shard_items(path: Path) -> Iterator[Item]:
             except sample.SampleError:
                 meta = {}
             image = recorded(str(meta.get("image", key)))  # a shard's JSON is data from outside
+            source = f"{path.name}:{recorded(key)}"
             try:
-                yield Item(image, Photo(sample.image_of(parts), meta, tuple(quality_warnings(meta))))
+                yield Item(image, Photo(sample.image_of(parts), meta, tuple(quality_warnings(meta))), source=source)
             except sample.SampleError as e:
-                yield Item(image, None, str(e))
+                yield Item(image, None, str(e), source)
     except (OSError, tarfile.TarError) as e:
         yield Item(recorded(path.name), None, f"unreadable shard: {e}")
 
@@ -169,6 +219,10 @@ def grade_inputs(
     if gradability is not None:
         gradability.check_preprocess(grader.preprocess, "the grading checkpoint's photos")
     raw, shards, archives = expand_inputs(inputs)
+    check_unique_ids(
+        [(_image_of(p.name), str(p)) for p in raw]
+        + [(_image_of(m.name), f"{a.describe()[0]}:{m.name}") for a in archives for m in a.members()]
+    )
     files = [(str(p), grader.preprocess) for p in raw]
     items = bounded_map(
         _preprocess_file,
@@ -208,6 +262,7 @@ def grade_inputs(
             flush()
     flush()
     bar.close()
+    check_unique_ids((r.item.image, r.item.source or "a photo") for r in rows)  # shards' samples too
     if blend_eyes:
         _blend(rows)
     return _table(rows, grader, gradability is not None)

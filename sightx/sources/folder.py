@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import errno
-import stat
 from pathlib import Path
 
 from sightx.errors import Rejection
 from sightx.files.names import original, recorded
+from sightx.files.regular import NotARegularFile, not_a_file, read_regular
 from sightx.image.formats import IMAGE_SUFFIXES
 from sightx.sources.base import Member, Source, listing_order
 
@@ -47,11 +46,13 @@ class FolderSource(Source):
         """The member recorded as `name`: the file of that name, else the one whose bytes it escapes."""
         try:
             try:
-                return (self.root / name).read_bytes()
+                return read_regular(self.root / name)
             except FileNotFoundError:
                 if original(name) == name:
                     raise
-                return (self.root / original(name)).read_bytes()
+                return read_regular(self.root / original(name))
+        except NotARegularFile as e:
+            raise Rejection("not-a-file", e.what) from None
         except OSError as e:
             raise Rejection("unreadable", e.strerror or str(e)) from None
 
@@ -73,16 +74,3 @@ def find_inputs(raw: Path) -> tuple[list[Path], list[tuple[Path, str]]]:
             else:
                 others.append((p, what))
     return images, others
-
-
-def not_a_file(path: Path) -> str | None:
-    """What `path` is when it is not a readable regular file (reading a FIFO would block forever), else None."""
-    try:
-        mode = path.stat().st_mode
-    except OSError as e:
-        if e.errno == errno.ELOOP:
-            return "a symlink loop"
-        return "a dangling symlink" if path.is_symlink() else (e.strerror or str(e))
-    if stat.S_ISREG(mode):
-        return None
-    return "a folder" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode) else "not a regular file"
