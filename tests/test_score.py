@@ -83,3 +83,100 @@ def test_a_file_without_the_columns_is_refused(tmp_path: Path, files: tuple) -> 
     bad = _write(tmp_path / "bad.csv", ["id", "grade"], [["1_left", 0]])
     with pytest.raises(ScoreError, match="missing column"):
         score(bad, truth)
+
+
+# --- every failure one line; undefined is not zero; extra ids said ------------------------------
+
+
+def _cli(*args: str) -> tuple[int, str]:
+    res = CliRunner().invoke(score_cli, list(args))
+    return res.exit_code, res.output
+
+
+def _one_line_error(code: int, output: str, *wanted: str) -> None:
+    assert code == 1 and len(output.strip().splitlines()) == 1 and "Traceback" not in output, output
+    assert all(w in output for w in wanted), output
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf"])
+def test_probabilities_that_are_not_finite_are_one_line(files: tuple, tmp_path: Path, value: str) -> None:
+    pred, truth, *_ = files
+    with open(pred, newline="") as f:
+        header, *rows = list(csv.reader(f))
+    rows[0][4] = value  # p2
+    bad = _write(tmp_path / "bad.csv", header, rows)
+    _one_line_error(*_cli(str(bad), "--truth", str(truth)), "not a finite number", repr(rows[0][0]))
+    score_header = _write(
+        tmp_path / "s.csv", ["image", "level", "score"], [[r[0], r[1], value if i == 0 else 1.5] for i, r in enumerate(rows)]
+    )
+    _one_line_error(*_cli(str(score_header), "--truth", str(truth)), "score not a finite number")
+
+
+def test_a_row_longer_than_the_header_is_one_line(tmp_path: Path) -> None:
+    truth = _write(tmp_path / "t.csv", ["image", "level"], [["a", 0], ["b", 2]])
+    pred = tmp_path / "p.csv"
+    pred.write_text("image,level\na,0\nb,2,extra,fields\n")
+    _one_line_error(*_cli(str(pred), "--truth", str(truth)), "line 3 has more fields than the header's 2")
+
+
+def test_a_truth_file_with_only_a_header_is_one_line(tmp_path: Path) -> None:
+    truth = _write(tmp_path / "t.csv", ["image", "level", "Usage"], [])
+    pred = _write(tmp_path / "p.csv", ["image", "level"], [["a", 0]])
+    _one_line_error(*_cli(str(pred), "--truth", str(truth)), "t.csv: no rows, only a header")
+
+
+def test_json_into_a_missing_folder_is_one_line(files: tuple, tmp_path: Path) -> None:
+    pred, truth, *_ = files
+    _one_line_error(
+        *_cli(str(pred), "--truth", str(truth), "--json", str(tmp_path / "no" / "such" / "s.json")), "cannot write", "No such file"
+    )
+
+
+def test_a_truth_that_is_a_fifo_is_refused_not_waited_on(files: tuple, tmp_path: Path) -> None:
+    import os
+    import threading
+
+    pred, _, *_ = files
+    fifo = tmp_path / "truth.csv"
+    os.mkfifo(fifo)
+    stop = threading.Event()
+
+    def unblock() -> None:  # should anything open it to read, a writer comes after 3 s: a failure, not a hang
+        if not stop.wait(3):
+            while not stop.wait(0.2):
+                try:
+                    os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+                except OSError:
+                    pass
+
+    t = threading.Thread(target=unblock, daemon=True)
+    t.start()
+    try:
+        _one_line_error(*_cli(str(pred), "--truth", str(fifo)), "not a regular file (a FIFO)")
+    finally:
+        stop.set()
+        t.join()
+
+
+def test_perfect_predictions_of_a_single_grade_have_an_undefined_kappa_not_zero(tmp_path: Path) -> None:
+    truth = _write(tmp_path / "t.csv", ["image", "level", "Usage"], [["a", 2, "Public"], ["b", 2, "Private"], ["c", 2, "Private"]])
+    pred = _write(tmp_path / "p.csv", ["image", "level"], [["a", 2], ["b", 2], ["c", 2]])
+    result = score(pred, truth)
+    assert result["all"]["kappa"] is None and result["all"]["baseline"]["kappa"] is None
+    code, output = _cli(str(pred), "--truth", str(truth), "--json", str(tmp_path / "s.json"))
+    assert code == 0 and "QWK 0.0000" not in output and "QWK undefined" in output.splitlines()[0], output
+    assert '"kappa": null' in (tmp_path / "s.json").read_text()
+    # Two grades in the truth: defined again, and a wrong constant prediction scores its 0.
+    truth = _write(tmp_path / "t2.csv", ["image", "level"], [["a", 2], ["b", 0], ["c", 2]])
+    assert score(pred, truth)["all"]["kappa"] == 0.0
+
+
+def test_extra_ids_are_counted_and_named_in_the_text(files: tuple, tmp_path: Path) -> None:
+    pred, truth, *_ = files
+    with open(pred, newline="") as f:
+        header, *rows = list(csv.reader(f))
+    extra = [[f"extra_{i:07d}", 0, *rows[0][2:]] for i in range(20_000)]
+    more = _write(tmp_path / "more.csv", header, rows + extra)
+    code, output = _cli(str(more), "--truth", str(truth))
+    assert code == 0, output
+    assert "20,000 prediction(s) for ids not in the truth file were ignored, e.g. 'extra_0000000'" in "\n".join(output.splitlines()[:4])

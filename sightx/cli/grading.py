@@ -115,5 +115,8 @@ def score(predictions: Path, truth: Path, json_path: Path | None) -> None:
 
         from sightx.files.atomic import atomic_write_text
 
-        atomic_write_text(json_path, json.dumps(result, indent=1) + "\n")
+        try:
+            atomic_write_text(json_path, json.dumps(result, indent=1, allow_nan=False) + "\n")
+        except OSError as e:
+            raise click.ClickException(f"cannot write {json_path}: {e.strerror or e}") from None
     click.echo(format_score(result))

@@ -10,6 +10,7 @@ and reports each split beside the always-grade-0 baseline, with the DR metrics o
 from __future__ import annotations
 
 import csv
+import io
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ import numpy as np
 
 from sightx.errors import SightXError, one_line
 from sightx.evaluation import metrics
+from sightx.files.regular import NotARegularFile, read_regular
 from sightx.labels.grades import NUM_GRADES, REFERABLE
 
 USAGES = ("Public", "Private")
@@ -41,17 +43,28 @@ def _examples(values: list[str], n: int = 3) -> str:
 
 
 def read_table(path: Path, required: tuple[str, ...]) -> Table:
-    """Image id -> row; ScoreError for a missing column, an empty or duplicated id, a bad grade."""
+    """Image id -> row; ScoreError for a file that is not a regular file (a FIFO would block for
+    ever), a missing column, a row longer than the header, no rows, an empty or duplicated id, a bad grade."""
     try:
-        with open(path, newline="", encoding="utf-8-sig") as f:
-            reader = csv.DictReader(f, skipinitialspace=True)
-            columns = tuple(c.strip() for c in reader.fieldnames or ())
-            raw = [{(k or "").strip(): (v or "").strip() for k, v in row.items()} for row in reader]
-    except (OSError, UnicodeDecodeError, csv.Error) as e:
+        text = read_regular(path).decode("utf-8-sig")
+        reader = csv.DictReader(io.StringIO(text, newline=""), skipinitialspace=True)
+        columns = tuple(c.strip() for c in reader.fieldnames or ())
+        raw = []
+        for row in reader:
+            if None in row:  # DictReader keeps the fields past the header under None
+                raise ScoreError(f"{path}: line {reader.line_num} has more fields than the header's {len(columns)}")
+            raw.append({(k or "").strip(): (v or "").strip() for k, v in row.items()})
+    except NotARegularFile as e:
+        raise ScoreError(f"{path}: not a regular file ({e.what})") from None
+    except OSError as e:
+        raise ScoreError(f"{path}: cannot read ({e.strerror or one_line(str(e))})") from None
+    except (UnicodeDecodeError, csv.Error) as e:
         raise ScoreError(f"{path}: cannot read ({one_line(str(e))})") from None
     missing = [c for c in required if c not in columns]
     if missing:
         raise ScoreError(f"{path}: missing column(s) {', '.join(missing)} (found: {', '.join(columns) or 'none'})")
+    if not raw:
+        raise ScoreError(f"{path}: no rows, only a header")
     bad = [r["image"] for r in raw if r["level"] not in {str(g) for g in range(NUM_GRADES)}]
     if bad:
         raise ScoreError(f"{path}: level not a grade 0-{NUM_GRADES - 1} for {_examples(bad)}")
@@ -68,17 +81,29 @@ def read_table(path: Path, required: tuple[str, ...]) -> Table:
     return Table(rows, columns)
 
 
-def _referable_scores(pred: Table, ids: list[str]) -> np.ndarray | None:
-    """P(grade >= 2) from p0..p4 columns, or a regression `score`; None when the file has neither."""
+def _referable_scores(pred: Table, ids: list[str], path: Path) -> np.ndarray | None:
+    """P(grade >= 2) from p0..p4 columns, or a regression `score`; None when the file has neither.
+    ScoreError naming examples for values that are numbers but not finite (NaN, inf)."""
     prob_cols = [f"p{g}" for g in range(NUM_GRADES)]
+    if all(c in pred.columns for c in prob_cols):
+        used = prob_cols
+    elif "score" in pred.columns:
+        used = ["score"]
+    else:
+        return None
     try:
-        if all(c in pred.columns for c in prob_cols):
-            return np.array([sum(float(pred.rows[i][f"p{g}"]) for g in range(REFERABLE, NUM_GRADES)) for i in ids])
-        if "score" in pred.columns:
-            return np.array([float(pred.rows[i]["score"]) for i in ids])
+        values = np.array([[float(pred.rows[i][c]) for c in used] for i in ids], dtype=np.float64)
     except ValueError:
         return None  # an empty probability (an unreadable photo's row): the AUC is left out, not guessed
-    return None
+    bad = [i for i, row in zip(ids, values) if not np.all(np.isfinite(row))]
+    if bad:
+        raise ScoreError(f"{path}: {'/'.join(used)} not a finite number (NaN or inf) for {_examples(bad)}")
+    return values[:, REFERABLE:].sum(1) if used == prob_cols else values[:, 0]
+
+
+def _kappa_or_none(y: np.ndarray, p: np.ndarray, kappa: float | None) -> float | None:
+    """None where QWK is undefined: truth and predictions all one grade (no disagreement to expect)."""
+    return kappa if metrics.kappa_is_defined(y, p) else None
 
 
 def score(predictions: Path, truth: Path) -> dict[str, Any]:
@@ -93,14 +118,26 @@ def score(predictions: Path, truth: Path) -> dict[str, Any]:
     if "Usage" in true.columns:
         for usage in USAGES:
             splits[usage] = sorted(i for i, r in true.rows.items() if r["Usage"] == usage)
-    result: dict[str, Any] = {"predictions": str(predictions), "truth": str(truth), "extra_predictions": len(extra)}
+    result: dict[str, Any] = {
+        "predictions": str(predictions),
+        "truth": str(truth),
+        "extra_predictions": len(extra),
+        "extra_examples": extra[:3],
+    }
     for name, ids in splits.items():
         if not ids:
             continue
         y = np.array([int(true.rows[i]["level"]) for i in ids])
         p = np.array([int(pred.rows[i]["level"]) for i in ids])
-        result[name] = metrics.evaluate(y, p, _referable_scores(pred, ids))
+        m = metrics.evaluate(y, p, _referable_scores(pred, ids, predictions))
+        m["kappa"] = _kappa_or_none(y, p, m["kappa"])
+        m["baseline"]["kappa"] = _kappa_or_none(y, np.full_like(y, m["baseline"]["grade"]), m["baseline"]["kappa"])
+        result[name] = m
     return result
+
+
+def _qwk(kappa: float | None) -> str:
+    return "undefined (truth and predictions all one grade)" if kappa is None else f"{kappa:.4f}"
 
 
 def format_score(result: dict[str, Any]) -> str:
@@ -110,11 +147,14 @@ def format_score(result: dict[str, Any]) -> str:
             m = result[name]
             b = m["baseline"]
             lines.append(
-                f"{name:>7}: QWK {m['kappa']:.4f} on {m['n']} images "
-                f"(always-grade-{b['grade']}: QWK {b['kappa']:.4f}, accuracy {b['accuracy']:.4f})"
+                f"{name:>7}: QWK {_qwk(m['kappa'])} on {m['n']} images "
+                f"(always-grade-{b['grade']}: QWK {_qwk(b['kappa'])}, accuracy {b['accuracy']:.4f})"
             )
+    if result["extra_predictions"]:
+        lines.append(
+            f"{result['extra_predictions']:,} prediction(s) for ids not in the truth file were ignored, "
+            f"e.g. {_examples(result['extra_examples'], 3)}"
+        )
     lines.append("")
     lines.append(metrics.format_report(result["all"]))
-    if result["extra_predictions"]:
-        lines.append(f"({result['extra_predictions']} prediction(s) for ids not in the truth file were ignored)")
     return "\n".join(lines)

@@ -70,6 +70,13 @@ def quadratic_weighted_kappa(y_true: ArrayLike, y_pred: ArrayLike, n: int = NUM_
     return _kappa_from_confusion(confusion_matrix(y_true, y_pred, n))
 
 
+def kappa_is_defined(y_true: ArrayLike, y_pred: ArrayLike, n: int = NUM_GRADES) -> bool:
+    """Whether QWK is defined: some disagreement is expected by chance, i.e. truth and predictions
+    are not all one and the same grade (where `quadratic_weighted_kappa` says 0.0 by convention)."""
+    cm = confusion_matrix(y_true, y_pred, n)
+    return float(cm.sum(axis=1) @ _quadratic_weights(n) @ cm.sum(axis=0)) > 0
+
+
 def per_grade_recall(cm: np.ndarray) -> list[float | None]:
     """Recall of each true grade (None if the grade is absent), exposing grades a model ignores."""
     cm = np.asarray(cm)
