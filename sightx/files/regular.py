@@ -13,12 +13,14 @@ import os
 import stat
 from pathlib import Path
 
+from sightx.errors import SightXError
 
-class NotARegularFile(OSError):
+
+class NotARegularFile(SightXError):
     """A path that is not a regular file: `what` says what it is (a FIFO, a folder, a symlink loop, ...)."""
 
     def __init__(self, path: Path | str, what: str) -> None:
-        super().__init__(errno.EINVAL, what, str(path))
+        super().__init__(f"{path}: not a regular file ({what})", "not-a-file")
         self.what = what
 
 
@@ -40,7 +42,7 @@ def _what(mode: int) -> str | None:
 
 
 def read_regular(path: Path) -> bytes:
-    """The bytes of `path`; NotARegularFile (an OSError) when it is anything but a regular file
+    """The bytes of `path`; NotARegularFile when it is anything but a regular file
     (a symlink loop or a dangling one included), decided before it is opened; other OSErrors
     (FileNotFoundError, PermissionError) as open and read raise them."""
     try:
