@@ -52,7 +52,7 @@ def _without_gradability(shard: Path) -> bytes:
     tar = _TarWriter(out)
     for key, parts in sample.read_samples(shard):
         meta = sample.meta_of(parts)
-        assert set(meta.pop("gradability")) == {"score", "components", "source"}
+        assert set(meta.pop("gradability")) == {"score", "components", "reason", "source"}
         tar.add_block(tar_block(sample.members(key, parts["jpg"], sample.grade_of(parts), meta)))
     tar.close()
     return out.getvalue()

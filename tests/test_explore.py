@@ -231,14 +231,16 @@ def test_raw_gradability_section_matches_the_photos(ungradable_raw: Path, tmp_pa
         assert (row["measured"], row["below"]) == (len(mine), sum(s < DEFAULT_THRESHOLD for s in mine))
     assert [x["score"] for x in g["least"]] == sorted(scores.values())  # all fit on the sheet
     assert all(x["grade"] == labels[Path(x["image"]).stem] for x in g["least"])
-    # The generator's ungradable shots are what the section flags.
+    # The section flags every one of the generator's ungradable shots, and at most one sound photo: the
+    # threshold is set for 10% false warnings on real gradable photos, and synthetic ones are not spared.
     ungradable = {Path(r["path"]).name for r in _truth(ungradable_raw) if r["ungradable"]}
-    assert ungradable - set(rejected) and {n for n, s in scores.items() if s < DEFAULT_THRESHOLD} == ungradable - set(rejected)
+    flagged = {n for n, s in scores.items() if s < DEFAULT_THRESHOLD}
+    assert ungradable - set(rejected) and ungradable - set(rejected) <= flagged and len(flagged - ungradable) <= 1, flagged
     assert set(summary["figures"]) >= {"gradability.png", "least_gradable.png"}
     assert summary["figures"]["least_gradable.png"] == list(sheet_size(len(scores), WORST_COLS))
     page = (out / "report.html").read_text()
     assert "<h2>Gradability</h2>" in page and f"{len(scores)} photos measured" in page
-    assert f"gradability: {g['below']} of {len(scores)} measured photo(s) below 0.5" in format_summary(summary, out)
+    assert f"gradability: {g['below']} of {len(scores)} measured photo(s) below {DEFAULT_THRESHOLD}" in format_summary(summary, out)
     # Without a label file: the score over every photo, no per-grade shares.
     nolabels = tmp_path / "nolabels"
     shutil.copytree(ungradable_raw / "train", nolabels / "train")

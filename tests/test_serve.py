@@ -290,7 +290,7 @@ def test_api_and_sightx_predict_grade_alike(client: TestClient, tiny_checkpoint:
         )
         assert " ".join(w["code"] for w in r["warnings"]) == row["warnings"]
         g = r["quality"]["gradability"]
-        assert g["score"] == row["gradability"] and g["source"] == "rules" and set(g["components"]) >= {"vessels", "field"}
+        assert g["score"] == row["gradability"] and g["source"] == "fitted" and set(g["components"]) >= {"vessels", "field"}
 
 
 def test_the_sightx_serve_process_over_http(tiny_checkpoint: Path, photos: list[Path]) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import click
@@ -11,7 +12,8 @@ from sightx.parallel.pool import default_workers
 
 
 @command()
-@click.argument("stage", type=click.Choice(["shard", "load", "train", "sources", "serve", "all"]), default="all")
+@click.argument("stage", type=click.Choice(["shard", "load", "train", "sources", "serve", "all", "real"]), default="all")
+@click.argument("folders", nargs=-1, type=click.Path(file_okay=False, path_type=Path))
 @click.option("--input", type=click.Path(file_okay=False), help="Raw fundus folder to measure on; default: synthetic EyePACS camera mix.")
 @click.option("--images", type=click.IntRange(2), help="Full-resolution images each shard engine processes.  [default: 64; --quick: 6]")
 @click.option("--workers", type=click.IntRange(1), default=default_workers(), show_default=True, help="Workers for the multi-worker runs.")
@@ -43,18 +45,69 @@ from sightx.parallel.pool import default_workers
 @click.option("--markdown", is_flag=True, help="Print the tables as Markdown, for the README.")
 @click.option("--quick", is_flag=True, help="Smoke run on tiny images: checks the plumbing in seconds; the numbers mean nothing.")
 @click.option("--quiet", is_flag=True, help="No progress lines on stderr.")
-def bench(stage: str, json_path: Path | None, markdown: bool, quick: bool, quiet: bool, **kw: object) -> None:
+@click.option(
+    "--size",
+    "real_size",
+    type=click.IntRange(16, 4096),
+    default=256,
+    show_default=True,
+    help="real: the output size photos are preprocessed at.",
+)
+@click.option(
+    "--sheet", type=click.Path(dir_okay=False, path_type=Path), help="real: write a contact sheet of the rejected photos (PNG), with why."
+)
+def bench(
+    stage: str,
+    folders: tuple[Path, ...],
+    json_path: Path | None,
+    markdown: bool,
+    quick: bool,
+    quiet: bool,
+    real_size: int,
+    sheet: Path | None,
+    **kw: object,
+) -> None:
     """Throughput of SightX against naive PIL, OpenCV, img2dataset and ImageFolder; every source against a
-    folder; the server's latency, throughput and memory: on this machine, baselines measured in the same run."""
-    from sightx.bench import STAGES, BenchOptions, report, run_bench
+    folder; the server's latency, throughput and memory: on this machine, baselines measured in the same run.
+
+    `sightx-bench real [FOLDER...]`: the field finder and the gradability score on real photo folders
+    (default: ../shared/real-dev when present): photos read, no-fov, circles, gradability AUC against a
+    gradability.csv, the threshold's operating point, ms per photo."""
     from sightx.files.atomic import atomic_write_text
+
+    log = (lambda _: None) if quiet else (lambda line: click.echo(line, err=True))
+    if stage == "real":
+        _real(list(folders), real_size, sheet, json_path, markdown, log)
+        return
+    if folders:
+        raise click.UsageError(f"folders are for `sightx-bench real`, not {stage}")
+    from sightx.bench import STAGES, BenchOptions, report, run_bench
 
     given = {k: v for k, v in kw.items() if v is not None and v != ()}
     given["stages"] = STAGES if stage == "all" else (stage,)
     opts = BenchOptions.smoke(**given) if quick else BenchOptions(**given)  # type: ignore[arg-type]
-    result = run_bench(opts, log=(lambda _: None) if quiet else (lambda line: click.echo(line, err=True)))
+    result = run_bench(opts, log=log)
     if json_path is not None:
         import json
 
         atomic_write_text(json_path, json.dumps(result, indent=1) + "\n")
     click.echo(report.render(result, markdown), nl=False)
+
+
+def _real(folders: list[Path], size: int, sheet: Path | None, json_path: Path | None, markdown: bool, log: Callable[[str], None]) -> None:
+    from sightx.bench.real import DEFAULT, render, run_real
+    from sightx.files.atomic import atomic_write_text
+
+    if not folders:
+        if not DEFAULT.is_dir():
+            raise click.UsageError(f"no folder given and no {DEFAULT} here: name the folders of real photos to measure")
+        folders = [DEFAULT]
+    try:
+        result = run_real(folders, size, log, sheet)
+    except FileNotFoundError as e:
+        raise click.UsageError(str(e)) from None
+    if json_path is not None:
+        import json
+
+        atomic_write_text(json_path, json.dumps(result, indent=1) + "\n")
+    click.echo(render(result, markdown), nl=False)

@@ -1,21 +1,22 @@
-"""Could a grader read this photo? A rule-based gradability score in [0, 1] from image evidence.
+"""Could a grader read this photo? A gradability score in [0, 1], fitted on real photos.
 
 Pure maths on the field as preprocessing crops it (RGB uint8, before normalisation), at a fixed
-analysis size so the score means the same whatever `--size` the shards are made at. Each
-component measures one thing that makes a photo unreadable and is mapped linearly to [0, 1]
-between a fatal level (0) and a good-enough level (1), the RANGES below:
+analysis size so the score means the same whatever `--size` the shards are made at.
 
-- vessels: contrast of the vessel tree in the green channel (black-top-hat / local brightness):
-  blur, haze and under-exposure all wash it out, and without vessels nothing finer is visible.
-- sharpness: fine detail (mean |Laplacian| of green / local brightness) inside 0.9 r.
-- exposure: mean brightness of the visible field.
-- uniformity: share of the field in 8x8 grid sectors that are neither dark nor washed out.
-- field: share of the field circle inside the photo (0 when no field was found).
-- glare: share of saturated pixels (reflections, an eyelash flare).
+The score is P(gradable) from a logistic regression over the measures in
+`gradability_features` (fitted on real EyePACS photos graded for gradability, cross-validated by
+patient: tools/fit_gradability.py writes `gradability_fit.py`; docs/gradability.md says how and
+what it reached), times a gate for what no fitting set holds enough of to learn: no field found,
+a black or washed-out field, a field mostly outside the frame, no vessel tree at all. A fitted model
+is not bound to fall with every step of a blur or a darkening far outside its photos; the gate is. The record keeps:
 
-The score is sqrt(worst component x geometric mean of all): one fatal defect brings it to 0,
-several mild ones add up. The record says its `source` ("rules") so a learned score can be stored
-beside it later.
+- `components`: six readable measures in [0, 1], each between a fatal level (0) and a
+  good-enough one (1), RANGES below: vessels (vessel-tree contrast in green), sharpness (fine
+  detail), exposure, uniformity (sectors neither dark nor washed out), field (share inside the
+  frame), glare. They explain a photo; the fitted model decides its score.
+- `reason`: for a score under the threshold, why in words: the gate that closed, or the group of
+  measures that pulled the fitted score down most (gradability_features.REASONS).
+- `source`: "fitted" (records written before say "rules"; their scores still read).
 """
 
 from __future__ import annotations
@@ -26,13 +27,29 @@ from typing import Any
 import cv2
 import numpy as np
 
+from sightx.image import gradability_features
 from sightx.image.fov import Circle
 from sightx.image.fundus import field_mask
+from sightx.image.gradability_fit import FIT
 
 ANALYSIS_SIZE = 256  # px across the field's square; vessels ~2-5 px wide here, blur of 1% of r ~1.3 px
-SOURCE = "rules"
-# Below this score a photo gets the "possibly-ungradable" warning (README: how it was chosen).
-DEFAULT_THRESHOLD = 0.5
+SOURCE = "fitted"
+# Below this score a photo gets the "possibly-ungradable" warning: chosen by the fit for at most 10%
+# of gradable photos warned under cross-validation (docs/gradability.md).
+DEFAULT_THRESHOLD: float = FIT["threshold"]
+# The gate: (level at which it closes to 0, level at which it is fully open), far outside what the
+# fitting photos hold, so the fitted model never has to extrapolate to them.
+GATE_BRIGHTNESS = (4.0, 10.0)  # mean luma of the visible field (the darkest real photos with a visible field: 5-15)
+GATE_WASHED = (245.0, 230.0)  # mean luma again: a white-out
+GATE_FIELD = (0.5, 0.75)  # share of the field circle inside the frame
+GATE_VESSELS = (0.001, 0.003)  # the vessels measure (RANGES): no vessel tree at all (real gradable photos: 0.004 and up)
+GATE_REASONS = {
+    "field": "no field of view found",
+    "dark": "too dark",
+    "washed": "washed out",
+    "cut": "field mostly outside the frame",
+    "vessels": "vessels not visible: blur",
+}
 
 # Component: (measure at which it is 0, measure at which it is 1). Reversed pairs fall as the measure rises.
 RANGES: dict[str, tuple[float, float]] = {
@@ -54,14 +71,32 @@ def _ramp(value: float, zero: float, one: float) -> float:
     return float(min(1.0, max(0.0, (value - zero) / (one - zero))))
 
 
-def combine(components: dict[str, float]) -> float:
-    """sqrt(min x geometric mean): any component at 0 makes the score 0; monotonic in each one."""
-    values = list(components.values())
-    worst = min(values)
-    if worst <= 0:
-        return 0.0
-    geo = math.exp(sum(math.log(v) for v in values) / len(values))
-    return math.sqrt(worst * geo)
+def fitted(values: dict[str, float]) -> tuple[float, dict[str, float]]:
+    """P(gradable) from the fitted model, and each feature group's pull towards ungradable (logit units)."""
+    pull: dict[str, float] = {}
+    logit = float(FIT["intercept"])
+    for name, mean, scale, coef in zip(FIT["features"], FIT["mean"], FIT["scale"], FIT["coef"]):
+        x = float(values[name])
+        x = math.copysign(math.log1p(abs(x) * 10.0), x) if math.isfinite(x) else mean
+        term = coef * (x - mean) / scale
+        logit += term
+        group = gradability_features.GROUPS[name]
+        pull[group] = pull.get(group, 0.0) + term
+    return 1.0 / (1.0 + math.exp(min(50.0, logit))), pull  # the model's logit is for "ungradable"
+
+
+def gate(measured: dict[str, float], fov_fraction: float, found: bool) -> tuple[float, str]:
+    """The gate in [0, 1] from `measures` and, when it is not fully open, which part closed it."""
+    if not found:
+        return 0.0, "field"
+    parts = {
+        "dark": _ramp(measured["brightness"], *GATE_BRIGHTNESS),
+        "washed": _ramp(measured["brightness"], *GATE_WASHED),
+        "cut": _ramp(fov_fraction, *GATE_FIELD),
+        "vessels": _ramp(measured["vessels"], *GATE_VESSELS),
+    }
+    worst = min(parts, key=lambda k: parts[k])
+    return parts[worst], worst if parts[worst] < 1 else ""
 
 
 def measures(img: np.ndarray, c: Circle, frame: tuple[float, float, float, float]) -> dict[str, float]:
@@ -108,8 +143,8 @@ def _in_frame(mask: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
 
 
 def assess(img: np.ndarray, c: Circle, frame: tuple[float, float, float, float], fov_fraction: float, found: bool = True) -> dict[str, Any]:
-    """The sample's gradability record: score, components, source. `found` False: no field was found
-    (the centre square stands in), which no grader would call a readable photo."""
+    """The sample's gradability record: score, components, reason, source. `found` False: no field was
+    found (the centre square stands in), which no grader would call a readable photo."""
     m = measures(img, c, frame)
     components = {
         "vessels": _ramp(m["vessels"], *RANGES["vessels"]),
@@ -119,9 +154,16 @@ def assess(img: np.ndarray, c: Circle, frame: tuple[float, float, float, float],
         "field": _ramp(fov_fraction, *RANGES["field"]) if found else 0.0,
         "glare": _ramp(m["glare"], *RANGES["glare"]),
     }
+    p, pull = fitted(gradability_features.features(img, c, frame))
+    open_, closed = gate(m, fov_fraction, found)
+    score = round(p * open_, 3)
+    reason = None
+    if score < DEFAULT_THRESHOLD:
+        reason = GATE_REASONS[closed] if closed else gradability_features.REASONS[max(pull, key=lambda g: pull[g])]
     return {
-        "score": round(combine(components), 3),
+        "score": score,
         "components": {k: round(v, 3) for k, v in components.items()},
+        "reason": reason,
         "source": SOURCE,
     }
 

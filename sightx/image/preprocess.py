@@ -143,24 +143,8 @@ def preprocess_decoded(decoded: Decoded, opts: PreprocessOptions, *, centre_fall
     """Everything after decoding. With `centre_fallback`, a photo whose field is not found (or is
     implausibly small) is processed as if the field were the circle inscribed in the frame, and
     info["fov_fallback"] names the reason: a grader must grade every readable photo, a shard must not."""
-    img, scale, (width, height) = decoded.image, decoded.scale, decoded.size
-    field = _field(img, opts)
-    fallback = ""
-    if isinstance(field, Rejected):
-        if not centre_fallback:
-            raise field
-        fallback = field.reason
-        h, w = img.shape[:2]
-        circle = fov.Circle((w - 1) / 2, (h - 1) / 2, min(w, h) / 2)
-    else:
-        circle = field
-        if 2 * circle.r < (1 - _UPSCALE_TOLERANCE) * opts.size and scale < 1 and decoded.jpeg is not None:
-            # Field smaller than assumed: decode finer so the crop is never noticeably upsampled.
-            need = opts.size * scale / (2 * circle.r)
-            img, new_scale = _decode(decoded.jpeg, (math.ceil(width * need), math.ceil(height * need)), decoded.size, decoded.orientation)
-            circle = circle.scaled(new_scale / scale)
-            scale = new_scale
-
+    img, circle, scale, fallback = _locate(decoded, opts, centre_fallback)
+    width, height = decoded.size
     small, c, frame = fundus.crop_resize(img, circle, opts.size)
     metrics = fundus.quality_metrics(small, c)
     out = fundus.normalize(small, opts.normalize, opts.size / 2)
@@ -184,6 +168,40 @@ def preprocess_decoded(decoded: Decoded, opts: PreprocessOptions, *, centre_fall
     if fallback:
         info["fov_fallback"] = fallback
     return Processed(jpeg=codec.encode(out, opts.quality, opts.chroma), image=out, info=info)
+
+
+def _locate(decoded: Decoded, opts: PreprocessOptions, centre_fallback: bool) -> tuple[np.ndarray, fov.Circle, float, str]:
+    """The pixels to crop (decoded again, finer, when the field is smaller than assumed), the field in
+    them, their scale to the original and the fallback reason ("" when the field was found)."""
+    img, scale, (width, height) = decoded.image, decoded.scale, decoded.size
+    field = _field(img, opts)
+    fallback = ""
+    if isinstance(field, Rejected):
+        if not centre_fallback:
+            raise field
+        fallback = field.reason
+        h, w = img.shape[:2]
+        circle = fov.Circle((w - 1) / 2, (h - 1) / 2, min(w, h) / 2)
+    else:
+        circle = field
+        if 2 * circle.r < (1 - _UPSCALE_TOLERANCE) * opts.size and scale < 1 and decoded.jpeg is not None:
+            # Field smaller than assumed: decode finer so the crop is never noticeably upsampled.
+            need = opts.size * scale / (2 * circle.r)
+            img, new_scale = _decode(decoded.jpeg, (math.ceil(width * need), math.ceil(height * need)), decoded.size, decoded.orientation)
+            circle = circle.scaled(new_scale / scale)
+            scale = new_scale
+    return img, circle, scale, fallback
+
+
+def analysis_field(data: bytes, opts: PreprocessOptions) -> tuple[np.ndarray, fov.Circle, tuple[float, float, float, float], float]:
+    """What the gradability score reads of a photo preprocessed with `opts`: the field at
+    gradability.ANALYSIS_SIZE, its circle and the photo's frame there, the field's share inside the
+    photo. For fitting and measuring the score (tools/fit_gradability.py, sightx-bench real)."""
+    decoded = decode_bytes(data, opts)
+    img, circle, scale, _ = _locate(decoded, opts, centre_fallback=False)
+    small, c, frame = fundus.crop_resize(img, circle, opts.size)
+    width, height = decoded.size
+    return (*_analysis_field(img, circle, small, c, frame, opts.size), fov.visible_fraction((height, width), circle.scaled(1 / scale)))
 
 
 def _analysis_field(

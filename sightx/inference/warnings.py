@@ -1,12 +1,10 @@
-"""Quality warnings for a graded photo, from the metrics the preprocessing records for every sample.
+"""Quality warnings for a graded photo, from the gradability score the preprocessing records.
 
-The limits were set on synthetic EyePACS photos (sightx/synth) preprocessed at 64 and 256 px: the
-generator's ungradable dark shots measure brightness 8-18 and its under-exposed but gradable ones
-23 and up; its ungradable blurred shots have sharpness 7-18 at 256 px against 49 and up for
-sharp and slightly soft ones (sharpness grows as the output shrinks, so at 64 px the limit is
-conservative: it flags only heavy blur). "possibly-ungradable" comes from the gradability score
-(sightx/image/gradability.py; its threshold is explained in README). A warning informs; it never
-withholds a grade.
+A photo whose score is under the threshold gets "possibly-ungradable" and one code for the score's
+main reason (too-dark, blurred, hazy, ...), so the warning says why; a photo above it gets none of
+them, however it measures on any single component (the score was fitted on real photos; single
+measures with fixed limits were not: sightx/image/gradability.py). Photos from shards written before
+the score existed fall back to the fixed limits below. A warning informs; it never withholds a grade.
 """
 
 from __future__ import annotations
@@ -14,25 +12,42 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sightx.image.gradability import DEFAULT_THRESHOLD, score_of
+from sightx.image import gradability_features
+from sightx.image.gradability import DEFAULT_THRESHOLD, GATE_REASONS, score_of
 
 # Warning codes, with what each tells a reader.
 MESSAGES = {
     "no-fov": "no circular field of view found: graded on the centre square of the frame",
     "fov-too-small": "the field of view found is implausibly small: graded on the centre square of the frame",
-    "too-dark": "the field is too dark to grade reliably",
-    "blurred": "the field looks out of focus",
-    "field-cut-off": "much of the field of view lies outside the frame",
     "possibly-ungradable": "the gradability score is low: a grader may not be able to read this photo",
+    "too-dark": "the field is too dark to grade reliably",
+    "over-exposed": "the field is washed out",
+    "poor-exposure": "parts of the field are too dark or over-exposed",
+    "uneven-illumination": "uneven illumination: part of the field is lost",
+    "blurred": "the field looks out of focus: vessels are not sharp",
+    "hazy": "low contrast: haze or media opacity",
+    "field-cut-off": "much of the field of view lies outside the frame",
+}
+# The score's reason (its text in the record) -> the warning code that names it.
+REASON_CODES = {
+    GATE_REASONS["dark"]: "too-dark",
+    GATE_REASONS["washed"]: "over-exposed",
+    GATE_REASONS["cut"]: "field-cut-off",
+    GATE_REASONS["vessels"]: "blurred",
+    gradability_features.REASONS["exposure"]: "poor-exposure",
+    gradability_features.REASONS["illumination"]: "uneven-illumination",
+    gradability_features.REASONS["blur"]: "blurred",
+    gradability_features.REASONS["haze"]: "hazy",
 }
 
 
 @dataclass(frozen=True)
 class QualityLimits:
+    min_gradability: float = DEFAULT_THRESHOLD  # the gradability score, 0-1
+    # For samples written before the score: fixed limits on single measures.
     min_brightness: float = 20.0  # mean grey level inside the field, before normalisation
     min_sharpness: float = 25.0  # variance of the Laplacian at the output size
     min_fov_fraction: float = 0.75  # share of the field circle inside the frame
-    min_gradability: float = DEFAULT_THRESHOLD  # the rule-based gradability score, 0-1
 
 
 def quality_warnings(info: dict[str, Any], limits: QualityLimits = QualityLimits()) -> list[str]:
@@ -40,13 +55,18 @@ def quality_warnings(info: dict[str, Any], limits: QualityLimits = QualityLimits
     found = []
     if info.get("fov_fallback"):
         found.append(str(info["fov_fallback"]))
-    if info.get("brightness", 255.0) < limits.min_brightness:
-        found.append("too-dark")
-    if info.get("sharpness", float("inf")) < limits.min_sharpness:
-        found.append("blurred")
-    if info.get("fov_fraction", 1.0) < limits.min_fov_fraction:
-        found.append("field-cut-off")
-    score = score_of(info)  # None: a shard written before the score existed, nothing to warn about
-    if score is not None and score < limits.min_gradability:
+    score = score_of(info)
+    if score is None:  # a shard written before the score existed
+        if info.get("brightness", 255.0) < limits.min_brightness:
+            found.append("too-dark")
+        if info.get("sharpness", float("inf")) < limits.min_sharpness:
+            found.append("blurred")
+        if info.get("fov_fraction", 1.0) < limits.min_fov_fraction:
+            found.append("field-cut-off")
+        return found
+    if score < limits.min_gradability:
         found.append("possibly-ungradable")
+        code = REASON_CODES.get(str(info["gradability"].get("reason")))
+        if code is not None:
+            found.append(code)
     return found

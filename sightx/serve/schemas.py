@@ -16,9 +16,12 @@ class Circle(BaseModel):
 class Gradability(BaseModel):
     """Could a grader read the photo: sightx/image/gradability.py."""
 
-    score: float = Field(description="0 (unreadable) to 1; below the default threshold the warning possibly-ungradable")
-    components: dict[str, float] = Field(description="vessels, sharpness, exposure, uniformity, field, glare: each 0-1")
-    source: str = Field(description="what computed it: 'rules' (image evidence)")
+    score: float = Field(
+        description="0 (unreadable) to 1, P(gradable) fitted on real photos; below the default threshold the warning possibly-ungradable"
+    )
+    components: dict[str, float] = Field(description="vessels, sharpness, exposure, uniformity, field, glare: each 0-1, to explain a score")
+    reason: str | None = Field(None, description="below the threshold, the score's main reason in words (e.g. 'vessels not visible: blur')")
+    source: str = Field(description="what computed it: 'fitted' (a model over image measures; 'rules' in records written before it)")
 
 
 class Quality(BaseModel):
@@ -39,7 +42,10 @@ class Quality(BaseModel):
 
 
 class Warning(BaseModel):
-    code: str = Field(description="no-fov, fov-too-small, too-dark, blurred, field-cut-off, possibly-ungradable")
+    code: str = Field(
+        description="no-fov, fov-too-small, possibly-ungradable and its reason: too-dark, over-exposed, poor-exposure, "
+        "uneven-illumination, blurred, hazy, field-cut-off"
+    )
     message: str
 
 

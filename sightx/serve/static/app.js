@@ -30,8 +30,8 @@ function showResult(card, r, ms) {
     (r.referable_probability != null ? ` (P = ${pct(r.referable_probability)})` : "");
   const g = r.quality.gradability;
   if (g) {
-    const worst = Object.entries(g.components).sort((a, b) => a[1] - b[1])[0];
-    $(".gradability", card).textContent = `Gradability ${g.score.toFixed(2)} (0-1; lowest: ${worst[0]} ${worst[1].toFixed(2)})`;
+    $(".gradability", card).textContent = `Gradability ${g.score.toFixed(2)} (0-1)` +
+      (g.reason ? `: possibly ungradable, ${g.reason}` : ": gradable");
   }
   const bars = $(".bars", card);
   if (r.probabilities) {
