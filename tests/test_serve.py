@@ -8,7 +8,6 @@ import contextlib
 import io
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import threading
@@ -20,18 +19,17 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
-import uvicorn
 from click.testing import CliRunner
 from fastapi.testclient import TestClient
 from PIL import Image
 from sample_photos import huge_jpeg_header, huge_png_header, no_field_photo, variants
+from serve_live import LOCAL, TIMEOUT, free_port, live_server
 
 from sightx.inference.grader import Grader
 from sightx.inference.predict import predict
 from sightx.serve import ServeConfig, batch_size, create_app
 from sightx.serve.server import exposure_warning
 
-TIMEOUT = 60.0
 JPEG = {"content-type": "image/jpeg"}
 
 
@@ -43,32 +41,8 @@ def photos(tiny_raw: Path) -> list[Path]:
 @pytest.fixture(scope="module")
 def client(tiny_checkpoint: Path) -> Iterator[TestClient]:
     app = create_app(Grader(tiny_checkpoint, "cpu"), ServeConfig(max_upload_mb=2, max_files=4, workers=2))
-    with TestClient(app) as c:
+    with TestClient(app, base_url=LOCAL) as c:
         yield c
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@contextlib.contextmanager
-def live_server(checkpoint: Path, config: ServeConfig) -> Iterator[str]:
-    """The app under uvicorn on a free loopback port, in a thread of this process."""
-    port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(Grader(checkpoint, "cpu"), config), host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + TIMEOUT
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "server did not start"
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(TIMEOUT)
 
 
 def _files(*items: tuple[str, bytes]) -> list[tuple[str, tuple[str, bytes, str]]]:
@@ -216,7 +190,7 @@ def test_uploads_are_never_written_to_disk(client: TestClient) -> None:
 
 
 def test_bearer_token_guards_the_api_only(tiny_checkpoint: Path) -> None:
-    with TestClient(create_app(Grader(tiny_checkpoint, "cpu"), ServeConfig(token="s3cret"))) as c:
+    with TestClient(create_app(Grader(tiny_checkpoint, "cpu"), ServeConfig(token="s3cret")), base_url=LOCAL) as c:
         assert c.get("/v1/model").status_code == 401
         res = c.get("/v1/model", headers={"Authorization": "Bearer wrong"})
         assert res.status_code == 401 and res.headers["www-authenticate"] == "Bearer"
@@ -240,26 +214,19 @@ def test_a_foreign_checkpoint_is_refused_at_start(tmp_path: Path) -> None:
     assert res.exit_code == 1 and "not a SightX checkpoint" in res.output and len(res.output.strip().splitlines()) == 1
 
 
-def test_full_queue_answers_503_with_retry_after(tiny_checkpoint: Path, photos: list[Path]) -> None:
-    with live_server(tiny_checkpoint, ServeConfig(max_queue=1)) as url:
-        host, port = url.removeprefix("http://").split(":")
-        with socket.create_connection((host, int(port)), timeout=TIMEOUT) as slow:
-            # A client that sends its headers and then stalls holds the only slot.
-            slow.sendall(b"POST /v1/grade HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\nContent-Length: 100000\r\n\r\npartial")
-            deadline = time.monotonic() + TIMEOUT
-            while True:
-                res = httpx.post(f"{url}/v1/grade", content=photos[0].read_bytes(), headers=JPEG, timeout=TIMEOUT)
-                if res.status_code == 503 or time.monotonic() > deadline:
-                    break
-                time.sleep(0.05)  # the stalled request may not have reached the app yet
-            assert res.status_code == 503 and res.headers["retry-after"] == "1" and "busy" in res.json()["detail"]
-        deadline = time.monotonic() + TIMEOUT
-        while (
-            res := httpx.post(f"{url}/v1/grade", content=photos[0].read_bytes(), headers={"content-type": "image/jpeg"})
-        ).status_code == 503:
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
-        assert res.status_code == 200
+def test_a_full_grading_queue_answers_503_with_retry_after(tiny_checkpoint: Path) -> None:
+    from sightx.serve.errors import Refused
+    from sightx.serve.gates import Gates
+
+    gates = Gates(ServeConfig(max_queue=1))
+    with gates.request("10.0.0.1") as first:
+        first.grade()  # its body is in: it holds the only grading slot
+        with pytest.raises(Refused) as e, gates.request("10.0.0.2"):
+            pass
+        assert e.value.status == 503 and e.value.headers["Retry-After"] == "1" and "busy" in str(e.value)
+    with gates.request("10.0.0.2") as second:
+        second.grade()
+    assert gates.grading == 0 and gates.body_bytes == 0 and not gates.clients
 
 
 def test_many_clients_are_all_answered_batched_and_graded_as_one_by_one(tiny_checkpoint: Path, photos: list[Path]) -> None:
@@ -294,7 +261,7 @@ def test_api_and_sightx_predict_grade_alike(client: TestClient, tiny_checkpoint:
 
 
 def test_the_sightx_serve_process_over_http(tiny_checkpoint: Path, photos: list[Path]) -> None:
-    port = _free_port()
+    port = free_port()
     cmd = [
         sys.executable,
         "-m",
