@@ -91,7 +91,7 @@ class BenchOptions:
             serve_requests=24,
             serve_photo=(1024, 683),
             serve_slow_clients=8,
-            serve_bomb_requests=2,
+            serve_bomb_requests=1,
             quick=True,
         )
         return cls(**{**base, **overrides})
