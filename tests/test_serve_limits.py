@@ -201,6 +201,24 @@ def test_work_stops_when_the_client_goes_away(tiny_checkpoint: Path, photo: byte
         assert res.status_code == 200 and service.gates.in_progress == 0
 
 
+def test_a_request_of_many_slow_photos_takes_turns_with_other_requests(tiny_checkpoint: Path, photo: bytes) -> None:
+    slow = zeros_png(5000, 4000)
+    with live_server(tiny_checkpoint, ServeConfig(workers=2)) as url:
+        service = SERVICES[url]
+        done: list[int] = []
+        files = [("files", (f"{i}.png", slow)) for i in range(8)]
+        hog = threading.Thread(target=lambda: done.append(httpx.post(f"{url}/v1/grade", files=files, timeout=TIMEOUT).status_code))
+        hog.start()
+        try:
+            wait_until(lambda: service.prepared >= 2)
+            res = httpx.post(f"{url}/v1/grade", content=photo, headers=JPEG, timeout=TIMEOUT)
+            assert res.status_code == 200
+            assert not done and service.prepared <= 6, service.prepared  # answered after 2-5 of the 8 had started, not after all 8
+        finally:
+            hog.join()
+        assert done == [200]
+
+
 def test_bombs_and_requests_of_too_many_pixels_are_refused_from_their_headers(tiny_checkpoint: Path) -> None:
     bomb = zeros_png(6000, 5000)  # 30 MP in 90 KB: under the checkpoint's 60 MP limit, over serving's 25
     with live_server(tiny_checkpoint, ServeConfig(max_request_mp=50)) as url:
