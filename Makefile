@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 DEMO   ?= data/demo
 
-.PHONY: install lint test fuzz demo serve docs kernel clean
+.PHONY: install lint test fuzz fuzz-serve demo serve docs kernel clean
 
 # Re-installs only when the project's metadata changed; `pip install -e` keeps code edits live.
 $(STAMP): pyproject.toml
@@ -26,9 +26,14 @@ lint: $(STAMP)
 test: lint
 	$(PY) -m pytest
 
-# The fuzz tests at length, unseeded (make test runs a few seeded examples of each): about a minute or two.
-fuzz: $(STAMP)
+# The fuzz tests at length, unseeded (make test runs a few seeded examples of each): the decoders, then the server.
+fuzz: $(STAMP) fuzz-serve
 	SIGHTX_FUZZ_EXAMPLES=$${SIGHTX_FUZZ_EXAMPLES:-20000} $(PY) -m pytest -q -p no:cacheprovider tests/test_fuzz.py
+
+# The server fuzzed over real HTTP on 127.0.0.1: requests built by hypothesis (methods, paths, Host, tokens, content
+# types, multipart bodies of mutated photos) and raw HTTP with lying lengths; a few minutes.
+fuzz-serve: $(STAMP)
+	SIGHTX_FUZZ_SERVE_EXAMPLES=$${SIGHTX_FUZZ_SERVE_EXAMPLES:-2000} $(PY) -m pytest -q -p no:cacheprovider tests/test_fuzz_serve.py
 
 # The main job end to end on synthetic data, from the download as Kaggle ships it (nothing unzipped):
 # generate the competition zip -> explore it -> shard straight from it -> explore the shards -> train -> grade its test images.

@@ -28,7 +28,7 @@ ALLOWED: dict[str, set[str]] = {
     "inference": CORE | {"contracts", "files", "image", "labels", "models", "parallel", "sources"},
     "shard": CORE | {"contracts", "image", "labels", "parallel", "sources"},
     "train": CORE | {"contracts", "evaluation", "files", "image", "inference", "labels", "models", "parallel"},
-    "serve": CORE | {"__version__", "inference", "labels", "models"},
+    "serve": CORE | {"__version__", "image", "inference", "labels", "models"},  # image.codec: header sizes, before decoding
     "explore": CORE | {"contracts", "evaluation", "files", "image", "labels", "parallel", "sources"},
     "synth": CORE | {"files", "parallel"},
     "doctor": CORE | {"image", "sources", "synth", "train"},

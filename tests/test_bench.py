@@ -170,6 +170,13 @@ def test_serve_stage_measures_the_real_server(tmp_path: Path) -> None:
     assert mem["rss_mb_series"][-1] == [mem["end"]["requests"], mem["end"]["rss_mb"]]
     assert s["headline_clients_gain"] == m["clients_gain"] > 0
     assert "| resnet18 at 64 px, 64 px fields |" in render(result, markdown=True)
+    h = s["hostile"]
+    for key in ("alone", "with_slow_clients", "with_slow_clients_and_a_slow_photo"):
+        assert 0 < h[key]["p50_ms"] <= h[key]["p95_ms"], key
+    assert h["slow_clients"] == 8 and h["slow_clients_still_open"] == 8  # held, not refused, while the normal client was served
+    b = h["bombs"]
+    assert b["statuses"] == [200] and b["over_limit"]["status"] == 422 and b["rss_mb_peak"] >= b["rss_mb_before"] > 0
+    assert "slow clients holding connections" in render(result, markdown=True)
 
 
 def test_serve_model_specs_are_checked_before_work() -> None:

@@ -195,14 +195,14 @@ def test_the_score_is_one_minus_p_reject_on_stored_fields(quality_run: Path, qua
 def test_the_server_adds_the_learned_score_to_each_result(quality_run: Path, tiny_checkpoint: Path, quality_raw: Path) -> None:
     app = create_app(Grader(tiny_checkpoint, "cpu"), ServeConfig(workers=1), load(quality_run / "best.pt", "cpu"))
     photo = sorted((quality_raw / "train").glob("*.jpeg"))[0].read_bytes()
-    with TestClient(app) as client:
+    with TestClient(app, base_url="http://127.0.0.1") as client:
         r = client.post("/v1/grade", files=[("files", ("a.jpeg", io.BytesIO(photo), "image/jpeg"))] * 2)
         assert r.status_code == 200, r.text
         scores = [res["gradability_model"] for res in r.json()["results"]]
         assert all(0 <= s <= 1 for s in scores) and scores[0] == scores[1]
         assert client.get("/v1/model").json()["gradability_model"] == ckpt.load(quality_run / "best.pt").sha256
     plain = create_app(Grader(tiny_checkpoint, "cpu"), ServeConfig(workers=1))
-    with TestClient(plain) as client:
+    with TestClient(plain, base_url="http://127.0.0.1") as client:
         r = client.post("/v1/grade", content=photo, headers={"content-type": "image/jpeg"})
         assert r.json()["results"][0]["gradability_model"] is None
 

@@ -46,6 +46,8 @@ class BenchOptions:
     serve_requests: int = 1000  # in all, for the memory figure
     serve_max_s: float = 300.0  # per model: the memory run stops here if the requests take longer
     serve_photo: tuple[int, int] = (3888, 2592)  # a full-resolution EyePACS-size photo
+    serve_slow_clients: int = 50  # connections sending a byte a second while a normal client's latency is measured
+    serve_bomb_requests: int = 16  # requests of 8 20 MP zero PNGs in the bomb burst (memory after it)
     quick: bool = False
     executor: str = "pool"  # dask-local: the shard stage measures SightX on a Dask LocalCluster against its pool
 
@@ -57,7 +59,10 @@ class BenchOptions:
             raise BenchError("images, workers, reps, load samples, batch size and train steps must be >= 1")
         if self.executor not in EXECUTORS:
             raise BenchError(f"--executor must be one of {', '.join(EXECUTORS)}")
-        if min(self.serve_clients, self.serve_load_requests, self.serve_requests) < 1 or self.serve_max_s <= 0:
+        if (
+            min(self.serve_clients, self.serve_load_requests, self.serve_requests, self.serve_slow_clients, self.serve_bomb_requests) < 1
+            or self.serve_max_s <= 0
+        ):
             raise BenchError("serve clients, requests and seconds must be >= 1")
         if not self.serve_models:
             raise BenchError("the serve stage needs at least one --serve-model")
@@ -85,6 +90,8 @@ class BenchOptions:
             serve_load_requests=4,
             serve_requests=24,
             serve_photo=(1024, 683),
+            serve_slow_clients=8,
+            serve_bomb_requests=1,
             quick=True,
         )
         return cls(**{**base, **overrides})

@@ -308,7 +308,42 @@ def _serve(s: dict[str, Any], markdown: bool) -> list[str]:
         "micro-batching x = photos/s at the same clients with --max-batch 8 (tuned) over --max-batch 1 (a server each).",
         "the clients run on the same machine as the server and take some of its CPU.",
     ]
-    return [_title(title, markdown), _table(headers, rows, markdown), _notes(notes, markdown)]
+    return [_title(title, markdown), _table(headers, rows, markdown), _notes(notes, markdown), *_hostile(s.get("hostile"), markdown)]
+
+
+def _hostile(h: dict[str, Any] | None, markdown: bool) -> list[str]:
+    if not h:
+        return []
+    if "error" in h:
+        return [_notes([f"hostile clients: failed: {h['error']}"], markdown)]
+    where = "each from its own loopback address" if h["distinct_addresses"] else "all from 127.0.0.1 (--max-per-client raised)"
+    rows = [
+        [label, f"{h[key]['p50_ms']:g}", f"{h[key]['p95_ms']:g}", f"{h[key]['max_ms']:g}"]
+        for key, label in (
+            ("alone", "alone"),
+            ("with_slow_clients", f"{h['slow_clients']} slow clients holding connections"),
+            ("with_slow_clients_and_a_slow_photo", "the same, and a 20 MP PNG decoding all the while"),
+        )
+    ]
+    b = h["bombs"]
+    bomb = [
+        [
+            f"{b['requests']} requests of {b['photos_per_request']} {b['photo_mp']} MP zero PNGs from {b['clients']} clients",
+            f"{b['burst_s']:g} s, status {', '.join(map(str, b['statuses']))}",
+            f"{b['rss_mb_before']:g} -> {b['rss_mb_peak']:g} -> {b['rss_mb_after']:g} ({b['kept_mb']:+g})",
+        ],
+        [
+            f"1 request of {b['over_limit']['photos']} {b['over_limit']['photo_mp']} MP zero PNGs",
+            f"{b['over_limit']['ms']:g} ms, status {b['over_limit']['status']}",
+            "",
+        ],
+    ]
+    return [
+        _title(f"serve, hostile clients: a normal client's latency (ms) while slow clients ({where}) send a byte a second", markdown),
+        _table(["normal client", "p50", "p95", "max"], rows, markdown),
+        _title("serve, a burst of decompression bombs: server RSS MB before -> peak -> after 1.5 s idle", markdown),
+        _table(["burst", "took", "RSS MB"], bomb, markdown),
+    ]
 
 
 def _target_row(t: dict[str, Any]) -> list[str]:

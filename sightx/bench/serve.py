@@ -71,13 +71,15 @@ def rss_mb(pid: int) -> tuple[float, float | None]:
 
 
 @contextlib.contextmanager
-def server(checkpoint: Path, device: str, max_batch: int, workers: int, log_path: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+def server(
+    checkpoint: Path, device: str, max_batch: int, workers: int, log_path: Path, extra: list[str] | None = None
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     """The real service in its own process, ready (its /readyz answered), stopped afterwards."""
     import httpx
 
     port = _free_port()
     cmd = [sys.executable, "-m", "sightx.serve", "--checkpoint", str(checkpoint), "--port", str(port), "--device", device]
-    cmd += ["--max-batch", str(max_batch), "--workers", str(workers), "--max-queue", "256"]
+    cmd += ["--max-batch", str(max_batch), "--workers", str(workers), "--max-queue", "256", "--max-per-client", "256", *(extra or [])]
     url = f"http://127.0.0.1:{port}"
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
@@ -212,7 +214,18 @@ def stage(opts: BenchOptions, work: Path, log: Callable[[str], None]) -> dict[st
             log(f"serve  {spec}: failed: {e}")
             models[spec] = {"error": str(e)}
     first = models[opts.serve_models[0]]
+    hostile: dict[str, Any] | None = None
+    if "error" not in first:
+        from sightx.bench import serve_hostile
+
+        arch, image_size, field = parse_model(opts.serve_models[0])
+        try:
+            hostile = serve_hostile.measure(opts, work / f"serve-{arch}-{image_size}-{field}.pt", photo, work, log)
+        except BenchError as e:
+            log(f"serve  hostile clients: failed: {e}")
+            hostile = {"error": str(e)}
     return {
+        "hostile": hostile,
         "photo": {"width": opts.serve_photo[0], "height": opts.serve_photo[1], "mb": round(len(photo) / 1e6, 2)},
         "device": opts.device,
         "clients": opts.serve_clients,

@@ -39,6 +39,10 @@ from sightx.parallel.pool import default_workers
 )
 @click.option("--serve-clients", type=click.IntRange(1), help="Concurrent clients of the serve stage.  [default: 8]")
 @click.option("--serve-requests", type=click.IntRange(1), help="Requests per model for the server's memory figure.  [default: 1000]")
+@click.option(
+    "--serve-slow-clients", type=click.IntRange(1), help="Slow clients holding connections while latency is measured.  [default: 50]"
+)
+@click.option("--serve-bomb-requests", type=click.IntRange(1), help="Requests of 8 20 MP zero PNGs in the bomb burst.  [default: 16]")
 @click.option("--serve-max-s", type=click.FloatRange(1), help="Seconds per model the memory run may take.  [default: 300]")
 @click.option("--work", type=click.Path(file_okay=False), help="Keep the scratch files here instead of a temporary folder.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="Also write the full result as JSON.")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -68,35 +69,86 @@ def predict(
     click.echo(f"graded {len(rows) - failed} image(s), {failed} failed, {warned} with quality warnings; wrote {out_csv}")
 
 
+def _serve_option(field: str, **kw: Any) -> Any:
+    """`--field-name` for a ServeConfig field, with the library's default (declared once, in the config)."""
+    from sightx.serve.config import default
+
+    return click.option(f"--{field.replace('_', '-')}", field, default=default(field), show_default=True, **kw)
+
+
 @command()
 @click.option("--checkpoint", required=True, type=click.Path(dir_okay=False, path_type=Path), help="best.pt or last.pt from sightx-train.")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind; 0.0.0.0 exposes it to the network.")
 @click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True)
 @click.option("--workers", type=click.IntRange(1), default=min(4, default_workers()), show_default=True, help="Preprocessing threads.")
 @click.option("--device", default="auto", show_default=True, help="auto (MPS, then CUDA, then CPU), cpu, cuda, cuda:1, mps.")
-@click.option("--max-batch", type=click.IntRange(1), default=8, show_default=True, help="Photos per model call, at most.")
+@_serve_option("max_batch", type=click.IntRange(1), help="Photos per model call, at most.")
 @click.option(
     "--tune-batch/--no-tune-batch",
     default=True,
     show_default=True,
     help="At start, time batches up to --max-batch and use the size fastest per photo on this device.",
 )
-@click.option("--batch-wait-ms", type=click.FloatRange(0), default=10.0, show_default=True, help="How long a batch waits to fill.")
-@click.option("--max-queue", type=click.IntRange(1), default=16, show_default=True, help="Requests in progress before 503.")
-@click.option("--max-upload-mb", type=click.FloatRange(0, min_open=True), default=40.0, show_default=True, help="Request body limit.")
-@click.option("--max-files", type=click.IntRange(1), default=16, show_default=True, help="Photos per request.")
+@_serve_option("batch_wait_ms", type=click.FloatRange(0), help="How long a batch waits to fill.")
+@_serve_option("max_queue", type=click.IntRange(1), help="Requests whose body is in, being graded, before 503.")
+@_serve_option("max_upload_mb", type=click.FloatRange(0, min_open=True), help="Request body limit.")
+@_serve_option(
+    "max_bodies_mb",
+    type=click.FloatRange(0, min_open=True),
+    help="Request bodies held in memory at once (being received or graded) before 503: bounds memory under many uploads.",
+)
+@_serve_option("max_files", type=click.IntRange(1), help="Photos per request.")
+@_serve_option(
+    "read_idle_s",
+    type=click.FloatRange(0, min_open=True),
+    help="Close a connection that sends nothing for this long, in its headers or body (408 in the body): stalled clients hold nothing.",
+)
+@_serve_option(
+    "read_total_s",
+    type=click.FloatRange(0, min_open=True),
+    help="A request body must be all in this many seconds after its headers, else 408: bounds clients that send a byte at a time.",
+)
+@_serve_option(
+    "max_per_client",
+    type=click.IntRange(1),
+    help="Requests in progress from one client address before 429 (behind a proxy every client has its address: raise it).",
+)
+@_serve_option(
+    "max_photo_mp",
+    type=click.FloatRange(0, min_open=True),
+    help="Megapixels per photo, from its header, before decoding (fundus cameras stay under ~25): refuses decompression bombs.",
+)
+@_serve_option(
+    "max_request_mp", type=click.FloatRange(0, min_open=True), help="Megapixels of all the photos of one request: bounds its decoding work."
+)
+@click.option(
+    "--allowed-host",
+    "allowed_hosts",
+    multiple=True,
+    metavar="NAME",
+    help="A Host header name to serve besides the loopback names (repeatable; '*': any). Refuses DNS rebinding from web pages.",
+)
 @click.option("--token", envvar="SIGHTX_TOKEN", help="Require 'Authorization: Bearer TOKEN' on /v1/* (or set SIGHTX_TOKEN).")
 @click.option(
     "--gradability-model",
     type=click.Path(dir_okay=False, path_type=Path),
     help="A sightx-train --task gradability checkpoint: each result gets its score (gradability_model, 1 - P(Reject)).",
 )
-def serve(checkpoint: Path, host: str, port: int, device: str, token: str | None, gradability_model: Path | None, **kw: object) -> None:
+def serve(
+    checkpoint: Path,
+    host: str,
+    port: int,
+    device: str,
+    token: str | None,
+    gradability_model: Path | None,
+    allowed_hosts: tuple[str, ...],
+    **kw: object,
+) -> None:
     """Serve a web page and a REST API that grade fundus photos with CHECKPOINT's preprocessing."""
-    from sightx.serve.config import ServeConfig
+    from sightx.serve.config import LOOPBACK, ServeConfig
     from sightx.serve.server import run
 
-    config = ServeConfig(token=token, **kw)  # type: ignore[arg-type]
+    config = ServeConfig(token=token, allowed_hosts=(*LOOPBACK, *allowed_hosts), **kw)  # type: ignore[arg-type]
     run(checkpoint, host, port, device, config, lambda line: click.echo(line, err=True), gradability_model)
 
 

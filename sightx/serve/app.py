@@ -1,9 +1,11 @@
 """The FastAPI application: the page, the REST API, health and readiness, over one Grader.
 
-Each request holds one of `max_queue` slots from before its body is read until it is answered
-(503 with Retry-After when none is free), so memory is bounded by the slots times the upload
-limit. Photos are preprocessed on a thread pool and graded in micro-batches on the model's
-own thread; Grad-CAM runs on that thread too, after the batch.
+A request is admitted by gates.py (per client, body bytes, then a grading slot once its body is
+in) and its body read under deadlines (uploads.py); its photos' headers are checked against the
+serving pixel limits (pixels.py) before anything is decoded. Photos are preprocessed on a thread
+pool, at most `workers` at a time per request so one request of many photos cannot queue ahead
+of every other, and graded in micro-batches on the model's own thread; Grad-CAM runs on that
+thread too, after the batch. A client that goes away cancels the work not yet started.
 """
 
 from __future__ import annotations
@@ -11,13 +13,12 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import hmac
 import logging
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -31,11 +32,13 @@ from sightx.inference.gradability_model import GradabilityModel
 from sightx.inference.grader import Graded, Grader, Photo
 from sightx.inference.warnings import MESSAGES
 from sightx.labels.grades import NAMES, REFERABLE
-from sightx.serve import batch_size, schemas
+from sightx.serve import batch_size, pixels, schemas, web
 from sightx.serve.batcher import MicroBatcher
 from sightx.serve.config import ServeConfig
-from sightx.serve.errors import Refused, refused_photo
-from sightx.serve.uploads import Upload, read_uploads
+from sightx.serve.errors import Refused, clean, refused_photo
+from sightx.serve.gates import Gates
+from sightx.serve.memory import Trimmer
+from sightx.serve.uploads import Reading, Upload, read_uploads
 
 STATIC = Path(__file__).parent / "static"
 _LOG = logging.getLogger("uvicorn.error")  # uvicorn's own log: the operator reads one stream
@@ -57,9 +60,11 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"description": text, "content": {"application/json": {"example": {"detail": text}}}}
     for code, text in (
         (401, "missing or wrong bearer token"),
-        (413, "request body over the upload limit"),
+        (408, "the request body did not arrive in time"),
+        (413, "request body over the upload limit, or its photos over the pixels per request"),
         (415, "not a JPEG, PNG or TIFF"),
         (422, "a photo that cannot be graded (truncated, too large, too small)"),
+        (429, "too many requests in progress from this client: retry after the Retry-After seconds"),
         (503, "busy: retry after the Retry-After seconds"),
     )
 }
@@ -77,7 +82,10 @@ class Service:
         self.batcher: MicroBatcher[torch.Tensor, tuple[np.ndarray, float, int]] = MicroBatcher(
             self._run_batch, self.model_thread, config.max_batch, config.batch_wait_ms / 1000
         )
-        self.in_flight = 0
+        self.gates = Gates(config, self._idle)
+        self.trimmer = Trimmer(lambda: bool(self.gates.clients))
+        self.prepared = 0  # photos whose preprocessing started (tests: work stops when a client goes away)
+        self.cancelled = 0  # requests whose client went away before the answer
         self.ready = False
         self.batch_timings: dict[int, float] = {}  # seconds per photo by batch size, when tuned at start
 
@@ -114,25 +122,24 @@ class Service:
         ms = round((time.perf_counter() - start) * 1000, 2)
         return [(out, ms, len(tensors)) for out in outputs]
 
-    @contextlib.contextmanager
-    def slot(self) -> Iterator[None]:
-        if self.in_flight >= self.config.max_queue:
-            raise Refused(503, f"busy: {self.in_flight} requests in progress, retry shortly", {"Retry-After": "1"})
-        self.in_flight += 1
-        try:
-            yield
-        finally:
-            self.in_flight -= 1
+    def _idle(self) -> None:
+        self.trimmer.idle()
+
+    def reading(self, hold: Callable[[int], None]) -> Reading:
+        c = self.config
+        return Reading(c.max_upload_bytes, c.max_files, c.read_idle_s, c.read_total_s, hold)
 
     def _prepare(self, data: bytes) -> tuple[Photo, torch.Tensor]:
+        self.prepared += 1
         photo = self.grader.prepare(data)
         return photo, self.grader.tensor(photo.jpeg)
 
-    async def prepare(self, upload: Upload) -> tuple[Photo, torch.Tensor]:
-        try:
-            return await asyncio.get_running_loop().run_in_executor(self.prep, self._prepare, upload.data)
-        except Rejection as e:
-            raise refused_photo(upload.name, e) from None
+    async def prepare(self, upload: Upload, turn: asyncio.Semaphore) -> tuple[Photo, torch.Tensor]:
+        async with turn:
+            try:
+                return await asyncio.get_running_loop().run_in_executor(self.prep, self._prepare, upload.data)
+            except Rejection as e:
+                raise refused_photo(upload.name, e) from None
 
     async def cam(self, tensor: torch.Tensor, grade: int, size: int) -> bytes:
         from sightx.serve.cam import heat_map, overlay_png  # captum (and matplotlib) load on the first heat map
@@ -141,8 +148,12 @@ class Service:
         return overlay_png(heat, size)
 
     async def grade(self, uploads: list[Upload], cam: bool, start: float) -> list[schemas.GradeResult]:
-        prepared = await asyncio.gather(*(self.prepare(u) for u in uploads))
-        outputs = await asyncio.gather(*(self.batcher.submit(tensor) for _, tensor in prepared))
+        c = self.config
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self.prep, pixels.check, uploads, c.max_photo_mp, c.max_request_mp)
+        turn = asyncio.Semaphore(c.workers)  # this request's photos take turns with other requests'
+        prepared = await _all_or_none([self.prepare(u, turn) for u in uploads])
+        outputs = await _all_or_none([self.batcher.submit(tensor) for _, tensor in prepared])
         scores: list[float | None] = [None] * len(prepared)
         if self.gradability is not None:
             jpegs = [photo.jpeg for photo, _ in prepared]
@@ -209,6 +220,44 @@ class Service:
         )
 
 
+_T = TypeVar("_T")
+
+
+async def _all_or_none(coros: list[Coroutine[Any, Any, _T]]) -> list[_T]:
+    """Every result in order, or the first error with the rest cancelled (a request grades all its photos or none)."""
+    tasks = [asyncio.ensure_future(c) for c in coros]
+    try:
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+        for t in tasks:
+            if t.done() and not t.cancelled() and t.exception() is not None:
+                raise t.exception()  # type: ignore[misc]
+        return [t.result() for t in tasks]
+    finally:
+        for t in tasks:
+            t.cancel()
+
+
+async def _unless_gone(receive: Callable[[], Awaitable[Any]], work: Awaitable[_T], service: Service) -> _T:
+    """`work`'s result, or cancel it when the client disconnects first (its body is in: the next message is the disconnect)."""
+    task = asyncio.ensure_future(work)
+    gone = asyncio.ensure_future(_disconnect(receive))
+    try:
+        await asyncio.wait({task, gone}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        gone.cancel()
+        if not task.done():
+            task.cancel()
+            service.cancelled += 1
+    if task.cancelled():
+        raise Refused(400, "the client went away before the answer")
+    return task.result()
+
+
+async def _disconnect(receive: Callable[[], Awaitable[Any]]) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
 def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
 
@@ -247,22 +296,28 @@ def create_app(grader: Grader, config: ServeConfig | None = None, gradability: G
         version=__version__,
         description="Diabetic-retinopathy grades for fundus photos, with the preprocessing the model was trained with.",
         lifespan=lifespan,
+        docs_url=None,  # FastAPI's pages load scripts from a CDN: web.docs_page instead
+        redoc_url=None,
     )
     app.state.service = service
+    app.add_middleware(web.Guard, allowed_hosts=config.allowed_hosts)
 
     @app.exception_handler(Refused)
-    async def _refused(_request: Request, e: Refused) -> JSONResponse:
-        return JSONResponse({"detail": str(e)}, e.status, headers=e.headers)
+    async def _refused(request: Request, e: Refused) -> JSONResponse:
+        headers = dict(e.headers)
+        if request.method == "POST":
+            headers["Connection"] = "close"  # the rest of its body may still be coming: not worth reading
+        return JSONResponse({"detail": clean(str(e))}, e.status, headers=headers)
 
     @app.exception_handler(Exception)
     async def _unexpected(_request: Request, e: Exception) -> JSONResponse:
-        return JSONResponse({"detail": f"internal error: {describe(e)}"}, 500)
+        _LOG.error(clean(f"internal error: {describe(e)}"))
+        return JSONResponse({"detail": "internal error (the server's log has it)"}, 500)
 
     def authorised(request: Request) -> None:
         if config.token is None:
             return
-        given = request.headers.get("authorization", "").encode()
-        if not hmac.compare_digest(given, f"Bearer {config.token}".encode()):
+        if not web.bearer_matches(request.headers.get("authorization", ""), config.token):
             raise Refused(401, "missing or wrong bearer token (Authorization: Bearer TOKEN)", {"WWW-Authenticate": "Bearer"})
 
     v1 = APIRouter(prefix="/v1", dependencies=[Depends(authorised)], responses={401: _ERRORS[401]})
@@ -278,9 +333,11 @@ def create_app(grader: Grader, config: ServeConfig | None = None, gradability: G
         """Multipart `files` (repeatable) or one raw image body. `cam=1` adds the Grad-CAM heat map and the
         preprocessed field. A request grades all its photos or none: one bad photo fails it, naming the photo."""
         start = time.perf_counter()
-        with service.slot():
-            uploads = await read_uploads(request, config.max_upload_bytes, config.max_files)
-            return schemas.GradeResponse(results=await service.grade(uploads, cam, start))
+        with service.gates.request(request.client.host if request.client else "unknown") as ticket:
+            uploads = await read_uploads(request, service.reading(ticket.hold))
+            ticket.grade()
+            results = await _unless_gone(request.receive, service.grade(uploads, cam, start), service)
+            return schemas.GradeResponse(results=results)
 
     @v1.get("/model", response_model=schemas.ModelInfo, summary="The checkpoint being served")
     async def model() -> schemas.ModelInfo:
@@ -298,11 +355,18 @@ def create_app(grader: Grader, config: ServeConfig | None = None, gradability: G
             return JSONResponse({"status": "ready"})
         return JSONResponse({"status": "starting"}, 503)
 
+    for path, endpoint in (("/healthz", healthz), ("/readyz", readyz)):  # HEAD answered as GET (uvicorn sends no body)
+        app.add_api_route(path, endpoint, methods=["HEAD"], include_in_schema=False)
+
     index = (STATIC / "index.html").read_text(encoding="utf-8")
 
-    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    @app.api_route("/", methods=["GET", "HEAD"], response_class=HTMLResponse, include_in_schema=False)
     async def page() -> HTMLResponse:
         return HTMLResponse(index)
+
+    @app.api_route("/docs", methods=["GET", "HEAD"], response_class=HTMLResponse, include_in_schema=False)
+    async def docs() -> HTMLResponse:
+        return HTMLResponse(web.docs_page(app.openapi()))
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app

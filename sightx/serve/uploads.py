@@ -1,19 +1,22 @@
-"""Request bodies -> photos in memory: bounded in size and count, never written to disk.
+"""Request bodies -> photos in memory: bounded in size, count and time, never written to disk.
 
 Starlette's form parser spools files over 1 MB to a temporary file; uploads here are patient
 photos, so the multipart body is parsed as it streams in, into memory, and reading stops (413)
 as soon as the body passes the limit, or before reading at all when Content-Length says so.
+Each chunk must come within `idle_s` of the one before and the whole body within `total_s` of
+the headers, else 408 and the connection is closed: a client that stalls holds nothing for long.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
-from starlette.requests import ClientDisconnect, Request
+from starlette.requests import Request
 
 from sightx.serve.errors import Refused
 
@@ -26,8 +29,20 @@ class Upload:
     data: bytes
 
 
-async def read_uploads(request: Request, max_bytes: int, max_files: int) -> list[Upload]:
+@dataclass(frozen=True)
+class Reading:
+    """How much a body may be and how long it may take."""
+
+    max_bytes: int
+    max_files: int
+    idle_s: float
+    total_s: float
+    hold: Callable[[int], None] = lambda n: None  # counts bytes against the service's budget; raises to refuse
+
+
+async def read_uploads(request: Request, reading: Reading) -> list[Upload]:
     """The photos of a POST: the repeatable multipart field `files`, or one raw image body."""
+    max_bytes = reading.max_bytes
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > max_bytes:
         raise _too_large(max_bytes)
@@ -37,10 +52,10 @@ async def read_uploads(request: Request, max_bytes: int, max_files: int) -> list
         boundary = params.get(b"boundary")
         if not boundary:
             raise Refused(422, "multipart body without a boundary")
-        uploads = await _multipart(request, boundary, max_bytes, max_files)
+        uploads = await _multipart(request, boundary, reading)
     elif media in RAW_TYPES:
         data = bytearray()
-        async for chunk in _chunks(request, max_bytes):
+        async for chunk in _chunks(request, reading):
             data += chunk
         uploads = [Upload(request.query_params.get("name") or "upload", bytes(data))]
     else:
@@ -56,16 +71,33 @@ def _too_large(max_bytes: int) -> Refused:
     return Refused(413, f"request body over the {max_bytes / 1024 / 1024:g} MB limit")
 
 
-async def _chunks(request: Request, max_bytes: int) -> AsyncIterator[bytes]:
+async def _chunks(request: Request, reading: Reading) -> AsyncIterator[bytes]:
+    """The body as it arrives, under the deadlines."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + reading.total_s
     received = 0
-    try:
-        async for chunk in request.stream():
-            received += len(chunk)
-            if received > max_bytes:
-                raise _too_large(max_bytes)
+    while True:
+        left = end - loop.time()
+        wait = min(reading.idle_s, left)
+        try:
+            if wait <= 0:
+                raise asyncio.TimeoutError
+            message = await asyncio.wait_for(request.receive(), wait)
+        except asyncio.TimeoutError:
+            late = left <= reading.idle_s
+            said = f"not all in within {reading.total_s:g} s" if late else f"no data for {reading.idle_s:g} s"
+            raise Refused(408, f"request body {said} ({received} bytes received); the connection is closed") from None
+        if message["type"] == "http.disconnect":
+            raise Refused(400, "the client went away mid-upload")
+        chunk = message.get("body", b"")
+        received += len(chunk)
+        if received > reading.max_bytes:
+            raise _too_large(reading.max_bytes)
+        reading.hold(len(chunk))
+        if chunk:
             yield chunk
-    except ClientDisconnect:
-        raise Refused(400, "the client went away mid-upload") from None
+        if not message.get("more_body", False):
+            return
 
 
 class _Parts:
@@ -109,11 +141,11 @@ class _Parts:
         self._data = bytearray()
 
 
-async def _multipart(request: Request, boundary: bytes, max_bytes: int, max_files: int) -> list[Upload]:
-    parts = _Parts(max_files)
+async def _multipart(request: Request, boundary: bytes, reading: Reading) -> list[Upload]:
+    parts = _Parts(reading.max_files)
     parser = MultipartParser(boundary, parts.callbacks())  # type: ignore[arg-type]
     try:
-        async for chunk in _chunks(request, max_bytes):
+        async for chunk in _chunks(request, reading):
             parser.write(chunk)
         parser.finalize()
     except MultipartParseError as e:
