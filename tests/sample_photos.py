@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import io
 import struct
 import zlib
@@ -52,3 +53,14 @@ def no_field_photo() -> bytes:
     x = np.linspace(60, 200, 640, dtype=np.float32)
     img = np.stack([np.tile(x, (480, 1)), np.full((480, 640), 70.0), np.full((480, 640), 40.0)], -1)
     return encode(img.astype(np.uint8), "JPEG", quality=90)
+
+
+@functools.lru_cache(maxsize=4)
+def speckled_png(width: int, height: int) -> bytes:
+    """A near-bomb: width x height black pixels with a sparse speckle, so it holds the bytes a real photo
+    of its size must (sightx/image/limits.py refuses an all-black one from its header) and is decoded
+    and searched at full cost: 1.6 MB for 20 MP."""
+    speckle = (np.random.default_rng(0).random((height, width)) < 0.05).astype(np.uint8) * 8
+    buf = io.BytesIO()
+    Image.fromarray(np.repeat(speckle[..., None], 3, axis=2)).save(buf, format="PNG", compress_level=6)
+    return buf.getvalue()

@@ -5,7 +5,6 @@ before these limits. Real uvicorn on loopback, real sockets, real photos."""
 from __future__ import annotations
 
 import contextlib
-import io
 import socket
 import threading
 import time
@@ -13,10 +12,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-import numpy as np
 import pytest
 from fastapi.testclient import TestClient
-from PIL import Image
+from sample_photos import speckled_png
 from serve_live import LOCAL, SERVICES, TIMEOUT, live_server
 
 from sightx.inference.grader import Grader
@@ -29,13 +27,6 @@ STALL = b"POST /v1/grade HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: image/jpeg
 @pytest.fixture(scope="module")
 def photo(tiny_raw: Path) -> bytes:
     return sorted((tiny_raw / "train").glob("*.jpeg"))[0].read_bytes()
-
-
-def zeros_png(width: int, height: int) -> bytes:
-    """A decompression bomb: width x height black pixels in a few tens of KB."""
-    buf = io.BytesIO()
-    Image.fromarray(np.zeros((height, width, 3), np.uint8)).save(buf, format="PNG")
-    return buf.getvalue()
 
 
 def connect(url: str, source: str = "127.0.0.1") -> socket.socket:
@@ -184,7 +175,7 @@ def _multipart(files: list[tuple[str, bytes]], boundary: str = "sightxboundary")
 
 
 def test_work_stops_when_the_client_goes_away(tiny_checkpoint: Path, photo: bytes) -> None:
-    slow = zeros_png(5000, 4000)  # 20 MP, under the limits: most of a second to decode and search
+    slow = speckled_png(5000, 4000)  # 20 MP, under the limits: most of a second to decode and search
     body, ctype = _multipart([(f"{i}.png", slow) for i in range(8)])
     head = f"POST /v1/grade HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: {ctype}\r\nContent-Length: {len(body)}\r\n\r\n"
     with live_server(tiny_checkpoint, ServeConfig(workers=2)) as url:
@@ -202,7 +193,7 @@ def test_work_stops_when_the_client_goes_away(tiny_checkpoint: Path, photo: byte
 
 
 def test_a_request_of_many_slow_photos_takes_turns_with_other_requests(tiny_checkpoint: Path, photo: bytes) -> None:
-    slow = zeros_png(5000, 4000)
+    slow = speckled_png(5000, 4000)
     with live_server(tiny_checkpoint, ServeConfig(workers=2)) as url:
         service = SERVICES[url]
         done: list[int] = []
@@ -220,13 +211,13 @@ def test_a_request_of_many_slow_photos_takes_turns_with_other_requests(tiny_chec
 
 
 def test_bombs_and_requests_of_too_many_pixels_are_refused_from_their_headers(tiny_checkpoint: Path) -> None:
-    bomb = zeros_png(6000, 5000)  # 30 MP in 90 KB: under the checkpoint's 60 MP limit, over serving's 25
+    bomb = speckled_png(6000, 5000)  # 30 MP in 90 KB: under the checkpoint's 60 MP limit, over serving's 25
     with live_server(tiny_checkpoint, ServeConfig(max_request_mp=50)) as url:
         service = SERVICES[url]
         start = time.monotonic()
         res = httpx.post(f"{url}/v1/grade", files=[("files", (f"{i}.png", bomb)) for i in range(16)], timeout=TIMEOUT)
         assert res.status_code == 422 and "0.png: too-large: 6000x5000 is 30.0 MP, over the 25 MP serving limit" in res.text
-        four = zeros_png(4000, 3000)  # 12 MP each, 48 in all: under the request limit
+        four = speckled_png(4000, 3000)  # 12 MP each, 48 in all: under the request limit
         res = httpx.post(f"{url}/v1/grade", files=[("files", (f"{i}.png", four)) for i in range(4)], timeout=TIMEOUT)
         assert res.status_code == 200, res.text
         prepared = service.prepared
