@@ -49,7 +49,8 @@ REASONS = {
 }
 
 _SECTORS = 8
-_LOCAL = (15, 15)
+_LOCAL = (15, 15)  # px at 256: a few vessel widths
+_HALF_LOCAL = (7, 7)  # the same reach at half size
 _FLOOR = 20.0  # grey levels: brightness is taken as at least this, so noise in a dim field is not contrast
 _MIN_PIXELS = 50
 
@@ -73,34 +74,35 @@ def features(img: np.ndarray, c: Circle, frame: tuple[float, float, float, float
         "red_saturated": cv2.countNonZero(cv2.bitwise_and(cv2.inRange(img[..., 0], 250, 255), vis)) / n_vis,
     }
 
-    green = cv2.GaussianBlur(np.ascontiguousarray(img[..., 1]), (3, 3), 0).astype(np.float32)
-    mu = cv2.blur(green, _LOCAL)
-    local = np.maximum(mu, np.float32(_FLOOR))
-    spread = cv2.divide(cv2.sqrt(np.maximum(cv2.blur(green * green, _LOCAL) - mu * mu, 0)), local)
-    sample = spread[::2, ::2][inner[::2, ::2] > 0]
-    median = float(np.median(sample)) if sample.size else 0.0
-    f["flat_share"] = float(np.count_nonzero(sample < 0.5 * median)) / max(1, sample.size)
-    gradient = cv2.magnitude(cv2.Sobel(green, cv2.CV_32F, 1, 0), cv2.Sobel(green, cv2.CV_32F, 0, 1))
-    f["gradient"] = cv2.mean(cv2.divide(gradient, local), mask=inner)[0]
+    green_u8 = cv2.GaussianBlur(np.ascontiguousarray(img[..., 1]), (3, 3), 0)
+    green = green_u8.astype(np.float32)
+    local = np.maximum(cv2.boxFilter(green_u8, cv2.CV_32F, _LOCAL), np.float32(_FLOOR))
     fine = cv2.mean(cv2.divide(np.abs(cv2.Laplacian(green, cv2.CV_32F)), local), mask=inner)[0]
-    half_size = (w // 2, h // 2)
-    half = cv2.resize(green, half_size, interpolation=cv2.INTER_AREA)
-    half_local = np.maximum(cv2.resize(local, half_size, interpolation=cv2.INTER_AREA), np.float32(_FLOOR))
-    half_inner = cv2.resize(inner, half_size, interpolation=cv2.INTER_NEAREST)
-    coarse = cv2.mean(cv2.divide(np.abs(cv2.Laplacian(half, cv2.CV_32F)), half_local), mask=half_inner)[0]
-    f["noise_ratio"] = fine / (coarse + 1e-6)
     b1 = cv2.GaussianBlur(green, (0, 0), 1)
     b3 = cv2.GaussianBlur(b1, (0, 0), 2 * math.sqrt(2))  # sigma 1 then 2.83: sigma 3 in all
     f["band_hi"] = cv2.mean(cv2.absdiff(green, b1), mask=inner)[0] / (cv2.mean(cv2.absdiff(b1, b3), mask=inner)[0] + 1e-3)
 
-    # Sectors at half size: means over thousands of pixels each, a quarter of the work.
+    # The rest at half size: coarser detail, and means over thousands of pixels, for a quarter of the work.
+    half_size = (w // 2, h // 2)
+    half = cv2.resize(green, half_size, interpolation=cv2.INTER_AREA)
+    half_inner = cv2.resize(inner, half_size, interpolation=cv2.INTER_NEAREST)
+    mu = cv2.blur(half, _HALF_LOCAL)
+    half_local = np.maximum(mu, np.float32(_FLOOR))
+    coarse = cv2.mean(cv2.divide(np.abs(cv2.Laplacian(half, cv2.CV_32F)), half_local), mask=half_inner)[0]
+    f["noise_ratio"] = fine / (coarse + 1e-6)
+    spread = cv2.divide(cv2.sqrt(np.maximum(cv2.blur(half * half, _HALF_LOCAL) - mu * mu, 0)), half_local)
+    sample = spread[half_inner > 0]
+    median = float(np.median(sample)) if sample.size else 0.0
+    f["flat_share"] = float(np.count_nonzero(sample < 0.5 * median)) / max(1, sample.size)
+    gradient = cv2.magnitude(cv2.Sobel(half, cv2.CV_32F, 1, 0), cv2.Sobel(half, cv2.CV_32F, 0, 1))
+    f["gradient"] = cv2.mean(cv2.divide(gradient, half_local), mask=half_inner)[0]
+
     sectors = np.where(half_inner > 0, _sector_map(h // 2, w // 2, round(c.cx) / 2, round(c.cy) / 2), _SECTORS).ravel()
     counts = np.bincount(sectors, minlength=_SECTORS + 1)[:_SECTORS]
     full = counts > _MIN_PIXELS
     half_luma = cv2.resize(luma, half_size, interpolation=cv2.INTER_AREA)
-    half_spread = cv2.resize(spread, half_size, interpolation=cv2.INTER_AREA)
     lum = (np.bincount(sectors, half_luma.ravel(), _SECTORS + 1)[:_SECTORS] / np.maximum(counts, 1))[full]
-    det = (np.bincount(sectors, half_spread.ravel(), _SECTORS + 1)[:_SECTORS] / np.maximum(counts, 1))[full]
+    det = (np.bincount(sectors, spread.ravel(), _SECTORS + 1)[:_SECTORS] / np.maximum(counts, 1))[full]
     lum, det = (lum, det) if lum.size else (np.array([mean]), np.array([1.0]))
     f["sector_luma_cv"] = float(lum.std() / (lum.mean() + 1e-6))
     f["sector_detail_min"] = float(det.min() / (det.mean() + 1e-6))
