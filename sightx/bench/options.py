@@ -47,7 +47,7 @@ class BenchOptions:
     serve_max_s: float = 300.0  # per model: the memory run stops here if the requests take longer
     serve_photo: tuple[int, int] = (3888, 2592)  # a full-resolution EyePACS-size photo
     serve_slow_clients: int = 50  # connections sending a byte a second while a normal client's latency is measured
-    serve_bomb_requests: int = 16  # requests of 8 20 MP zero PNGs in the bomb burst (memory after it)
+    serve_bomb_requests: int = 16  # requests of 8 20 MP speckled PNGs in the bomb burst (memory after it)
     quick: bool = False
     executor: str = "pool"  # dask-local: the shard stage measures SightX on a Dask LocalCluster against its pool
 

@@ -6,7 +6,7 @@ Slow clients send their headers and a Content-Length and then one byte a second:
 enough for --read-idle-s, so each holds its connection until --read-total-s. On Linux each comes
 from its own loopback address (127.0.1.x), as a crowd of clients would, so --max-per-client does
 not turn them away; where only 127.0.0.1 exists the server is started with a per-client limit
-above their number instead. The bombs are PNGs of zeros: 20 MP (under the 25 MP serving limit,
+above their number instead. The bombs are black PNGs with a sparse speckle: 20 MP (under the 25 MP serving limit,
 decoded: about a second and 60 MB each) in requests of 8, from `clients` clients at once, then
 requests of 16 at 30 MP (over it: refused from the headers).
 """
@@ -33,11 +33,14 @@ _DRIBBLE_S = 1.0  # a byte from each slow client this often
 _SETTLE_S = 1.5  # idle time before reading the RSS after the burst (the server trims after 0.2 s)
 
 
-def zeros_png(width: int, height: int) -> bytes:
+def speckled_png(width: int, height: int) -> bytes:
+    """Black with a sparse speckle: an all-black PNG is refused from its header (too few bytes for its
+    pixels, sightx/image/limits.py); this one holds what a real photo must and is decoded at full cost."""
     from PIL import Image
 
+    speckle = (np.random.default_rng(0).random((height, width)) < 0.05).astype(np.uint8) * 8
     buf = io.BytesIO()
-    Image.fromarray(np.zeros((height, width, 3), np.uint8)).save(buf, format="PNG")
+    Image.fromarray(np.repeat(speckle[..., None], 3, axis=2)).save(buf, format="PNG")
     return buf.getvalue()
 
 
@@ -113,7 +116,7 @@ def bomb_burst(url: str, pid: int, clients: int, requests: int, log: Callable[[s
     the RSS before, its peak (sampled every 20 ms), after settling, and each kind's answers."""
     import httpx
 
-    accepted, refused = zeros_png(5000, 4000), zeros_png(6000, 5000)
+    accepted, refused = speckled_png(5000, 4000), speckled_png(6000, 5000)
     before = rss_mb(pid)[0]
     peak = [before]
     done = threading.Event()
@@ -178,7 +181,7 @@ def measure(opts: BenchOptions, ckpt: Path, photo: bytes, work: Path, log: Calla
             with slow_clients(url, sources or ["127.0.0.1"] * n_slow) as slow:
                 time.sleep(0.5)
                 result["with_slow_clients"] = _latency(post, opts.serve_load_requests)
-                slow_png = zeros_png(5000, 4000)
+                slow_png = speckled_png(5000, 4000)
                 stop = threading.Event()
 
                 def decode_slowly() -> None:
