@@ -38,7 +38,7 @@ ALLOWED: dict[str, set[str]] = {
 # Cross-cutting modules at the package root (not domains): errors.py, at the bottom, and api.py, at the top:
 # the notebook-facing facade over the applications (docs/architecture.md). Nothing inside sightx imports
 # api; it imports each application lazily, inside the function that calls it.
-API_USES = {"contracts", "explore", "image", "inference", "shard", "synth", "train"}
+API_USES = {"contracts", "explore", "image", "inference", "labels", "shard", "synth", "train"}
 ALLOWED["api"] = CORE | API_USES
 ROOT_MODULES = ["__init__.py", "api.py", "errors.py"]
 # Third-party modules a domain must never import: image maths has no processes, files or networks.
