@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 DEMO   ?= data/demo
 
-.PHONY: install lint test fuzz fuzz-serve demo serve docs kernel clean
+.PHONY: install lint test fuzz fuzz-serve demo serve docs docs-site docs-serve kernel clean
 
 # Re-installs only when the project's metadata changed; `pip install -e` keeps code edits live.
 $(STAMP): pyproject.toml
@@ -65,5 +65,14 @@ kernel: $(STAMP)
 docs: $(STAMP)
 	$(PY) tools/make_docs_images.py docs
 
+# The documentation site (mkdocs.yml) into site/; --strict: a broken link, a bad anchor or a page missing
+# from the nav fails it. `make test` builds it too (tests/test_docs.py).
+docs-site: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
+# The same, served with live reload at http://127.0.0.1:8001
+docs-serve: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs serve --strict -a 127.0.0.1:8001
+
 clean:
-	rm -rf $(DEMO) shards/* runs
+	rm -rf $(DEMO) shards/* runs site

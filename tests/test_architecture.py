@@ -35,6 +35,12 @@ ALLOWED: dict[str, set[str]] = {
     "bench": CORE
     | {"contracts", "evaluation", "explore", "files", "image", "labels", "models", "parallel", "shard", "sources", "synth", "train"},
 }
+# Cross-cutting modules at the package root (not domains): errors.py, at the bottom, and api.py, at the top:
+# the notebook-facing facade over the applications (docs/architecture.md). Nothing inside sightx imports
+# api; it imports each application lazily, inside the function that calls it.
+API_USES = {"contracts", "explore", "image", "inference", "labels", "shard", "synth", "train"}
+ALLOWED["api"] = CORE | API_USES
+ROOT_MODULES = ["__init__.py", "api.py", "errors.py"]
 # Third-party modules a domain must never import: image maths has no processes, files or networks.
 FORBIDDEN_LIBS = {
     "image": {"multiprocessing", "subprocess", "concurrent", "threading", "socket", "torch", "pandas"},
@@ -80,11 +86,21 @@ def test_each_domain_imports_only_what_it_may() -> None:
 
 def test_every_domain_has_its_rules() -> None:
     folders = {p.name for p in PACKAGE.iterdir() if (p / "__init__.py").is_file()}
-    assert folders - {"cli"} == set(ALLOWED) - {"errors"}
+    assert folders - {"cli"} == set(ALLOWED) - {"errors", "api"}
 
 
 def test_the_root_holds_only_cross_cutting_modules() -> None:
-    assert sorted(p.name for p in PACKAGE.glob("*.py")) == ["__init__.py", "errors.py"]
+    assert sorted(p.name for p in PACKAGE.glob("*.py")) == ROOT_MODULES
+
+
+def test_nothing_inside_the_package_imports_the_api() -> None:
+    """api.py is the top of the stack: a domain or the CLI importing it would be a cycle in the making."""
+    users = [
+        str(p.relative_to(PACKAGE))
+        for p in PACKAGE.rglob("*.py")
+        if p.name != "api.py" and any(n.startswith("sightx.api") for n in _imports(p))
+    ]
+    assert users == []
 
 
 def test_every_folder_says_what_lives_there() -> None:
@@ -113,6 +129,8 @@ def _loaded_after(statement: str, watch: tuple[str, ...]) -> list[str]:
         ("import sightx.inference.predict, sightx.serve.app", ("sightx.train.trainer", "sightx.train.loop", "sightx.train.stream")),
         # The doctor starts on the standard library alone, so it can say what is missing.
         ("import sightx.doctor.run", ("numpy", "pandas", "torch", "cv2", "PIL", "deflate")),
+        # The notebook API imports each application when a function is called: `from sightx import api` is instant.
+        ("import sightx.api", ("numpy", "pandas", "torch", "cv2", "PIL", "sightx.train", "sightx.shard")),
     ],
 )
 def test_light_entry_points_stay_light(statement: str, never: tuple[str, ...]) -> None:

@@ -1,4 +1,4 @@
-"""Train once per --balance mode on the same shards and compare validation kappa (README evidence).
+"""Train once per --balance mode on the same shards and compare validation kappa (docs evidence).
 
 usage: python tools/balance_study.py SHARDS RUNS_DIR [extra sightx-train options...]
 Prints a markdown table: per mode, the best epoch's QWK, accuracy, referable sensitivity/specificity/AUC.

@@ -1,4 +1,4 @@
-"""How much lesion signal each --chroma setting keeps (README evidence for the 4:2:0 default).
+"""How much lesion signal each --chroma setting keeps (docs evidence for the 4:2:0 default).
 
 usage: python tools/chroma_study.py [N_EYES]
 

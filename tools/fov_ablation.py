@@ -1,4 +1,4 @@
-"""What the field-of-view search costs inside the shard engine (README evidence for the floor gap).
+"""What the field-of-view search costs inside the shard engine (docs evidence for the floor gap).
 
 usage: python tools/fov_ablation.py [ROUNDS] [RAW_FOLDER]
 

@@ -2,7 +2,7 @@
 
 The one place the columns and the reason codes are defined: the shard engine writes rows through
 `write`, `sightx-explore` reads them through `read` and counts unreadable photos with `UNREADABLE`,
-and README's list of reasons is checked against `REASONS` by a test. inputs = written + rejected.
+and the list of reasons in docs/guides/sharding.md is checked against `REASONS` by a test. inputs = written + rejected.
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-# Mean shard sample at 512 px, q95, 4:2:0, measured on synthetic EyePACS (README: 93 KB); scaled
+# Mean shard sample at 512 px, q95, 4:2:0, measured on synthetic EyePACS (docs/guides/sharding.md: 93 KB); scaled
 # by area for other sizes when the decoding check could not measure one (no numpy, say).
 BYTES_AT_512 = 93_000
 

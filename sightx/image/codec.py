@@ -104,7 +104,7 @@ CHROMA = ("420", "444")
 
 def encode(img: np.ndarray, quality: int = 95, chroma: str = "420") -> bytes:
     """RGB uint8 HxWx3 -> JPEG. Chroma 420 (every common encoder's default) stores colour at half
-    resolution; 444 keeps it at full resolution, for more bytes and encode time (README: chroma)."""
+    resolution; 444 keeps it at full resolution, for more bytes and encode time (docs/guides/sharding.md: chroma)."""
     if img.dtype != np.uint8 or img.ndim != 3 or img.shape[2] != 3:
         raise ValueError(f"expected uint8 HxWx3, got {img.dtype} {img.shape}")
     if chroma not in CHROMA:

@@ -4,7 +4,7 @@ A bigger batch is not always cheaper per photo. On an accelerator it is, up to i
 CPU a large model at a large input can be slower per photo in a batch than one at a time (its
 activations stop fitting in cache), so a fixed `--max-batch 8` would make a busy server slower
 than an idle one. The service times batches of 1, 2, 4 ... up to `--max-batch` once at start and
-batches up to the size that is fastest per photo (README, serving, has the measured figures).
+batches up to the size that is fastest per photo (docs/guides/serve.md has the measured figures).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """A zip member's stored bytes -> its contents, checked: the one inflating step of every zip source.
 
 Members are inflated with libdeflate (the `deflate` package), in one call into a buffer of exactly
-the size the central directory declares: faster than zlib on JPEG data (README, sources), and a
+the size the central directory declares: faster than zlib on JPEG data (docs/guides/sources.md), and a
 member can never expand past what was declared (a lying header is a `corrupt-member`, not a
 memory blow-up). Both it and zlib release the GIL, so a reading thread overlaps a decoding one.
 `deflate` is imported on the first inflate, not with the module: listing an archive (sightx-doctor,

@@ -28,7 +28,7 @@ RECIPES: dict[str, Recipe] = {
         Recipe(
             "quick",
             "SightX's `make demo` settings: a short CPU run that shows the whole loop",
-            "QWK 0.82-0.87 on 120 synthetic validation photos after 8 epochs (README, Evidence)",
+            "QWK 0.82-0.87 on 120 synthetic validation photos after 8 epochs (docs/performance/evidence.md)",
             {"arch": "resnet18", "image_size": 160, "epochs": 8, "batch_size": 32, "lr": 1e-3},
         ),
         Recipe(
