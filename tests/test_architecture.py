@@ -26,6 +26,7 @@ ALLOWED: dict[str, set[str]] = {
     "models": CORE | {"evaluation", "labels"},
     "contracts": CORE | {"files", "image", "labels", "models"},
     "inference": CORE | {"contracts", "files", "image", "labels", "models", "parallel", "sources"},
+    "export": CORE | {"contracts", "files", "image", "inference", "labels", "models", "sources", "synth"},
     "shard": CORE | {"contracts", "image", "labels", "parallel", "sources"},
     "train": CORE | {"contracts", "evaluation", "files", "image", "inference", "labels", "models", "parallel"},
     "serve": CORE | {"__version__", "inference", "labels", "models"},
