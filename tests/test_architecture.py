@@ -33,7 +33,7 @@ ALLOWED: dict[str, set[str]] = {
     "explore": CORE | {"contracts", "evaluation", "files", "image", "labels", "parallel", "sources"},
     "synth": CORE | {"files", "parallel"},
     "doctor": CORE | {"image", "sources", "synth", "train"},
-    "bench": CORE | {"contracts", "image", "labels", "models", "parallel", "shard", "sources", "synth", "train"},
+    "bench": CORE | {"contracts", "export", "image", "inference", "labels", "models", "parallel", "shard", "sources", "synth", "train"},
 }
 # Third-party modules a domain must never import: image maths has no processes, files or networks.
 FORBIDDEN_LIBS = {
