@@ -4,12 +4,15 @@ each graded through every runtime with the same grades, probabilities and warnin
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import onnx
 import pytest
 import torch
+from blocked import BLOCKER
 from click.testing import CliRunner
 from fastapi.testclient import TestClient
 
@@ -228,3 +231,33 @@ def test_export_refuses_what_it_cannot_make(exports: dict[str, Path], tiny_check
         formats.export(str(exports["onnx"]), "hub", tmp_path / "h")
     with pytest.raises(ExportError, match="--quantize"):
         formats.export(str(tiny_checkpoint), "hub", tmp_path / "h", quantize=True)
+
+
+CLI = """
+import sightx.cli
+getattr(sightx.cli, sys.argv[2])(sys.argv[3:], prog_name="sightx-" + sys.argv[2])
+"""
+
+
+def _without(packages: str, command: str, *args: str) -> str:
+    """The one stderr line of a CLI command run where `packages` are not installed (exit status 1)."""
+    proc = subprocess.run([sys.executable, "-c", BLOCKER + CLI, packages, command, *args], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 1, proc.stderr
+    (line,) = proc.stderr.strip().splitlines()
+    return line
+
+
+def test_missing_export_packages_are_one_line_naming_the_install(
+    exports: dict[str, Path], tiny_checkpoint: Path, photos: list[Path], tmp_path: Path
+) -> None:
+    line = _without("onnxscript", "export", str(tiny_checkpoint), "--format", "onnx", "--out", str(tmp_path / "m.onnx"))
+    assert line == "Error: --format onnx needs onnx, onnxscript and onnxruntime: pip install 'sightx[export]'"
+    line = _without("safetensors", "export", str(tiny_checkpoint), "--format", "hub", "--out", str(tmp_path / "hub"), "--n-photos", "0")
+    assert line.endswith("writing a model folder needs safetensors: pip install 'sightx[export]'")
+    args = [str(photos[0]), "--checkpoint", str(exports["onnx"]), "--out", str(tmp_path / "p.csv"), "--quiet"]
+    assert _without("onnxruntime,openvino", "predict", *args) == (
+        "Error: grading an .onnx needs ONNX Runtime or OpenVINO: pip install 'sightx[export]'"
+    )
+    assert _without("onnxruntime", "predict", *args, "--runtime", "onnxruntime") == (
+        "Error: --runtime onnxruntime is not installed: pip install onnxruntime"
+    )

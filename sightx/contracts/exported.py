@@ -96,8 +96,10 @@ def read_onnx(path: Path) -> tuple[Checkpoint, Any]:
 
 def save_hub(folder: Path, checkpoint: Checkpoint, card: str) -> None:
     """config.json, model.safetensors and README.md in `folder` (made if missing)."""
-    from safetensors.torch import save as save_tensors
-
+    try:
+        from safetensors.torch import save as save_tensors
+    except ImportError:
+        raise CheckpointError(f"{folder}: writing a model folder needs safetensors: pip install 'sightx[export]'") from None
     folder.mkdir(parents=True, exist_ok=True)
     weights = {k: v.detach().contiguous().cpu() for k, v in checkpoint.model.items()}
     atomic_write_bytes(folder / WEIGHTS, save_tensors(weights, metadata={"format": "pt"}))

@@ -52,6 +52,8 @@ def to_onnx(grader: Grader, out: Path, inputs: list[torch.Tensor]) -> float:
     """The float ONNX model with dynamic batch and the checkpoint's facts as metadata; its largest difference from PyTorch."""
     try:
         import onnx
+        import onnxruntime  # noqa: F401  (the check after export)
+        import onnxscript  # noqa: F401  (torch.onnx's exporter)
     except ImportError:
         raise ExportError("--format onnx needs onnx, onnxscript and onnxruntime: pip install 'sightx[export]'") from None
     assert grader.model is not None
