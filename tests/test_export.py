@@ -144,6 +144,8 @@ def test_served_onnx_answers_as_pytorch_and_grad_cam_says_why_not(
             res = client.post("/v1/grade", content=photos[0].read_bytes(), headers={"content-type": "image/jpeg"})
             assert res.status_code == 200
             answers.append(res.json()["results"][0])
+            info = client.get("/v1/model").json()
+            assert info["runtime"] == grader.runtime.name and info["cam"] == (grader.model is not None)
             cam = client.post("/v1/grade?cam=1", content=photos[0].read_bytes(), headers={"content-type": "image/jpeg"})
             if grader.model is None:
                 assert cam.status_code == 400 and cam.json()["detail"].startswith("Grad-CAM needs PyTorch")

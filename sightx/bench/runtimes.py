@@ -57,10 +57,10 @@ def model_speed(grader: Any, batch: int, reps: int) -> float:
     return sig(batch / min(timings))
 
 
-def fit_head(checkpoint: Path, out: Path, n: int, steps: int = 300) -> Path:
-    """The checkpoint with its final layer fitted to the grades of n synthetic photos (seed 0: the calibration
-    photos), so its grades spread over the scale as a trained model's do; an untrained head gives nearly every
-    photo the same grade, and agreement between runtimes would mean nothing."""
+def fit_head(checkpoint: Path, out: Path, n: int, steps: int = 300, decay: float = 0.1) -> Path:
+    """The checkpoint with batch-norm statistics measured on n synthetic photos (seed 0: the calibration photos)
+    and its final layer fitted to their grades, so its grades spread over the scale as a trained model's do; an
+    untrained head gives nearly every photo the same grade, and agreement between runtimes would mean nothing."""
     from sightx.contracts import checkpoint as ckpt
     from sightx.export.photos import model_inputs, photo_bytes
     from sightx.inference.grader import Grader
@@ -69,9 +69,10 @@ def fit_head(checkpoint: Path, out: Path, n: int, steps: int = 300) -> Path:
     model = grader.model
     assert model is not None
     last = [m for m in model.modules() if isinstance(m, torch.nn.Linear)][-1]
+    inputs = model_inputs(grader, photo_bytes(None, n, seed=0))
+    _renormalise(model, inputs)
     features: list[torch.Tensor] = []
     hook = last.register_forward_hook(lambda _m, args, _out: features.append(args[0].detach().clone()))
-    inputs = model_inputs(grader, photo_bytes(None, n, seed=0))
     with torch.inference_mode():
         for x in inputs:
             model(x)
@@ -83,14 +84,30 @@ def fit_head(checkpoint: Path, out: Path, n: int, steps: int = 300) -> Path:
     scale = x.std().clamp_min(1e-6)
     for _ in range(steps):
         optimiser.zero_grad()
-        torch.nn.functional.cross_entropy(layer(x / scale), grades).backward()
+        loss = torch.nn.functional.cross_entropy(layer(x / scale), grades) + decay * layer.weight.square().sum()
+        loss.backward()
         optimiser.step()
     state = ckpt.load(checkpoint)
+    state.model = {k: v.detach().clone() for k, v in model.state_dict().items()}  # the re-estimated batch-norm statistics
     name = next(k for k, m in model.named_modules() if m is last)
     state.model[f"{name}.weight"] = (layer.weight.detach() / scale).contiguous()
     state.model[f"{name}.bias"] = layer.bias.detach().clone()
     ckpt.save(out, state)
     return out
+
+
+def _renormalise(model: torch.nn.Module, inputs: list[torch.Tensor]) -> None:
+    """Batch-norm statistics measured on photos, as training leaves them: an untrained network's (mean 0,
+    variance 1) let activations grow layer after layer until one component swamps what tells photos apart."""
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # a cumulative average over every batch
+        m.train()
+    with torch.no_grad():
+        for i in range(0, len(inputs) - 1, _BATCH):
+            model(torch.cat(inputs[i : i + _BATCH]))
+    model.eval()
 
 
 def _grades(grader: Any, tensors: list[torch.Tensor]) -> np.ndarray:

@@ -1,5 +1,6 @@
-"""int8 ONNX: static quantisation (ONNX Runtime, QDQ, weights per channel), its activations' ranges
-calibrated on photos through the grading path; the grades it gives are compared with the float model's."""
+"""int8 ONNX: static quantisation (ONNX Runtime, QDQ, weights per channel, the final linear layer left in
+float), its activations' ranges calibrated on photos through the grading path; the grades it gives are
+compared with the float model's."""
 
 from __future__ import annotations
 
@@ -43,6 +44,10 @@ def quantize(float_path: Path, out: Path, calibration: list[torch.Tensor], input
     with tempfile.TemporaryDirectory(prefix="sightx-quantize-") as tmp:
         prepared = Path(tmp) / "prepared.onnx"
         quant_pre_process(str(float_path), str(prepared), skip_symbolic_shape=True)
+        # The final linear layer stays in float: it is a sliver of the time, and the grade is read off its outputs.
+        import onnx
+
+        head = [n.name for n in onnx.load(str(prepared)).graph.node if n.op_type in ("Gemm", "MatMul")][-1:]
         quantize_static(
             str(prepared),
             str(out),
@@ -51,5 +56,6 @@ def quantize(float_path: Path, out: Path, calibration: list[torch.Tensor], input
             per_channel=True,
             activation_type=QuantType.QUInt8,
             weight_type=QuantType.QInt8,
+            nodes_to_exclude=head,
             extra_options={"CalibStridedMinMax": 1},
         )
