@@ -48,14 +48,18 @@ def _batch_dim() -> Any:
     return ({0: torch.export.Dim("batch", min=1, max=4096)},)
 
 
+def _require(fmt: str) -> None:
+    """The packages a format needs, before any work: one line naming the install."""
+    needs = {"onnx": ("onnx", "onnxscript", "onnxruntime"), "hub": ("safetensors",)}.get(fmt, ())
+    missing = [name for name in needs if not runtimes.installed(name)]
+    if missing:
+        raise ExportError(f"--format {fmt} needs {', '.join(needs)}: pip install 'sightx[export]' (missing: {', '.join(missing)})")
+
+
 def to_onnx(grader: Grader, out: Path, inputs: list[torch.Tensor]) -> float:
     """The float ONNX model with dynamic batch and the checkpoint's facts as metadata; its largest difference from PyTorch."""
-    try:
-        import onnx
-        import onnxruntime  # noqa: F401  (the check after export)
-        import onnxscript  # noqa: F401  (torch.onnx's exporter)
-    except ImportError:
-        raise ExportError("--format onnx needs onnx, onnxscript and onnxruntime: pip install 'sightx[export]'") from None
+    import onnx
+
     assert grader.model is not None
     example = _example(inputs)
     with contextlib.redirect_stdout(io.StringIO()):
@@ -146,6 +150,7 @@ def export(
         raise ExportError(f"{source} is already exported: export from the .pt checkpoint or the hub folder")
     if quantize and fmt != "onnx":
         raise ExportError("--quantize makes an int8 ONNX model: use it with --format onnx")
+    _require(fmt)
     start = time.perf_counter()
     state = runtimes.read_model(source)
     grader = Grader(source, "cpu", task=state.task, runtime="torch", fast=False)  # the reference: eager, as trained

@@ -8,9 +8,10 @@ ONNX Runtime on CUDA). Everything after the model call (the head, thresholds, wa
 the same whatever runs the model.
 
 PyTorch runs with the batch-norm layers folded into the convolutions before them, channels-last on
-CPU and CUDA, under `inference_mode`; ONNX Runtime and OpenVINO use as many threads as PyTorch does
-(one per core unless OMP_NUM_THREADS or torch.set_num_threads says otherwise), in float32 (OpenVINO's
-default on CPUs with bf16 would move probabilities by up to 1e-2).
+CPU and CUDA, under `inference_mode`; ONNX Runtime and OpenVINO use the threads PyTorch had at import
+(one per core unless OMP_NUM_THREADS says otherwise) while PyTorch, left with the normalisation and the
+head, drops to one thread; they run in float32 (OpenVINO's default on CPUs with bf16 would move
+probabilities by up to 1e-2), and ONNX Runtime's idle threads sleep instead of spinning.
 """
 
 from __future__ import annotations
@@ -32,6 +33,20 @@ RUNTIMES = ("torch", "onnxruntime", "openvino")
 CHOICES = ("auto", *RUNTIMES)
 CPU_ORDER = ("openvino", "onnxruntime")  # for an .onnx on a CPU, fastest first (README: bench, runtimes)
 _PIP = {"onnxruntime": "onnxruntime", "openvino": "openvino"}
+CORES = max(1, torch.get_num_threads())  # PyTorch's threads at import: one per core, or OMP_NUM_THREADS
+_lowered = [False]
+
+
+def _torch_threads(model_on_torch: bool) -> None:
+    """When ONNX Runtime or OpenVINO runs the model, PyTorch only normalises and applies the head: one thread,
+    so its idle OpenMP workers do not spin against the runtime's (with them, OpenVINO ran ResNet18 at 160 px
+    7-14x slower on 2 cores); PyTorch gets its threads back when it runs a model again."""
+    if not model_on_torch:
+        torch.set_num_threads(1)
+        _lowered[0] = True
+    elif _lowered[0]:
+        torch.set_num_threads(CORES)
+        _lowered[0] = False
 
 
 class RuntimeChoiceError(SightXError):
@@ -89,6 +104,7 @@ class TorchRuntime(Runtime):
 
     def __init__(self, model: nn.Module, device: torch.device, fast: bool = True) -> None:
         super().__init__(device)
+        _torch_threads(True)
         model = model.to(device).eval()
         self.channels_last = fast and device.type in ("cpu", "cuda")
         if fast:
@@ -130,7 +146,7 @@ class OnnxRuntime(Runtime):
             providers.insert(0, "CUDAExecutionProvider")
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.intra_op_num_threads = torch.get_num_threads()
+        options.intra_op_num_threads = CORES
         options.inter_op_num_threads = 1
         options.log_severity_level = 3
         # Idle threads sleep instead of spinning: the server's preprocessing threads share these cores
@@ -143,6 +159,7 @@ class OnnxRuntime(Runtime):
         on_cuda = self.session.get_providers()[0] == "CUDAExecutionProvider"
         super().__init__(torch.device("cuda") if on_cuda else torch.device("cpu"))
         self.input = self.session.get_inputs()[0].name
+        _torch_threads(False)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         (out, *_) = self.session.run(None, {self.input: x.detach().cpu().float().numpy()})
@@ -157,12 +174,13 @@ class OpenVinoRuntime(Runtime):
 
         super().__init__(torch.device("cpu"))
         core = ov.Core()
-        config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32", "INFERENCE_NUM_THREADS": torch.get_num_threads()}
+        config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32", "INFERENCE_NUM_THREADS": CORES}
         try:
             compiled = core.compile_model(core.read_model(str(path)), "CPU", config)
         except Exception as e:
             raise ckpt.CheckpointError(f"{path}: OpenVINO cannot load it ({one_line(str(e))[:200]})") from None
         self.request = compiled.create_infer_request()
+        _torch_threads(False)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         self.request.infer({0: x.detach().cpu().float().numpy()})
