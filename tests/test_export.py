@@ -262,3 +262,18 @@ def test_an_onnx_without_its_runtimes_is_one_line_naming_the_install(exports: di
     monkeypatch.setattr(runtimes, "installed", lambda name: name == "torch")
     _one_line_error(exports["onnx"], r"grading an \.onnx needs ONNX Runtime or OpenVINO: pip install 'sightx\[export\]'")
     _one_line_error(exports["onnx"], "--runtime openvino is not installed: pip install openvino", runtime="openvino")
+
+
+def test_the_model_card_reads_the_runs_shards_and_metrics(tiny_checkpoint: Path, tiny_shards: Path) -> None:
+    import dataclasses
+
+    from sightx.contracts.checkpoint import load
+    from sightx.export.card import model_card
+
+    state = dataclasses.replace(load(tiny_checkpoint), config={"shards": str(tiny_shards), "epochs": 30, "weights": "imagenet"})
+    card = model_card(state, dataset="eyepacs")
+    assert "- train: 30 photos (" in card and "- val: 10 photos (" in card  # the manifest's split sizes
+    assert "best epoch 1 of 30, initial weights imagenet" in card
+    assert "licence of the data: EyePACS via the Kaggle Diabetic Retinopathy Detection competition" in card
+    assert "| referable DR AUROC | 0.900 |" in card and "thresholds" not in card  # a classifier has none to show
+    assert "licence of the data: CC BY 4.0 (ours)" in model_card(state, license="CC BY 4.0 (ours)", dataset="eyepacs")

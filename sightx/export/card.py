@@ -42,6 +42,15 @@ def _number(value: Any) -> str:
     return "n/a" if value is None else f"{value:.3f}" if isinstance(value, float) else str(value)
 
 
+def _training(checkpoint: Checkpoint) -> str:
+    cfg = checkpoint.config
+    parts = [f"best epoch {checkpoint.epoch}" + (f" of {cfg['epochs']}" if "epochs" in cfg else "")]
+    for key, name in (("weights", "initial weights"), ("recipe", "recipe"), ("balance", "class balance"), ("lr", "learning rate")):
+        if key in cfg:
+            parts.append(f"{name} {cfg[key]}")
+    return ", ".join(parts)
+
+
 def _data(checkpoint: Checkpoint, found: dict[str, Any] | None) -> list[str]:
     lines = [f"- shards: `{checkpoint.config.get('shards', 'not recorded')}`"]
     lines.append(f"- preprocessing (sightx-shard): `{checkpoint.preprocess}`")
@@ -98,8 +107,9 @@ def model_card(checkpoint: Checkpoint, license: str | None = None, dataset: str 
             "## Model",
             f"- architecture: torchvision `{checkpoint.arch}` with a `{checkpoint.head}` head ({len(NAMES)} grades: {', '.join(NAMES)})",
             f"- task: {checkpoint.task}; input: {inputs}",
-            f"- thresholds (regression head): {checkpoint.thresholds}" + (f"; temperature {t}" if t else ""),
-            f"- trained by `sightx-train` for {checkpoint.epoch} epoch(s); source checkpoint sha256 `{checkpoint.sha256[:16]}`",
+            *([f"- grade thresholds on the score: {checkpoint.thresholds}"] if checkpoint.head == "regress" else []),
+            *([f"- softmax temperature: {t}"] if t else []),
+            f"- trained by `sightx-train`: {_training(checkpoint)}; source checkpoint sha256 `{checkpoint.sha256[:16]}`",
             "",
             "## Data",
             *_data(checkpoint, found),
