@@ -26,6 +26,7 @@ ALLOWED: dict[str, set[str]] = {
     "models": CORE | {"evaluation", "labels"},
     "contracts": CORE | {"files", "image", "labels", "models"},
     "inference": CORE | {"contracts", "files", "image", "labels", "models", "parallel", "sources"},
+    "export": CORE | {"contracts", "files", "image", "inference", "labels", "models", "sources", "synth"},
     "shard": CORE | {"contracts", "image", "labels", "parallel", "sources"},
     "train": CORE | {"contracts", "evaluation", "files", "image", "inference", "labels", "models", "parallel"},
     "serve": CORE | {"__version__", "image", "inference", "labels", "models"},  # image.codec: header sizes, before decoding
@@ -33,7 +34,22 @@ ALLOWED: dict[str, set[str]] = {
     "synth": CORE | {"files", "parallel"},
     "doctor": CORE | {"image", "sources", "synth", "train"},
     "bench": CORE
-    | {"contracts", "evaluation", "explore", "files", "image", "labels", "models", "parallel", "shard", "sources", "synth", "train"},
+    | {
+        "contracts",
+        "evaluation",
+        "explore",
+        "export",
+        "files",
+        "image",
+        "inference",
+        "labels",
+        "models",
+        "parallel",
+        "shard",
+        "sources",
+        "synth",
+        "train",
+    },
 }
 # Cross-cutting modules at the package root (not domains): errors.py, at the bottom, and api.py, at the top:
 # the notebook-facing facade over the applications (docs/architecture.md). Nothing inside sightx imports

@@ -177,6 +177,19 @@ def test_serve_stage_measures_the_real_server(tmp_path: Path) -> None:
     b = h["bombs"]
     assert b["statuses"] == [200] and b["over_limit"]["status"] == 422 and b["rss_mb_peak"] >= b["rss_mb_before"] > 0
     assert "slow clients holding connections" in render(result, markdown=True)
+    r = m["runtimes"]  # --quick compares PyTorch and int8 ONNX Runtime against eager PyTorch
+    assert set(r["variants"]) == {"torch", "onnxruntime-int8"} and r["photos"] == 4
+    assert r["export_max_difference"] <= 1e-4 and r["torch-eager"]["model"]["batch_1"] > 0
+    for v in r["variants"].values():
+        assert v["model"]["batch_1"] > 0 and v["x_eager_batch_1"] > 0 and 0 <= v["grade_agreement"] <= 1
+        assert v["one_client"]["photos_per_s"] > 0 and v["n_clients"]["p50_ms"] <= v["n_clients"]["p95_ms"]
+    assert r["variants"]["torch"]["grade_agreement"] == 1.0  # folded batch norms, channels-last: the same grades
+    assert s["runtime_targets"]["float"]["variant"] == "torch" and s["runtime_targets"]["int8"]["variant"] == "onnxruntime-int8"
+    targets = {t["target"]: t for t in result["targets"]}
+    int8 = targets["serve: fastest int8 runtime >= 3x eager PyTorch, batch 1"]
+    assert int8["value"] == r["variants"]["onnxruntime-int8"]["x_eager_batch_1"]
+    text = render(result, markdown=True)
+    assert "serve: runtimes, against eager PyTorch" in text and "| resnet18:64:64 | onnxruntime-int8 |" in text
 
 
 def test_serve_model_specs_are_checked_before_work() -> None:

@@ -229,6 +229,20 @@ def test_the_cli_label_formats_are_the_librarys() -> None:
     assert set(_choices(cli.shard, "label_format")) == {"auto", *FORMATS}
 
 
+def test_the_cli_runtimes_export_formats_and_datasets_are_the_librarys() -> None:
+    from sightx.bench.options import RUNTIME_VARIANTS, BenchOptions
+    from sightx.export.card import LICENSES
+    from sightx.export.formats import FORMATS
+    from sightx.inference.runtimes import CHOICES
+    from sightx.labels.formats import FORMATS as LABEL_FORMATS
+
+    assert _choices(cli.predict, "runtime") == _choices(cli.serve, "runtime") == CHOICES
+    assert _default(cli.predict, "runtime") == _default(cli.serve, "runtime") == "auto"
+    assert set(_choices(cli.export, "fmt")) == set(FORMATS)
+    assert set(_choices(cli.export, "dataset")) == set(LICENSES) == {*LABEL_FORMATS, "synthetic"}
+    assert BenchOptions().serve_runtimes == RUNTIME_VARIANTS
+
+
 def test_every_rejection_reason_in_the_code_is_in_the_rejects_contract_and_readme() -> None:
     import re
 

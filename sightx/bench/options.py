@@ -9,6 +9,7 @@ from sightx.errors import SightXError
 
 STAGES = ("shard", "load", "train", "sources", "serve")
 EXECUTORS = ("pool", "dask-local")
+RUNTIME_VARIANTS = ("torch", "onnxruntime", "openvino", "onnxruntime-int8", "openvino-int8")
 SERVE_MODELS = ("resnet18:160:256", "resnet50:512:512")  # arch:input px:field px; the first is the demo's
 EYEPACS_IMAGES = 88_702  # Kaggle 2015: 35,126 train + 53,576 test originals
 
@@ -48,6 +49,10 @@ class BenchOptions:
     serve_photo: tuple[int, int] = (3888, 2592)  # a full-resolution EyePACS-size photo
     serve_slow_clients: int = 50  # connections sending a byte a second while a normal client's latency is measured
     serve_bomb_requests: int = 16  # requests of 8 20 MP speckled PNGs in the bomb burst (memory after it)
+    # Runtimes compared per served model (sightx.bench.runtimes.VARIANTS); () skips the comparison.
+    serve_runtimes: tuple[str, ...] = ("torch", "onnxruntime", "openvino", "onnxruntime-int8", "openvino-int8")
+    serve_agreement_photos: int = 100  # photos each runtime's grades are compared with eager PyTorch's on
+    serve_calibration_photos: int = 32  # photos the int8 model is calibrated (and the bench head fitted) on
     quick: bool = False
     executor: str = "pool"  # dask-local: the shard stage measures SightX on a Dask LocalCluster against its pool
 
@@ -68,6 +73,11 @@ class BenchOptions:
             raise BenchError("the serve stage needs at least one --serve-model")
         for spec in self.serve_models:
             parse_model(spec)
+        unknown_runtimes = set(self.serve_runtimes) - set(RUNTIME_VARIANTS)
+        if unknown_runtimes:
+            raise BenchError(f"--serve-runtimes must be among {', '.join(RUNTIME_VARIANTS)}, got {', '.join(sorted(unknown_runtimes))}")
+        if min(self.serve_agreement_photos, self.serve_calibration_photos) < 1:
+            raise BenchError("serve agreement and calibration photos must be >= 1")
         if self.images < 2 * self.workers:
             raise BenchError(f"--images must be at least twice --workers ({2 * self.workers}) to separate start-up")
 
@@ -92,6 +102,9 @@ class BenchOptions:
             serve_photo=(1024, 683),
             serve_slow_clients=8,
             serve_bomb_requests=1,
+            serve_runtimes=("torch", "onnxruntime-int8"),
+            serve_agreement_photos=4,
+            serve_calibration_photos=5,
             quick=True,
         )
         return cls(**{**base, **overrides})

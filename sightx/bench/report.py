@@ -16,6 +16,11 @@ TARGETS = (
     ("split parts >= 0.95x the folder, N workers", ("sources", "ratio", "split parts", "top"), ">=", 0.95, "ratio"),
     ("competition zip (streamed) >= 0.9x the folder, N workers", ("sources", "ratio", "competition zip", "top"), ">=", 0.9, "ratio"),
     ("serve: N clients >= 1.5x one client (first model)", ("serve", "headline_clients_gain"), ">=", 1.5, "ratio"),
+    # Runtimes (last model compared, ResNet50 at 512 px by default): the model call at batch 1 against eager PyTorch.
+    ("serve: fastest float runtime >= 2x eager PyTorch, batch 1", ("serve", "runtime_targets", "float", "x_eager"), ">=", 2.0, "ratio"),
+    ("serve: its grades = eager's on >= 99% of photos", ("serve", "runtime_targets", "float", "grade_agreement"), ">=", 0.99, "percent"),
+    ("serve: fastest int8 runtime >= 3x eager PyTorch, batch 1", ("serve", "runtime_targets", "int8", "x_eager"), ">=", 3.0, "ratio"),
+    ("serve: int8 grades = eager's on >= 98% of photos", ("serve", "runtime_targets", "int8", "grade_agreement"), ">=", 0.98, "percent"),
 )
 
 
@@ -308,7 +313,14 @@ def _serve(s: dict[str, Any], markdown: bool) -> list[str]:
         "micro-batching x = photos/s at the same clients with --max-batch 8 (tuned) over --max-batch 1 (a server each).",
         "the clients run on the same machine as the server and take some of its CPU.",
     ]
-    return [_title(title, markdown), _table(headers, rows, markdown), _notes(notes, markdown), *_hostile(s.get("hostile"), markdown)]
+    out = [_title(title, markdown), _table(headers, rows, markdown), _notes(notes, markdown)]
+    if any(m.get("runtimes") for m in s["models"].values()):
+        from sightx.bench.runtimes import rows as runtime_rows
+
+        r_headers, r_rows, r_notes = runtime_rows(s)
+        out += [_title("serve: runtimes, against eager PyTorch in the same run", markdown), _table(r_headers, r_rows, markdown)]
+        out.append(_notes(r_notes, markdown))
+    return out + _hostile(s.get("hostile"), markdown)
 
 
 def _hostile(h: dict[str, Any] | None, markdown: bool) -> list[str]:
@@ -328,12 +340,12 @@ def _hostile(h: dict[str, Any] | None, markdown: bool) -> list[str]:
     b = h["bombs"]
     bomb = [
         [
-            f"{b['requests']} requests of {b['photos_per_request']} {b['photo_mp']} MP zero PNGs from {b['clients']} clients",
+            f"{b['requests']} requests of {b['photos_per_request']} {b['photo_mp']} MP speckled PNGs from {b['clients']} clients",
             f"{b['burst_s']:g} s, status {', '.join(map(str, b['statuses']))}",
             f"{b['rss_mb_before']:g} -> {b['rss_mb_peak']:g} -> {b['rss_mb_after']:g} ({b['kept_mb']:+g})",
         ],
         [
-            f"1 request of {b['over_limit']['photos']} {b['over_limit']['photo_mp']} MP zero PNGs",
+            f"1 request of {b['over_limit']['photos']} {b['over_limit']['photo_mp']} MP speckled PNGs",
             f"{b['over_limit']['ms']:g} ms, status {b['over_limit']['status']}",
             "",
         ],

@@ -72,14 +72,15 @@ def rss_mb(pid: int) -> tuple[float, float | None]:
 
 @contextlib.contextmanager
 def server(
-    checkpoint: Path, device: str, max_batch: int, workers: int, log_path: Path, extra: list[str] | None = None
+    checkpoint: Path, device: str, max_batch: int, workers: int, log_path: Path, extra: list[str] | None = None, runtime: str = "auto"
 ) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     """The real service in its own process, ready (its /readyz answered), stopped afterwards."""
     import httpx
 
     port = _free_port()
     cmd = [sys.executable, "-m", "sightx.serve", "--checkpoint", str(checkpoint), "--port", str(port), "--device", device]
-    cmd += ["--max-batch", str(max_batch), "--workers", str(workers), "--max-queue", "256", "--max-per-client", "256", *(extra or [])]
+    cmd += ["--max-batch", str(max_batch), "--workers", str(workers), "--max-queue", "256", "--max-per-client", "256", "--runtime", runtime]
+    cmd += extra or []
     url = f"http://127.0.0.1:{port}"
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
@@ -175,6 +176,10 @@ def measure_model(opts: BenchOptions, spec: str, photo: bytes, work: Path, log: 
     result["clients_gain"] = sig(result["n_clients"]["photos_per_s"] / result["one_client"]["photos_per_s"], 3)
     result["batching_gain"] = sig(result["n_clients"]["photos_per_s"] / result["n_clients_max_batch_1"]["photos_per_s"], 3)
     log(f"serve  {spec}: {clients} clients {result['clients_gain']}x one client; batching {result['batching_gain']}x --max-batch 1")
+    if opts.serve_runtimes:
+        from sightx.bench.runtimes import compare
+
+        result["runtimes"] = compare(opts, spec, ckpt, photo, work, log)
     return result
 
 
@@ -224,6 +229,7 @@ def stage(opts: BenchOptions, work: Path, log: Callable[[str], None]) -> dict[st
         except BenchError as e:
             log(f"serve  hostile clients: failed: {e}")
             hostile = {"error": str(e)}
+    compared = [m["runtimes"]["targets"] for m in models.values() if m.get("runtimes")]
     return {
         "hostile": hostile,
         "photo": {"width": opts.serve_photo[0], "height": opts.serve_photo[1], "mb": round(len(photo) / 1e6, 2)},
@@ -231,4 +237,6 @@ def stage(opts: BenchOptions, work: Path, log: Callable[[str], None]) -> dict[st
         "clients": opts.serve_clients,
         "models": models,
         "headline_clients_gain": first.get("clients_gain"),
+        # the runtime targets of the last model compared (the largest: ResNet50 at 512 px by default)
+        "runtime_targets": compared[-1] if compared else None,
     }

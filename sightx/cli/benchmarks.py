@@ -37,6 +37,13 @@ from sightx.parallel.pool import default_workers
     multiple=True,
     help="ARCH:INPUT_PX:FIELD_PX served by the serve stage, repeatable.  [default: resnet18:160:256 (the demo's), resnet50:512:512]",
 )
+@click.option(
+    "--serve-runtimes",
+    callback=lambda _c, _p, v: None if v is None else tuple(x for x in v.split(",") if x and x != "none"),
+    help="Runtimes the serve stage compares, comma-separated, or none.  "
+    "[default: torch,onnxruntime,openvino,onnxruntime-int8,openvino-int8; --quick: torch,onnxruntime-int8]",
+)
+@click.option("--serve-agreement-photos", type=click.IntRange(1), help="Photos each runtime's grades are compared on.  [default: 100]")
 @click.option("--serve-clients", type=click.IntRange(1), help="Concurrent clients of the serve stage.  [default: 8]")
 @click.option("--serve-requests", type=click.IntRange(1), help="Requests per model for the server's memory figure.  [default: 1000]")
 @click.option(
@@ -87,7 +94,7 @@ def bench(
         raise click.UsageError(f"folders are for `sightx-bench real`, not {stage}")
     from sightx.bench import STAGES, BenchOptions, report, run_bench
 
-    given = {k: v for k, v in kw.items() if v is not None and v != ()}
+    given = {k: v for k, v in kw.items() if v is not None and (v != () or k == "serve_runtimes")}  # --serve-runtimes none: ()
     given["stages"] = STAGES if stage == "all" else (stage,)
     opts = BenchOptions.smoke(**given) if quick else BenchOptions(**given)  # type: ignore[arg-type]
     result = run_bench(opts, log=log)

@@ -13,7 +13,18 @@ from sightx.parallel.pool import default_workers
 
 @command()
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
-@click.option("--checkpoint", required=True, type=click.Path(dir_okay=False, path_type=Path), help="best.pt or last.pt from sightx-train.")
+@click.option(
+    "--checkpoint",
+    required=True,
+    help="best.pt from sightx-train, an exported .onnx, a model folder (sightx-export --format hub) or hf-hub:OWNER/NAME.",
+)
+@click.option(
+    "--runtime",
+    type=click.Choice(["auto", "torch", "onnxruntime", "openvino"]),
+    default="auto",
+    show_default=True,
+    help="What runs the model; auto: the fastest installed for that file on that device.",
+)
 @click.option("--out", "out_csv", default="predictions.csv", show_default=True, type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--batch-size", type=click.IntRange(1), default=32, show_default=True)
 @click.option("--workers", type=click.IntRange(1), default=default_workers(), show_default=True, help="Preprocessing processes.")
@@ -32,7 +43,8 @@ from sightx.parallel.pool import default_workers
 @click.option("--quiet", is_flag=True)
 def predict(
     inputs: tuple[Path, ...],
-    checkpoint: Path,
+    checkpoint: str,
+    runtime: str,
     gradability_model: Path | None,
     out_csv: Path,
     batch_size: int,
@@ -50,7 +62,7 @@ def predict(
     from sightx.inference.predict import submission as kaggle_rows
 
     ids = read_submission_ids(submission) if submission else None
-    grader = Grader(checkpoint, device)
+    grader = Grader(checkpoint, device, runtime=runtime)
     gradability = load_gradability(gradability_model, device) if gradability_model else None
     rows = grade_inputs(
         grader, list(inputs), batch_size=batch_size, workers=workers, blend_eyes=blend_eyes, progress=not quiet, gradability=gradability
@@ -77,7 +89,18 @@ def _serve_option(field: str, **kw: Any) -> Any:
 
 
 @command()
-@click.option("--checkpoint", required=True, type=click.Path(dir_okay=False, path_type=Path), help="best.pt or last.pt from sightx-train.")
+@click.option(
+    "--checkpoint",
+    required=True,
+    help="best.pt from sightx-train, an exported .onnx, a model folder (sightx-export --format hub) or hf-hub:OWNER/NAME.",
+)
+@click.option(
+    "--runtime",
+    type=click.Choice(["auto", "torch", "onnxruntime", "openvino"]),
+    default="auto",
+    show_default=True,
+    help="What runs the model; auto: the fastest installed for that file on that device.",
+)
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind; 0.0.0.0 exposes it to the network.")
 @click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True)
 @click.option("--workers", type=click.IntRange(1), default=min(4, default_workers()), show_default=True, help="Preprocessing threads.")
@@ -135,7 +158,8 @@ def _serve_option(field: str, **kw: Any) -> Any:
     help="A sightx-train --task gradability checkpoint: each result gets its score (gradability_model, 1 - P(Reject)).",
 )
 def serve(
-    checkpoint: Path,
+    checkpoint: str,
+    runtime: str,
     host: str,
     port: int,
     device: str,
@@ -149,7 +173,7 @@ def serve(
     from sightx.serve.server import run
 
     config = ServeConfig(token=token, allowed_hosts=(*LOOPBACK, *allowed_hosts), **kw)  # type: ignore[arg-type]
-    run(checkpoint, host, port, device, config, lambda line: click.echo(line, err=True), gradability_model)
+    run(checkpoint, host, port, device, config, lambda line: click.echo(line, err=True), gradability_model, runtime)
 
 
 @command()

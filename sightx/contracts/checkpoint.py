@@ -93,14 +93,20 @@ def load(path: Path) -> Checkpoint:
         state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except Exception as e:  # pickled objects, corrupt archives: refused, never unpickled
         raise CheckpointError(f"{path}: not a SightX checkpoint ({type(e).__name__})") from None
+    return from_state(state, str(path), hashlib.sha256(data).hexdigest())
+
+
+def from_state(state: Any, where: str, sha256: str = "") -> Checkpoint:
+    """A checkpoint's dictionary (as `to_dict` makes it; read from a .pt, a hub folder's config.json and
+    weights, or an export's metadata) checked as `load` checks a file; CheckpointError names `where`."""
     if not isinstance(state, dict) or state.get("format") != FORMAT:
-        raise CheckpointError(f"{path}: not a SightX checkpoint")
+        raise CheckpointError(f"{where}: not a SightX checkpoint")
     version = state.get("version")
     if version not in READABLE:
-        raise CheckpointError(f"{path}: checkpoint version {version!r}; this SightX reads versions {', '.join(map(str, READABLE))}")
+        raise CheckpointError(f"{where}: checkpoint version {version!r}; this SightX reads versions {', '.join(map(str, READABLE))}")
     problem = _problem(state)
     if problem:
-        raise CheckpointError(f"{path}: {problem}")
+        raise CheckpointError(f"{where}: {problem}")
     return Checkpoint(
         arch=state["arch"],
         head=state["head"],
@@ -113,7 +119,7 @@ def load(path: Path) -> Checkpoint:
         val=state.get("val"),
         training={k: state[k] for k in TRAINING_KEYS if k in state},
         normalization=_normalization(state.get("normalization")),
-        sha256=hashlib.sha256(data).hexdigest(),
+        sha256=sha256,
         task=state.get("task", "grade"),
     )
 

@@ -41,6 +41,9 @@ REQUIRED = (
 OPTIONAL = (
     ("kaggle", "kaggle", "sightx-fetch", "kaggle"),
     ("ipykernel", "ipykernel", "the SightX Jupyter kernel (`make kernel`)", "kernel"),
+    ("onnxruntime", "onnxruntime", "sightx-export --format onnx and grading an .onnx", "export"),
+    ("openvino", "openvino", "--runtime openvino (the fastest on CPUs, README)", "export"),
+    ("safetensors", "safetensors", "sightx-export --format hub and loading a model folder", "export"),
 )
 
 

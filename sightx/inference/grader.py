@@ -24,11 +24,11 @@ from sightx.contracts import checkpoint as ckpt
 from sightx.contracts import sample
 from sightx.image.photos import decode_photo
 from sightx.image.preprocess import PreprocessOptions, preprocess_decoded
+from sightx.inference.runtimes import open_model
 from sightx.inference.transforms import EvalTransform, normalize_batch
 from sightx.inference.warnings import quality_warnings
 from sightx.labels.grades import NAMES, REFERABLE
 from sightx.models import heads
-from sightx.models.factory import autocast, autocast_dtype, build_model, pick_device
 
 
 def _ms(start: float) -> float:
@@ -80,8 +80,8 @@ class Grader:
     model and belongs on one thread per model instance.
     """
 
-    def __init__(self, checkpoint: Path, device: str = "auto", task: str = "grade") -> None:
-        state = ckpt.load(checkpoint)
+    def __init__(self, checkpoint: Path | str, device: str = "auto", task: str = "grade", runtime: str = "auto", fast: bool = True) -> None:
+        state, self.runtime = open_model(checkpoint, device, runtime, fast)
         if state.task != task:
             use = "--gradability-model" if state.task == "gradability" else "--checkpoint"
             raise ckpt.CheckpointError(
@@ -89,15 +89,14 @@ class Grader:
             )
         self.head = heads.get(state.head)
         self.preprocess = PreprocessOptions.from_dict(state.preprocess)
-        self.device = pick_device(device)
-        self.model = build_model(state.arch, state.head).to(self.device).eval()
-        try:
-            self.model.load_state_dict(state.model)
-        except RuntimeError:
-            raise ckpt.CheckpointError(f"{checkpoint}: its weights do not fit a {state.arch} with a {state.head} head") from None
-        self.checkpoint = dataclasses.replace(state, model={}, training={})  # the facts, without a second copy of the weights
-        self.amp = autocast_dtype(self.device, "auto")
+        self.device = self.runtime.device
+        self.checkpoint = state  # the facts, without a second copy of the weights
         self.transform = EvalTransform(state.image_size)
+
+    @property
+    def model(self) -> torch.nn.Module | None:
+        """The PyTorch module (Grad-CAM needs it); None when ONNX Runtime or OpenVINO runs the model."""
+        return self.runtime.module
 
     @property
     def sha256(self) -> str:
@@ -127,9 +126,7 @@ class Grader:
         if not tensors:
             return self.head.empty()
         x = normalize_batch(torch.stack(tensors), self.device, channels_last=False, norm=self.checkpoint.normalization)
-        with autocast(self.device, self.amp):
-            out = self.model(x)
-        return self.head.activate(out).cpu().numpy()
+        return self.head.activate(self.runtime(x)).cpu().numpy()
 
     def judge(self, outputs: np.ndarray, photos: list[Photo], model_ms: float = 0.0) -> list[Graded]:
         """Outputs (possibly blended across eyes) -> grades and the referable call."""

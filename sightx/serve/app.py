@@ -217,6 +217,8 @@ class Service:
             max_batch=self.batcher.max_batch,
             batch_ms_per_photo={str(k): round(v * 1000, 2) for k, v in self.batch_timings.items()} or None,
             gradability_model=None if self.gradability is None else self.gradability.sha256,
+            runtime=self.grader.runtime.name,
+            cam=self.grader.model is not None,
         )
 
 

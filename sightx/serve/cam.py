@@ -15,6 +15,9 @@ from captum.attr import LayerAttribution, LayerGradCam
 from sightx.inference.grader import Grader
 from sightx.inference.transforms import normalize_batch
 from sightx.models.factory import last_feature_block
+from sightx.serve.errors import Refused
+
+NEEDS_TORCH = "Grad-CAM needs PyTorch: serve the hub folder or the .pt checkpoint (--runtime torch), or grade without cam=1"
 
 
 def heat_map(grader: Grader, tensor: torch.Tensor, grade: int) -> np.ndarray:
@@ -23,6 +26,8 @@ def heat_map(grader: Grader, tensor: torch.Tensor, grade: int) -> np.ndarray:
     Runs the model with gradients: call it from the model's thread, like `Grader.outputs`.
     """
     model = grader.model
+    if model is None:
+        raise Refused(400, NEEDS_TORCH)
     target = grade if grader.head.width > 1 else 0
     x = normalize_batch(tensor[None], grader.device, channels_last=False, norm=grader.checkpoint.normalization)
     cam = LayerGradCam(model, last_feature_block(model))

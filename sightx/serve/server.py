@@ -84,15 +84,16 @@ def exposure_warning(host: str, token: str | None) -> str | None:
 
 
 def run(
-    checkpoint: Path,
+    checkpoint: Path | str,
     host: str,
     port: int,
     device: str,
     config: ServeConfig,
     log: Callable[[str], None],
     gradability_model: Path | None = None,
+    runtime: str = "auto",
 ) -> None:
-    grader = Grader(checkpoint, device)
+    grader = Grader(checkpoint, device, runtime=runtime)
     gradability = None
     if gradability_model is not None:
         gradability = load_gradability(gradability_model, device)
@@ -105,6 +106,9 @@ def run(
         log(f"clients must name it as one of {', '.join(config.allowed_hosts)} in their Host header: add names with --allowed-host")
     if warning:
         log(warning)
-    log(f"grading with {checkpoint} ({grader.checkpoint.arch}, {grader.checkpoint.head}, sha256 {grader.sha256[:12]}) on {grader.device}")
+    facts = f"{grader.checkpoint.arch}, {grader.checkpoint.head}, sha256 {grader.sha256[:12]}"
+    log(f"grading with {checkpoint} ({facts}) on {grader.device} with {grader.runtime.name}")
+    if grader.model is None:
+        log("Grad-CAM heat maps need PyTorch: the page shows none with this runtime (serve the hub folder or the .pt for them)")
     log_warnings()
     uvicorn.Server(uvicorn_config(create_app(grader, config, gradability), host, port, config, log_level="info")).run()

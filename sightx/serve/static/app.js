@@ -21,7 +21,7 @@ async function loadModel() {
 function pct(p) { return (100 * p).toFixed(1) + "%"; }
 
 function showResult(card, r, ms) {
-  $(".field", card).src = "data:image/jpeg;base64," + r.field_jpeg;
+  if (r.field_jpeg) $(".field", card).src = "data:image/jpeg;base64," + r.field_jpeg;
   if (r.cam_png) $(".cam", card).src = "data:image/png;base64," + r.cam_png;
   $(".grade", card).textContent = `Grade ${r.grade}: ${r.grade_name}`;
   const ref = $(".referable", card);
@@ -69,6 +69,8 @@ function showResult(card, r, ms) {
   card.dataset.state = "done";
 }
 
+let withCam = true; // heat maps, while the server's runtime can make them
+
 async function gradeOne(file, card) {
   const body = new FormData();
   body.append("files", file, file.name);
@@ -76,7 +78,12 @@ async function gradeOne(file, card) {
   try {
     let res;
     for (let attempt = 0; ; attempt++) {
-      res = await fetch("/v1/grade?cam=1", { method: "POST", body, headers: headers() });
+      res = await fetch(withCam ? "/v1/grade?cam=1" : "/v1/grade", { method: "POST", body, headers: headers() });
+      if (withCam && res.status === 400) {
+        // ONNX Runtime and OpenVINO serve no Grad-CAM: grade without it from now on
+        const why = await res.clone().json().catch(() => ({}));
+        if (String(why.detail || "").startsWith("Grad-CAM needs PyTorch")) { withCam = false; continue; }
+      }
       if (res.status !== 503 || attempt >= 5) break;
       await new Promise((ok) => setTimeout(ok, 1000 * Number(res.headers.get("Retry-After") || 1)));
     }

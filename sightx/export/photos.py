@@ -1,0 +1,51 @@
+"""The photos an export is checked and calibrated on: the user's (a folder of photos) or synthetic EyePACS-like
+ones, each through the grading path (the checkpoint's preprocessing, the evaluation transform) as a served photo is."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from sightx.errors import Rejection, SightXError
+from sightx.inference.grader import Grader
+from sightx.inference.transforms import normalize_batch
+from sightx.sources.folder import find_images
+from sightx.synth.render import ImageSpec, render
+
+SYNTH_SIZE = (1024, 683)  # big enough for the field finder, small enough to render quickly
+
+
+class ExportError(SightXError):
+    """An export that cannot be made or does not match PyTorch; one line."""
+
+
+def photo_bytes(folder: Path | None, n: int, seed: int = 0) -> list[bytes]:
+    """Up to n photos from `folder` (sorted, recursively), or n synthetic ones of every grade."""
+    if folder is not None:
+        paths = find_images(folder)[:n]
+        if not paths:
+            raise ExportError(f"--photos {folder}: no photos found")
+        return [p.read_bytes() for p in paths]
+    return [
+        render(ImageSpec(seed=(seed, i), grade=i % 5, right_eye=bool(i % 2), size=SYNTH_SIZE, quality=90, ungradable_rate=0)).jpeg
+        for i in range(n)
+    ]
+
+
+def model_inputs(grader: Grader, photos: list[bytes]) -> list[torch.Tensor]:
+    """Each readable photo as the model sees it: (1, 3, S, S) float32, normalised; unreadable ones are skipped."""
+    out = []
+    for data in photos:
+        try:
+            tensor = grader.tensor(grader.prepare(data).jpeg)
+        except Rejection:
+            continue
+        out.append(normalize_batch(tensor[None], torch.device("cpu"), channels_last=False, norm=grader.checkpoint.normalization))
+    return out
+
+
+def generated_inputs(image_size: int, seed: int = 0) -> list[torch.Tensor]:
+    """Normalised-looking random batches of 1 and 3 (the batch dimension must stay dynamic)."""
+    g = torch.Generator().manual_seed(seed)
+    return [torch.randn(n, 3, image_size, image_size, generator=g) for n in (1, 3)]
