@@ -6,7 +6,8 @@ reads them without importing the library (imports of the library are inside the 
 
 from sightx.cli.benchmarks import bench
 from sightx.cli.data import doctor, explore, fetch, shard, synth, verify
+from sightx.cli.evaluation import evaluate
 from sightx.cli.grading import predict, score, serve
 from sightx.cli.training import train
 
-__all__ = ["bench", "doctor", "explore", "fetch", "predict", "score", "serve", "shard", "synth", "train", "verify"]
+__all__ = ["bench", "doctor", "evaluate", "explore", "fetch", "predict", "score", "serve", "shard", "synth", "train", "verify"]

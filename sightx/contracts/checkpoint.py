@@ -54,6 +54,8 @@ class Checkpoint:
     normalization: Normalization = IMAGENET  # absent from checkpoints written before it was an option: ImageNet
     sha256: str = ""  # of the file it was read from
     task: str = "grade"  # absent from version-1 checkpoints: DR grading
+    # Temperature scaling fitted by sightx-evaluate --fit-temperature (a classifier's logits / T); None: not fitted.
+    temperature: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -71,6 +73,7 @@ class Checkpoint:
             "normalization": self.normalization.to_dict(),
             **{k: self.training[k] for k in TRAINING_KEYS if k in self.training},
             "val": self.val,
+            **({"temperature": float(self.temperature)} if self.temperature is not None else {}),
         }
 
 
@@ -115,6 +118,7 @@ def load(path: Path) -> Checkpoint:
         normalization=_normalization(state.get("normalization")),
         sha256=hashlib.sha256(data).hexdigest(),
         task=state.get("task", "grade"),
+        temperature=state.get("temperature"),
     )
 
 
@@ -158,6 +162,9 @@ def _problem(state: dict[str, Any]) -> str | None:
         and min(norm["std"]) > 0
     ):
         return "normalization is not three means and three positive stds"
+    temperature = state.get("temperature")
+    if temperature is not None and not (_finite(temperature) and 0.01 <= temperature <= 100):
+        return f"temperature {temperature!r} is not a number between 0.01 and 100"
     if not isinstance(state.get("model"), dict) or not all(isinstance(v, torch.Tensor) for v in state["model"].values()):
         return "model weights missing"
     return None

@@ -24,6 +24,7 @@ from sightx.contracts import checkpoint as ckpt
 from sightx.contracts import sample
 from sightx.image.photos import decode_photo
 from sightx.image.preprocess import PreprocessOptions, preprocess_decoded
+from sightx.inference import tta
 from sightx.inference.transforms import EvalTransform, normalize_batch
 from sightx.inference.warnings import quality_warnings
 from sightx.labels.grades import NAMES, REFERABLE
@@ -80,7 +81,7 @@ class Grader:
     model and belongs on one thread per model instance.
     """
 
-    def __init__(self, checkpoint: Path, device: str = "auto", task: str = "grade") -> None:
+    def __init__(self, checkpoint: Path, device: str = "auto", task: str = "grade", tta_mode: str = "none") -> None:
         state = ckpt.load(checkpoint)
         if state.task != task:
             use = "--gradability-model" if state.task == "gradability" else "--checkpoint"
@@ -98,6 +99,10 @@ class Grader:
         self.checkpoint = dataclasses.replace(state, model={}, training={})  # the facts, without a second copy of the weights
         self.amp = autocast_dtype(self.device, "auto")
         self.transform = EvalTransform(state.image_size)
+        tta.views(tta_mode)  # refuses an unknown mode here, not at the first photo
+        self.tta = tta_mode
+        # Temperature scaling (sightx-evaluate --fit-temperature): a classifier's logits are divided by it.
+        self.temperature = state.temperature if self.head.width > 1 else None
 
     @property
     def sha256(self) -> str:
@@ -127,9 +132,14 @@ class Grader:
         if not tensors:
             return self.head.empty()
         x = normalize_batch(torch.stack(tensors), self.device, channels_last=False, norm=self.checkpoint.normalization)
+        return tta.averaged(self._activated, x, self.tta).cpu().numpy()
+
+    def _activated(self, x: torch.Tensor) -> torch.Tensor:
         with autocast(self.device, self.amp):
             out = self.model(x)
-        return self.head.activate(out).cpu().numpy()
+        if self.temperature is not None:
+            out = out.float() / self.temperature
+        return self.head.activate(out)
 
     def judge(self, outputs: np.ndarray, photos: list[Photo], model_ms: float = 0.0) -> list[Graded]:
         """Outputs (possibly blended across eyes) -> grades and the referable call."""
