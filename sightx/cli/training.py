@@ -46,7 +46,8 @@ def _list_recipes(ctx: click.Context, _param: click.Parameter, value: bool) -> N
 @option(
     "arch",
     help="Any torchvision ResNet, EfficientNet or ConvNeXt by its torchvision name: resnet18..152, efficientnet_b0..b7, "
-    "efficientnet_v2_s/m/l, convnext_tiny/small/base/large.",
+    "efficientnet_v2_s/m/l, convnext_tiny/small/base/large; or any timm model name (timm:NAME for timm's own of a "
+    "torchvision name; needs pip install 'sightx[timm]'); ViTs are built at --image-size.",
 )
 @option(
     "head",

@@ -24,7 +24,7 @@ from sightx.files.atomic import atomic_write_bytes
 from sightx.image.normalization import IMAGENET, Normalization
 from sightx.image.preprocess import PreprocessOptions
 from sightx.labels.grades import NUM_GRADES
-from sightx.models.factory import ARCHS
+from sightx.models.factory import valid_arch_name
 from sightx.models.heads import HEADS
 
 FORMAT = "sightx-checkpoint"
@@ -139,8 +139,8 @@ def _problem(state: dict[str, Any]) -> str | None:
         return f"task {str(task)[:40]!r} is not one of {', '.join(TASKS)}"
     if state.get("head") in HEADS and state["head"] not in TASKS[task]:
         return f"head {state['head']!r} does not go with task {task!r} ({', '.join(TASKS[task])})"
-    if state.get("arch") not in ARCHS:
-        return f"arch {state.get('arch')!r} is not one of {', '.join(ARCHS)}"
+    if not valid_arch_name(state.get("arch")):
+        return f"arch {str(state.get('arch'))[:40]!r} is neither a torchvision model SightX knows nor a timm model name"
     if state.get("head") not in HEADS:
         return f"head {state.get('head')!r} is not one of {', '.join(HEADS)}"
     size = state.get("image_size")

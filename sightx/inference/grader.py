@@ -91,7 +91,7 @@ class Grader:
         self.head = heads.get(state.head)
         self.preprocess = PreprocessOptions.from_dict(state.preprocess)
         self.device = pick_device(device)
-        self.model = build_model(state.arch, state.head).to(self.device).eval()
+        self.model = build_model(state.arch, state.head, image_size=state.image_size).to(self.device).eval()
         try:
             self.model.load_state_dict(state.model)
         except RuntimeError:

@@ -16,7 +16,7 @@ import torchvision
 from torch import nn
 
 from sightx.errors import SightXError, one_line
-from sightx.models import heads
+from sightx.models import heads, timm_backbones
 
 ARCHS = (
     *(f"resnet{d}" for d in (18, 34, 50, 101, 152)),
@@ -62,17 +62,39 @@ def _final_linear(model: nn.Module) -> tuple[nn.Module, str, nn.Linear]:
 
 
 def last_feature_block(model: nn.Module) -> nn.Module:
-    """The last convolutional stage (ResNet's layer4, EfficientNet's and ConvNeXt's last `features` block),
-    where Grad-CAM looks: the finest maps that still see the whole lesion."""
+    """The last convolutional stage (ResNet's layer4, EfficientNet's and ConvNeXt's last `features` block,
+    a timm model's last stage or block), where Grad-CAM looks: the finest maps that still see the whole lesion."""
     layer4 = getattr(model, "layer4", None)
-    return layer4 if isinstance(layer4, nn.Module) else model.features[-1]  # type: ignore[index,return-value]
+    if isinstance(layer4, nn.Module):
+        return layer4
+    block = timm_backbones.last_block(model)
+    return block if block is not None else model.features[-1]  # type: ignore[index,return-value]
 
 
-def build_model(arch: str, head: str, weights: str = "none") -> nn.Module:
-    """A torchvision backbone whose final layer is the head's width; `weights` is none, imagenet or a path."""
-    if arch not in ARCHS:
-        raise ValueError(f"arch must be one of {', '.join(ARCHS)}, not {arch!r}")
+def is_torchvision(arch: str) -> bool:
+    return arch in ARCHS
+
+
+def check_arch(arch: str) -> None:
+    """ArchError (one line) unless `arch` is a torchvision name SightX knows or a timm model (timm installed)."""
+    if not is_torchvision(arch):
+        timm_backbones.check(arch)
+
+
+def valid_arch_name(arch: object) -> bool:
+    """Whether a checkpoint's arch field names a torchvision model or could name a timm one (no timm import)."""
+    return isinstance(arch, str) and (is_torchvision(arch) or timm_backbones.plausible(arch))
+
+
+def build_model(arch: str, head: str, weights: str = "none", image_size: int | None = None) -> nn.Module:
+    """A torchvision or timm backbone whose final layer is the head's width; `weights` is none, imagenet or a path.
+    `image_size` sizes a timm vision transformer's position embedding (CNNs take any size)."""
     width = heads.get(head).width
+    if not is_torchvision(arch):
+        model = timm_backbones.build(arch, width, image_size, pretrained=weights == "imagenet")
+        if weights not in ("none", "imagenet"):
+            load_backbone(model, Path(weights))
+        return model
     model = torchvision.models.get_model(arch, weights=None)
     if weights == "imagenet":
         _load_imagenet(model, arch)

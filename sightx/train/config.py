@@ -70,7 +70,7 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         from sightx.image.normalization import parse_normalization
-        from sightx.models.factory import ARCHS
+        from sightx.models.factory import check_arch
         from sightx.models.heads import GRADE_HEADS
 
         if self.task not in TASKS:
@@ -81,7 +81,6 @@ class TrainConfig:
             self.head = "quality"
         for name, allowed in (
             ("balance", BALANCE_MODES),
-            ("arch", ARCHS),
             ("head", GRADE_HEADS if self.task == "grade" else ("quality",)),
             ("optimizer", OPTIMIZERS),
             ("schedule", SCHEDULES),
@@ -89,6 +88,10 @@ class TrainConfig:
         ):
             if getattr(self, name) not in allowed:
                 raise TrainError(f"--{name.replace('_', '-')} must be one of {', '.join(allowed)}")
+        try:
+            check_arch(self.arch)
+        except SightXError as e:
+            raise TrainError(str(e)) from None
         try:
             parse_normalization(self.normalization)
         except ValueError as e:

@@ -92,7 +92,7 @@ def build_step(
     d = d or Dist()
     amp = autocast_dtype(device, cfg.amp)
     channels_last = device.type in ("cuda", "cpu")
-    model = build_model(cfg.arch, cfg.head, cfg.weights).to(device)
+    model = build_model(cfg.arch, cfg.head, cfg.weights, cfg.image_size).to(device)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     opt = build_optimizer(cfg, model)
