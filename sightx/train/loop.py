@@ -40,6 +40,7 @@ class StepContext:
     channels_last: bool
     scheduler: torch.optim.lr_scheduler.LRScheduler | None = None
     norm: Normalization = IMAGENET
+    weights_report: dict[str, Any] | None = None  # what --weights FILE loaded, missed and ignored (sightx.models.foreign)
 
 
 def train_step(ctx: StepContext, images: torch.Tensor, grades: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import random
+import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,7 @@ from sightx.evaluation import metrics
 from sightx.image.normalization import parse_normalization
 from sightx.labels.kinds import TASKS
 from sightx.models import heads
-from sightx.models.factory import autocast_dtype, build_model, pick_device
+from sightx.models.factory import autocast_dtype, build_model_reporting, pick_device
 from sightx.train import distributed, locations, loop
 from sightx.train.config import TrainConfig, TrainError
 from sightx.train.distributed import Dist
@@ -92,7 +93,8 @@ def build_step(
     d = d or Dist()
     amp = autocast_dtype(device, cfg.amp)
     channels_last = device.type in ("cuda", "cpu")
-    model = build_model(cfg.arch, cfg.head, cfg.weights, cfg.image_size).to(device)
+    model, report = build_model_reporting(cfg.arch, cfg.head, cfg.weights, cfg.image_size)
+    model = model.to(device)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     opt = build_optimizer(cfg, model)
@@ -107,6 +109,7 @@ def build_step(
         channels_last=channels_last,
         scheduler=sched,
         norm=parse_normalization(cfg.normalization),
+        weights_report=None if report is None else {"summary": report.summary(), **report.to_dict()},
     )
     return model, ctx
 
@@ -179,6 +182,9 @@ class Trainer:
             raise TrainError(f"{out} already holds a run (last.pt): pass --resume to continue it, or choose another --out")
         self.run_dir = RunDir(out, tensorboard=cfg.tensorboard, main=d.main)
         self.run_dir.write_config(asdict(cfg))
+        if self.ctx.weights_report is not None and d.main:
+            self.run_dir.write_json("weights.json", self.ctx.weights_report)
+            print(self.ctx.weights_report["summary"], file=sys.stderr)
         self.progress = self._resume(out / "last.pt") if cfg.resume and (out / "last.pt").exists() else Progress()
 
     def _resume(self, last: Path) -> Progress:
