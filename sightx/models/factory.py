@@ -71,6 +71,14 @@ def last_feature_block(model: nn.Module) -> nn.Module:
     return block if block is not None else model.features[-1]  # type: ignore[index,return-value]
 
 
+def classifier(model: nn.Module) -> nn.Module:
+    """The layer SightX's head is: timm's classifier, or the torchvision backbone's final linear layer."""
+    get = getattr(model, "get_classifier", None)
+    if callable(get):
+        return get()
+    return _final_linear(model)[2]
+
+
 def is_torchvision(arch: str) -> bool:
     return arch in ARCHS
 

@@ -63,6 +63,10 @@ class TrainConfig:
     brightness: float = 0.2
     contrast: float = 0.2
     saturation: float = 0.15
+    # Fine-tuning (sightx.train.finetune): a linear probe, layer-wise lr decay, label smoothing.
+    freeze: str = "none"  # backbone: train only the classifier (a linear probe)
+    layer_decay: float = 1.0  # lr * decay**(layers below the head); 1: one lr for all
+    label_smoothing: float = 0.0  # classify/quality heads only
     recipe: str = "none"  # the published recipe the defaults came from (sightx.train.recipes), for the record
     resume: bool = False
     tensorboard: bool = False
@@ -99,6 +103,14 @@ class TrainConfig:
         n = classes(TASKS[self.task])
         if self.balance_end is not None and (len(self.balance_end) != n or min(self.balance_end) <= 0):
             raise TrainError(f"--balance-end needs {n} positive weights, one per {'grade' if n == NUM_GRADES else 'quality class'}")
+        if self.freeze not in ("none", "backbone"):
+            raise TrainError("--freeze must be one of none, backbone")
+        if not 0 < self.layer_decay <= 1:
+            raise TrainError("--layer-decay must be in (0, 1]")
+        if not 0 <= self.label_smoothing < 1:
+            raise TrainError("--label-smoothing must be in [0, 1)")
+        if self.label_smoothing and self.head == "regress":
+            raise TrainError("--label-smoothing needs class outputs: it does not apply to --head regress")
         if self.min_gradability is not None and not 0 <= self.min_gradability <= 1:
             raise TrainError("--min-gradability must be between 0 and 1")
         for name in ("scale", "stretch"):

@@ -40,6 +40,7 @@ class StepContext:
     channels_last: bool
     scheduler: torch.optim.lr_scheduler.LRScheduler | None = None
     norm: Normalization = IMAGENET
+    label_smoothing: float = 0.0
     weights_report: dict[str, Any] | None = None  # what --weights FILE loaded, missed and ignored (sightx.models.foreign)
 
 
@@ -50,7 +51,7 @@ def train_step(ctx: StepContext, images: torch.Tensor, grades: torch.Tensor, wei
     w = weights.to(ctx.device, dtype=torch.float32, non_blocking=True)
     with autocast(ctx.device, ctx.amp):
         out = ctx.model(x)
-    loss = ctx.head.loss(out, y, w)
+    loss = ctx.head.loss(out, y, w, ctx.label_smoothing)
     ctx.optimizer.zero_grad(set_to_none=True)
     ctx.scaler.scale(loss).backward()
     ctx.scaler.step(ctx.optimizer)

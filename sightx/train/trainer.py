@@ -26,7 +26,7 @@ from sightx.image.normalization import parse_normalization
 from sightx.labels.kinds import TASKS
 from sightx.models import heads
 from sightx.models.factory import autocast_dtype, build_model_reporting, pick_device
-from sightx.train import distributed, locations, loop
+from sightx.train import distributed, finetune, locations, loop
 from sightx.train.config import TrainConfig, TrainError
 from sightx.train.distributed import Dist
 from sightx.train.locations import ShardLocation
@@ -77,7 +77,10 @@ def read_shards(
 
 
 def build_optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
-    params = [p for p in model.parameters() if p.requires_grad]
+    """Over the trainable parameters (the classifier only under --freeze backbone), in layer-decayed groups."""
+    if cfg.freeze == "backbone":
+        finetune.freeze_backbone(model)
+    params = finetune.param_groups(model, cfg.lr, cfg.layer_decay)
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(params, lr=cfg.lr, momentum=0.9, weight_decay=cfg.weight_decay, nesterov=True)
     return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -109,6 +112,7 @@ def build_step(
         channels_last=channels_last,
         scheduler=sched,
         norm=parse_normalization(cfg.normalization),
+        label_smoothing=cfg.label_smoothing,
         weights_report=None if report is None else {"summary": report.summary(), **report.to_dict()},
     )
     return model, ctx
