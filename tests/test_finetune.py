@@ -64,7 +64,7 @@ def test_the_retfound_recipe(tmp_path: Path) -> None:
     pytest.importorskip("timm")
     r = RECIPES["retfound"]
     assert r.settings["layer_decay"] == 0.65 and r.settings["label_smoothing"] == 0.1 and r.settings["image_size"] == 224
-    assert "mixup" in r.source  # said, not silently dropped
+    assert r.settings["mixup"] == 0.8 and "cutmix" in r.source  # what is not reproduced is said, not silently dropped
     cfg = resolve("retfound", {"shards": str(tmp_path), "weights": "RETFound_cfp_weights.pth", "epochs": 2})
     assert cfg.arch == "vit_large_patch16_224" and cfg.epochs == 2 and cfg.recipe == "retfound"
 
@@ -82,3 +82,38 @@ def test_a_linear_probe_step_moves_the_classifier_alone(tmp_path: Path) -> None:
         before["layer4.1.conv2.weight"], after["layer4.1.conv2.weight"]
     )
     assert not torch.equal(before["fc.weight"], after["fc.weight"])
+
+
+def test_mixup_is_the_mix_of_two_losses() -> None:
+    import numpy as np
+
+    from sightx.train.loop import train_step
+    from sightx.train.trainer import build_step
+
+    cfg = TrainConfig(shards="x", arch="resnet18", mixup=0.8, amp="off", lr=0.0)
+    model, ctx = build_step(cfg, torch.device("cpu"))
+    images, y, w = torch.randint(0, 255, (4, 3, 32, 32), dtype=torch.uint8), torch.tensor([0, 1, 2, 3]), torch.ones(4)
+    ctx.generator = np.random.default_rng(3)
+    loss = train_step(ctx, images, y, w)
+    rng = np.random.default_rng(3)
+    lam, perm = float(rng.beta(0.8, 0.8)), torch.from_numpy(rng.permutation(4))
+    from sightx.inference.transforms import normalize_batch
+
+    model.train()
+    x = normalize_batch(images, ctx.device, ctx.channels_last)
+    out = model(lam * x + (1 - lam) * x[perm])
+    want = lam * ctx.head.loss(out, y, w) + (1 - lam) * ctx.head.loss(out, y[perm], w)
+    assert float(loss) == pytest.approx(float(want.detach()), rel=1e-4)
+
+
+def test_an_ema_run_validates_and_saves_the_average_and_resumes(tiny_shards: Path, tmp_path: Path) -> None:
+    from sightx.contracts import checkpoint as ckpt
+    from sightx.train.trainer import train
+
+    base = dict(arch="resnet18", image_size=32, batch_size=8, workers=0, progress=False, lr=1e-2, ema=0.5, label_smoothing=0.1)
+    train(TrainConfig(shards=str(tiny_shards), out=str(tmp_path), epochs=1, **base))  # type: ignore[arg-type]
+    state = ckpt.load(tmp_path / "last.pt")
+    raw = state.training["raw_model"]
+    assert not torch.equal(raw["fc.weight"], state.model["fc.weight"])  # the average is not the last step
+    history = train(TrainConfig(shards=str(tiny_shards), out=str(tmp_path), epochs=2, resume=True, **base))  # type: ignore[arg-type]
+    assert [h["epoch"] for h in history] == [1, 2]

@@ -132,6 +132,12 @@ def _list_recipes(ctx: click.Context, _param: click.Parameter, value: bool) -> N
     help="Layer-wise lr decay: a layer d below the head trains at lr * DECAY**d (0.65 for RETFound's ViT-L); 1: off.",
 )
 @option("label_smoothing", type=click.FloatRange(0, 1, max_open=True), help="Label smoothing of the cross-entropy (classify heads).")
+@option("mixup", type=click.FloatRange(0), help="Mixup: images and labels mixed by Beta(ALPHA, ALPHA) (RETFound 0.8); 0: off.")
+@option(
+    "ema",
+    type=click.FloatRange(0, 1, max_open=True),
+    help="Exponential moving average of the weights with this decay (e.g. 0.999): validated, selected and saved; 0: off.",
+)
 @option("rotate", type=click.FloatRange(0, 180), help="Augmentation: rotation, degrees either way.")
 @option("translate", type=click.FloatRange(0, 1), help="Augmentation: shift, fraction of the side.")
 @click.option("--scale", callback=parse_floats(2), help=f"Augmentation: zoom range LOW,HIGH.  [default: {_listed(default('scale'))}]")

@@ -33,6 +33,8 @@ READABLE = (1, 2)  # version 1: before `task`, always a DR grader
 TASKS = {"grade": ("classify", "regress"), "gradability": ("quality",)}  # task -> the heads it trains
 # The optimiser, scheduler, scaler and RNG states: only a resumed run needs them.
 TRAINING_KEYS = ("optimizer", "scheduler", "scaler", "best_kappa", "rng")
+# Only with --ema: `model` holds the averaged weights (what grades), `raw_model` the weights the optimiser moves.
+OPTIONAL_TRAINING_KEYS = ("raw_model",)
 
 
 class CheckpointError(SightXError):
@@ -71,7 +73,7 @@ class Checkpoint:
             "config": self.config,
             "model": self.model,
             "normalization": self.normalization.to_dict(),
-            **{k: self.training[k] for k in TRAINING_KEYS if k in self.training},
+            **{k: self.training[k] for k in TRAINING_KEYS + OPTIONAL_TRAINING_KEYS if k in self.training},
             "val": self.val,
             **({"temperature": float(self.temperature)} if self.temperature is not None else {}),
         }
@@ -114,7 +116,7 @@ def load(path: Path) -> Checkpoint:
         epoch=state.get("epoch", 0),
         config=state.get("config") or {},
         val=state.get("val"),
-        training={k: state[k] for k in TRAINING_KEYS if k in state},
+        training={k: state[k] for k in TRAINING_KEYS + OPTIONAL_TRAINING_KEYS if k in state},
         normalization=_normalization(state.get("normalization")),
         sha256=hashlib.sha256(data).hexdigest(),
         task=state.get("task", "grade"),

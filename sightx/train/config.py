@@ -67,6 +67,8 @@ class TrainConfig:
     freeze: str = "none"  # backbone: train only the classifier (a linear probe)
     layer_decay: float = 1.0  # lr * decay**(layers below the head); 1: one lr for all
     label_smoothing: float = 0.0  # classify/quality heads only
+    mixup: float = 0.0  # Beta(alpha, alpha) of mixup (Zhang et al. 2018); 0: off; classify/quality heads only
+    ema: float = 0.0  # decay of an exponential moving average of the weights, validated and saved; 0: off
     recipe: str = "none"  # the published recipe the defaults came from (sightx.train.recipes), for the record
     resume: bool = False
     tensorboard: bool = False
@@ -109,8 +111,13 @@ class TrainConfig:
             raise TrainError("--layer-decay must be in (0, 1]")
         if not 0 <= self.label_smoothing < 1:
             raise TrainError("--label-smoothing must be in [0, 1)")
-        if self.label_smoothing and self.head == "regress":
-            raise TrainError("--label-smoothing needs class outputs: it does not apply to --head regress")
+        for name in ("label_smoothing", "mixup"):
+            if getattr(self, name) and self.head == "regress":
+                raise TrainError(f"--{name.replace('_', '-')} needs class outputs: it does not apply to --head regress")
+        if self.mixup < 0:
+            raise TrainError("--mixup must be >= 0")
+        if not 0 <= self.ema < 1:
+            raise TrainError("--ema must be in [0, 1) (e.g. 0.999)")
         if self.min_gradability is not None and not 0 <= self.min_gradability <= 1:
             raise TrainError("--min-gradability must be between 0 and 1")
         for name in ("scale", "stretch"):

@@ -1,5 +1,6 @@
-"""Fine-tuning a pretrained backbone: a linear probe (`--freeze backbone`) and layer-wise learning-rate
-decay (`--layer-decay`, BEiT/MAE/RETFound), as optimiser parameter groups.
+"""Fine-tuning a pretrained backbone: a linear probe (`--freeze backbone`), layer-wise learning-rate
+decay (`--layer-decay`, BEiT/MAE/RETFound) as optimiser parameter groups, and the weights' moving
+average (`--ema`). Label smoothing and mixup live in the loss and the step (sightx.train.loop).
 
 Layers are counted from the input: parameters on the model itself (a ViT's class token and position
 embedding) and its first child are layer 0, each element of a Sequential/ModuleList child (a ViT's
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
 from torch import nn
 
 from sightx.models.factory import classifier
@@ -60,3 +62,11 @@ def param_groups(model: nn.Module, lr: float, layer_decay: float = 1.0) -> list[
     for n, p in trainable:
         groups.setdefault(ids[n], []).append(p)
     return [{"params": ps, "lr": lr * layer_decay ** (top - i), "layer": i} for i, ps in sorted(groups.items())]
+
+
+def ema_of(model: nn.Module, decay: float) -> torch.optim.swa_utils.AveragedModel:
+    """An exponential moving average of `model`'s weights and buffers (BatchNorm statistics too), updated by
+    `update_parameters` after each step; its `module` is what validation grades and the checkpoint keeps."""
+    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+    return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)

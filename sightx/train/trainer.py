@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -113,6 +114,9 @@ def build_step(
         scheduler=sched,
         norm=parse_normalization(cfg.normalization),
         label_smoothing=cfg.label_smoothing,
+        mixup=cfg.mixup,
+        ema=finetune.ema_of(model, cfg.ema) if cfg.ema else None,
+        generator=np.random.default_rng(cfg.seed + 7919 * d.rank),
         weights_report=None if report is None else {"summary": report.summary(), **report.to_dict()},
     )
     return model, ctx
@@ -199,9 +203,12 @@ class Trainer:
                     f"{last} was trained with --{key} {getattr(state, key)}, not {getattr(self.cfg, key)}: resume with the same options"
                 )
         t = state.training
-        if set(t) != set(ckpt.TRAINING_KEYS):
+        if not set(ckpt.TRAINING_KEYS) <= set(t):
             raise TrainError(f"{last} holds no training state to resume from (a weights-only checkpoint?)")
-        self.model.load_state_dict(state.model)
+        if self.ctx.ema is not None:
+            self.ctx.ema.module.load_state_dict(state.model)
+            self.ctx.ema.n_averaged.fill_(1)
+        self.model.load_state_dict(t.get("raw_model", state.model))
         self.ctx.optimizer.load_state_dict(t["optimizer"])
         self.ctx.scheduler.load_state_dict(t["scheduler"])  # type: ignore[union-attr]
         self.ctx.scaler.load_state_dict(t["scaler"])
@@ -222,6 +229,9 @@ class Trainer:
             "best_kappa": p.best_kappa,
             "rng": {"torch": torch.get_rng_state(), "python": random.getstate()},
         }
+        model = self.model.state_dict()
+        if self.ctx.ema is not None:  # the averaged weights grade; the raw ones resume
+            training["raw_model"], model = model, self.ctx.ema.module.state_dict()
         return ckpt.Checkpoint(
             task=self.cfg.task,
             arch=self.cfg.arch,
@@ -229,7 +239,7 @@ class Trainer:
             image_size=self.cfg.image_size,
             preprocess=self.manifest["options"]["preprocess"],
             thresholds=list(p.thresholds),
-            model=self.model.state_dict(),
+            model=model,
             epoch=epoch,
             config=asdict(self.cfg),
             val=json.loads(json.dumps(val)),  # plain types only: weights_only loading refuses numpy scalars
@@ -269,7 +279,8 @@ class Trainer:
                 row["ungradable_skipped"] = self._ungradable(self.train_loader)
             val = None
             if self.val_loader is not None:
-                outputs, grades, _ = loop.predict(self.ctx, self.model, self.val_loader, self.dist)
+                graded = self.model if self.ctx.ema is None else self.ctx.ema.module
+                outputs, grades, _ = loop.predict(self.ctx, graded, self.val_loader, self.dist)
                 row["val_bad_samples"] = self._bad_samples(self.val_loader, epoch, "val")
                 if cfg.min_gradability is not None:
                     row["val_ungradable_skipped"] = self._ungradable(self.val_loader)
