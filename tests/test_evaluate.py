@@ -154,3 +154,16 @@ def test_a_checkpoint_temperature_out_of_range_is_refused(tiny_checkpoint: Path,
     ckpt.save(bad, dataclasses.replace(ckpt.load(tiny_checkpoint), temperature=0.0))
     with pytest.raises(ckpt.CheckpointError, match="temperature"):
         ckpt.load(bad)
+
+
+def test_predict_takes_tta(tiny_checkpoint: Path, tiny_shards: Path, tmp_path: Path) -> None:
+    import csv
+
+    from sightx.cli import predict
+
+    out = tmp_path / "p.csv"
+    shard = sorted(tiny_shards.glob("*.tar"))[0]
+    res = CliRunner().invoke(predict, [str(shard), "--checkpoint", str(tiny_checkpoint), "--out", str(out), "--tta", "flips", "--quiet"])
+    assert res.exit_code == 0, res.output
+    rows = list(csv.DictReader(out.open()))
+    assert rows and all(r["level"] != "" for r in rows)
