@@ -167,3 +167,17 @@ def test_predict_takes_tta(tiny_checkpoint: Path, tiny_shards: Path, tmp_path: P
     assert res.exit_code == 0, res.output
     rows = list(csv.DictReader(out.open()))
     assert rows and all(r["level"] != "" for r in rows)
+
+
+def test_a_regression_heads_assessment_has_no_probabilities_to_calibrate() -> None:
+    from sightx.evaluation.assess import assess, format_assessment
+    from sightx.evaluation.report import render_html
+
+    t, p, pred = _data(60, seed=5)
+    score = p @ np.arange(5.0)
+    a = assess(t, pred, score, np.repeat(np.arange(30), 2), None, n_boot=20, seed=1)
+    assert a["calibration"] is None and a["per_grade_auc"] == [None] * 5
+    assert a["referable"]["auc"]["estimate"] == pytest.approx(sk.roc_auc_score(t >= 2, score), abs=1e-4)
+    assert "per-grade AUROC (one-vs-rest): 0: n/a" in format_assessment(a)
+    assert "Reliability (ECE n/a)" in render_html(a, "regress <b>")
+    assert "regress &lt;b&gt;" in render_html(a, "regress <b>")

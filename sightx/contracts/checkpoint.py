@@ -6,6 +6,10 @@ refused with one line instead of failing deep inside model construction.
 
 Version 2 adds `task`: "grade" (a DR grader) or "gradability" (an image-quality classifier, head
 "quality", trained on EyeQ-labelled shards). Version 1 files still load, as task "grade".
+
+Optional keys, absent unless used: `temperature` (sightx-evaluate --fit-temperature; a classifier's logits are
+divided by it when grading) and, in a --ema run, `raw_model` (the optimiser's weights, for --resume; `model`
+then holds the averaged weights that grade).
 """
 
 from __future__ import annotations
