@@ -41,6 +41,7 @@ REQUIRED = (
 OPTIONAL = (
     ("kaggle", "kaggle", "sightx-fetch", "kaggle"),
     ("ipykernel", "ipykernel", "the SightX Jupyter kernel (`make kernel`)", "kernel"),
+    ("timm", "timm", "sightx-train --arch with a timm model (ViTs, RETFound)", "timm"),
 )
 
 

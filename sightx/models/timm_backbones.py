@@ -36,18 +36,18 @@ def plausible(arch: str) -> bool:
     return bool(_NAME.match(timm_name(arch)))
 
 
-def _timm() -> Any:
+def _timm(arch: str) -> Any:
     try:
         import timm
     except ImportError:
-        raise ArchError(f"timm is not installed: {INSTALL}") from None
+        raise ArchError(f"--arch {arch} is not a torchvision model SightX knows; timm models need timm: {INSTALL}") from None
     return timm
 
 
 def check(arch: str) -> None:
     """ArchError unless timm is installed and knows `arch`."""
     name = timm_name(arch)
-    timm = _timm()
+    timm = _timm(arch)
     if not plausible(arch) or not timm.is_model(name):
         close = timm.list_models(f"*{name.split('_')[0]}*")[:5] if plausible(arch) else []
         hint = f" (timm has e.g. {', '.join(close)})" if close else ""
@@ -57,7 +57,7 @@ def check(arch: str) -> None:
 def build(arch: str, width: int, image_size: int | None, pretrained: bool = False) -> nn.Module:
     """timm's `arch` with a `width`-output classifier; ViT-style models at `image_size`."""
     check(arch)
-    timm = _timm()
+    timm = _timm(arch)
     name = timm_name(arch)
     kw: dict[str, Any] = {"pretrained": pretrained, "num_classes": width}
     if image_size is not None:
