@@ -25,7 +25,8 @@ ALLOWED: dict[str, set[str]] = {
     "sources": CORE | {"files", "image", "labels"},
     "models": CORE | {"evaluation", "labels"},
     "contracts": CORE | {"files", "image", "labels", "models"},
-    "inference": CORE | {"contracts", "files", "image", "labels", "models", "parallel", "sources"},
+    # evaluation: sightx-evaluate's metrics and report (inference.evaluate only; it sits below models already)
+    "inference": CORE | {"contracts", "evaluation", "files", "image", "labels", "models", "parallel", "sources"},
     "export": CORE | {"contracts", "files", "image", "inference", "labels", "models", "sources", "synth"},
     "shard": CORE | {"contracts", "image", "labels", "parallel", "sources"},
     "train": CORE | {"contracts", "evaluation", "files", "image", "inference", "labels", "models", "parallel"},

@@ -277,3 +277,15 @@ def test_the_model_card_reads_the_runs_shards_and_metrics(tiny_checkpoint: Path,
     assert "licence of the data: EyePACS via the Kaggle Diabetic Retinopathy Detection competition" in card
     assert "| referable DR AUROC | 0.900 |" in card and "thresholds" not in card  # a classifier has none to show
     assert "licence of the data: CC BY 4.0 (ours)" in model_card(state, license="CC BY 4.0 (ours)", dataset="eyepacs")
+
+
+def test_a_calibrated_checkpoints_temperature_travels_with_every_export(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    """sightx-evaluate --fit-temperature stores T in the checkpoint; an export's metadata (the .onnx's, the
+    .pt2's, the hub folder's config) carries it back, so the grader divides the logits by it as for the .pt."""
+    import dataclasses
+
+    from sightx.contracts import checkpoint as ckpt
+    from sightx.contracts.exported import from_metadata, metadata
+
+    state = dataclasses.replace(ckpt.load(tiny_checkpoint), temperature=2.5)
+    assert from_metadata(metadata(state), "x.onnx").temperature == 2.5

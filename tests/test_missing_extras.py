@@ -53,3 +53,14 @@ def test_an_fsspec_url_without_fsspec_is_one_line_naming_the_install(tmp_path: P
     (line,) = proc.stderr.strip().splitlines()
     assert line.startswith("Error: URLs other than http(s):// are read through fsspec: pip install 'sightx[remote]'")
     assert not (tmp_path / "run").exists()
+
+
+def test_a_timm_arch_without_the_extra_is_one_line_naming_the_install(tiny_shards: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    proc = _without("timm", "train", str(tiny_shards), "--out", str(out), "--arch", "vit_tiny_patch16_224", "--quiet")
+    assert proc.returncode == 1, proc.stderr
+    (line,) = proc.stderr.strip().splitlines()
+    assert line == (
+        "Error: --arch vit_tiny_patch16_224 is not a torchvision model SightX knows; timm models need timm: pip install 'sightx[timm]'"
+    )
+    assert not out.exists()

@@ -287,7 +287,7 @@ def test_cli_errors_are_one_line(tiny_shards: Path, trained: Path, tmp_path: Pat
     assert "Traceback" not in res.output and [line for line in lines if not line.startswith("Downloading")] == [lines[0]]
     assert lines[0].startswith("Error: ImageNet weights")
     res = runner.invoke(train_cli, [str(tiny_shards), "--out", str(tmp_path / "y"), *FAST, "--arch", "vit_h_14"])
-    assert res.exit_code == 1 and "--arch must be one of" in res.output
+    assert res.exit_code == 1 and "is neither a torchvision model SightX knows nor a timm model" in res.output
     with pytest.raises(WeightsError, match="not a tensor-only weights file"):
         evil = tmp_path / "evil.pt"
         evil.write_bytes(b"\x80\x04\x95garbage")

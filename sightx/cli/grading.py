@@ -29,6 +29,13 @@ from sightx.parallel.pool import default_workers
 @click.option("--batch-size", type=click.IntRange(1), default=32, show_default=True)
 @click.option("--workers", type=click.IntRange(1), default=default_workers(), show_default=True, help="Preprocessing processes.")
 @click.option("--device", default="auto", show_default=True)
+@click.option(
+    "--tta",
+    type=click.Choice(["none", "flips", "flips+rot90"]),
+    default="none",
+    show_default=True,
+    help="Test-time augmentation: average over flips (3 model passes) or flips and 90-degree rotations (6).",
+)
 @click.option("--blend-eyes", is_flag=True, help="Mix in the other eye's prediction (Kaggle {patient}_{left|right} names).")
 @click.option(
     "--submission",
@@ -50,6 +57,7 @@ def predict(
     batch_size: int,
     workers: int,
     device: str,
+    tta: str,
     blend_eyes: bool,
     submission: Path | None,
     quiet: bool,
@@ -62,7 +70,7 @@ def predict(
     from sightx.inference.predict import submission as kaggle_rows
 
     ids = read_submission_ids(submission) if submission else None
-    grader = Grader(checkpoint, device, runtime=runtime)
+    grader = Grader(checkpoint, device, runtime=runtime, tta_mode=tta)
     gradability = load_gradability(gradability_model, device) if gradability_model else None
     rows = grade_inputs(
         grader, list(inputs), batch_size=batch_size, workers=workers, blend_eyes=blend_eyes, progress=not quiet, gradability=gradability

@@ -41,12 +41,15 @@ def _list_recipes(ctx: click.Context, _param: click.Parameter, value: bool) -> N
     type=click.Choice(list(TASKS)),
     help="grade: DR grades 0-4; gradability: a 3-way Good/Usable/Reject classifier on shards made with --label-format eyeq.",
 )
-@click.option("--recipe", help="Start from a published recipe's settings (huang2023, kaggle2015-o_O, quick); flags given still win.")
+@click.option(
+    "--recipe", help="Start from a published recipe's settings (huang2023, kaggle2015-o_O, retfound, quick); flags given still win."
+)
 @click.option("--list-recipes", is_flag=True, expose_value=False, is_eager=True, callback=_list_recipes, help="Print the recipes and exit.")
 @option(
     "arch",
     help="Any torchvision ResNet, EfficientNet or ConvNeXt by its torchvision name: resnet18..152, efficientnet_b0..b7, "
-    "efficientnet_v2_s/m/l, convnext_tiny/small/base/large.",
+    "efficientnet_v2_s/m/l, convnext_tiny/small/base/large; or any timm model name (timm:NAME for timm's own of a "
+    "torchvision name; needs pip install 'sightx[timm]'); ViTs are built at --image-size.",
 )
 @option(
     "head",
@@ -121,6 +124,19 @@ def _list_recipes(ctx: click.Context, _param: click.Parameter, value: bool) -> N
 @option(
     "normalization",
     help="Input statistics: imagenet, eyepacs (Huang et al. 2023), or M,M,M/S,S,S; recorded in the checkpoint for grading.",
+)
+@option("freeze", type=click.Choice(["none", "backbone"]), help="backbone: train only the classifier (a linear probe).")
+@option(
+    "layer_decay",
+    type=click.FloatRange(0, 1, min_open=True),
+    help="Layer-wise lr decay: a layer d below the head trains at lr * DECAY**d (0.65 for RETFound's ViT-L); 1: off.",
+)
+@option("label_smoothing", type=click.FloatRange(0, 1, max_open=True), help="Label smoothing of the cross-entropy (classify heads).")
+@option("mixup", type=click.FloatRange(0), help="Mixup: images and labels mixed by Beta(ALPHA, ALPHA) (RETFound 0.8); 0: off.")
+@option(
+    "ema",
+    type=click.FloatRange(0, 1, max_open=True),
+    help="Exponential moving average of the weights with this decay (e.g. 0.999): validated, selected and saved; 0: off.",
 )
 @option("rotate", type=click.FloatRange(0, 180), help="Augmentation: rotation, degrees either way.")
 @option("translate", type=click.FloatRange(0, 1), help="Augmentation: shift, fraction of the side.")

@@ -6,6 +6,10 @@ refused with one line instead of failing deep inside model construction.
 
 Version 2 adds `task`: "grade" (a DR grader) or "gradability" (an image-quality classifier, head
 "quality", trained on EyeQ-labelled shards). Version 1 files still load, as task "grade".
+
+Optional keys, absent unless used: `temperature` (sightx-evaluate --fit-temperature; a classifier's logits are
+divided by it when grading) and, in a --ema run, `raw_model` (the optimiser's weights, for --resume; `model`
+then holds the averaged weights that grade).
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from sightx.files.atomic import atomic_write_bytes
 from sightx.image.normalization import IMAGENET, Normalization
 from sightx.image.preprocess import PreprocessOptions
 from sightx.labels.grades import NUM_GRADES
-from sightx.models.factory import ARCHS
+from sightx.models.factory import valid_arch_name
 from sightx.models.heads import HEADS
 
 FORMAT = "sightx-checkpoint"
@@ -33,6 +37,8 @@ READABLE = (1, 2)  # version 1: before `task`, always a DR grader
 TASKS = {"grade": ("classify", "regress"), "gradability": ("quality",)}  # task -> the heads it trains
 # The optimiser, scheduler, scaler and RNG states: only a resumed run needs them.
 TRAINING_KEYS = ("optimizer", "scheduler", "scaler", "best_kappa", "rng")
+# Only with --ema: `model` holds the averaged weights (what grades), `raw_model` the weights the optimiser moves.
+OPTIONAL_TRAINING_KEYS = ("raw_model",)
 
 
 class CheckpointError(SightXError):
@@ -54,6 +60,8 @@ class Checkpoint:
     normalization: Normalization = IMAGENET  # absent from checkpoints written before it was an option: ImageNet
     sha256: str = ""  # of the file it was read from
     task: str = "grade"  # absent from version-1 checkpoints: DR grading
+    # Temperature scaling fitted by sightx-evaluate --fit-temperature (a classifier's logits / T); None: not fitted.
+    temperature: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -69,8 +77,9 @@ class Checkpoint:
             "config": self.config,
             "model": self.model,
             "normalization": self.normalization.to_dict(),
-            **{k: self.training[k] for k in TRAINING_KEYS if k in self.training},
+            **{k: self.training[k] for k in TRAINING_KEYS + OPTIONAL_TRAINING_KEYS if k in self.training},
             "val": self.val,
+            **({"temperature": float(self.temperature)} if self.temperature is not None else {}),
         }
 
 
@@ -117,10 +126,11 @@ def from_state(state: Any, where: str, sha256: str = "") -> Checkpoint:
         epoch=state.get("epoch", 0),
         config=state.get("config") or {},
         val=state.get("val"),
-        training={k: state[k] for k in TRAINING_KEYS if k in state},
+        training={k: state[k] for k in TRAINING_KEYS + OPTIONAL_TRAINING_KEYS if k in state},
         normalization=_normalization(state.get("normalization")),
         sha256=sha256,
         task=state.get("task", "grade"),
+        temperature=state.get("temperature"),
     )
 
 
@@ -141,8 +151,8 @@ def _problem(state: dict[str, Any]) -> str | None:
         return f"task {str(task)[:40]!r} is not one of {', '.join(TASKS)}"
     if state.get("head") in HEADS and state["head"] not in TASKS[task]:
         return f"head {state['head']!r} does not go with task {task!r} ({', '.join(TASKS[task])})"
-    if state.get("arch") not in ARCHS:
-        return f"arch {state.get('arch')!r} is not one of {', '.join(ARCHS)}"
+    if not valid_arch_name(state.get("arch")):
+        return f"arch {str(state.get('arch'))[:40]!r} is neither a torchvision model SightX knows nor a timm model name"
     if state.get("head") not in HEADS:
         return f"head {state.get('head')!r} is not one of {', '.join(HEADS)}"
     size = state.get("image_size")
@@ -164,6 +174,9 @@ def _problem(state: dict[str, Any]) -> str | None:
         and min(norm["std"]) > 0
     ):
         return "normalization is not three means and three positive stds"
+    temperature = state.get("temperature")
+    if temperature is not None and not (_finite(temperature) and 0.01 <= temperature <= 100):
+        return f"temperature {temperature!r} is not a number between 0.01 and 100"
     if not isinstance(state.get("model"), dict) or not all(isinstance(v, torch.Tensor) for v in state["model"].values()):
         return "model weights missing"
     return None

@@ -34,7 +34,10 @@ def _jsonable(value: Any) -> Any:
 
 
 def temperature(checkpoint: Checkpoint) -> float | None:
-    """The softmax temperature a calibrated run recorded (in its config or validation), when there is one."""
+    """The softmax temperature of a calibrated checkpoint (sightx-evaluate --fit-temperature), or one a run
+    recorded in its config or validation, when there is one."""
+    if checkpoint.temperature is not None:
+        return float(checkpoint.temperature)
     for where in (checkpoint.config, checkpoint.val or {}):
         t = where.get("temperature") if isinstance(where, dict) else None
         if isinstance(t, int | float) and not isinstance(t, bool) and math.isfinite(t) and t > 0:
@@ -65,7 +68,7 @@ def from_metadata(meta: dict[str, str], where: str, sha256: str = "") -> Checkpo
     if "format" not in meta:
         raise CheckpointError(f"{where}: no SightX metadata (export it with sightx-export)")
     state: dict[str, Any] = {}
-    for key in (*META_KEYS, "config"):
+    for key in (*META_KEYS, "config", "temperature"):
         if key in meta:
             try:
                 state[key] = json.loads(meta[key])

@@ -44,6 +44,7 @@ OPTIONAL = (
     ("onnxruntime", "onnxruntime", "sightx-export --format onnx and grading an .onnx", "export"),
     ("openvino", "openvino", "--runtime openvino (the fastest on CPUs, README)", "export"),
     ("safetensors", "safetensors", "sightx-export --format hub and loading a model folder", "export"),
+    ("timm", "timm", "sightx-train --arch with a timm model (ViTs, RETFound)", "timm"),
 )
 
 

@@ -24,6 +24,7 @@ from sightx.contracts import checkpoint as ckpt
 from sightx.contracts import sample
 from sightx.image.photos import decode_photo
 from sightx.image.preprocess import PreprocessOptions, preprocess_decoded
+from sightx.inference import tta
 from sightx.inference.runtimes import open_model
 from sightx.inference.transforms import EvalTransform, normalize_batch
 from sightx.inference.warnings import quality_warnings
@@ -80,7 +81,15 @@ class Grader:
     model and belongs on one thread per model instance.
     """
 
-    def __init__(self, checkpoint: Path | str, device: str = "auto", task: str = "grade", runtime: str = "auto", fast: bool = True) -> None:
+    def __init__(
+        self,
+        checkpoint: Path | str,
+        device: str = "auto",
+        task: str = "grade",
+        runtime: str = "auto",
+        fast: bool = True,
+        tta_mode: str = "none",
+    ) -> None:
         state, self.runtime = open_model(checkpoint, device, runtime, fast)
         if state.task != task:
             use = "--gradability-model" if state.task == "gradability" else "--checkpoint"
@@ -92,6 +101,10 @@ class Grader:
         self.device = self.runtime.device
         self.checkpoint = state  # the facts, without a second copy of the weights
         self.transform = EvalTransform(state.image_size)
+        tta.views(tta_mode)  # refuses an unknown mode here, not at the first photo
+        self.tta = tta_mode
+        # Temperature scaling (sightx-evaluate --fit-temperature): a classifier's logits are divided by it.
+        self.temperature = state.temperature if self.head.width > 1 else None
 
     @property
     def model(self) -> torch.nn.Module | None:
@@ -126,7 +139,13 @@ class Grader:
         if not tensors:
             return self.head.empty()
         x = normalize_batch(torch.stack(tensors), self.device, channels_last=False, norm=self.checkpoint.normalization)
-        return self.head.activate(self.runtime(x)).cpu().numpy()
+        return tta.averaged(self._activated, x, self.tta).cpu().numpy()
+
+    def _activated(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.runtime(x)
+        if self.temperature is not None:
+            out = out.float() / self.temperature
+        return self.head.activate(out)
 
     def judge(self, outputs: np.ndarray, photos: list[Photo], model_ms: float = 0.0) -> list[Graded]:
         """Outputs (possibly blended across eyes) -> grades and the referable call."""

@@ -251,7 +251,7 @@ def open_model(source: str | Path, device: str = "auto", runtime: str = "auto", 
         return facts, OnnxRuntime(Path(source), where)
     if name == "openvino":
         return facts, OpenVinoRuntime(Path(source), where)
-    model = build_model(state.arch, state.head)
+    model = build_model(state.arch, state.head, image_size=state.image_size)  # a ViT's position embedding is sized by it
     try:
         model.load_state_dict(state.model)
     except RuntimeError:

@@ -16,7 +16,7 @@ import torchvision
 from torch import nn
 
 from sightx.errors import SightXError, one_line
-from sightx.models import heads
+from sightx.models import foreign, heads, timm_backbones
 
 ARCHS = (
     *(f"resnet{d}" for d in (18, 34, 50, 101, 152)),
@@ -62,41 +62,67 @@ def _final_linear(model: nn.Module) -> tuple[nn.Module, str, nn.Linear]:
 
 
 def last_feature_block(model: nn.Module) -> nn.Module:
-    """The last convolutional stage (ResNet's layer4, EfficientNet's and ConvNeXt's last `features` block),
-    where Grad-CAM looks: the finest maps that still see the whole lesion."""
+    """The last convolutional stage (ResNet's layer4, EfficientNet's and ConvNeXt's last `features` block,
+    a timm model's last stage or block), where Grad-CAM looks: the finest maps that still see the whole lesion."""
     layer4 = getattr(model, "layer4", None)
-    return layer4 if isinstance(layer4, nn.Module) else model.features[-1]  # type: ignore[index,return-value]
+    if isinstance(layer4, nn.Module):
+        return layer4
+    block = timm_backbones.last_block(model)
+    return block if block is not None else model.features[-1]  # type: ignore[index,return-value]
 
 
-def build_model(arch: str, head: str, weights: str = "none") -> nn.Module:
-    """A torchvision backbone whose final layer is the head's width; `weights` is none, imagenet or a path."""
-    if arch not in ARCHS:
-        raise ValueError(f"arch must be one of {', '.join(ARCHS)}, not {arch!r}")
+def classifier(model: nn.Module) -> nn.Module:
+    """The layer SightX's head is: timm's classifier, or the torchvision backbone's final linear layer."""
+    get = getattr(model, "get_classifier", None)
+    if callable(get):
+        return get()
+    return _final_linear(model)[2]
+
+
+def is_torchvision(arch: str) -> bool:
+    return arch in ARCHS
+
+
+def check_arch(arch: str) -> None:
+    """ArchError (one line) unless `arch` is a torchvision name SightX knows or a timm model (timm installed)."""
+    if not is_torchvision(arch):
+        timm_backbones.check(arch)
+
+
+def valid_arch_name(arch: object) -> bool:
+    """Whether a checkpoint's arch field names a torchvision model or could name a timm one (no timm import)."""
+    return isinstance(arch, str) and (is_torchvision(arch) or timm_backbones.plausible(arch))
+
+
+def build_model(arch: str, head: str, weights: str = "none", image_size: int | None = None) -> nn.Module:
+    """A torchvision or timm backbone whose final layer is the head's width; `weights` is none, imagenet or a path.
+    `image_size` sizes a timm vision transformer's position embedding (CNNs take any size)."""
+    return build_model_reporting(arch, head, weights, image_size)[0]
+
+
+def build_model_reporting(
+    arch: str, head: str, weights: str = "none", image_size: int | None = None
+) -> tuple[nn.Module, foreign.LoadReport | None]:
+    """`build_model`, with what a weights file gave (loaded, missing, ignored) when `weights` is a path."""
     width = heads.get(head).width
-    model = torchvision.models.get_model(arch, weights=None)
-    if weights == "imagenet":
-        _load_imagenet(model, arch)
-    parent, attr, layer = _final_linear(model)
-    setattr(parent, attr, nn.Linear(layer.in_features, width))
-    if weights not in ("none", "imagenet"):
-        load_backbone(model, Path(weights))
-    return model
+    if not is_torchvision(arch):
+        model = timm_backbones.build(arch, width, image_size, pretrained=weights == "imagenet")
+    else:
+        model = torchvision.models.get_model(arch, weights=None)
+        if weights == "imagenet":
+            _load_imagenet(model, arch)
+        parent, attr, layer = _final_linear(model)
+        setattr(parent, attr, nn.Linear(layer.in_features, width))
+    report = load_backbone(model, Path(weights)) if weights not in ("none", "imagenet") else None
+    return model, report
 
 
-def load_backbone(model: nn.Module, path: Path) -> None:
-    """Load a state dict (or a SightX checkpoint's model) from a local file, tensors only."""
-    if not path.is_file():
-        raise WeightsError(f"weights file {path} not found")
+def load_backbone(model: nn.Module, path: Path) -> foreign.LoadReport:
+    """Load what fits of a local weights file (sightx.models.foreign: SightX, timm, torchvision, MAE/RETFound), tensors only."""
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # corrupt or pickled-object files: refuse, never unpickle
-        raise WeightsError(f"{path}: not a tensor-only weights file ({type(e).__name__})") from None
-    state = state.get("model", state)
-    own = model.state_dict()
-    usable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
-    if not usable:
-        raise WeightsError(f"{path}: no tensors match {type(model).__name__}")
-    model.load_state_dict(usable, strict=False)
+        return foreign.load_foreign(model, path)
+    except foreign.ForeignWeightsError as e:
+        raise WeightsError(str(e)) from None
 
 
 class DeviceError(SightXError):

@@ -23,12 +23,12 @@ class Head:
     width: ClassVar[int]  # outputs of the final layer
     labels: ClassVar[str] = GRADE  # the label kind it learns (sightx.labels.kinds)
 
-    def per_sample_loss(self, out: torch.Tensor, grades: torch.Tensor) -> torch.Tensor:
+    def per_sample_loss(self, out: torch.Tensor, grades: torch.Tensor, smoothing: float = 0.0) -> torch.Tensor:
         raise NotImplementedError
 
-    def loss(self, out: torch.Tensor, grades: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-        """Per-sample weighted mean, in float32 whatever the autocast dtype."""
-        return (self.per_sample_loss(out.float(), grades) * weights).sum() / weights.sum()
+    def loss(self, out: torch.Tensor, grades: torch.Tensor, weights: torch.Tensor, smoothing: float = 0.0) -> torch.Tensor:
+        """Per-sample weighted mean, in float32 whatever the autocast dtype; `smoothing` is a classifier's label smoothing."""
+        return (self.per_sample_loss(out.float(), grades, smoothing) * weights).sum() / weights.sum()
 
     def activate(self, out: torch.Tensor) -> torch.Tensor:
         """Raw network output -> per-image outputs: (N, 5) probabilities or (N,) scores."""
@@ -63,8 +63,8 @@ class Classify(Head):
     name = "classify"
     width = NUM_GRADES
 
-    def per_sample_loss(self, out: torch.Tensor, grades: torch.Tensor) -> torch.Tensor:
-        return F.cross_entropy(out, grades, reduction="none")
+    def per_sample_loss(self, out: torch.Tensor, grades: torch.Tensor, smoothing: float = 0.0) -> torch.Tensor:
+        return F.cross_entropy(out, grades, reduction="none", label_smoothing=smoothing)
 
     def activate(self, out: torch.Tensor) -> torch.Tensor:
         return out.float().softmax(1)
@@ -86,8 +86,8 @@ class Regress(Head):
     name = "regress"
     width = 1
 
-    def per_sample_loss(self, out: torch.Tensor, grades: torch.Tensor) -> torch.Tensor:
-        return F.mse_loss(out.squeeze(1), grades.float(), reduction="none")
+    def per_sample_loss(self, out: torch.Tensor, grades: torch.Tensor, smoothing: float = 0.0) -> torch.Tensor:
+        return F.mse_loss(out.squeeze(1), grades.float(), reduction="none")  # no classes to smooth: config refuses it
 
     def activate(self, out: torch.Tensor) -> torch.Tensor:
         return out.float().squeeze(1)

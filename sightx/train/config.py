@@ -63,6 +63,12 @@ class TrainConfig:
     brightness: float = 0.2
     contrast: float = 0.2
     saturation: float = 0.15
+    # Fine-tuning (sightx.train.finetune): a linear probe, layer-wise lr decay, label smoothing.
+    freeze: str = "none"  # backbone: train only the classifier (a linear probe)
+    layer_decay: float = 1.0  # lr * decay**(layers below the head); 1: one lr for all
+    label_smoothing: float = 0.0  # classify/quality heads only
+    mixup: float = 0.0  # Beta(alpha, alpha) of mixup (Zhang et al. 2018); 0: off; classify/quality heads only
+    ema: float = 0.0  # decay of an exponential moving average of the weights, validated and saved; 0: off
     recipe: str = "none"  # the published recipe the defaults came from (sightx.train.recipes), for the record
     resume: bool = False
     tensorboard: bool = False
@@ -70,7 +76,7 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         from sightx.image.normalization import parse_normalization
-        from sightx.models.factory import ARCHS
+        from sightx.models.factory import check_arch
         from sightx.models.heads import GRADE_HEADS
 
         if self.task not in TASKS:
@@ -81,7 +87,6 @@ class TrainConfig:
             self.head = "quality"
         for name, allowed in (
             ("balance", BALANCE_MODES),
-            ("arch", ARCHS),
             ("head", GRADE_HEADS if self.task == "grade" else ("quality",)),
             ("optimizer", OPTIMIZERS),
             ("schedule", SCHEDULES),
@@ -90,12 +95,29 @@ class TrainConfig:
             if getattr(self, name) not in allowed:
                 raise TrainError(f"--{name.replace('_', '-')} must be one of {', '.join(allowed)}")
         try:
+            check_arch(self.arch)
+        except SightXError as e:
+            raise TrainError(str(e)) from None
+        try:
             parse_normalization(self.normalization)
         except ValueError as e:
             raise TrainError(f"--normalization: {e}") from None
         n = classes(TASKS[self.task])
         if self.balance_end is not None and (len(self.balance_end) != n or min(self.balance_end) <= 0):
             raise TrainError(f"--balance-end needs {n} positive weights, one per {'grade' if n == NUM_GRADES else 'quality class'}")
+        if self.freeze not in ("none", "backbone"):
+            raise TrainError("--freeze must be one of none, backbone")
+        if not 0 < self.layer_decay <= 1:
+            raise TrainError("--layer-decay must be in (0, 1]")
+        if not 0 <= self.label_smoothing < 1:
+            raise TrainError("--label-smoothing must be in [0, 1)")
+        for name in ("label_smoothing", "mixup"):
+            if getattr(self, name) and self.head == "regress":
+                raise TrainError(f"--{name.replace('_', '-')} needs class outputs: it does not apply to --head regress")
+        if self.mixup < 0:
+            raise TrainError("--mixup must be >= 0")
+        if not 0 <= self.ema < 1:
+            raise TrainError("--ema must be in [0, 1) (e.g. 0.999)")
         if self.min_gradability is not None and not 0 <= self.min_gradability <= 1:
             raise TrainError("--min-gradability must be between 0 and 1")
         for name in ("scale", "stretch"):

@@ -40,6 +40,11 @@ class StepContext:
     channels_last: bool
     scheduler: torch.optim.lr_scheduler.LRScheduler | None = None
     norm: Normalization = IMAGENET
+    label_smoothing: float = 0.0
+    mixup: float = 0.0  # Beta alpha; 0: off
+    ema: Any = None  # torch.optim.swa_utils.AveragedModel of the model, updated after every step
+    generator: np.random.Generator | None = None  # draws mixup's lambda and pairing
+    weights_report: dict[str, Any] | None = None  # what --weights FILE loaded, missed and ignored (sightx.models.foreign)
 
 
 def train_step(ctx: StepContext, images: torch.Tensor, grades: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
@@ -47,15 +52,25 @@ def train_step(ctx: StepContext, images: torch.Tensor, grades: torch.Tensor, wei
     x = normalize_batch(images, ctx.device, ctx.channels_last, ctx.norm)
     y = grades.to(ctx.device, non_blocking=True)
     w = weights.to(ctx.device, dtype=torch.float32, non_blocking=True)
+    lam, perm = 1.0, None
+    if ctx.mixup > 0:
+        rng = ctx.generator or np.random.default_rng()
+        lam = float(rng.beta(ctx.mixup, ctx.mixup))
+        perm = torch.from_numpy(rng.permutation(len(y))).to(ctx.device)
+        x = lam * x + (1 - lam) * x[perm]
     with autocast(ctx.device, ctx.amp):
         out = ctx.model(x)
-    loss = ctx.head.loss(out, y, w)
+    loss = ctx.head.loss(out, y, w, ctx.label_smoothing)
+    if perm is not None:  # cross-entropy is linear in the target: the mixed target's loss is the mix of the two
+        loss = lam * loss + (1 - lam) * ctx.head.loss(out, y[perm], w[perm], ctx.label_smoothing)
     ctx.optimizer.zero_grad(set_to_none=True)
     ctx.scaler.scale(loss).backward()
     ctx.scaler.step(ctx.optimizer)
     ctx.scaler.update()
     if ctx.scheduler is not None:
         ctx.scheduler.step()
+    if ctx.ema is not None:
+        ctx.ema.update_parameters(getattr(ctx.model, "module", ctx.model))
     return loss.detach()
 
 

@@ -62,6 +62,31 @@ RECIPES: dict[str, Recipe] = {
             },
         ),
         Recipe(
+            "retfound",
+            "Zhou et al. 2023, RETFound (Nature), fine-tuning: ViT-Large/16 from the MAE-pretrained retinal encoder "
+            "(pass it with --weights RETFound_cfp_weights.pth: its decoder is dropped, its position embedding fitted), "
+            "224 px, AdamW, base lr 5e-3 x batch 16 / 256, weight decay 0.05, layer decay 0.65, label smoothing 0.1, "
+            "mixup 0.8, 10 warm-up epochs of 50, cross-entropy, no class balancing. Not reproduced here: cutmix 1.0 "
+            "(mixup alone stands in), drop path 0.2 and RandAugment (SightX's own augmentation stands in)",
+            "AUROC 0.943 (APTOS-2019), 0.822 (IDRiD), 0.884 (Messidor-2) for DR grading, fine-tuned per set",
+            {
+                "arch": "vit_large_patch16_224",
+                "image_size": 224,
+                "head": "classify",
+                "optimizer": "adamw",
+                "lr": 5e-3 * 16 / 256,
+                "weight_decay": 0.05,
+                "layer_decay": 0.65,
+                "label_smoothing": 0.1,
+                "mixup": 0.8,
+                "batch_size": 16,
+                "epochs": 50,
+                "warmup_epochs": 10.0,
+                "schedule": "cosine",
+                "balance": "none",
+            },
+        ),
+        Recipe(
             "kaggle2015-o_O",
             "Kaggle 2015, team o_O (2nd): 512 px, MSE regression with thresholds 0.5/1.5/2.5/3.5, resampling from "
             "class-balanced decaying to weight 1 for grade 0 and 2 for the others, 360 deg rotation, scale/stretch and "

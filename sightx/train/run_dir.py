@@ -32,6 +32,11 @@ class RunDir:
         if self.main:
             atomic_write_text(self.out / "config.json", json.dumps(config, indent=1, sort_keys=True) + "\n")
 
+    def write_json(self, name: str, data: dict[str, Any]) -> None:
+        """Another record of the run (weights.json: what --weights FILE loaded, missed and ignored)."""
+        if self.main:
+            atomic_write_text(self.out / name, json.dumps(data, indent=1) + "\n")
+
     def write_history(self, history: list[dict[str, Any]]) -> None:
         if self.main:
             atomic_write_text(self.out / METRICS, "".join(json.dumps(h, sort_keys=True) + "\n" for h in history))

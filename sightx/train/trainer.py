@@ -10,10 +10,12 @@ from __future__ import annotations
 import json
 import math
 import random
+import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -24,8 +26,8 @@ from sightx.evaluation import metrics
 from sightx.image.normalization import parse_normalization
 from sightx.labels.kinds import TASKS
 from sightx.models import heads
-from sightx.models.factory import autocast_dtype, build_model, pick_device
-from sightx.train import distributed, locations, loop
+from sightx.models.factory import autocast_dtype, build_model_reporting, pick_device
+from sightx.train import distributed, finetune, locations, loop
 from sightx.train.config import TrainConfig, TrainError
 from sightx.train.distributed import Dist
 from sightx.train.locations import ShardLocation
@@ -76,7 +78,10 @@ def read_shards(
 
 
 def build_optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
-    params = [p for p in model.parameters() if p.requires_grad]
+    """Over the trainable parameters (the classifier only under --freeze backbone), in layer-decayed groups."""
+    if cfg.freeze == "backbone":
+        finetune.freeze_backbone(model)
+    params = finetune.param_groups(model, cfg.lr, cfg.layer_decay)
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(params, lr=cfg.lr, momentum=0.9, weight_decay=cfg.weight_decay, nesterov=True)
     return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -92,7 +97,8 @@ def build_step(
     d = d or Dist()
     amp = autocast_dtype(device, cfg.amp)
     channels_last = device.type in ("cuda", "cpu")
-    model = build_model(cfg.arch, cfg.head, cfg.weights).to(device)
+    model, report = build_model_reporting(cfg.arch, cfg.head, cfg.weights, cfg.image_size)
+    model = model.to(device)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     opt = build_optimizer(cfg, model)
@@ -107,6 +113,11 @@ def build_step(
         channels_last=channels_last,
         scheduler=sched,
         norm=parse_normalization(cfg.normalization),
+        label_smoothing=cfg.label_smoothing,
+        mixup=cfg.mixup,
+        ema=finetune.ema_of(model, cfg.ema) if cfg.ema else None,
+        generator=np.random.default_rng(cfg.seed + 7919 * d.rank),
+        weights_report=None if report is None else {"summary": report.summary(), **report.to_dict()},
     )
     return model, ctx
 
@@ -179,6 +190,9 @@ class Trainer:
             raise TrainError(f"{out} already holds a run (last.pt): pass --resume to continue it, or choose another --out")
         self.run_dir = RunDir(out, tensorboard=cfg.tensorboard, main=d.main)
         self.run_dir.write_config(asdict(cfg))
+        if self.ctx.weights_report is not None and d.main:
+            self.run_dir.write_json("weights.json", self.ctx.weights_report)
+            print(self.ctx.weights_report["summary"], file=sys.stderr)
         self.progress = self._resume(out / "last.pt") if cfg.resume and (out / "last.pt").exists() else Progress()
 
     def _resume(self, last: Path) -> Progress:
@@ -189,9 +203,12 @@ class Trainer:
                     f"{last} was trained with --{key} {getattr(state, key)}, not {getattr(self.cfg, key)}: resume with the same options"
                 )
         t = state.training
-        if set(t) != set(ckpt.TRAINING_KEYS):
+        if not set(ckpt.TRAINING_KEYS) <= set(t):
             raise TrainError(f"{last} holds no training state to resume from (a weights-only checkpoint?)")
-        self.model.load_state_dict(state.model)
+        if self.ctx.ema is not None:
+            self.ctx.ema.module.load_state_dict(state.model)
+            self.ctx.ema.n_averaged.fill_(1)
+        self.model.load_state_dict(t.get("raw_model", state.model))
         self.ctx.optimizer.load_state_dict(t["optimizer"])
         self.ctx.scheduler.load_state_dict(t["scheduler"])  # type: ignore[union-attr]
         self.ctx.scaler.load_state_dict(t["scaler"])
@@ -212,6 +229,9 @@ class Trainer:
             "best_kappa": p.best_kappa,
             "rng": {"torch": torch.get_rng_state(), "python": random.getstate()},
         }
+        model = self.model.state_dict()
+        if self.ctx.ema is not None:  # the averaged weights grade; the raw ones resume
+            training["raw_model"], model = model, self.ctx.ema.module.state_dict()
         return ckpt.Checkpoint(
             task=self.cfg.task,
             arch=self.cfg.arch,
@@ -219,7 +239,7 @@ class Trainer:
             image_size=self.cfg.image_size,
             preprocess=self.manifest["options"]["preprocess"],
             thresholds=list(p.thresholds),
-            model=self.model.state_dict(),
+            model=model,
             epoch=epoch,
             config=asdict(self.cfg),
             val=json.loads(json.dumps(val)),  # plain types only: weights_only loading refuses numpy scalars
@@ -259,7 +279,8 @@ class Trainer:
                 row["ungradable_skipped"] = self._ungradable(self.train_loader)
             val = None
             if self.val_loader is not None:
-                outputs, grades, _ = loop.predict(self.ctx, self.model, self.val_loader, self.dist)
+                graded = self.model if self.ctx.ema is None else self.ctx.ema.module
+                outputs, grades, _ = loop.predict(self.ctx, graded, self.val_loader, self.dist)
                 row["val_bad_samples"] = self._bad_samples(self.val_loader, epoch, "val")
                 if cfg.min_gradability is not None:
                     row["val_ungradable_skipped"] = self._ungradable(self.val_loader)
