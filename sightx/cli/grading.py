@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -10,21 +11,29 @@ import click
 from sightx.cli.common import command
 from sightx.parallel.pool import default_workers
 
+# sightx.inference.runtimes.CHOICES, written out so the CLI starts without torch (test_contracts checks they agree).
+RUNTIME_CHOICES = ("auto", "torch", "onnxruntime", "openvino")
+
+
+def _model_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """--checkpoint and --runtime, as predict and serve both take them."""
+    f = click.option(
+        "--runtime",
+        type=click.Choice(list(RUNTIME_CHOICES)),
+        default="auto",
+        show_default=True,
+        help="What runs the model; auto: the fastest installed for that file on that device.",
+    )(f)
+    return click.option(
+        "--checkpoint",
+        required=True,
+        help="best.pt from sightx-train, an exported .onnx, a model folder (sightx-export --format hub) or hf-hub:OWNER/NAME.",
+    )(f)
+
 
 @command()
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
-@click.option(
-    "--checkpoint",
-    required=True,
-    help="best.pt from sightx-train, an exported .onnx, a model folder (sightx-export --format hub) or hf-hub:OWNER/NAME.",
-)
-@click.option(
-    "--runtime",
-    type=click.Choice(["auto", "torch", "onnxruntime", "openvino"]),
-    default="auto",
-    show_default=True,
-    help="What runs the model; auto: the fastest installed for that file on that device.",
-)
+@_model_options
 @click.option("--out", "out_csv", default="predictions.csv", show_default=True, type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--batch-size", type=click.IntRange(1), default=32, show_default=True)
 @click.option("--workers", type=click.IntRange(1), default=default_workers(), show_default=True, help="Preprocessing processes.")
@@ -97,18 +106,7 @@ def _serve_option(field: str, **kw: Any) -> Any:
 
 
 @command()
-@click.option(
-    "--checkpoint",
-    required=True,
-    help="best.pt from sightx-train, an exported .onnx, a model folder (sightx-export --format hub) or hf-hub:OWNER/NAME.",
-)
-@click.option(
-    "--runtime",
-    type=click.Choice(["auto", "torch", "onnxruntime", "openvino"]),
-    default="auto",
-    show_default=True,
-    help="What runs the model; auto: the fastest installed for that file on that device.",
-)
+@_model_options
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind; 0.0.0.0 exposes it to the network.")
 @click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True)
 @click.option("--workers", type=click.IntRange(1), default=min(4, default_workers()), show_default=True, help="Preprocessing threads.")
