@@ -633,7 +633,7 @@ def _edited_checkpoint(src: Path, dest: Path, edit: Callable[[dict], object]) ->
     ("edit", "message"),
     [
         (lambda s: s.update(arch="resnet34"), "its weights do not fit a resnet34 with a classify head"),
-        (lambda s: s.update(arch="resnet1000"), "arch 'resnet1000' is not one of"),
+        (lambda s: s.update(arch="resnet1000"), "its arch 'resnet1000' is neither a torchvision model SightX knows nor a timm model"),
         (lambda s: s.update(head="regress"), "its weights do not fit a resnet18 with a regress head"),
         (lambda s: s["preprocess"].update(size=10**7), "(size must be an integer from 16 to 4,096, got 10000000)"),
         (lambda s: s["preprocess"].update(max_pixels="x"), "(max_pixels must be an integer"),

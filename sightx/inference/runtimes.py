@@ -28,6 +28,7 @@ from sightx.contracts import checkpoint as ckpt
 from sightx.contracts import exported
 from sightx.errors import SightXError, one_line
 from sightx.models.factory import autocast, autocast_dtype, build_model, pick_device
+from sightx.models.timm_backbones import ArchError
 
 RUNTIMES = ("torch", "onnxruntime", "openvino")
 CHOICES = ("auto", *RUNTIMES)
@@ -251,7 +252,10 @@ def open_model(source: str | Path, device: str = "auto", runtime: str = "auto", 
         return facts, OnnxRuntime(Path(source), where)
     if name == "openvino":
         return facts, OpenVinoRuntime(Path(source), where)
-    model = build_model(state.arch, state.head, image_size=state.image_size)  # a ViT's position embedding is sized by it
+    try:
+        model = build_model(state.arch, state.head, image_size=state.image_size)  # a ViT's position embedding is sized by it
+    except ArchError as e:  # an edited or foreign checkpoint's arch: the file is what is wrong
+        raise ckpt.CheckpointError(f"{source}: {str(e).replace('--arch ', 'its arch ', 1)}") from None
     try:
         model.load_state_dict(state.model)
     except RuntimeError:
