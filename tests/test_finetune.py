@@ -55,7 +55,14 @@ def test_label_smoothing_reaches_the_loss() -> None:
 
 
 def test_options_are_checked(tmp_path: Path) -> None:
-    for bad in ({"freeze": "all"}, {"layer_decay": 0.0}, {"label_smoothing": 1.0}, {"label_smoothing": 0.1, "head": "regress"}):
+    for bad in (
+        {"freeze": "all"},
+        {"layer_decay": 0.0},
+        {"label_smoothing": 1.0},
+        {"label_smoothing": 0.1, "head": "regress"},
+        {"cutmix": -1.0},
+        {"cutmix": 1.0, "head": "regress"},
+    ):
         with pytest.raises(TrainError):
             TrainConfig(shards=str(tmp_path), **bad)  # type: ignore[arg-type]
 
@@ -64,7 +71,8 @@ def test_the_retfound_recipe(tmp_path: Path) -> None:
     pytest.importorskip("timm")
     r = RECIPES["retfound"]
     assert r.settings["layer_decay"] == 0.65 and r.settings["label_smoothing"] == 0.1 and r.settings["image_size"] == 224
-    assert r.settings["mixup"] == 0.8 and "cutmix" in r.source  # what is not reproduced is said, not silently dropped
+    assert r.settings["mixup"] == 0.8 and r.settings["cutmix"] == 1.0
+    assert "drop path" in r.source and "cutmix 1.0" in r.source  # what is not reproduced is said, not silently dropped
     cfg = resolve("retfound", {"shards": str(tmp_path), "weights": "RETFound_cfp_weights.pth", "epochs": 2})
     assert cfg.arch == "vit_large_patch16_224" and cfg.epochs == 2 and cfg.recipe == "retfound"
 
@@ -104,6 +112,84 @@ def test_mixup_is_the_mix_of_two_losses() -> None:
     out = model(lam * x + (1 - lam) * x[perm])
     want = lam * ctx.head.loss(out, y, w) + (1 - lam) * ctx.head.loss(out, y[perm], w)
     assert float(loss) == pytest.approx(float(want.detach()), rel=1e-4)
+
+
+def test_the_cutmix_box_area_is_the_loss_weight() -> None:
+    import numpy as np
+
+    from sightx.train.loop import cutmix_box
+
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        lam = float(rng.beta(1.0, 1.0))
+        top, bottom, left, right, share = cutmix_box(lam, 32, 48, rng)
+        assert 0 <= top <= bottom <= 32 and 0 <= left <= right <= 48
+        assert share == pytest.approx(1 - (bottom - top) * (right - left) / (32 * 48))
+        assert share >= lam - 1e-9  # clipping at the border only shrinks the box
+
+
+def _cutmix_ctx(mixup: float, cutmix: float, seed: int):  # type: ignore[no-untyped-def]
+    import numpy as np
+
+    from sightx.train.trainer import build_step
+
+    cfg = TrainConfig(shards="x", arch="resnet18", mixup=mixup, cutmix=cutmix, amp="off", lr=0.0)
+    model, ctx = build_step(cfg, torch.device("cpu"))
+    ctx.generator = np.random.default_rng(seed)
+    return model, ctx
+
+
+def test_cutmix_pastes_a_box_and_mixes_labels_by_its_area() -> None:
+    from sightx.train.loop import mix_batch
+
+    _, ctx = _cutmix_ctx(0.0, 1.0, 5)
+    x = torch.arange(4, dtype=torch.float32).view(4, 1, 1, 1).expand(4, 3, 16, 16).contiguous()  # image i is all i
+    mixed, lam, perm = mix_batch(ctx, x)
+    assert perm is not None
+    for i in range(4):
+        pasted = mixed[i] == float(perm[i])
+        own = mixed[i] == float(i)
+        if int(perm[i]) != i:
+            assert bool((pasted | own).all())  # nothing but the image itself and its partner
+            assert float(own.float().mean()) == pytest.approx(lam)  # the loss weight is the share left uncovered
+    assert torch.equal(x[:, 0, 0, 0], torch.arange(4, dtype=torch.float32))  # the input batch is not modified
+
+    # the loss: lam on the batch's own labels, 1 - lam on the partners'
+    from sightx.inference.transforms import normalize_batch
+    from sightx.train.loop import train_step
+
+    model, ctx = _cutmix_ctx(0.0, 1.0, 3)
+    images, y, w = torch.randint(0, 255, (4, 3, 32, 32), dtype=torch.uint8), torch.tensor([0, 1, 2, 3]), torch.ones(4)
+    loss = train_step(ctx, images, y, w)
+    model.train()
+    _, ctx2 = _cutmix_ctx(0.0, 1.0, 3)
+    x2, lam2, perm2 = mix_batch(ctx2, normalize_batch(images, ctx.device, ctx.channels_last))
+    assert perm2 is not None and lam2 < 1.0
+    out = model(x2)
+    want = lam2 * ctx.head.loss(out, y, w) + (1 - lam2) * ctx.head.loss(out, y[perm2], w)
+    assert float(loss) == pytest.approx(float(want.detach()), rel=1e-4)
+
+
+def test_mixup_and_cutmix_together_pick_one_per_batch() -> None:
+    from sightx.train.loop import mix_batch
+
+    _, ctx = _cutmix_ctx(0.8, 1.0, 11)
+    x = torch.randn(6, 3, 16, 16)
+    kinds = set()
+    for _ in range(40):
+        mixed, lam, perm = mix_batch(ctx, x)
+        assert perm is not None
+        boxed = bool(((mixed == x) | (mixed == x[perm])).all())  # CutMix: every pixel is one image's or the other's
+        kinds.add("cutmix" if boxed else "mixup")
+    assert kinds == {"cutmix", "mixup"}
+
+
+def test_a_cutmix_run_trains_an_epoch(tiny_shards: Path, tmp_path: Path) -> None:
+    from sightx.train.trainer import train
+
+    base = dict(arch="resnet18", image_size=32, batch_size=8, workers=0, progress=False, lr=1e-2, cutmix=1.0, mixup=0.8)
+    history = train(TrainConfig(shards=str(tiny_shards), out=str(tmp_path), epochs=1, **base))  # type: ignore[arg-type]
+    assert [h["epoch"] for h in history] == [1] and history[0]["train_images"] > 0
 
 
 def test_an_ema_run_validates_and_saves_the_average_and_resumes(tiny_shards: Path, tmp_path: Path) -> None:

@@ -134,6 +134,12 @@ def _list_recipes(ctx: click.Context, _param: click.Parameter, value: bool) -> N
 @option("label_smoothing", type=click.FloatRange(0, 1, max_open=True), help="Label smoothing of the cross-entropy (classify heads).")
 @option("mixup", type=click.FloatRange(0), help="Mixup: images and labels mixed by Beta(ALPHA, ALPHA) (RETFound 0.8); 0: off.")
 @option(
+    "cutmix",
+    type=click.FloatRange(0),
+    help="CutMix: a box of area share 1-Beta(ALPHA, ALPHA) pasted from another image, labels mixed by its area "
+    "(RETFound 1.0); with --mixup, one of the two per batch at random; 0: off.",
+)
+@option(
     "ema",
     type=click.FloatRange(0, 1, max_open=True),
     help="Exponential moving average of the weights with this decay (e.g. 0.999): validated, selected and saved; 0: off.",

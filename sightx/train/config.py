@@ -68,6 +68,7 @@ class TrainConfig:
     layer_decay: float = 1.0  # lr * decay**(layers below the head); 1: one lr for all
     label_smoothing: float = 0.0  # classify/quality heads only
     mixup: float = 0.0  # Beta(alpha, alpha) of mixup (Zhang et al. 2018); 0: off; classify/quality heads only
+    cutmix: float = 0.0  # Beta(alpha, alpha) of CutMix (Yun et al. 2019); 0: off; with mixup, one per batch at 0.5
     ema: float = 0.0  # decay of an exponential moving average of the weights, validated and saved; 0: off
     recipe: str = "none"  # the published recipe the defaults came from (sightx.train.recipes), for the record
     resume: bool = False
@@ -111,11 +112,12 @@ class TrainConfig:
             raise TrainError("--layer-decay must be in (0, 1]")
         if not 0 <= self.label_smoothing < 1:
             raise TrainError("--label-smoothing must be in [0, 1)")
-        for name in ("label_smoothing", "mixup"):
+        for name in ("label_smoothing", "mixup", "cutmix"):
             if getattr(self, name) and self.head == "regress":
                 raise TrainError(f"--{name.replace('_', '-')} needs class outputs: it does not apply to --head regress")
-        if self.mixup < 0:
-            raise TrainError("--mixup must be >= 0")
+        for name in ("mixup", "cutmix"):
+            if getattr(self, name) < 0:
+                raise TrainError(f"--{name} must be >= 0")
         if not 0 <= self.ema < 1:
             raise TrainError("--ema must be in [0, 1) (e.g. 0.999)")
         if self.min_gradability is not None and not 0 <= self.min_gradability <= 1:

@@ -1,6 +1,6 @@
 """Fine-tuning a pretrained backbone: a linear probe (`--freeze backbone`), layer-wise learning-rate
 decay (`--layer-decay`, BEiT/MAE/RETFound) as optimiser parameter groups, and the weights' moving
-average (`--ema`). Label smoothing and mixup live in the loss and the step (sightx.train.loop).
+average (`--ema`). Label smoothing, mixup and CutMix live in the loss and the step (sightx.train.loop).
 
 Layers are counted from the input: parameters on the model itself (a ViT's class token and position
 embedding) and its first child are layer 0, each element of a Sequential/ModuleList child (a ViT's

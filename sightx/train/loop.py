@@ -42,9 +42,41 @@ class StepContext:
     norm: Normalization = IMAGENET
     label_smoothing: float = 0.0
     mixup: float = 0.0  # Beta alpha; 0: off
+    cutmix: float = 0.0  # Beta alpha; 0: off. With mixup too, one of the two per batch, each with probability 0.5
     ema: Any = None  # torch.optim.swa_utils.AveragedModel of the model, updated after every step
-    generator: np.random.Generator | None = None  # draws mixup's lambda and pairing
+    generator: np.random.Generator | None = None  # draws mixup's/cutmix's lambda, box and pairing
     weights_report: dict[str, Any] | None = None  # what --weights FILE loaded, missed and ignored (sightx.models.foreign)
+
+
+def cutmix_box(lam: float, height: int, width: int, rng: np.random.Generator) -> tuple[int, int, int, int, float]:
+    """CutMix's box (Yun et al. 2019, as timm's `rand_bbox`): sides sqrt(1 - lam) of the image's, centred
+    uniformly, clipped at the border. Returns (top, bottom, left, right) and the share of the image left
+    uncovered: the clipped box's true area, which is what the loss is weighted by, not the drawn lam."""
+    ratio = float(np.sqrt(1.0 - lam))
+    cut_h, cut_w = int(height * ratio), int(width * ratio)
+    cy, cx = int(rng.integers(0, height)), int(rng.integers(0, width))
+    top, bottom = int(np.clip(cy - cut_h // 2, 0, height)), int(np.clip(cy + cut_h // 2, 0, height))
+    left, right = int(np.clip(cx - cut_w // 2, 0, width)), int(np.clip(cx + cut_w // 2, 0, width))
+    return top, bottom, left, right, 1.0 - (bottom - top) * (right - left) / (height * width)
+
+
+def mix_batch(ctx: StepContext, x: torch.Tensor) -> tuple[torch.Tensor, float, torch.Tensor | None]:
+    """Mixup or CutMix of a normalised batch with a shuffle of itself: the mixed images, the share `lam`
+    of the loss that goes to the batch's own labels (the rest to the shuffled ones), the shuffle (None: unmixed).
+    With both set, one is picked per batch with probability 0.5 (timm's `switch_prob` default)."""
+    if ctx.mixup <= 0 and ctx.cutmix <= 0:
+        return x, 1.0, None
+    rng = ctx.generator or np.random.default_rng()
+    use_cutmix = ctx.cutmix > 0 and (ctx.mixup <= 0 or bool(rng.random() < 0.5))
+    alpha = ctx.cutmix if use_cutmix else ctx.mixup
+    lam = float(rng.beta(alpha, alpha))
+    perm = torch.from_numpy(rng.permutation(len(x))).to(x.device)
+    if not use_cutmix:
+        return lam * x + (1 - lam) * x[perm], lam, perm
+    top, bottom, left, right, lam = cutmix_box(lam, x.shape[-2], x.shape[-1], rng)
+    x = x.clone()
+    x[..., top:bottom, left:right] = x[perm][..., top:bottom, left:right]
+    return x, lam, perm
 
 
 def train_step(ctx: StepContext, images: torch.Tensor, grades: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
@@ -52,12 +84,7 @@ def train_step(ctx: StepContext, images: torch.Tensor, grades: torch.Tensor, wei
     x = normalize_batch(images, ctx.device, ctx.channels_last, ctx.norm)
     y = grades.to(ctx.device, non_blocking=True)
     w = weights.to(ctx.device, dtype=torch.float32, non_blocking=True)
-    lam, perm = 1.0, None
-    if ctx.mixup > 0:
-        rng = ctx.generator or np.random.default_rng()
-        lam = float(rng.beta(ctx.mixup, ctx.mixup))
-        perm = torch.from_numpy(rng.permutation(len(y))).to(ctx.device)
-        x = lam * x + (1 - lam) * x[perm]
+    x, lam, perm = mix_batch(ctx, x)
     with autocast(ctx.device, ctx.amp):
         out = ctx.model(x)
     loss = ctx.head.loss(out, y, w, ctx.label_smoothing)

@@ -115,6 +115,7 @@ def build_step(
         norm=parse_normalization(cfg.normalization),
         label_smoothing=cfg.label_smoothing,
         mixup=cfg.mixup,
+        cutmix=cfg.cutmix,
         ema=finetune.ema_of(model, cfg.ema) if cfg.ema else None,
         generator=np.random.default_rng(cfg.seed + 7919 * d.rank),
         weights_report=None if report is None else {"summary": report.summary(), **report.to_dict()},
