@@ -181,3 +181,50 @@ def test_a_regression_heads_assessment_has_no_probabilities_to_calibrate() -> No
     assert "per-grade AUROC (one-vs-rest): 0: n/a" in format_assessment(a)
     assert "Reliability (ECE n/a)" in render_html(a, "regress <b>")
     assert "regress &lt;b&gt;" in render_html(a, "regress <b>")
+
+
+def test_fusing_eyes_grades_a_patient_by_the_worse_eye() -> None:
+    from sightx.evaluation.fusion import fuse_eyes
+    from sightx.models.heads import get
+
+    head = get("classify")
+    # patient 10: a clean left eye and a referable right eye; patient 11: two clean eyes; patient 12: one photo
+    patients = np.array(["10", "11", "10", "11", "12"])
+    grades = np.array([0, 0, 2, 1, 3])
+    probs = np.array(
+        [
+            [0.90, 0.05, 0.03, 0.01, 0.01],  # 10 left: called 0
+            [0.80, 0.15, 0.03, 0.01, 0.01],  # 11 left: called 0
+            [0.10, 0.10, 0.60, 0.10, 0.10],  # 10 right: called 2, referable 0.8
+            [0.30, 0.60, 0.05, 0.03, 0.02],  # 11 right: called 1
+            [0.05, 0.05, 0.10, 0.70, 0.10],  # 12: called 3
+        ]
+    )
+    predicted, score = head.grades(probs, []), head.referable_score(probs)
+    fused = fuse_eyes(patients, grades, predicted, score, probs)
+    assert fused.ids.tolist() == ["10", "11", "12"] and fused.photos.tolist() == [2, 2, 1]
+    assert fused.grades.tolist() == [2, 1, 3] and fused.predicted.tolist() == [2, 1, 3]
+    # patient 10 is referred on its right eye, although its left eye alone is not, and the eyes' mean is not either
+    assert predicted[0] < 2 and fused.predicted[0] >= 2
+    assert fused.referable_score[0] == pytest.approx(0.8) and (score[0] + score[2]) / 2 < 0.5
+    # the worse eye's grade distribution, eyes independent: P(max <= g) = product of the eyes' CDFs
+    assert fused.probabilities is not None
+    cdf = np.cumsum(probs[0]) * np.cumsum(probs[2])
+    np.testing.assert_allclose(np.cumsum(fused.probabilities[0]), cdf, atol=1e-9)
+    np.testing.assert_allclose(fused.probabilities[2], probs[4])
+    assert fuse_eyes(patients, grades, predicted, score).probabilities is None  # a regression head has none
+
+
+def test_sightx_evaluate_fuse_eyes_reports_both_levels(tiny_checkpoint: Path, tiny_shards: Path, tmp_path: Path) -> None:
+    from sightx.cli import evaluate
+
+    args = [str(tiny_checkpoint), str(tiny_shards), "--out", str(tmp_path / "ev"), "--bootstrap", "20", "--quiet", "--device", "cpu"]
+    result = CliRunner().invoke(evaluate, [*args, "--fuse-eyes"])
+    assert result.exit_code == 0, result.output
+    assert "per patient" in result.output
+    data = json.loads((tmp_path / "ev" / "metrics.json").read_text())
+    eye, patient = data, data["patient_level"]
+    assert eye["level"] == "photo" and patient["level"] == "patient"
+    assert patient["n"] == patient["patients"] == eye["patients"] < eye["n"]
+    assert "qwk" in patient and "auc" in patient["referable"] and "worse eye" in patient["fusion"]["rule"]
+    assert sum(int(k) * v for k, v in patient["fusion"]["photos_per_patient"].items()) == eye["n"]

@@ -33,6 +33,11 @@ from sightx.cli.common import command
 @click.option(
     "--bootstrap", type=click.IntRange(0), default=1000, show_default=True, help="Patient-level bootstrap resamples for the 95% CIs."
 )
+@click.option(
+    "--fuse-eyes",
+    is_flag=True,
+    help="Also report the metrics per patient, each patient graded by the worse eye (patient ids from the shards' metadata).",
+)
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the bootstrap.")
 @click.option("--batch-size", type=click.IntRange(1), default=32, show_default=True)
 @click.option("--device", default="auto", show_default=True)
@@ -46,4 +51,7 @@ def evaluate(checkpoint: Path, shards: tuple[Path, ...], quiet: bool, **kw: obje
     opts = EvaluateOptions(progress=not quiet, **kw)  # type: ignore[arg-type]
     result = evaluate_checkpoint(checkpoint, list(shards), opts)
     click.echo(format_assessment(result))
+    if "patient_level" in result:
+        click.echo("\nper patient (--fuse-eyes, the worse eye):")
+        click.echo(format_assessment(result["patient_level"]))
     click.echo(f"wrote {opts.out / 'report.html'} and {opts.out / 'metrics.json'}")

@@ -3,7 +3,9 @@
 The grading path is the one predict and serve use (sightx.inference.grader), with optional test-time
 augmentation. `--fit-temperature` fits temperature scaling on these shards (they must then be a
 validation set, not the test set the numbers are quoted for) and writes a copy of the checkpoint
-carrying it; predict and serve apply a checkpoint's temperature whenever it has one.
+carrying it; predict and serve apply a checkpoint's temperature whenever it has one. `--fuse-eyes`
+adds the metrics per patient, each patient graded by the worse eye (sightx.evaluation.fusion says why),
+under "patient_level" beside the per-photo ones.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import numpy as np
 
 from sightx.contracts import checkpoint as ckpt
 from sightx.errors import SightXError
-from sightx.evaluation import clinical
+from sightx.evaluation import clinical, fusion
 from sightx.evaluation.assess import assess
 from sightx.evaluation.report import write_report
 from sightx.inference.grader import Grader
@@ -36,6 +38,7 @@ class EvaluateOptions:
     fit_temperature: Path | None = None  # write the checkpoint, with the fitted temperature, here
     bootstrap: int = 1000
     seed: int = 0
+    fuse_eyes: bool = False  # also assess per patient, by the worse eye (sightx.evaluation.fusion)
     batch_size: int = 32
     device: str = "auto"
     progress: bool = True
@@ -61,6 +64,28 @@ def _fit(grader: Grader, checkpoint: Path, outputs: np.ndarray, grades: np.ndarr
     return scaled, record
 
 
+def assess_patients(
+    grades: np.ndarray,
+    predicted: np.ndarray,
+    score: np.ndarray,
+    patients: np.ndarray,
+    probabilities: np.ndarray | None,
+    opts: EvaluateOptions,
+) -> dict[str, Any]:
+    """`assess` of the patients, each by the worse eye (sightx.evaluation.fusion.fuse_eyes)."""
+    fused = fusion.fuse_eyes(patients, grades, predicted, score, probabilities)
+    result = assess(
+        fused.grades, fused.predicted, fused.referable_score, fused.ids, fused.probabilities, n_boot=opts.bootstrap, seed=opts.seed
+    )
+    result["level"] = "patient"
+    result["fusion"] = {
+        "rule": "worse eye: max of the eyes' true grades, predicted grades and referable scores; "
+        "grade probabilities of the worse eye with the eyes independent",
+        "photos_per_patient": {str(k): int(v) for k, v in zip(*np.unique(fused.photos, return_counts=True), strict=True)},
+    }
+    return result
+
+
 def evaluate_checkpoint(checkpoint: Path, shards: list[Path], opts: EvaluateOptions) -> dict[str, Any]:
     """Grade, assess, write OUT/report.html and OUT/metrics.json; returns the assessment."""
     grader = Grader(checkpoint, opts.device, tta_mode=opts.tta)
@@ -71,15 +96,12 @@ def evaluate_checkpoint(checkpoint: Path, shards: list[Path], opts: EvaluateOpti
     elif grader.temperature is not None:
         temperature = {"value": grader.temperature, "source": "stored in the checkpoint"}
     head = grader.head
-    result = assess(
-        data.grades,
-        head.grades(outputs, grader.thresholds),
-        head.referable_score(outputs),
-        data.patients,
-        outputs if head.width > 1 else None,
-        n_boot=opts.bootstrap,
-        seed=opts.seed,
-    )
+    predicted, score = head.grades(outputs, grader.thresholds), head.referable_score(outputs)
+    probabilities = outputs if head.width > 1 else None
+    result = assess(data.grades, predicted, score, data.patients, probabilities, n_boot=opts.bootstrap, seed=opts.seed)
+    result["level"] = "photo"
+    if opts.fuse_eyes:
+        result["patient_level"] = assess_patients(data.grades, predicted, score, data.patients, probabilities, opts)
     if temperature is not None:
         result["temperature"] = temperature
     result["source"] = {
