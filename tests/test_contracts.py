@@ -234,6 +234,7 @@ def test_the_cli_runtimes_export_formats_and_datasets_are_the_librarys() -> None
     from sightx.export.card import LICENSES
     from sightx.export.formats import FORMATS
     from sightx.inference.runtimes import CHOICES
+    from sightx.inference.tta import TTA_MODES
     from sightx.labels.formats import FORMATS as LABEL_FORMATS
 
     assert _choices(cli.predict, "runtime") == _choices(cli.serve, "runtime") == CHOICES
@@ -241,6 +242,7 @@ def test_the_cli_runtimes_export_formats_and_datasets_are_the_librarys() -> None
     assert set(_choices(cli.export, "fmt")) == set(FORMATS)
     assert set(_choices(cli.export, "dataset")) == set(LICENSES) == {*LABEL_FORMATS, "synthetic"}
     assert BenchOptions().serve_runtimes == RUNTIME_VARIANTS
+    assert _choices(cli.predict, "tta") == _choices(cli.evaluate, "tta") == TTA_MODES
 
 
 def test_every_rejection_reason_in_the_code_is_in_the_rejects_contract_and_readme() -> None:

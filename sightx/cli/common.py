@@ -52,3 +52,14 @@ def parse_floats(n: int | None) -> Any:
         return out
 
     return parse
+
+
+# sightx.inference.tta.TTA_MODES, written out so the CLI starts without torch (test_contracts checks they agree).
+TTA_CHOICES = ("none", "flips", "flips+rot90")
+tta_option = click.option(
+    "--tta",
+    type=click.Choice(TTA_CHOICES),
+    default="none",
+    show_default=True,
+    help="Test-time augmentation: average over flips (3 model passes) or flips and 90-degree rotations (6).",
+)

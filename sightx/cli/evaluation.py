@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from sightx.cli.common import command
+from sightx.cli.common import command, tta_option
 
 
 @command()
@@ -16,13 +16,7 @@ from sightx.cli.common import command
     "--out", default="evaluation", show_default=True, type=click.Path(file_okay=False, path_type=Path), help="report.html and metrics.json."
 )
 @click.option("--split", type=click.Choice(["train", "val", "test"]), help="Only samples of this split.  [default: every labelled sample]")
-@click.option(
-    "--tta",
-    type=click.Choice(["none", "flips", "flips+rot90"]),
-    default="none",
-    show_default=True,
-    help="Test-time augmentation: average over flips (3 views) or flips and 90-degree rotations (6).",
-)
+@tta_option
 @click.option(
     "--fit-temperature",
     type=click.Path(dir_okay=False, path_type=Path),

@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from sightx.cli.common import command
+from sightx.cli.common import command, tta_option
 from sightx.parallel.pool import default_workers
 
 # sightx.inference.runtimes.CHOICES, written out so the CLI starts without torch (test_contracts checks they agree).
@@ -38,13 +38,7 @@ def _model_options(f: Callable[..., Any]) -> Callable[..., Any]:
 @click.option("--batch-size", type=click.IntRange(1), default=32, show_default=True)
 @click.option("--workers", type=click.IntRange(1), default=default_workers(), show_default=True, help="Preprocessing processes.")
 @click.option("--device", default="auto", show_default=True)
-@click.option(
-    "--tta",
-    type=click.Choice(["none", "flips", "flips+rot90"]),
-    default="none",
-    show_default=True,
-    help="Test-time augmentation: average over flips (3 model passes) or flips and 90-degree rotations (6).",
-)
+@tta_option
 @click.option("--blend-eyes", is_flag=True, help="Mix in the other eye's prediction (Kaggle {patient}_{left|right} names).")
 @click.option(
     "--submission",
