@@ -34,7 +34,7 @@ from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import StratifiedGroupKFold
 
 from sightx.image import gradability, gradability_features
-from sightx.image.preprocess import PreprocessOptions, Rejected, analysis_field
+from sightx.image.preprocess import PreprocessOptions, Rejected, analysis_field, decode_bytes
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "sightx" / "image" / "gradability_fit.py"
@@ -58,7 +58,7 @@ def measure(folder: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarra
         if path.stem not in labels:
             continue
         try:
-            img, c, frame, fov_fraction = analysis_field(path.read_bytes(), OPTS)
+            img, c, frame, fov_fraction = analysis_field(decode_bytes(path.read_bytes(), OPTS), OPTS)
         except Rejected:
             missing += 1  # no field: the gate scores it 0 whatever the model says; not a fitting example
             continue

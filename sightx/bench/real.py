@@ -26,7 +26,7 @@ from sightx.evaluation.metrics import roc_auc
 from sightx.image import codec, gradability, gradability_features
 from sightx.image.formats import IMAGE_SUFFIXES
 from sightx.image.gradability_fit import FIT
-from sightx.image.preprocess import PreprocessOptions, Rejected, analysis_field, preprocess_bytes
+from sightx.image.preprocess import Decoded, PreprocessOptions, Rejected, analysis_field, decode_bytes, preprocess_decoded
 from sightx.sources.folder import find_images
 
 LABELS = "gradability.csv"
@@ -63,7 +63,8 @@ def measure_set(
         data = path.read_bytes()
         start = time.process_time()
         try:
-            done = preprocess_bytes(data, opts)
+            decoded = decode_bytes(data, opts)
+            done = preprocess_decoded(decoded, opts)
         except Rejected as e:
             rejected[e.reason] += 1
             if sheet is not None:
@@ -80,7 +81,7 @@ def measure_set(
         scores[path.stem] = record["score"]
         if record["reason"]:
             reasons[record["reason"]] += 1
-        score_spent += _score_cost(data, opts)
+        score_spent += _score_cost(decoded, opts)
     n = len(scores)
     log(f"real   {folder}: {len(photos)} photos, {sum(rejected.values())} rejected, {n} scored")
     out: dict[str, Any] = {
@@ -137,9 +138,9 @@ def _against_labels(scores: dict[str, float], labels: dict[str, dict[str, str]])
     return out
 
 
-def _score_cost(data: bytes, opts: PreprocessOptions) -> float:
-    """Seconds the score itself takes on this photo's analysis field (measures, features, model)."""
-    img, c, frame, fov_fraction = analysis_field(data, opts)
+def _score_cost(decoded: Decoded, opts: PreprocessOptions) -> float:
+    """CPU seconds the score itself takes on this photo's analysis field (measures, features, model)."""
+    img, c, frame, fov_fraction = analysis_field(decoded, opts)
     start = time.process_time()
     gradability.assess(img, c, frame, fov_fraction)
     return time.process_time() - start

@@ -193,11 +193,10 @@ def _locate(decoded: Decoded, opts: PreprocessOptions, centre_fallback: bool) ->
     return img, circle, scale, fallback
 
 
-def analysis_field(data: bytes, opts: PreprocessOptions) -> tuple[np.ndarray, fov.Circle, tuple[float, float, float, float], float]:
+def analysis_field(decoded: Decoded, opts: PreprocessOptions) -> tuple[np.ndarray, fov.Circle, tuple[float, float, float, float], float]:
     """What the gradability score reads of a photo preprocessed with `opts`: the field at
     gradability.ANALYSIS_SIZE, its circle and the photo's frame there, the field's share inside the
     photo. For fitting and measuring the score (tools/fit_gradability.py, sightx-bench real)."""
-    decoded = decode_bytes(data, opts)
     img, circle, scale, _ = _locate(decoded, opts, centre_fallback=False)
     small, c, frame = fundus.crop_resize(img, circle, opts.size)
     width, height = decoded.size
