@@ -54,7 +54,7 @@ def check_photo(data: bytes, max_pixels: int = limits.SERVE_MAX_PIXELS) -> tuple
     """(format, width, height) of a photo within every decoder limit, decided from its bytes alone
     (nothing is decoded); else a Rejection: empty-file, not-image, decode-error (an unreadable
     header), too-large (over `max_pixels`: a server passes its own), too-many-scans, too-few-bytes."""
-    kind, width, height, _ = _header(data)
+    kind, width, height, _ = header(data)
     limits.check_pixels(width, height, max_pixels)
     _check_budget(kind, data, width, height)
     return kind, width, height
@@ -66,7 +66,7 @@ def decode_photo(data: bytes, opts: PreprocessOptions, max_pixels: int | None = 
     options' pixel limit (a server's)."""
     if max_pixels is not None and max_pixels < opts.max_pixels:
         opts = dataclasses.replace(opts, max_pixels=max_pixels)
-    kind, width, height, colorspace = _header(data)
+    kind, width, height, colorspace = header(data)
     check_size(width, height, opts)
     _check_budget(kind, data, width, height)
     if kind == "JPEG":
@@ -76,8 +76,9 @@ def decode_photo(data: bytes, opts: PreprocessOptions, max_pixels: int | None = 
     return _decode_with_pillow(data, kind, opts)
 
 
-def _header(data: bytes) -> tuple[str, int, int, str]:
-    """(format, width, height, JPEG colour space or "") from the header alone."""
+def header(data: bytes) -> tuple[str, int, int, str]:
+    """(format, width, height, JPEG colour space or "") from the header alone; a Rejection when it
+    cannot be read (too-large when Pillow itself refuses the size a TIFF claims)."""
     kind = sniff(data)
     if kind == "JPEG":
         width, height, colorspace = read_header(data)

@@ -9,34 +9,20 @@ one request under `max_request_mp` in all (which bounds the work one request can
 
 from __future__ import annotations
 
-import io
-import warnings
-
-from PIL import Image
-
 from sightx.errors import Rejection
-from sightx.image.codec import read_size
+from sightx.image.photos import header
 from sightx.serve.errors import Refused
 from sightx.serve.uploads import Upload
 
-_JPEG, _PNG, _TIFF = b"\xff\xd8", b"\x89PNG\r\n\x1a\n", (b"II*\x00", b"MM\x00*")
-
 
 def photo_size(data: bytes) -> tuple[int, int] | None:
-    """(width, height) from the header; None where the header does not say (grading then says why)."""
+    """(width, height) from the header (sightx.image.photos.header); None where the header does not
+    say (grading then says why)."""
     try:
-        if data.startswith(_JPEG):
-            return read_size(data)
-        if data.startswith(_PNG) or data.startswith(_TIFF):
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                with Image.open(io.BytesIO(data), formats=["PNG", "TIFF"]) as img:
-                    return img.size
-    except Image.DecompressionBombError:
-        return 1 << 20, 1 << 20  # over Pillow's own hard limit: over ours
-    except (Rejection, OSError, ValueError, SyntaxError, Image.UnidentifiedImageError):
-        return None
-    return None
+        _, width, height, _ = header(data)
+    except Rejection as e:
+        return (1 << 20, 1 << 20) if e.reason == "too-large" else None  # over Pillow's own hard limit: over ours
+    return width, height
 
 
 def check(uploads: list[Upload], max_photo_mp: float, max_request_mp: float) -> None:
