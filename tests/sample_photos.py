@@ -57,10 +57,8 @@ def no_field_photo() -> bytes:
 
 @functools.lru_cache(maxsize=4)
 def speckled_png(width: int, height: int) -> bytes:
-    """A near-bomb: width x height black pixels with a sparse speckle, so it holds the bytes a real photo
-    of its size must (sightx/image/limits.py refuses an all-black one from its header) and is decoded
-    and searched at full cost: 1.6 MB for 20 MP."""
-    speckle = (np.random.default_rng(0).random((height, width)) < 0.05).astype(np.uint8) * 8
-    buf = io.BytesIO()
-    Image.fromarray(np.repeat(speckle[..., None], 3, axis=2)).save(buf, format="PNG", compress_level=6)
-    return buf.getvalue()
+    """The bench's near-bomb (sightx.bench.serve_hostile.speckled_png: black with a sparse speckle, so
+    it holds the bytes a real photo of its size must and is decoded at full cost), made once per size."""
+    from sightx.bench.serve_hostile import speckled_png as make
+
+    return make(width, height)
