@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -66,6 +67,17 @@ def test_reports_fields_scores_and_the_operating_point(labelled: Path, tmp_path:
     assert 0.3 < a["circle"]["radius_over_short_side_p5_p50_p95"][1] < 0.6
     assert data["sheet"] == str(sheet) and sheet.stat().st_size > 0  # the blank frame, captioned with why
     assert "camera-a" in result.output and "AUC gradable" in result.output
+
+
+def test_what_is_named_like_a_photo_but_is_not_a_file_is_counted_never_opened(labelled: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "camera-c"
+    folder.mkdir()
+    for p in sorted((labelled / "camera-a").glob("*.jpeg"))[:2]:
+        (folder / p.name).write_bytes(p.read_bytes())
+    (folder / "gone.jpeg").symlink_to(folder / "missing.jpeg")
+    os.mkfifo(folder / "pipe.jpeg")  # opening it would wait for a writer forever
+    (s,) = run_real([folder])["sets"]
+    assert s["photos"] == 4 and s["rejected"] == {"not-a-file": 2} and s["warned"]["of"] == 2
 
 
 def test_no_folder_and_no_real_dev_is_a_one_line_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

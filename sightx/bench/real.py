@@ -27,7 +27,7 @@ from sightx.image import codec, gradability, gradability_features
 from sightx.image.formats import IMAGE_SUFFIXES
 from sightx.image.gradability_fit import FIT
 from sightx.image.preprocess import Decoded, PreprocessOptions, Rejected, analysis_field, decode_bytes, preprocess_decoded
-from sightx.sources.folder import find_images
+from sightx.sources.folder import find_images, find_inputs
 
 LABELS = "gradability.csv"
 DEFAULT = Path("..") / "shared" / "real-dev"
@@ -58,9 +58,19 @@ def measure_set(
     scores: dict[str, float] = {}
     reasons: Counter[str] = Counter()
     spent = score_spent = 0.0
-    photos = find_images(folder)
+    photos, others = find_inputs(folder)
+    for path, what in others:  # named like a photo, not a file: counted, never opened
+        rejected["not-a-file"] += 1
+        if sheet is not None:
+            sheet.append((None, f"{path.name}: not-a-file: {what}"))
     for path in photos:
-        data = path.read_bytes()
+        try:
+            data = path.read_bytes()
+        except OSError as e:  # counted with its reason like any other photo that cannot be measured
+            rejected["unreadable"] += 1
+            if sheet is not None:
+                sheet.append((None, f"{path.name}: unreadable: {e.strerror or e}"))
+            continue
         start = time.process_time()
         try:
             decoded = decode_bytes(data, opts)
@@ -86,7 +96,7 @@ def measure_set(
     log(f"real   {folder}: {len(photos)} photos, {sum(rejected.values())} rejected, {n} scored")
     out: dict[str, Any] = {
         "folder": str(folder),
-        "photos": len(photos),
+        "photos": len(photos) + len(others),
         "rejected": dict(rejected),
         "no_fov": rejected.get("no-fov", 0),
         "circle": _circles(radii, offsets, fractions),
