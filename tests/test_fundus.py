@@ -364,21 +364,21 @@ def test_normalize_dispatch() -> None:
 # --- quality ---------------------------------------------------------------------------
 
 
-def test_quality_metrics() -> None:
+def test_field_measures() -> None:
     img, c = _square_fundus()
-    q = fundus.quality_metrics(img, c)
+    q = fundus.field_measures(img, c)
     assert set(q) == {"brightness", "contrast", "sharpness"}
     assert all(type(v) is float for v in q.values())
     expected = cv2.cvtColor(np.uint8([[RETINA]]), cv2.COLOR_RGB2GRAY)[0, 0]
     assert abs(q["brightness"] - expected) < 5  # measured inside the field only
-    dark = fundus.quality_metrics((img * 0.3).astype(np.uint8), c)
+    dark = fundus.field_measures((img * 0.3).astype(np.uint8), c)
     assert dark["brightness"] < 0.4 * q["brightness"] and dark["contrast"] < q["contrast"]
 
 
 def test_quality_sharpness_drops_when_blurred() -> None:
     img, c = _square_fundus()
-    sharp = fundus.quality_metrics(img, c)["sharpness"]
-    blurred = fundus.quality_metrics(cv2.GaussianBlur(img, (0, 0), 3), c)["sharpness"]
+    sharp = fundus.field_measures(img, c)["sharpness"]
+    blurred = fundus.field_measures(cv2.GaussianBlur(img, (0, 0), 3), c)["sharpness"]
     assert blurred < 0.2 * sharp
 
 

@@ -24,7 +24,7 @@ from sightx.image import codec, gradability, gradability_features
 from sightx.image.fov import Circle
 from sightx.image.gradability_fit import FIT
 from sightx.image.preprocess import PreprocessOptions, decode_bytes, preprocess_decoded
-from sightx.inference.warnings import quality_warnings
+from sightx.inference.warnings import photo_warnings
 from sightx.synth.camera import UNGRADABLE_KINDS
 from sightx.synth.generate import SynthOptions, generate
 from sightx.synth.render import ImageSpec, render
@@ -102,9 +102,9 @@ def test_low_score_is_a_warning_and_every_photo_records_its_components(good_phot
     assert good["gradability"]["reason"] is None and dark["gradability"]["reason"] == "too dark"
     assert set(good["gradability"]["components"]) == set(gradability.RANGES)
     assert all(0 <= v <= 1 for v in good["gradability"]["components"].values())
-    assert "possibly-ungradable" not in quality_warnings(good)
-    assert "possibly-ungradable" in quality_warnings(dark) and dark["gradability"]["components"]["exposure"] == 0
-    assert quality_warnings({"brightness": 90.0}) == []  # a sample written before the score: nothing to say
+    assert "possibly-ungradable" not in photo_warnings(good)
+    assert "possibly-ungradable" in photo_warnings(dark) and dark["gradability"]["components"]["exposure"] == 0
+    assert photo_warnings({"brightness": 90.0}) == []  # a sample written before the score: nothing to say
 
 
 def test_score_is_about_the_photo_not_the_output_size(good_photo: np.ndarray) -> None:

@@ -16,7 +16,7 @@ from sample_photos import encode, huge_jpeg_header, huge_png_header, no_field_ph
 from sightx.errors import Rejection
 from sightx.image.preprocess import PreprocessOptions, preprocess_bytes
 from sightx.inference.grader import Grader, preprocess_photo
-from sightx.inference.warnings import quality_warnings
+from sightx.inference.warnings import photo_warnings
 
 OPTS = PreprocessOptions(size=64, quality=90)
 
@@ -49,15 +49,15 @@ def test_a_plain_jpeg_is_preprocessed_exactly_as_a_shard(photo: bytes) -> None:
 
 
 def test_other_formats_find_the_same_field(photo: bytes) -> None:
-    want = preprocess_photo(photo, OPTS).quality
+    want = preprocess_photo(photo, OPTS).measures
     for name, data in variants(photo).items():
         got = preprocess_photo(data, OPTS)
         assert not {"no-fov", "fov-too-small"} & set(got.warnings), name
-        assert got.quality["orig_size"] == want["orig_size"], name
+        assert got.measures["orig_size"] == want["orig_size"], name
         for k in ("cx", "cy", "r"):
-            assert got.quality["circle"][k] == pytest.approx(want["circle"][k], abs=0.02 * want["circle"]["r"]), (name, k)
+            assert got.measures["circle"][k] == pytest.approx(want["circle"][k], abs=0.02 * want["circle"]["r"]), (name, k)
         if name != "grey":
-            assert got.quality["brightness"] == pytest.approx(want["brightness"], abs=4), name
+            assert got.measures["brightness"] == pytest.approx(want["brightness"], abs=4), name
 
 
 @pytest.mark.parametrize(
@@ -84,19 +84,19 @@ def test_huge_headers_are_refused_undecoded(photo: bytes) -> None:
 def test_a_photo_without_a_field_is_graded_on_the_centre_square_with_a_warning() -> None:
     got = preprocess_photo(no_field_photo(), OPTS)
     assert got.warnings[0] == "no-fov"
-    assert got.quality["circle"] == {"cx": 319.5, "cy": 239.5, "r": 240.0}
+    assert got.measures["circle"] == {"cx": 319.5, "cy": 239.5, "r": 240.0}
 
 
 def test_quality_warnings_for_dark_and_blurred_photos(photo: bytes) -> None:
     rgb = rgb_of(photo)
-    assert quality_warnings(preprocess_photo(photo, OPTS).quality) == []
+    assert photo_warnings(preprocess_photo(photo, OPTS).measures) == []
     dark = preprocess_photo(encode((rgb * 0.05).astype(np.uint8), "JPEG", quality=95), OPTS)
-    assert dark.warnings == ("possibly-ungradable", "too-dark"), dark.quality["gradability"]
+    assert dark.warnings == ("possibly-ungradable", "too-dark"), dark.measures["gradability"]
     blurred = preprocess_photo(encode(cv2.GaussianBlur(rgb, (0, 0), 0.015 * min(rgb.shape[:2])), "JPEG", quality=95), OPTS)
-    assert blurred.warnings == ("possibly-ungradable", "blurred"), blurred.quality["gradability"]
+    assert blurred.warnings == ("possibly-ungradable", "blurred"), blurred.measures["gradability"]
     # A sample from shards written before the score: the fixed limits on single measures.
-    assert quality_warnings({"fov_fraction": 0.6}) == ["field-cut-off"]
-    assert quality_warnings({"brightness": 12.0}) == ["too-dark"]
+    assert photo_warnings({"fov_fraction": 0.6}) == ["field-cut-off"]
+    assert photo_warnings({"brightness": 12.0}) == ["too-dark"]
 
 
 def test_grader_grades_bytes(tiny_checkpoint: Path, photo: bytes) -> None:

@@ -121,10 +121,10 @@ def test_every_orientation_grades_as_the_upright_photo_and_is_recorded(stored: d
     want = preprocess_photo(stored[0], OPTS)
     for v in range(1, 9):
         got = preprocess_photo(stored[v], OPTS)
-        assert got.quality.get("exif_orientation") == (v if v > 1 else None), v
-        assert got.quality["orig_size"] == want.quality["orig_size"], v
+        assert got.measures.get("exif_orientation") == (v if v > 1 else None), v
+        assert got.measures["orig_size"] == want.measures["orig_size"], v
         for k in ("cx", "cy", "r"):
-            assert got.quality["circle"][k] == pytest.approx(want.quality["circle"][k], abs=0.02 * want.quality["circle"]["r"]), (v, k)
+            assert got.measures["circle"][k] == pytest.approx(want.measures["circle"][k], abs=0.02 * want.measures["circle"]["r"]), (v, k)
         assert _close(smp.decode_sample(got.jpeg), smp.decode_sample(want.jpeg)) < tolerance, v
         assert got.jpeg == preprocess_input(stored[v], f"p{v}.jpeg", OPTS).jpeg, v  # exactly what sightx-shard stores
 
@@ -133,7 +133,7 @@ def test_a_turned_png_goes_upright_through_pillow_exactly_and_is_recorded(uprigh
     want = preprocess_photo(encode(upright, "PNG"), OPTS)
     for v in (3, 6, 7):
         got = preprocess_photo(encode(upright.transpose(STORE[v]), "PNG", exif=exif(v)), OPTS)
-        assert got.quality["exif_orientation"] == v and got.jpeg == want.jpeg, v  # lossless in, exact turns: the same bytes out
+        assert got.measures["exif_orientation"] == v and got.jpeg == want.jpeg, v  # lossless in, exact turns: the same bytes out
 
 
 def test_every_orientation_shards_as_the_upright_photo_and_is_recorded(stored: dict[int, bytes], tolerance: float, tmp_path: Path) -> None:

@@ -62,7 +62,7 @@ def test_model_health_readiness_and_openapi(client: TestClient, tiny_checkpoint:
     assert m["max_batch"] in timed and m["max_batch"] == batch_size.choose(timed)
     spec = client.get("/openapi.json").json()
     assert "multipart/form-data" in spec["paths"]["/v1/grade"]["post"]["requestBody"]["content"]
-    assert {"GradeResult", "Quality", "ModelInfo"} <= set(spec["components"]["schemas"])
+    assert {"GradeResult", "PhotoMeasures", "ModelInfo"} <= set(spec["components"]["schemas"])
     assert client.get("/docs").status_code == 200
 
 

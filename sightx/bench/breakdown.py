@@ -28,7 +28,7 @@ STEPS: tuple[tuple[str, tuple[Callable[..., Any], ...]], ...] = (
     ("decode at reduced DCT scale", (codec.decode,)),
     ("field-of-view search", (fov.find_fov,)),
     ("crop + resize", (fundus.crop_resize,)),
-    ("quality metrics", (fundus.quality_metrics,)),
+    ("field measures", (fundus.field_measures,)),
     ("Graham + masks", (fundus.normalize, fundus.apply_mask)),
     ("encode", (codec.encode,)),
 )

@@ -38,7 +38,7 @@ REASONS: dict[str, str] = {
     "too-few-bytes": "far fewer bytes than a real photo of the size its header claims (a bomb, or a header without data; never decoded)",
     "no-fov": "no field of view visible (blank, black, white-out or not a fundus photo)",
     "fov-too-small": "the field of view found is implausibly small",
-    "low-quality": "below a --min-quality gate on a quality metric",
+    "low-quality": "below a --min-quality gate on a field measure",
     "ungradable": "below the --gate gradability=T threshold",
     "error": "an unexpected error while making the sample (its detail says which)",
 }

@@ -231,7 +231,7 @@ def in_order(names: list[T], rng: np.random.Generator) -> list[T]:
 
 
 def image_facts(name: str, data: bytes | Rejection) -> dict[str, Any]:
-    """Header size, file size and quality metrics of one photo (its bytes, or why they could not
+    """Header size, file size and field measures of one photo (its bytes, or why they could not
     be read); runs in a worker and never raises."""
     facts: dict[str, Any] = {"path": name, "bytes": None, "resolution": None, "reason": None, "detail": "", "gradability": None}
     if isinstance(data, Rejection):

@@ -1,4 +1,4 @@
-"""Fundus image maths after the field of view is known: crop, mask, resize, normalisation, quality.
+"""Fundus image maths after the field of view is known: crop, mask, resize, normalisation, measures.
 
 Pure functions on RGB uint8 HxWx3 arrays, no I/O, so tests can feed arrays of known geometry
 (the field of view itself is found by `sightx.image.fov`). Coordinates follow OpenCV's pixel-centre
@@ -161,10 +161,10 @@ def normalize(img: np.ndarray, method: str, r: float) -> np.ndarray:
     raise ValueError(f"unknown normalizer {method!r}; expected one of {NORMALIZERS}")
 
 
-# --- quality -----------------------------------------------------------------------
+# --- measures ----------------------------------------------------------------------
 
 
-def quality_metrics(img: np.ndarray, c: Circle) -> dict[str, float]:
+def field_measures(img: np.ndarray, c: Circle) -> dict[str, float]:
     """Brightness, contrast and sharpness of the field, for filtering and reports.
 
     Sharpness is measured on the square inscribed in 0.9 r, so the rim's step edge (and the

@@ -146,7 +146,7 @@ def preprocess_decoded(decoded: Decoded, opts: PreprocessOptions, *, centre_fall
     img, circle, scale, fallback = _locate(decoded, opts, centre_fallback)
     width, height = decoded.size
     small, c, frame = fundus.crop_resize(img, circle, opts.size)
-    metrics = fundus.quality_metrics(small, c)
+    metrics = fundus.field_measures(small, c)
     out = fundus.normalize(small, opts.normalize, opts.size / 2)
     if opts.normalize == "graham":
         out = fundus.apply_mask(out, c, opts.mask_scale, frame, opts.size / 60)  # margin: the blur's reach, r/30

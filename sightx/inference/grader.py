@@ -27,7 +27,7 @@ from sightx.image.preprocess import PreprocessOptions, preprocess_decoded
 from sightx.inference import tta
 from sightx.inference.runtimes import open_model
 from sightx.inference.transforms import EvalTransform, normalize_batch
-from sightx.inference.warnings import quality_warnings
+from sightx.inference.warnings import photo_warnings
 from sightx.labels.grades import NAMES, REFERABLE
 from sightx.models import heads
 
@@ -41,7 +41,7 @@ class Photo:
     """A photo preprocessed as its checkpoint's shards were; plain data, so a process pool can return it."""
 
     jpeg: bytes  # the field exactly as a shard stores it: what the model sees, before the input resize
-    quality: dict[str, Any]  # Processed.info: size, circle, brightness, contrast, sharpness, fov_fraction
+    measures: dict[str, Any]  # Processed.info: size, circle, brightness, contrast, sharpness, fov_fraction, gradability
     warnings: tuple[str, ...] = ()
     timings_ms: dict[str, float] = dataclasses.field(default_factory=dict)
 
@@ -54,7 +54,7 @@ def preprocess_photo(data: bytes, opts: PreprocessOptions, max_pixels: int | Non
     decoded_at = time.perf_counter()
     processed = preprocess_decoded(decoded, opts, centre_fallback=True)
     timings = {"decode": round((decoded_at - start) * 1000, 2), "preprocess": _ms(decoded_at)}
-    return Photo(processed.jpeg, processed.info, tuple(quality_warnings(processed.info)), timings)
+    return Photo(processed.jpeg, processed.info, tuple(photo_warnings(processed.info)), timings)
 
 
 @dataclass(frozen=True)

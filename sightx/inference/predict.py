@@ -30,7 +30,7 @@ from sightx.image.gradability import score_of
 from sightx.image.preprocess import PreprocessOptions
 from sightx.inference.gradability_model import GradabilityModel
 from sightx.inference.grader import Graded, Grader, Photo, preprocess_photo
-from sightx.inference.warnings import quality_warnings
+from sightx.inference.warnings import photo_warnings
 from sightx.labels.grades import NUM_GRADES, other_eye
 from sightx.labels.ids import image_id, patient_eye
 from sightx.parallel.supervise import bounded_map
@@ -183,7 +183,7 @@ def _shard_items(path: Path) -> Iterator[Item]:
             image = recorded(str(meta.get("image", key)))  # a shard's JSON is data from outside
             source = f"{path.name}:{recorded(key)}"
             try:
-                yield Item(image, Photo(sample.image_of(parts), meta, tuple(quality_warnings(meta))), source=source)
+                yield Item(image, Photo(sample.image_of(parts), meta, tuple(photo_warnings(meta))), source=source)
             except sample.SampleError as e:
                 yield Item(image, None, str(e), source)
     except (OSError, tarfile.TarError) as e:
@@ -298,7 +298,7 @@ def _table(rows: list[_Row], grader: Grader, with_gradability: bool = False) -> 
             row.update({f"p{k}": "" if g is None else round(float(g.output[k]), 6) for k in range(NUM_GRADES)})
         else:
             row["score"] = "" if g is None else round(float(g.output), 6)
-        score = None if g is None else score_of(g.photo.quality)
+        score = None if g is None else score_of(g.photo.measures)
         row["gradability"] = "" if score is None else score  # empty too for shards written before the score
         if with_gradability:
             row["gradability_model"] = "" if r.gradability is None or g is None else r.gradability

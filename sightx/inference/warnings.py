@@ -1,4 +1,4 @@
-"""Quality warnings for a graded photo, from the gradability score the preprocessing records.
+"""Warnings for a graded photo, from the gradability score the preprocessing records.
 
 A photo whose score is under the threshold gets "possibly-ungradable" and one code for the score's
 main reason (too-dark, blurred, hazy, ...), so the warning says why; a photo above it gets none of
@@ -42,7 +42,7 @@ REASON_CODES = {
 
 
 @dataclass(frozen=True)
-class QualityLimits:
+class WarningLimits:
     min_gradability: float = DEFAULT_THRESHOLD  # the gradability score, 0-1
     # For samples written before the score: fixed limits on single measures.
     min_brightness: float = 20.0  # mean grey level inside the field, before normalisation
@@ -50,7 +50,7 @@ class QualityLimits:
     min_fov_fraction: float = 0.75  # share of the field circle inside the frame
 
 
-def quality_warnings(info: dict[str, Any], limits: QualityLimits = QualityLimits()) -> list[str]:
+def photo_warnings(info: dict[str, Any], limits: WarningLimits = WarningLimits()) -> list[str]:
     """Warning codes (keys of MESSAGES) for one preprocessed photo's `Processed.info`."""
     found = []
     if info.get("fov_fallback"):

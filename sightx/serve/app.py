@@ -186,7 +186,7 @@ class Service:
             thresholds=None if classify else self.grader.thresholds,
             referable=g.referable,
             referable_probability=g.referable_score if classify else None,
-            quality=schemas.Quality(**photo.quality),
+            quality=schemas.PhotoMeasures(**photo.measures),
             warnings=[schemas.Warning(code=w, message=MESSAGES.get(w, w)) for w in photo.warnings],
             timings_ms=schemas.Timings(
                 decode=photo.timings_ms.get("decode", 0.0),

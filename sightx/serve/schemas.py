@@ -24,8 +24,10 @@ class Gradability(BaseModel):
     source: str = Field(description="what computed it: 'fitted' (a model over image measures; 'rules' in records written before it)")
 
 
-class Quality(BaseModel):
-    """The metrics sightx-shard records for every sample, for this photo."""
+class PhotoMeasures(BaseModel):
+    """What sightx-shard records for every sample (field, exposure, sharpness, gradability), for this photo.
+    Served under the key `quality`, its name since /v1 began: renaming a response key breaks clients, so a
+    /v2 would call it `measures` (docs/architecture.md, Names)."""
 
     orig_size: list[int] = Field(description="width, height of the photo as shown (turned upright by its EXIF orientation)")
     decode_scale: float
@@ -65,7 +67,7 @@ class GradeResult(BaseModel):
     thresholds: list[float] | None = Field(None, description="score cut points between grades, regression heads")
     referable: bool = Field(description="predicted grade >= 2 (moderate or worse)")
     referable_probability: float | None = Field(None, description="P(grade >= 2), classification heads")
-    quality: Quality
+    quality: PhotoMeasures
     warnings: list[Warning]
     timings_ms: Timings
     model: str = Field(description="sha256 of the checkpoint that graded it")

@@ -31,9 +31,9 @@ from sightx.parallel.read_ahead import ahead
 from sightx.shard.plan import SampleRef, ShardTask
 from sightx.sources import Source
 
-QUALITY_METRICS = ("brightness", "contrast", "sharpness", "fov_fraction")
+FIELD_MEASURES = ("brightness", "contrast", "sharpness", "fov_fraction")
 # What `--gate` / `--min-quality` can set a minimum for: the metrics, and the gradability score.
-GATES = (*QUALITY_METRICS, "gradability")
+GATES = (*FIELD_MEASURES, "gradability")
 
 
 @dataclass(frozen=True)
