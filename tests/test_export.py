@@ -289,3 +289,42 @@ def test_a_calibrated_checkpoints_temperature_travels_with_every_export(tiny_che
 
     state = dataclasses.replace(ckpt.load(tiny_checkpoint), temperature=2.5)
     assert from_metadata(metadata(state), "x.onnx").temperature == 2.5
+
+
+def test_int8_calibrated_on_a_shard_sets_train_split_reports_its_qwk_change_on_val(
+    tiny_checkpoint: Path, tiny_shards: Path, tmp_path: Path
+) -> None:
+    """--shards: the train split calibrates, the val split checks; the QWK of each model there is what
+    sightx-evaluate's path (the stored samples through the grader) computes for the same file."""
+    from sightx.evaluation.metrics import quadratic_weighted_kappa
+    from sightx.inference.labelled import collect
+
+    out = tmp_path / "m.onnx"
+    result = CliRunner().invoke(
+        cli.export,
+        [
+            str(tiny_checkpoint),
+            "--format",
+            "onnx",
+            "--out",
+            str(out),
+            "--quantize",
+            "--shards",
+            str(tiny_shards),
+            "--json",
+            str(tmp_path / "r.json"),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    int8 = json.loads((tmp_path / "r.json").read_text())["int8"]
+    manifest = json.loads((tiny_shards / "manifest.json").read_text())
+    assert int8["calibration_photos"] == formats.CALIBRATION and int8["agreement_photos"] == manifest["splits"]["val"]["count"]
+    for name, path in (("float", out), ("int8", out.with_name("m.int8.onnx"))):
+        grader = Grader(path, "cpu", runtime="onnxruntime")
+        seen = collect(grader, [tiny_shards], split="val", progress=False)
+        want = quadratic_weighted_kappa(seen.grades, grader.head.grades(seen.outputs, grader.thresholds))
+        assert int8["qwk"][name] == pytest.approx(want, abs=1e-4), name
+    assert int8["qwk"]["change"] == pytest.approx(int8["qwk"]["int8"] - int8["qwk"]["float"], abs=1e-4)
+    assert f"(change {int8['qwk']['change']:+.4f})" in result.output
+    with pytest.raises(ExportError, match="not both"):
+        formats.export(str(tiny_checkpoint), "onnx", tmp_path / "x.onnx", photos=tmp_path, shards=tiny_shards)

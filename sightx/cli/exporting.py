@@ -19,7 +19,12 @@ from sightx.cli.common import command
     type=click.Path(exists=True, file_okay=False, path_type=Path),
     help="A folder of photos to check (and calibrate int8) on.  [default: synthetic photos of every grade]",
 )
-@click.option("--n-photos", type=click.IntRange(0), default=48, show_default=True, help="Photos to check on.")
+@click.option(
+    "--shards",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="A shard set to check on instead: its val samples (with int8, the QWK of both models there), its train ones calibrate int8.",
+)
+@click.option("--n-photos", type=click.IntRange(0), default=48, show_default=True, help="Photos (or val samples) to check on.")
 @click.option("--data-license", help="hub: the licence of the training photos, for the model card.")
 @click.option(
     "--dataset",
@@ -33,6 +38,7 @@ def export(
     out: Path,
     quantize: bool,
     photos: Path | None,
+    shards: Path | None,
     n_photos: int,
     data_license: str | None,
     dataset: str | None,
@@ -47,6 +53,7 @@ def export(
         out,
         quantize=quantize,
         photos=photos,
+        shards=shards,
         n_photos=n_photos,
         license=data_license,
         dataset=dataset,
@@ -62,6 +69,9 @@ def export(
             f"{'n/a' if agreement is None else f'{agreement:.1%}'} of {int8['agreement_photos']} photos "
             f"(calibrated on {int8['calibration_photos']} others); outputs within {int8['max_difference']:.2e}"
         )
+        if "qwk" in int8:
+            qwk = int8["qwk"]
+            click.echo(f"QWK on those photos: {qwk['float']:.4f} float, {qwk['int8']:.4f} int8 (change {qwk['change']:+.4f})")
     if json_path is not None:
         import json
 

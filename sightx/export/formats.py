@@ -16,9 +16,10 @@ from typing import Any
 import torch
 
 from sightx.contracts import exported
+from sightx.evaluation import metrics
 from sightx.export import verify
 from sightx.export.card import model_card
-from sightx.export.photos import ExportError, generated_inputs, model_inputs, photo_bytes
+from sightx.export.photos import ExportError, generated_inputs, model_inputs, photo_bytes, shard_inputs
 from sightx.inference import runtimes
 from sightx.inference.grader import Grader
 
@@ -81,13 +82,20 @@ def to_onnx(grader: Grader, out: Path, inputs: list[torch.Tensor]) -> float:
     return difference
 
 
-def to_int8(grader: Grader, float_path: Path, out: Path, photos: list[torch.Tensor]) -> dict[str, Any]:
-    """The int8 model of `float_path`, calibrated on the first photos; how often its grades equal the float model's on the rest."""
+def to_int8(
+    grader: Grader,
+    float_path: Path,
+    out: Path,
+    calibration: list[torch.Tensor],
+    held_out: list[torch.Tensor],
+    grades: list[int] | None = None,
+) -> dict[str, Any]:
+    """The int8 model of `float_path`, calibrated on `calibration`; how often its grades equal the float model's on
+    `held_out`, and with their true `grades` the QWK each model scores there."""
     import onnx
 
     from sightx.export.quantize import quantize
 
-    calibration, held_out = photos[:CALIBRATION], photos[CALIBRATION:] or photos
     quantize(float_path, out, calibration, INPUT)
     proto = onnx.load_model(str(out))
     onnx.helper.set_model_props(proto, exported.metadata(grader.checkpoint))
@@ -95,8 +103,9 @@ def to_int8(grader: Grader, float_path: Path, out: Path, photos: list[torch.Tens
     float_model, int8_model = runtimes.OnnxRuntime(float_path, torch.device("cpu")), runtimes.OnnxRuntime(out, torch.device("cpu"))
     a = verify.head_outputs(grader, float_model, held_out)
     b = verify.head_outputs(grader, int8_model, held_out)
-    same = verify.grades(grader, a) == verify.grades(grader, b)
-    return {
+    float_grades, int8_grades = verify.grades(grader, a), verify.grades(grader, b)
+    same = float_grades == int8_grades
+    report = {
         "out": str(out),
         "calibration_photos": len(calibration),
         "agreement_photos": len(held_out),
@@ -104,6 +113,10 @@ def to_int8(grader: Grader, float_path: Path, out: Path, photos: list[torch.Tens
         "max_difference": round(verify.max_difference(a, b), 6),
         "mb": round(out.stat().st_size / 1e6, 1),
     }
+    if grades is not None and metrics.kappa_is_defined(grades, float_grades) and metrics.kappa_is_defined(grades, int8_grades):
+        qwk = {name: round(metrics.quadratic_weighted_kappa(grades, g), 4) for name, g in (("float", float_grades), ("int8", int8_grades))}
+        report["qwk"] = {**qwk, "change": round(qwk["int8"] - qwk["float"], 4)}
+    return report
 
 
 def to_torch_export(grader: Grader, out: Path, inputs: list[torch.Tensor]) -> float:
@@ -138,31 +151,45 @@ def export(
     *,
     quantize: bool = False,
     photos: Path | None = None,
+    shards: Path | None = None,
     n_photos: int = 48,
     license: str | None = None,
     dataset: str | None = None,
     log: Callable[[str], None] = lambda _: None,
 ) -> dict[str, Any]:
-    """Export `source` (a .pt, a hub folder or hf-hub:) as `fmt` to `out`; a report of what was written and checked."""
+    """Export `source` (a .pt, a hub folder or hf-hub:) as `fmt` to `out`; a report of what was written and checked.
+    Checked (and int8 calibrated) on `photos`, or on a shard set's samples: its val split checked, with the QWK
+    of float and int8 there, its train split calibrating; otherwise on synthetic photos."""
     if fmt not in FORMATS:
         raise ExportError(f"format must be one of {', '.join(FORMATS)}, not {fmt!r}")
     if str(source).endswith(".onnx"):
         raise ExportError(f"{source} is already exported: export from the .pt checkpoint or the hub folder")
     if quantize and fmt != "onnx":
         raise ExportError("--quantize makes an int8 ONNX model: use it with --format onnx")
+    if photos is not None and shards is not None:
+        raise ExportError("check on --photos or on --shards, not both")
     _require(fmt)
     start = time.perf_counter()
     state = runtimes.read_model(source)
     grader = Grader(source, "cpu", task=state.task, runtime="torch", fast=False)  # the reference: eager, as trained
-    n = max(n_photos, CALIBRATION + 1) if quantize else n_photos
-    real = model_inputs(grader, photo_bytes(photos, n)) if n else []
+    grades: list[int] | None = None
+    if shards is not None:
+        real, grades = shard_inputs(grader, shards, "val", n_photos)
+        calibration = shard_inputs(grader, shards, "train", CALIBRATION)[0] if quantize else []
+        if not real or (quantize and not calibration):
+            raise ExportError(f"--shards {shards}: needs labelled val samples, --quantize train ones (sightx-shard --val-fraction)")
+        held_out = real
+    else:
+        n = max(n_photos, CALIBRATION + 1) if quantize else n_photos
+        real = model_inputs(grader, photo_bytes(photos, n)) if n else []
+        calibration, held_out = real[:CALIBRATION], real[CALIBRATION:] or real
     inputs = generated_inputs(grader.checkpoint.image_size) + real
     log(f"checking against PyTorch on {len(inputs) - len(real)} generated batches and {len(real)} photos")
     report: dict[str, Any] = {"source": str(source), "format": fmt, "out": str(out), "photos": len(real)}
     if fmt == "onnx":
         report["max_difference"] = to_onnx(grader, out, inputs)
         if quantize:
-            report["int8"] = to_int8(grader, out, out.with_name(out.stem + ".int8.onnx"), real)
+            report["int8"] = to_int8(grader, out, out.with_name(out.stem + ".int8.onnx"), calibration, held_out, grades)
     elif fmt == "torch-export":
         report["max_difference"] = to_torch_export(grader, out, inputs)
     else:

@@ -1,5 +1,6 @@
-"""The photos an export is checked and calibrated on: the user's (a folder of photos) or synthetic EyePACS-like
-ones, each through the grading path (the checkpoint's preprocessing, the evaluation transform) as a served photo is."""
+"""The photos an export is checked and calibrated on: the user's (a folder of photos, or the samples of a shard
+set, already preprocessed and graded) or synthetic EyePACS-like ones, each through the grading path (the
+checkpoint's preprocessing, the evaluation transform) as a served photo is."""
 
 from __future__ import annotations
 
@@ -8,7 +9,9 @@ from pathlib import Path
 import torch
 
 from sightx.errors import Rejection, SightXError
+from sightx.image import codec
 from sightx.inference.grader import Grader
+from sightx.inference.labelled import samples, shard_files
 from sightx.inference.transforms import normalize_batch
 from sightx.sources.folder import find_images
 from sightx.synth.render import ImageSpec, render
@@ -43,6 +46,29 @@ def model_inputs(grader: Grader, photos: list[bytes]) -> list[torch.Tensor]:
             continue
         out.append(normalize_batch(tensor[None], torch.device("cpu"), channels_last=False, norm=grader.checkpoint.normalization))
     return out
+
+
+def shard_inputs(grader: Grader, shards: Path, split: str, n: int) -> tuple[list[torch.Tensor], list[int]]:
+    """Up to n labelled samples of `split` in the shard set under `shards`, as the model sees them, with their
+    grades: stored samples are already preprocessed with the set's options, so only the input transform runs."""
+    paths = shard_files([shards])
+    if not paths:
+        raise ExportError(f"--shards {shards}: no .tar shards found")
+    inputs: list[torch.Tensor] = []
+    grades: list[int] = []
+    for path in paths:
+        for item in samples(path, split):
+            if len(inputs) == n:
+                return inputs, grades
+            if item is None:
+                continue
+            try:
+                tensor = grader.tensor(item[0])
+            except codec.CodecError:  # a corrupt stored image: not a photo to calibrate or check on
+                continue
+            inputs.append(normalize_batch(tensor[None], torch.device("cpu"), channels_last=False, norm=grader.checkpoint.normalization))
+            grades.append(item[1])
+    return inputs, grades
 
 
 def generated_inputs(image_size: int, seed: int = 0) -> list[torch.Tensor]:

@@ -48,7 +48,7 @@ def shard_files(paths: list[Path]) -> list[Path]:
     return list(dict.fromkeys(found))
 
 
-def _samples(path: Path, split: str | None) -> Iterator[tuple[bytes, int, str, str] | None]:
+def samples(path: Path, split: str | None) -> Iterator[tuple[bytes, int, str, str] | None]:
     """(jpeg, grade, patient, image) per labelled sample of one shard; None for one that does not count."""
     try:
         for key, parts in sample.read_samples(path):
@@ -103,7 +103,7 @@ def collect(grader: Grader, paths: list[Path], *, split: str | None = None, batc
         batch.clear()
 
     for shard in shards:
-        for item in _samples(shard, split):
+        for item in samples(shard, split):
             if item is None:
                 skipped += 1
                 continue
