@@ -14,6 +14,7 @@ from click.testing import CliRunner
 from sightx.bench import BenchError, BenchOptions, run_bench
 from sightx.bench.engines import DASK_ENGINES, ENGINES
 from sightx.bench.load import PIPELINES
+from sightx.bench.options import parse_model
 from sightx.bench.report import TARGETS, render
 from sightx.bench.sources import SOURCES
 from sightx.cli import bench as bench_cli
@@ -192,6 +193,12 @@ def test_serve_stage_measures_the_real_server(tmp_path: Path) -> None:
     assert "serve: runtimes, against eager PyTorch" in text and "| resnet18:64:64 | onnxruntime-int8 |" in text
 
 
-def test_serve_model_specs_are_checked_before_work() -> None:
+def test_serve_model_specs_are_checked_before_work(tiny_checkpoint: Path, tmp_path: Path) -> None:
     with pytest.raises(BenchError, match="ARCH:INPUT_PX:FIELD_PX"):
         BenchOptions(serve_models=("resnet18-160",))
+    with pytest.raises(BenchError, match="not found"):
+        BenchOptions(serve_models=(str(tmp_path / "best.pt"),))
+    (tmp_path / "bad.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(BenchError, match="not a SightX checkpoint"):
+        BenchOptions(serve_models=(str(tmp_path / "bad.pt"),))
+    assert parse_model(str(tiny_checkpoint)) == ("resnet18", 64, 64)  # a trained checkpoint is served as it is

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 from sightx.errors import SightXError
@@ -124,13 +125,27 @@ class BenchOptions:
         return asdict(self)
 
 
+def trained_checkpoint(spec: str) -> Path | None:
+    """A --serve-model naming a trained checkpoint (a .pt from sightx-train) instead of a shape to build."""
+    return Path(spec) if spec.endswith(".pt") else None
+
+
 def parse_model(spec: str) -> tuple[str, int, int]:
-    """'resnet18:160:256' -> (arch, model input px, preprocessed field px)."""
+    """'resnet18:160:256' -> (arch, model input px, preprocessed field px); a trained checkpoint's own."""
+    path = trained_checkpoint(spec)
+    if path is not None:
+        from sightx.contracts import checkpoint
+
+        try:
+            state = checkpoint.load(path)
+        except SightXError as e:
+            raise BenchError(f"serve model {spec}: {e}") from None
+        return state.arch, state.image_size, int(state.preprocess["size"])
     try:
         arch, image_size, field = spec.split(":")
         sizes = int(image_size), int(field)
     except ValueError:
-        raise BenchError(f"serve model {spec!r} is not ARCH:INPUT_PX:FIELD_PX, e.g. resnet18:160:256") from None
+        raise BenchError(f"serve model {spec!r} is not ARCH:INPUT_PX:FIELD_PX (e.g. resnet18:160:256) or a trained .pt") from None
     if min(sizes) < 32:
         raise BenchError(f"serve model {spec!r}: sizes must be at least 32 px")
     return arch, *sizes

@@ -1,8 +1,8 @@
 """Serve stage, runtimes: one model through every runtime in one run, against eager PyTorch.
 
-The model's checkpoint is exported (sightx-export --format onnx --quantize: float and int8, calibrated on
-synthetic photos of one seed). Then, for each runtime variant (PyTorch as SightX runs it, ONNX Runtime
-and OpenVINO, float and int8):
+The model's checkpoint (an untrained one given a fitted head, see fit_head, or a trained one as it is) is
+exported (sightx-export --format onnx --quantize: float and int8, calibrated on synthetic photos of one seed).
+Then, for each runtime variant (PyTorch as SightX runs it, ONNX Runtime and OpenVINO, float and int8):
 - the model call alone, photos/s at batches of 1 and 8 (after warm-up calls, the fastest of repetitions),
   against eager PyTorch (the model as torchvision builds it: no folding, no channels-last) in the same run;
 - its grades on bench photos (synthetic, of another seed than the calibration's) against eager PyTorch's;
@@ -115,14 +115,18 @@ def _grades(grader: Any, tensors: list[torch.Tensor]) -> np.ndarray:
     return np.asarray(grader.head.grades(outputs, grader.thresholds))
 
 
-def compare(opts: BenchOptions, spec: str, checkpoint: Path, photo: bytes, work: Path, log: Callable[[str], None]) -> dict[str, Any]:
-    """Every installed variant of `opts.serve_runtimes` for the model in `checkpoint`."""
+def compare(
+    opts: BenchOptions, spec: str, checkpoint: Path, photo: bytes, work: Path, log: Callable[[str], None], fit: bool = True
+) -> dict[str, Any]:
+    """Every installed variant of `opts.serve_runtimes` for the model in `checkpoint` (`fit`: an untrained one,
+    whose head fit_head fits first)."""
     from sightx.bench.serve import Load, server
     from sightx.export.formats import export
     from sightx.export.photos import photo_bytes
     from sightx.inference.grader import Grader
 
-    checkpoint = fit_head(checkpoint, work / f"{checkpoint.stem}-fitted.pt", opts.serve_calibration_photos)
+    if fit:
+        checkpoint = fit_head(checkpoint, work / f"{checkpoint.stem}-fitted.pt", opts.serve_calibration_photos)
     onnx = work / f"{checkpoint.stem}.onnx"
     report = export(str(checkpoint), "onnx", onnx, quantize=True, n_photos=opts.serve_calibration_photos + 1)
     files = {"checkpoint": checkpoint, "onnx": onnx, "int8": Path(report["int8"]["out"])}
@@ -139,6 +143,7 @@ def compare(opts: BenchOptions, spec: str, checkpoint: Path, photo: bytes, work:
     base = speeds(eager)
     result: dict[str, Any] = {
         "photos": len(tensors),
+        "trained": not fit,
         "calibration_photos": report["int8"]["calibration_photos"],
         "export_max_difference": report["max_difference"],
         EAGER: {"model": base},
@@ -229,6 +234,7 @@ def rows(s: dict[str, Any]) -> tuple[list[str], list[list[str]], list[str]]:
         " built, NCHW, no folded batch norms; torch = SightX's PyTorch path (folded batch norms, channels-last, inference_mode).",
         "same grade = photos (synthetic, another seed than the int8 calibration's) graded as eager PyTorch grades them.",
         "1 client / N clients = the real sightx-serve --runtime ... process, one full-size photo per request (decode and"
-        " preprocessing included); untrained checkpoints: a trained model's grades may sit further from or nearer to its thresholds.",
+        " preprocessing included); an untrained checkpoint's grades (a fitted head) may sit nearer to its thresholds than a"
+        " trained model's, so its agreement is a proxy: name a trained best.pt as --serve-model for the real figure.",
     ]
     return headers, out, notes

@@ -2,7 +2,8 @@
 over HTTP on 127.0.0.1 (issue 13's speed section).
 
 For each model a checkpoint of that shape is built in the run (seeded, untrained: a forward pass
-costs what a trained one's does) and served by `python -m sightx.serve` on a free loopback port.
+costs what a trained one's does), or a trained one named by its path is used as it is, and served
+by `python -m sightx.serve` on a free loopback port.
 One full-resolution synthetic EyePACS-size JPEG is posted again and again as a raw image body:
 one client after another (latency p50/p95; photos/s at one client), then N clients at once
 (photos/s, latency under load, the batch sizes the server reports), then in chunks of 100 at N
@@ -26,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from sightx.bench.options import BenchError, BenchOptions, parse_model
+from sightx.bench.options import BenchError, BenchOptions, parse_model, trained_checkpoint
 from sightx.bench.stats import sig
 
 _READY_S = 120.0  # model load and warm-up on a slow machine
@@ -149,10 +150,19 @@ class Load:
 def measure_model(opts: BenchOptions, spec: str, photo: bytes, work: Path, log: Callable[[str], None]) -> dict[str, Any]:
     """One model: the batching server (latency, throughput, memory), then the --max-batch 1 one."""
     arch, image_size, field = parse_model(spec)
-    ckpt = build_checkpoint(work / f"serve-{arch}-{image_size}-{field}.pt", arch, image_size, field)
+    trained = trained_checkpoint(spec)
+    ckpt = trained or build_checkpoint(work / f"serve-{arch}-{image_size}-{field}.pt", arch, image_size, field)
     clients, n = opts.serve_clients, opts.serve_load_requests
     batch = 8
-    result: dict[str, Any] = {"arch": arch, "image_size": image_size, "field": field, "max_batch": batch, "workers": opts.workers}
+    result: dict[str, Any] = {
+        "arch": arch,
+        "image_size": image_size,
+        "field": field,
+        "checkpoint": str(ckpt),
+        "trained": trained is not None,
+        "max_batch": batch,
+        "workers": opts.workers,
+    }
     with server(ckpt, opts.device, batch, opts.workers, work / "serve-batched.log") as (url, proc):
         load = Load(url, photo)
         try:
@@ -179,7 +189,7 @@ def measure_model(opts: BenchOptions, spec: str, photo: bytes, work: Path, log: 
     if opts.serve_runtimes:
         from sightx.bench.runtimes import compare
 
-        result["runtimes"] = compare(opts, spec, ckpt, photo, work, log)
+        result["runtimes"] = compare(opts, spec, ckpt, photo, work, log, fit=trained is None)
     return result
 
 
@@ -223,9 +233,8 @@ def stage(opts: BenchOptions, work: Path, log: Callable[[str], None]) -> dict[st
     if "error" not in first:
         from sightx.bench import serve_hostile
 
-        arch, image_size, field = parse_model(opts.serve_models[0])
         try:
-            hostile = serve_hostile.measure(opts, work / f"serve-{arch}-{image_size}-{field}.pt", photo, work, log)
+            hostile = serve_hostile.measure(opts, Path(first["checkpoint"]), photo, work, log)
         except BenchError as e:
             log(f"serve  hostile clients: failed: {e}")
             hostile = {"error": str(e)}

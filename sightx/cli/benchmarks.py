@@ -35,7 +35,8 @@ from sightx.parallel.pool import default_workers
     "--serve-model",
     "serve_models",
     multiple=True,
-    help="ARCH:INPUT_PX:FIELD_PX served by the serve stage, repeatable.  [default: resnet18:160:256 (the demo's), resnet50:512:512]",
+    help="ARCH:INPUT_PX:FIELD_PX (an untrained model of that shape) or a trained best.pt, served by the serve stage, repeatable.  "
+    "[default: resnet18:160:256 (the demo's), resnet50:512:512]",
 )
 @click.option(
     "--serve-runtimes",
