@@ -56,7 +56,12 @@ def _list_recipes(ctx: click.Context, _param: click.Parameter, value: bool) -> N
     type=click.Choice(["classify", "regress"]),
     help="5-way cross-entropy, or one score with MSE and kappa-optimised thresholds.",
 )
-@option("weights", help="none, imagenet (local torch cache only) or a weights file.")
+@option(
+    "weights",
+    help="none, imagenet (torchvision's or timm's cache, downloaded there once), a weights file (SightX, timm, torchvision, "
+    "RETFound MAE; .pth or .safetensors) or hf-hub:ORG/NAME[@REVISION] (through huggingface_hub's cache; needs "
+    "pip install 'sightx[hub]'). What was loaded, missed and ignored goes to OUT/weights.json.",
+)
 @option(
     "image_size",
     type=click.IntRange(32, 2048),
