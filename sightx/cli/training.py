@@ -149,6 +149,13 @@ def _list_recipes(ctx: click.Context, _param: click.Parameter, value: bool) -> N
     type=click.FloatRange(0, 1, max_open=True),
     help="Exponential moving average of the weights with this decay (e.g. 0.999): validated, selected and saved; 0: off.",
 )
+@option(
+    "drop_path",
+    type=click.FloatRange(0, 1, max_open=True),
+    help="Stochastic depth: each residual block skipped with up to this probability in training (timm's drop_path_rate, "
+    "torchvision's stochastic_depth_prob; RETFound 0.2); ResNets have none.  [default: the architecture's own: "
+    "torchvision ConvNeXt 0.1-0.5, EfficientNet 0.2, timm 0]",
+)
 @option("rotate", type=click.FloatRange(0, 180), help="Augmentation: rotation, degrees either way.")
 @option("translate", type=click.FloatRange(0, 1), help="Augmentation: shift, fraction of the side.")
 @click.option("--scale", callback=parse_floats(2), help=f"Augmentation: zoom range LOW,HIGH.  [default: {_listed(default('scale'))}]")

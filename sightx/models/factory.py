@@ -103,20 +103,36 @@ def build_model(arch: str, head: str, weights: str = "none", image_size: int | N
 
 
 def build_model_reporting(
-    arch: str, head: str, weights: str = "none", image_size: int | None = None
+    arch: str, head: str, weights: str = "none", image_size: int | None = None, drop_path: float | None = None
 ) -> tuple[nn.Module, foreign.LoadReport | None]:
-    """`build_model`, with what a weights file gave (loaded, missing, ignored) when `weights` is a path or hub name."""
+    """`build_model`, with what a weights file gave (loaded, missing, ignored) when `weights` is a path or hub name.
+    `drop_path` is the stochastic depth rate training asks for; None keeps the architecture's own."""
     width = heads.get(head).width
     if not is_torchvision(arch):
-        model = timm_backbones.build(arch, width, image_size, pretrained=weights == "imagenet")
+        model = timm_backbones.build(arch, width, image_size, pretrained=weights == "imagenet", drop_path=drop_path)
     else:
-        model = torchvision.models.get_model(arch, weights=None)
+        model = torchvision.models.get_model(arch, weights=None, **stochastic_depth(arch, drop_path))
         if weights == "imagenet":
             _load_imagenet(model, arch)
         parent, attr, layer = _final_linear(model)
         setattr(parent, attr, nn.Linear(layer.in_features, width))
     report = load_backbone(model, weights) if weights not in ("none", "imagenet") else None
     return model, report
+
+
+def stochastic_depth(arch: str, drop_path: float | None) -> dict[str, float]:
+    """torchvision's keyword for a stochastic depth rate: ConvNeXt's and EfficientNet's `stochastic_depth_prob`
+    (their own defaults, 0.1-0.5 and 0.2, when None); a ResNet has none, so only 0 or None suit it."""
+    if drop_path is None:
+        return {}
+    if arch.startswith(("convnext", "efficientnet")):
+        return {"stochastic_depth_prob": drop_path}
+    if drop_path:
+        raise timm_backbones.ArchError(
+            f"--drop-path: torchvision's {arch} has no stochastic depth: leave --drop-path out, or use a ConvNeXt, "
+            "an EfficientNet or a timm model (timm:resnet50 has it)"
+        )
+    return {}
 
 
 def load_backbone(model: nn.Module, weights: str) -> foreign.LoadReport:
