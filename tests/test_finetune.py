@@ -64,6 +64,9 @@ def test_options_are_checked(tmp_path: Path) -> None:
         {"cutmix": 1.0, "head": "regress"},
         {"drop_path": 1.0},
         {"drop_path": -0.1},
+        {"randaugment": (0, 9)},
+        {"randaugment": (2, 31)},
+        {"randaugment": (2,)},
     ):
         with pytest.raises(TrainError):
             TrainConfig(shards=str(tmp_path), **bad)  # type: ignore[arg-type]
@@ -74,8 +77,9 @@ def test_the_retfound_recipe(tmp_path: Path) -> None:
     r = RECIPES["retfound"]
     assert r.settings["layer_decay"] == 0.65 and r.settings["label_smoothing"] == 0.1 and r.settings["image_size"] == 224
     assert r.settings["mixup"] == 0.8 and r.settings["cutmix"] == 1.0 and r.settings["drop_path"] == 0.2
+    assert r.settings["randaugment"] == (2, 9) and "RandAugment 2 operations of magnitude 9" in r.source
     assert "drop path (stochastic depth) 0.2" in r.source and "cutmix 1.0" in r.source
-    assert "Not reproduced here: RandAugment" in r.source  # what is not reproduced is said, not silently dropped
+    assert "Not reproduced here: timm's flavour of RandAugment" in r.source  # said, not silently dropped
     cfg = resolve("retfound", {"shards": str(tmp_path), "weights": "RETFound_cfp_weights.pth", "epochs": 2})
     assert cfg.arch == "vit_large_patch16_224" and cfg.epochs == 2 and cfg.recipe == "retfound"
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import click
 
-from sightx.cli.common import command, parse_floats
+from sightx.cli.common import command, parse_floats, parse_ints
 from sightx.labels.kinds import TASKS
 from sightx.train.config import AMP_MODES, BALANCE_MODES, OPTIMIZERS, SCHEDULES, default
 
@@ -163,6 +163,13 @@ def _list_recipes(ctx: click.Context, _param: click.Parameter, value: bool) -> N
 @option("brightness", type=click.FloatRange(0, 1), help="Augmentation: brightness jitter.")
 @option("contrast", type=click.FloatRange(0, 1), help="Augmentation: contrast jitter.")
 @option("saturation", type=click.FloatRange(0, 1), help="Augmentation: saturation jitter.")
+@option(
+    "randaugment",
+    callback=parse_ints(2),
+    metavar="N,M",
+    help="Augmentation: torchvision's RandAugment after the above, N operations per image of magnitude M in 0-30 "
+    "(RETFound 2,9), training only.  [default: off]",
+)
 @click.option(
     "--balance-end",
     callback=parse_floats(None),

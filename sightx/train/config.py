@@ -63,6 +63,7 @@ class TrainConfig:
     brightness: float = 0.2
     contrast: float = 0.2
     saturation: float = 0.15
+    randaugment: tuple[int, int] | None = None  # RandAugment (Cubuk et al. 2020): N operations of magnitude M (0-30); None: off
     # Fine-tuning (sightx.train.finetune): a linear probe, layer-wise lr decay, label smoothing, stochastic depth.
     freeze: str = "none"  # backbone: train only the classifier (a linear probe)
     layer_decay: float = 1.0  # lr * decay**(layers below the head); 1: one lr for all
@@ -125,6 +126,8 @@ class TrainConfig:
             raise TrainError("--ema must be in [0, 1) (e.g. 0.999)")
         if self.min_gradability is not None and not 0 <= self.min_gradability <= 1:
             raise TrainError("--min-gradability must be between 0 and 1")
+        if self.randaugment is not None and (len(self.randaugment) != 2 or self.randaugment[0] < 1 or not 0 <= self.randaugment[1] <= 30):
+            raise TrainError("--randaugment must be N,M: N >= 1 operations per image of magnitude 0 <= M <= 30 (RETFound: 2,9)")
         for name in ("scale", "stretch"):
             lo, hi = getattr(self, name)
             if not 0 < lo <= hi:
@@ -143,6 +146,7 @@ class TrainConfig:
             brightness=self.brightness,
             contrast=self.contrast,
             saturation=self.saturation,
+            randaugment=None if self.randaugment is None else tuple(self.randaugment),  # type: ignore[arg-type]
         )
 
 
