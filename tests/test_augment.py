@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -88,3 +89,37 @@ def test_eval_transform_resizes_only_when_needed() -> None:
     same = EvalTransform(256)(img)
     assert torch.equal(same, to_tensor(img))
     assert EvalTransform(128)(img).shape == (3, 128, 128)
+
+
+def test_randaugment_is_seeded_by_the_stream_and_leaves_torchs_generator_alone() -> None:
+    img, plain, rand = disk(128), Augment(64), Augment(64, randaugment=(2, 9))
+    before = torch.get_rng_state()
+    a = rand(img, np.random.default_rng(5))
+    assert torch.equal(torch.get_rng_state(), before)  # the trainer's own torch RNG (checkpointed) is untouched
+    assert torch.equal(a, rand(img, np.random.default_rng(5)))
+    assert a.dtype == torch.uint8 and a.shape == (3, 64, 64)
+    views = [rand(img, np.random.default_rng(s)) for s in range(8)]
+    assert len({v.numpy().tobytes() for v in views}) == 8
+    # RandAugment acts after the warp and colour, which draw what they drew before it existed
+    changed = [not torch.equal(v, plain(img, np.random.default_rng(s))) for s, v in enumerate(views)]
+    assert sum(changed) >= 6  # (an operation may be the identity, or two may cancel out, for a seed or two)
+
+
+def test_randaugment_pickles_and_runs_alike_in_a_spawned_worker() -> None:
+    import pickle
+
+    rand = Augment(48, randaugment=(3, 15))
+    copy = pickle.loads(pickle.dumps(rand))
+    assert copy == rand and torch.equal(copy(disk(96), np.random.default_rng(2)), rand(disk(96), np.random.default_rng(2)))
+
+
+def test_randaugment_from_the_command_line_to_the_training_transform(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from sightx.cli import train as train_cli
+    from sightx.train.config import TrainConfig
+
+    assert TrainConfig(shards=str(tmp_path), randaugment=(2, 9)).augment().randaugment == (2, 9)
+    assert TrainConfig(shards=str(tmp_path)).augment().randaugment is None
+    res = CliRunner().invoke(train_cli, [str(tmp_path), "--randaugment", "2.5,9"])
+    assert res.exit_code == 2 and "not comma-separated whole numbers" in res.output

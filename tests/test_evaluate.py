@@ -13,6 +13,7 @@ from click.testing import CliRunner
 from sklearn import metrics as sk
 
 from sightx.evaluation import clinical, metrics
+from sightx.evaluation.assess import _ci_text
 from sightx.inference import tta
 
 
@@ -134,6 +135,8 @@ def test_sightx_evaluate_end_to_end(tiny_checkpoint: Path, tiny_shards: Path, tm
     assert "sensitivity_at_90_specificity" in data["referable"] and len(data["per_grade_auc"]) == 5
     page = (tmp_path / "ev" / "report.html").read_text()
     assert page.count("<svg") == 2 and "Confusion matrix" in page
+    assert "<th>per photo</th>" in page and "per patient" not in page  # no fusion asked: one level
+    assert f"<tr><th>QWK</th><td>{_ci_text(data['qwk'])}</td></tr>" in page
     t = ckpt.load(calibrated).temperature
     assert t is not None and data["temperature"]["value"] == pytest.approx(t)
 
@@ -228,3 +231,21 @@ def test_sightx_evaluate_fuse_eyes_reports_both_levels(tiny_checkpoint: Path, ti
     assert patient["n"] == patient["patients"] == eye["patients"] < eye["n"]
     assert "qwk" in patient and "auc" in patient["referable"] and "worse eye" in patient["fusion"]["rule"]
     assert sum(int(k) * v for k, v in patient["fusion"]["photos_per_patient"].items()) == eye["n"]
+    page = (tmp_path / "ev" / "report.html").read_text()
+    assert "<th>per photo</th><th>per patient (worse eye)</th>" in page
+    for label, photo, fused in (
+        ("QWK", eye["qwk"], patient["qwk"]),
+        ("Cohen&#x27;s kappa", eye["kappa"], patient["kappa"]),
+        (
+            "sensitivity at 90% specificity",
+            eye["referable"]["sensitivity_at_90_specificity"],
+            patient["referable"]["sensitivity_at_90_specificity"],
+        ),
+        ("ECE", eye["calibration"]["ece_ci"], patient["calibration"]["ece_ci"]),
+    ):  # both columns from the JSON's numbers, each with its interval
+        assert f"<tr><th>{label}</th><td>{_ci_text(photo)}</td><td>{_ci_text(fused)}</td></tr>" in page
+    auc = f"<td>{_ci_text(eye['referable']['auc'])}</td><td>{_ci_text(patient['referable']['auc'])}</td>"
+    assert f"<tr><th>referable DR AUROC</th>{auc}</tr>" in page
+    positives = f"<td>{eye['referable']['positives']}</td><td>{patient['referable']['positives']}</td>"
+    assert f"<tr><th>referable DR (grade &gt;= 2) positives</th>{positives}</tr>" in page
+    assert f"<tr><th>n graded</th><td>{eye['n']}</td><td>{patient['n']}</td></tr>" in page

@@ -62,6 +62,11 @@ def test_options_are_checked(tmp_path: Path) -> None:
         {"label_smoothing": 0.1, "head": "regress"},
         {"cutmix": -1.0},
         {"cutmix": 1.0, "head": "regress"},
+        {"drop_path": 1.0},
+        {"drop_path": -0.1},
+        {"randaugment": (0, 9)},
+        {"randaugment": (2, 31)},
+        {"randaugment": (2,)},
     ):
         with pytest.raises(TrainError):
             TrainConfig(shards=str(tmp_path), **bad)  # type: ignore[arg-type]
@@ -71,8 +76,10 @@ def test_the_retfound_recipe(tmp_path: Path) -> None:
     pytest.importorskip("timm")
     r = RECIPES["retfound"]
     assert r.settings["layer_decay"] == 0.65 and r.settings["label_smoothing"] == 0.1 and r.settings["image_size"] == 224
-    assert r.settings["mixup"] == 0.8 and r.settings["cutmix"] == 1.0
-    assert "drop path" in r.source and "cutmix 1.0" in r.source  # what is not reproduced is said, not silently dropped
+    assert r.settings["mixup"] == 0.8 and r.settings["cutmix"] == 1.0 and r.settings["drop_path"] == 0.2
+    assert r.settings["randaugment"] == (2, 9) and "RandAugment 2 operations of magnitude 9" in r.source
+    assert "drop path (stochastic depth) 0.2" in r.source and "cutmix 1.0" in r.source
+    assert "Not reproduced here: timm's flavour of RandAugment" in r.source  # said, not silently dropped
     cfg = resolve("retfound", {"shards": str(tmp_path), "weights": "RETFound_cfp_weights.pth", "epochs": 2})
     assert cfg.arch == "vit_large_patch16_224" and cfg.epochs == 2 and cfg.recipe == "retfound"
 
@@ -203,3 +210,55 @@ def test_an_ema_run_validates_and_saves_the_average_and_resumes(tiny_shards: Pat
     assert not torch.equal(raw["fc.weight"], state.model["fc.weight"])  # the average is not the last step
     history = train(TrainConfig(shards=str(tiny_shards), out=str(tmp_path), epochs=2, resume=True, **base))  # type: ignore[arg-type]
     assert [h["epoch"] for h in history] == [1, 2]
+
+
+def _depth_rates(model: torch.nn.Module) -> list[float]:
+    """Every stochastic depth rate in the model: timm's DropPath.drop_prob, torchvision's StochasticDepth.p."""
+    return [
+        float(getattr(m, "drop_prob", getattr(m, "p", 0.0))) for m in model.modules() if type(m).__name__ in ("DropPath", "StochasticDepth")
+    ]
+
+
+def test_drop_path_reaches_torchvision_and_timm_models() -> None:
+    from sightx.models.factory import build_model_reporting
+
+    convnext, _ = build_model_reporting("convnext_tiny", "classify", drop_path=0.3)
+    assert max(_depth_rates(convnext)) == pytest.approx(0.3)  # torchvision ramps it up to the last block
+    assert max(_depth_rates(build_model("convnext_tiny", "classify"))) == pytest.approx(0.1)  # None: torchvision's own
+    efficientnet, _ = build_model_reporting("efficientnet_b0", "classify", drop_path=0.0)
+    assert set(_depth_rates(efficientnet)) == {0.0}
+    pytest.importorskip("timm")
+    vit, _ = build_model_reporting("vit_tiny_patch16_224", "classify", image_size=32, drop_path=0.2)
+    assert max(_depth_rates(vit)) == pytest.approx(0.2) and not _depth_rates(build_model("vit_tiny_patch16_224", "classify", image_size=32))
+
+
+def test_drop_path_on_a_model_without_it_is_one_line() -> None:
+    from sightx.models.factory import build_model_reporting
+    from sightx.models.timm_backbones import ArchError
+
+    with pytest.raises(ArchError, match="torchvision's resnet18 has no stochastic depth") as e:
+        build_model_reporting("resnet18", "classify", drop_path=0.1)
+    assert "\n" not in str(e.value)
+    assert not _depth_rates(build_model_reporting("resnet18", "classify", drop_path=0.0)[0])  # 0 asks for none: fine
+    pytest.importorskip("timm")
+    with pytest.raises(ArchError, match="timm's vgg11 has no stochastic depth"):
+        build_model_reporting("timm:vgg11", "classify", image_size=32, drop_path=0.1)
+
+
+def test_a_drop_path_run_records_it_and_a_resnet_refuses_it(tiny_shards: Path, tmp_path: Path) -> None:
+    import json
+
+    from click.testing import CliRunner
+
+    from sightx.cli import train as train_cli
+    from sightx.contracts import checkpoint as ckpt
+
+    pytest.importorskip("timm")
+    base = [str(tiny_shards), "--image-size", "32", "--epochs", "1", "--batch-size", "8", "--workers", "0", "--quiet"]
+    res = CliRunner().invoke(train_cli, [*base, "--out", str(tmp_path / "run"), "--arch", "timm:resnet10t", "--drop-path", "0.1"])
+    assert res.exit_code == 0, res.output
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["drop_path"] == 0.1
+    assert ckpt.load(tmp_path / "run" / "last.pt").config["drop_path"] == 0.1
+    res = CliRunner().invoke(train_cli, [*base, "--out", str(tmp_path / "r18"), "--arch", "resnet18", "--drop-path", "0.1"])
+    assert res.exit_code == 1 and "torchvision's resnet18 has no stochastic depth" in res.output
+    assert "Traceback" not in res.output and len(res.output.strip().splitlines()) == 1

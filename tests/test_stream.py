@@ -15,6 +15,7 @@ import torch
 
 from sightx.contracts import manifest as mf
 from sightx.train import balance
+from sightx.train.augment import Augment
 from sightx.train.stream import StreamConfig, make_loader, shard_paths
 
 
@@ -145,3 +146,20 @@ def test_pickle_members_in_a_shard_are_never_loaded(tiny_shards: Path, tmp_path:
     n = sum(len(k) for *_, k in loader)
     assert n == mf.read(tiny_shards)["shards"][0]["count"]
     assert not marker.exists()
+
+
+def _images(shards: Path, train: bool, workers: int, augment: Augment | None) -> list[torch.Tensor]:
+    m = mf.read(shards)
+    split = "train" if train else "val"
+    cfg = StreamConfig(tuple(shard_paths(shards, m, split)), image_size=32, train=train, seed=3, shuffle_buffer=0, augment=augment)
+    loader, _ = make_loader(cfg, batch_size=4, workers=workers)
+    return [images for images, *_ in loader]
+
+
+def test_randaugment_runs_in_spawned_workers_reproducibly_and_never_in_validation(tiny_shards: Path) -> None:
+    rand = Augment(32, randaugment=(2, 9))
+    first = _images(tiny_shards, True, 1, rand)  # a spawned worker: the augmentation pickles, and is seeded there
+    assert all(torch.equal(a, b) for a, b in zip(first, _images(tiny_shards, True, 1, rand), strict=True))
+    assert any(not torch.equal(a, b) for a, b in zip(first, _images(tiny_shards, True, 0, Augment(32)), strict=True))
+    val, plain = _images(tiny_shards, False, 0, rand), _images(tiny_shards, False, 0, None)
+    assert val and all(torch.equal(a, b) for a, b in zip(val, plain, strict=True))  # the evaluation transform, as ever

@@ -39,14 +39,23 @@ def parse_sizes(_ctx: click.Context, _param: click.Parameter, values: tuple[str,
 
 def parse_floats(n: int | None) -> Any:
     """A click callback parsing 'A,B[,...]' into a tuple of floats (n of them when n is given); None stays None."""
+    return _parse_numbers(n, float)
 
-    def parse(_ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[float, ...] | None:
+
+def parse_ints(n: int | None) -> Any:
+    """`parse_floats` for whole numbers."""
+    return _parse_numbers(n, int)
+
+
+def _parse_numbers(n: int | None, kind: type) -> Any:
+    def parse(_ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[Any, ...] | None:
         if value is None:
             return None
         try:
-            out = tuple(float(v) for v in value.split(","))
+            out = tuple(kind(v) for v in value.split(","))
         except ValueError:
-            raise click.BadParameter(f"{value!r} is not comma-separated numbers") from None
+            what = "numbers" if kind is float else "whole numbers"
+            raise click.BadParameter(f"{value!r} is not comma-separated {what}") from None
         if n is not None and len(out) != n:
             raise click.BadParameter(f"{value!r}: expected {n} numbers")
         return out

@@ -6,7 +6,7 @@ from typing import Any
 
 import click
 
-from sightx.cli.common import command, parse_floats
+from sightx.cli.common import command, parse_floats, parse_ints
 from sightx.labels.kinds import TASKS
 from sightx.train.config import AMP_MODES, BALANCE_MODES, OPTIMIZERS, SCHEDULES, default
 
@@ -56,7 +56,12 @@ def _list_recipes(ctx: click.Context, _param: click.Parameter, value: bool) -> N
     type=click.Choice(["classify", "regress"]),
     help="5-way cross-entropy, or one score with MSE and kappa-optimised thresholds.",
 )
-@option("weights", help="none, imagenet (local torch cache only) or a weights file.")
+@option(
+    "weights",
+    help="none, imagenet (torchvision's or timm's cache, downloaded there once), a weights file (SightX, timm, torchvision, "
+    "RETFound MAE; .pth or .safetensors) or hf-hub:ORG/NAME[@REVISION] (through huggingface_hub's cache; needs "
+    "pip install 'sightx[hub]'). What was loaded, missed and ignored goes to OUT/weights.json.",
+)
 @option(
     "image_size",
     type=click.IntRange(32, 2048),
@@ -144,6 +149,13 @@ def _list_recipes(ctx: click.Context, _param: click.Parameter, value: bool) -> N
     type=click.FloatRange(0, 1, max_open=True),
     help="Exponential moving average of the weights with this decay (e.g. 0.999): validated, selected and saved; 0: off.",
 )
+@option(
+    "drop_path",
+    type=click.FloatRange(0, 1, max_open=True),
+    help="Stochastic depth: each residual block skipped with up to this probability in training (timm's drop_path_rate, "
+    "torchvision's stochastic_depth_prob; RETFound 0.2); ResNets have none.  [default: the architecture's own: "
+    "torchvision ConvNeXt 0.1-0.5, EfficientNet 0.2, timm 0]",
+)
 @option("rotate", type=click.FloatRange(0, 180), help="Augmentation: rotation, degrees either way.")
 @option("translate", type=click.FloatRange(0, 1), help="Augmentation: shift, fraction of the side.")
 @click.option("--scale", callback=parse_floats(2), help=f"Augmentation: zoom range LOW,HIGH.  [default: {_listed(default('scale'))}]")
@@ -151,6 +163,13 @@ def _list_recipes(ctx: click.Context, _param: click.Parameter, value: bool) -> N
 @option("brightness", type=click.FloatRange(0, 1), help="Augmentation: brightness jitter.")
 @option("contrast", type=click.FloatRange(0, 1), help="Augmentation: contrast jitter.")
 @option("saturation", type=click.FloatRange(0, 1), help="Augmentation: saturation jitter.")
+@option(
+    "randaugment",
+    callback=parse_ints(2),
+    metavar="N,M",
+    help="Augmentation: torchvision's RandAugment after the above, N operations per image of magnitude M in 0-30 "
+    "(RETFound 2,9), training only.  [default: off]",
+)
 @click.option(
     "--balance-end",
     callback=parse_floats(None),

@@ -19,13 +19,13 @@ import torch
 
 from sightx.contracts.checkpoint import TRAINING_KEYS, Checkpoint, CheckpointError, from_state
 from sightx.files.atomic import atomic_write_bytes, atomic_write_text
+from sightx.models.hub_weights import HF_PREFIX
 
 CONFIG = "config.json"
 WEIGHTS = "model.safetensors"
 CARD = "README.md"
 # The metadata keys of an exported .onnx / .pt2, each a JSON value (the checkpoint's own field names).
 META_KEYS = ("format", "version", "task", "arch", "head", "image_size", "preprocess", "normalization", "thresholds", "epoch", "val")
-HF_PREFIX = "hf-hub:"
 
 
 def _jsonable(value: Any) -> Any:

@@ -1,5 +1,6 @@
-"""sightx-evaluate's report: one self-contained HTML page (inline SVG: referable ROC, reliability diagram,
-confusion matrix) and the same numbers as JSON, both written atomically."""
+"""sightx-evaluate's report: one self-contained HTML page (a metrics table with 95% CIs, per photo and, under
+--fuse-eyes, per patient beside it; inline SVG: referable ROC, reliability diagram; the confusion matrix) and
+the same numbers as JSON, both written atomically."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from sightx.evaluation.assess import _ci_text, format_assessment
+from sightx.evaluation.assess import OPERATING_POINTS, _ci_text
 from sightx.files.atomic import atomic_write_text
 
 SIDE = 260  # plot area, px
@@ -72,6 +73,55 @@ def confusion_table(confusion: list[list[int]]) -> str:
     return f'<table class="cm"><tr><th>true\\pred</th>{head}</tr>{"".join(rows)}</table>'
 
 
+def metric_rows(a: dict[str, Any]) -> list[tuple[str, str]]:
+    """(label, value with its 95% CI) of one level's assessment, in the same order for every level."""
+    ref, cal = a["referable"], a.get("calibration")
+    rows = [
+        ("n graded", str(a["n"])),
+        ("patients", str(a["patients"])),
+        ("grades 0-4", " ".join(str(c) for c in a["grade_counts"])),
+        ("QWK", _ci_text(a["qwk"])),
+        ("Cohen's kappa", _ci_text(a["kappa"])),
+        ("accuracy", f"{a['accuracy']:.3f} (always-grade-{a['baseline']['grade']}: {a['baseline']['accuracy']:.3f})"),
+        ("referable DR (grade >= 2) positives", str(ref["positives"])),
+        ("referable DR AUROC", _ci_text(ref["auc"])),
+    ]
+    for level in OPERATING_POINTS:
+        pct = round(level * 100)
+        rows.append((f"sensitivity at {pct}% specificity", _ci_text(ref[f"sensitivity_at_{pct}_specificity"])))
+        rows.append((f"specificity at {pct}% sensitivity", _ci_text(ref[f"specificity_at_{pct}_sensitivity"])))
+    rows += [(f"AUROC grade {g} vs rest", _ci_text(m)) for g, m in enumerate(a["per_grade_auc"])]
+    rows.append(("ECE", _ci_text(cal["ece_ci"]) if cal else "n/a"))
+    rows.append(("NLL", f"{cal['nll']:.3f}" if cal else "n/a"))
+    return rows
+
+
+def metrics_table(levels: list[tuple[str, dict[str, Any]]]) -> str:
+    """One column per level (per photo; per patient under --fuse-eyes), one row per metric, each with its CI."""
+    head = "".join(f"<th>{html.escape(name)}</th>" for name, _ in levels)
+    columns = [metric_rows(a) for _, a in levels]
+    rows = [
+        f"<tr><th>{html.escape(label)}</th>{''.join(f'<td>{html.escape(col[i][1])}</td>' for col in columns)}</tr>"
+        for i, (label, _) in enumerate(columns[0])
+    ]
+    return f'<table class="metrics"><tr><th>metric (95% CI)</th>{head}</tr>{"".join(rows)}</table>'
+
+
+def levels(a: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """The levels an assessment holds: per photo, and per patient when eyes were fused."""
+    fused = a.get("patient_level")
+    return [("per photo", a)] + ([("per patient (worse eye)", fused)] if fused else [])
+
+
+def footnote(a: dict[str, Any]) -> str:
+    """How the intervals were made, and the temperature graded with."""
+    b = a["bootstrap"]
+    text = f"95% CIs: patient-level bootstrap, {b['resamples']} resamples, seed {b['seed']}."
+    if "temperature" in a:
+        text += f" Temperature {a['temperature']['value']:.3f} ({a['temperature']['source']})."
+    return f"<p>{html.escape(text)}</p>"
+
+
 def render_html(a: dict[str, Any], title: str) -> str:
     cal = a.get("calibration") or {}
     ece = _ci_text(cal.get("ece_ci")) if cal else "n/a"
@@ -80,11 +130,13 @@ def render_html(a: dict[str, Any], title: str) -> str:
             "<!doctype html>",
             '<html lang="en"><head><meta charset="utf-8">',
             f"<title>{html.escape(title)}</title>",
-            "<style>body{font-family:sans-serif;margin:2em;max-width:1000px} pre{background:#f4f4f4;padding:1em}"
-            " .cm td,.cm th{border:1px solid #ccc;padding:4px 10px;text-align:right} .cm{border-collapse:collapse}"
+            "<style>body{font-family:sans-serif;margin:2em;max-width:1000px}"
+            " .cm td,.cm th,.metrics td,.metrics th{border:1px solid #ccc;padding:4px 10px;text-align:right}"
+            " .cm,.metrics{border-collapse:collapse} .metrics th:first-child{text-align:left}"
             " .charts{display:flex;flex-wrap:wrap;gap:1em}</style></head><body>",
             f"<h1>{html.escape(title)}</h1>",
-            f"<pre>{html.escape(format_assessment(a))}</pre>",
+            metrics_table(levels(a)),
+            footnote(a),
             '<div class="charts">',
             roc_svg(a["referable"].get("roc"), _ci_text(a["referable"]["auc"])),
             reliability_svg(cal.get("bins") if cal else None, ece),

@@ -7,6 +7,7 @@ layer replaces the backbone's final linear layer, wherever that model keeps it.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ import torchvision
 from torch import nn
 
 from sightx.errors import SightXError, one_line
-from sightx.models import foreign, heads, timm_backbones
+from sightx.models import foreign, heads, hub_weights, timm_backbones
 
 ARCHS = (
     *(f"resnet{d}" for d in (18, 34, 50, 101, 152)),
@@ -95,32 +96,53 @@ def valid_arch_name(arch: object) -> bool:
 
 
 def build_model(arch: str, head: str, weights: str = "none", image_size: int | None = None) -> nn.Module:
-    """A torchvision or timm backbone whose final layer is the head's width; `weights` is none, imagenet or a path.
+    """A torchvision or timm backbone whose final layer is the head's width; `weights` is none, imagenet, a path
+    or hf-hub:ORG/NAME.
     `image_size` sizes a timm vision transformer's position embedding (CNNs take any size)."""
     return build_model_reporting(arch, head, weights, image_size)[0]
 
 
 def build_model_reporting(
-    arch: str, head: str, weights: str = "none", image_size: int | None = None
+    arch: str, head: str, weights: str = "none", image_size: int | None = None, drop_path: float | None = None
 ) -> tuple[nn.Module, foreign.LoadReport | None]:
-    """`build_model`, with what a weights file gave (loaded, missing, ignored) when `weights` is a path."""
+    """`build_model`, with what a weights file gave (loaded, missing, ignored) when `weights` is a path or hub name.
+    `drop_path` is the stochastic depth rate training asks for; None keeps the architecture's own."""
     width = heads.get(head).width
     if not is_torchvision(arch):
-        model = timm_backbones.build(arch, width, image_size, pretrained=weights == "imagenet")
+        model = timm_backbones.build(arch, width, image_size, pretrained=weights == "imagenet", drop_path=drop_path)
     else:
-        model = torchvision.models.get_model(arch, weights=None)
+        model = torchvision.models.get_model(arch, weights=None, **stochastic_depth(arch, drop_path))
         if weights == "imagenet":
             _load_imagenet(model, arch)
         parent, attr, layer = _final_linear(model)
         setattr(parent, attr, nn.Linear(layer.in_features, width))
-    report = load_backbone(model, Path(weights)) if weights not in ("none", "imagenet") else None
+    report = load_backbone(model, weights) if weights not in ("none", "imagenet") else None
     return model, report
 
 
-def load_backbone(model: nn.Module, path: Path) -> foreign.LoadReport:
-    """Load what fits of a local weights file (sightx.models.foreign: SightX, timm, torchvision, MAE/RETFound), tensors only."""
+def stochastic_depth(arch: str, drop_path: float | None) -> dict[str, float]:
+    """torchvision's keyword for a stochastic depth rate: ConvNeXt's and EfficientNet's `stochastic_depth_prob`
+    (their own defaults, 0.1-0.5 and 0.2, when None); a ResNet has none, so only 0 or None suit it."""
+    if drop_path is None:
+        return {}
+    if arch.startswith(("convnext", "efficientnet")):
+        return {"stochastic_depth_prob": drop_path}
+    if drop_path:
+        raise timm_backbones.ArchError(
+            f"--drop-path: torchvision's {arch} has no stochastic depth: leave --drop-path out, or use a ConvNeXt, "
+            "an EfficientNet or a timm model (timm:resnet50 has it)"
+        )
+    return {}
+
+
+def load_backbone(model: nn.Module, weights: str) -> foreign.LoadReport:
+    """Load what fits of a weights file (sightx.models.foreign: SightX, timm, torchvision, MAE/RETFound), tensors only;
+    `hf-hub:ORG/NAME` is first fetched into, or found in, huggingface_hub's cache (sightx.models.hub_weights)."""
     try:
-        return foreign.load_foreign(model, path)
+        if not hub_weights.is_hub(weights):
+            return foreign.load_foreign(model, Path(weights))
+        path = hub_weights.download(weights)
+        return dataclasses.replace(foreign.load_foreign(model, path), path=weights, resolved=hub_weights.resolved(path))
     except foreign.ForeignWeightsError as e:
         raise WeightsError(str(e)) from None
 

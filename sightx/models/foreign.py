@@ -37,13 +37,15 @@ class LoadReport:
     missing: list[str] = field(default_factory=list)  # the model's, left as initialised
     ignored: dict[str, str] = field(default_factory=dict)  # the file's key -> why
     interpolated: list[str] = field(default_factory=list)
+    resolved: str = ""  # for a hub name: the cached FILE@COMMIT it was read from
 
     def summary(self) -> str:
         """One line for the console; the run folder's weights.json holds every key."""
         shown = ", ".join(self.missing[:4]) + (" ..." if len(self.missing) > 4 else "")
         extra = f"; position embedding interpolated ({', '.join(self.interpolated)})" if self.interpolated else ""
+        origin = f", {self.resolved}" if self.resolved else ""
         return (
-            f"--weights {self.path} ({self.format}): loaded {len(self.loaded)} tensors, {len(self.missing)} missing"
+            f"--weights {self.path} ({self.format}{origin}): loaded {len(self.loaded)} tensors, {len(self.missing)} missing"
             f"{f' ({shown})' if self.missing else ''}, {len(self.ignored)} ignored{extra}"
         )
 
@@ -55,6 +57,7 @@ class LoadReport:
             "missing": self.missing,
             "ignored": self.ignored,
             "interpolated": self.interpolated,
+            "resolved": self.resolved,
         }
 
 

@@ -23,7 +23,8 @@ _NAME = re.compile(r"^[a-z0-9][a-z0-9_.]{0,99}$")
 
 
 class ArchError(SightXError):
-    """An architecture that is not torchvision's or timm's, or timm is not installed; one line."""
+    """An architecture that is not torchvision's or timm's, timm is not installed, or the model lacks what an
+    option asks of it (stochastic depth); one line."""
 
 
 def timm_name(arch: str) -> str:
@@ -54,18 +55,26 @@ def check(arch: str) -> None:
         raise ArchError(f"--arch {arch!r} is neither a torchvision model SightX knows nor a timm model{hint}")
 
 
-def build(arch: str, width: int, image_size: int | None, pretrained: bool = False) -> nn.Module:
-    """timm's `arch` with a `width`-output classifier; ViT-style models at `image_size`."""
+def build(arch: str, width: int, image_size: int | None, pretrained: bool = False, drop_path: float | None = None) -> nn.Module:
+    """timm's `arch` with a `width`-output classifier; ViT-style models at `image_size`; `drop_path` is timm's
+    `drop_path_rate` (stochastic depth), None leaving the model's own default."""
     check(arch)
     timm = _timm(arch)
     name = timm_name(arch)
     kw: dict[str, Any] = {"pretrained": pretrained, "num_classes": width}
+    if drop_path is not None:
+        kw["drop_path_rate"] = drop_path
     if image_size is not None:
         try:
             return timm.create_model(name, img_size=image_size, **kw)
         except TypeError:  # a model without a position embedding (CNNs): any input size works
             pass
-    return timm.create_model(name, **kw)
+    try:
+        return timm.create_model(name, **kw)
+    except TypeError as e:
+        if "drop_path_rate" not in str(e):
+            raise
+        raise ArchError(f"--drop-path: timm's {name} has no stochastic depth (no drop_path_rate): leave --drop-path out") from None
 
 
 def last_block(model: nn.Module) -> nn.Module | None:

@@ -1,11 +1,12 @@
 """Training augmentation on uint8 HWC RGB arrays, with OpenCV.
 
 Augmentation for fundus photos: any rotation, flips, mild zoom and shift, brightness,
-contrast and saturation jitter. The geometry (resize, flips, rotation, zoom, shift) is one
-affine warp and the colour jitter one 3x4 colour matrix, so an image costs two passes in
-uint8 with OpenCV, several times cheaper on a CPU core than the same recipe with torchvision v2
-transforms, which convert to float and warp each step apart (README's performance section has
-the measured figures). CPU augmentation is what feeds a GPU, and the loader's largest cost.
+contrast and saturation jitter; optionally torchvision's RandAugment after them (`--randaugment N,M`).
+The geometry (resize, flips, rotation, zoom, shift) is one affine warp and the colour jitter one 3x4
+colour matrix, so an image costs two passes in uint8 with OpenCV, several times cheaper on a CPU core
+than the same recipe with torchvision v2 transforms, which convert to float and warp each step apart
+(README's performance section has the measured figures). CPU augmentation is what feeds a GPU, and
+the loader's largest cost.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 import torch
+from torchvision.transforms import v2
 
 from sightx.image.fundus import resize
 from sightx.inference.transforms import to_tensor
@@ -36,6 +38,7 @@ class Augment:
     brightness: float = 0.2
     contrast: float = 0.2
     saturation: float = 0.15
+    randaugment: tuple[int, int] | None = None  # RandAugment's (operations per image, magnitude 0-30); None: off
 
     def __call__(self, img: np.ndarray, rng: np.random.Generator) -> torch.Tensor:
         if self.size < min(img.shape[:2]):
@@ -48,7 +51,18 @@ class Augment:
             borderMode=cv2.BORDER_CONSTANT,
             borderValue=(0, 0, 0),
         )
-        return to_tensor(cv2.transform(out, self.colour(out, rng)))
+        view = to_tensor(cv2.transform(out, self.colour(out, rng)))
+        return view if self.randaugment is None else self.rand_augment(view, rng)
+
+    def rand_augment(self, view: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+        """torchvision's RandAugment (Cubuk et al. 2020) on the uint8 view, after the warp and colour, as timm's
+        training transform places it. It draws from torch's global generator, so it runs on a fork of it seeded
+        from `rng`: a seeded stream repeats its views, and the caller's torch RNG state (the trainer checkpoints
+        it for --resume; with --workers 0 this runs in its process) is left as it was."""
+        ops, magnitude = self.randaugment  # type: ignore[misc]
+        with torch.random.fork_rng(devices=[]):
+            torch.default_generator.manual_seed(int(rng.integers(2**63)))
+            return v2.RandAugment(num_ops=ops, magnitude=magnitude)(view)
 
     def geometry(self, shape_hw: tuple[int, ...], rng: np.random.Generator) -> np.ndarray:
         """2x3 matrix from input pixels to output pixels: resize to size, flips, then rotation and

@@ -63,13 +63,15 @@ class TrainConfig:
     brightness: float = 0.2
     contrast: float = 0.2
     saturation: float = 0.15
-    # Fine-tuning (sightx.train.finetune): a linear probe, layer-wise lr decay, label smoothing.
+    randaugment: tuple[int, int] | None = None  # RandAugment (Cubuk et al. 2020): N operations of magnitude M (0-30); None: off
+    # Fine-tuning (sightx.train.finetune): a linear probe, layer-wise lr decay, label smoothing, stochastic depth.
     freeze: str = "none"  # backbone: train only the classifier (a linear probe)
     layer_decay: float = 1.0  # lr * decay**(layers below the head); 1: one lr for all
     label_smoothing: float = 0.0  # classify/quality heads only
     mixup: float = 0.0  # Beta(alpha, alpha) of mixup (Zhang et al. 2018); 0: off; classify/quality heads only
     cutmix: float = 0.0  # Beta(alpha, alpha) of CutMix (Yun et al. 2019); 0: off; with mixup, one per batch at 0.5
     ema: float = 0.0  # decay of an exponential moving average of the weights, validated and saved; 0: off
+    drop_path: float | None = None  # stochastic depth rate; None: the architecture's own (torchvision's ConvNeXt/EfficientNet have one)
     recipe: str = "none"  # the published recipe the defaults came from (sightx.train.recipes), for the record
     resume: bool = False
     tensorboard: bool = False
@@ -118,10 +120,14 @@ class TrainConfig:
         for name in ("mixup", "cutmix"):
             if getattr(self, name) < 0:
                 raise TrainError(f"--{name} must be >= 0")
+        if self.drop_path is not None and not 0 <= self.drop_path < 1:
+            raise TrainError("--drop-path must be in [0, 1)")
         if not 0 <= self.ema < 1:
             raise TrainError("--ema must be in [0, 1) (e.g. 0.999)")
         if self.min_gradability is not None and not 0 <= self.min_gradability <= 1:
             raise TrainError("--min-gradability must be between 0 and 1")
+        if self.randaugment is not None and (len(self.randaugment) != 2 or self.randaugment[0] < 1 or not 0 <= self.randaugment[1] <= 30):
+            raise TrainError("--randaugment must be N,M: N >= 1 operations per image of magnitude 0 <= M <= 30 (RETFound: 2,9)")
         for name in ("scale", "stretch"):
             lo, hi = getattr(self, name)
             if not 0 < lo <= hi:
@@ -140,6 +146,7 @@ class TrainConfig:
             brightness=self.brightness,
             contrast=self.contrast,
             saturation=self.saturation,
+            randaugment=None if self.randaugment is None else tuple(self.randaugment),  # type: ignore[arg-type]
         )
 
 

@@ -66,8 +66,10 @@ RECIPES: dict[str, Recipe] = {
             "Zhou et al. 2023, RETFound (Nature), fine-tuning: ViT-Large/16 from the MAE-pretrained retinal encoder "
             "(pass it with --weights RETFound_cfp_weights.pth: its decoder is dropped, its position embedding fitted), "
             "224 px, AdamW, base lr 5e-3 x batch 16 / 256, weight decay 0.05, layer decay 0.65, label smoothing 0.1, "
-            "mixup 0.8 and cutmix 1.0 (one of the two per batch), 10 warm-up epochs of 50, cross-entropy, no class "
-            "balancing. Not reproduced here: drop path 0.2 and RandAugment (SightX's own augmentation stands in)",
+            "mixup 0.8 and cutmix 1.0 (one of the two per batch), drop path (stochastic depth) 0.2, RandAugment 2 "
+            "operations of magnitude 9, 10 warm-up epochs of 50, cross-entropy, no class balancing. Not reproduced "
+            "here: timm's flavour of RandAugment (rand-m9-mstd0.5-inc1: magnitude noise, increasing-severity ops), random "
+            "erasing 0.25 and the random resized crop (SightX's own geometry stands in)",
             "AUROC 0.943 (APTOS-2019), 0.822 (IDRiD), 0.884 (Messidor-2) for DR grading, fine-tuned per set",
             {
                 "arch": "vit_large_patch16_224",
@@ -80,6 +82,8 @@ RECIPES: dict[str, Recipe] = {
                 "label_smoothing": 0.1,
                 "mixup": 0.8,
                 "cutmix": 1.0,
+                "drop_path": 0.2,
+                "randaugment": (2, 9),
                 "batch_size": 16,
                 "epochs": 50,
                 "warmup_epochs": 10.0,

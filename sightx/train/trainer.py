@@ -97,7 +97,7 @@ def build_step(
     d = d or Dist()
     amp = autocast_dtype(device, cfg.amp)
     channels_last = device.type in ("cuda", "cpu")
-    model, report = build_model_reporting(cfg.arch, cfg.head, cfg.weights, cfg.image_size)
+    model, report = build_model_reporting(cfg.arch, cfg.head, cfg.weights, cfg.image_size, cfg.drop_path)
     model = model.to(device)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
