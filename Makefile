@@ -62,6 +62,8 @@ kernel: $(STAMP)
 	$(PY) -m ipykernel install --user --name sightx --display-name SightX
 	@echo "in Jupyter: Kernel > Change kernel > SightX; check with: %run -m sightx.doctor"
 
+# The pictures under docs/, from synthetic data: the charts, and the tutorial's run for real with its reports and
+# server page shot in headless Chromium (a few minutes on 2 cores; Debian's chromium + chromium-driver, never a download).
 docs: $(STAMP)
 	$(PY) tools/make_docs_images.py docs
 

@@ -1,15 +1,19 @@
 """The documentation site builds with --strict (broken links, bad anchors and pages missing from the nav
-fail), its generated reference covers every command, reject reason and warning code, and README stays short."""
+fail), its generated reference covers every command, reject reason and warning code, README stays short, and
+the tutorial's screenshots are taken by the script `make docs` runs."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import subprocess
 import sys
 from pathlib import Path
+from types import ModuleType
 
 import pytest
+from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -61,3 +65,45 @@ def test_readme_is_short_and_its_links_resolve() -> None:
     assert len(text.splitlines()) < 250
     links = re.findall(r"\]\(((?!https?://)[^)#]+)", text)
     assert [link for link in links if not (ROOT / link).exists()] == []
+
+
+@pytest.fixture(scope="module")
+def shots() -> ModuleType:
+    """tools/tutorial_shots.py (tools/ holds scripts, not a package)."""
+    spec = importlib.util.spec_from_file_location("tutorial_shots", ROOT / "tools" / "tutorial_shots.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_tutorial_shows_every_picture_make_docs_takes(shots: ModuleType) -> None:
+    page = (ROOT / "docs" / "tutorial" / "index.md").read_text()
+    assert [name for name in shots.PICTURES if f"]({name})" not in page] == []
+    for name in shots.PICTURES:
+        path = ROOT / "docs" / "tutorial" / name
+        assert path.stat().st_size < 250_000, name  # committed: 256 colours at a docs-column width
+        with Image.open(path) as img:
+            assert img.format == "PNG" and img.width <= shots.WIDTH, name
+
+
+def test_the_tutorial_screenshots_of_a_real_report_and_server(
+    shots: ModuleType, tiny_raw: Path, tiny_checkpoint: Path, tmp_path: Path
+) -> None:
+    """What `make docs` does after the tutorial's commands, on the tests' small set and untrained checkpoint."""
+    if not shots.have_chromium():
+        pytest.skip("no chromium + chromedriver (apt-get install chromium chromium-driver)")
+    from sightx import api
+
+    report = api.explore(tiny_raw, tmp_path / "report", sample=0).report
+    photo = sorted((tiny_raw / "train").glob("*.jpeg"))[0]
+    out = tmp_path / "pictures"
+    out.mkdir()
+    shots.screenshots(out, {"explore-raw.png": (report, None, "Grade gallery", shots.WIDTH)}, tiny_checkpoint, photo, tmp_path)
+    with Image.open(out / "explore-raw.png") as raw, Image.open(out / "serve.png") as page:
+        assert raw.size[0] == page.size[0] == shots.WIDTH
+        assert 300 < raw.size[1] < 2000 and 600 < page.size[1] < 2000  # a section, and the page with its one graded card
+        assert raw.mode == page.mode == "P"  # quantised, as committed
+    with pytest.raises(LookupError, match="no sections"):
+        with shots.chromium(tmp_path / "profile2") as driver:
+            shots.report_shot(driver, report, "No such section", None)

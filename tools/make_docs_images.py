@@ -1,8 +1,9 @@
-"""Regenerate the README pictures under docs/ from synthetic data (run: `make docs`).
+"""Regenerate the documentation's pictures under docs/ from synthetic data (run: `make docs`).
 
 - docs/synthetic_grades.png: synthetic fundus photos, one row per grade, at the real camera mix;
 - docs/classes.png, docs/gallery.png, docs/shard_balance.png: sightx-explore charts on a synthetic
-  EyePACS-like set and its shards.
+  EyePACS-like set and its shards;
+- docs/tutorial/*.png: the tutorial run for real, its reports and server page in headless Chromium (tutorial_shots.py).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 from PIL import Image
+from tutorial_shots import save_small, tutorial
 
 from sightx.explore.sheet import contact_sheet
 from sightx.synth.render import ImageSpec, render
@@ -35,11 +37,6 @@ def grade_sheet(out: Path) -> None:
             captions.append(f"grade {grade}")
     sheet = contact_sheet(images, captions, cols=PER_GRADE, tile=(240, 170))
     save_small(Image.fromarray(sheet), out / "synthetic_grades.png")
-
-
-def save_small(img: Image.Image, path: Path) -> None:
-    """256-colour PNG: photos in the repo at a third of the size, indistinguishable at this scale."""
-    img.convert("RGB").quantize(256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE).save(path, optimize=True)
 
 
 def run(command: str, *args: str) -> None:
@@ -64,4 +61,5 @@ if __name__ == "__main__":
     target.mkdir(exist_ok=True)
     grade_sheet(target)
     explore_charts(target)
+    tutorial(target / "tutorial")
     print(f"wrote pictures to {target}/")
