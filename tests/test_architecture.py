@@ -27,7 +27,8 @@ ALLOWED: dict[str, set[str]] = {
     "contracts": CORE | {"files", "image", "labels", "models"},
     # evaluation: sightx-evaluate's metrics and report (inference.evaluate only; it sits below models already)
     "inference": CORE | {"contracts", "evaluation", "files", "image", "labels", "models", "parallel", "sources"},
-    "export": CORE | {"contracts", "files", "image", "inference", "labels", "models", "sources", "synth"},
+    # evaluation: the QWK of the float and int8 models on a shard set's val split (--shards)
+    "export": CORE | {"contracts", "evaluation", "files", "image", "inference", "labels", "models", "sources", "synth"},
     "shard": CORE | {"contracts", "image", "labels", "parallel", "sources"},
     "train": CORE | {"contracts", "evaluation", "files", "image", "inference", "labels", "models", "parallel"},
     "serve": CORE | {"__version__", "image", "inference", "labels", "models"},  # image.codec: header sizes, before decoding
