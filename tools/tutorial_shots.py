@@ -179,7 +179,9 @@ def serve_shot(driver: Any, url: str, photo: Path) -> Image.Image:
     card = driver.find_element(By.CSS_SELECTOR, ".card")
     if card.get_attribute("data-state") != "done":
         raise RuntimeError(f"the page did not grade {photo.name}: {card.text}")
-    wait.until(lambda d: d.execute_script("const i = document.querySelector('.card .cam'); return i.complete && i.naturalWidth > 0"))
+    # the field and the heat map laid over it: both decoded (a data: URI loads after the card says done)
+    loaded = "return [...document.querySelectorAll('.card .field, .card .cam')].every(i => i.complete && i.naturalWidth > 0)"
+    wait.until(lambda d: d.execute_script(loaded))
     _viewport(driver, WIDTH, int(driver.execute_script("return document.documentElement.scrollHeight")))
     return _shot(driver)
 
