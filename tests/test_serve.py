@@ -379,6 +379,11 @@ def test_the_page_in_headless_chromium(tiny_checkpoint: Path, photos: list[Path]
             assert len(card.find_elements(By.CSS_SELECTOR, ".bar")) == 5
             assert "Referable DR" in card.find_element(By.CSS_SELECTOR, ".referable").text
             assert card.find_element(By.CSS_SELECTOR, ".cam").is_displayed()
+            field = "const i = document.querySelector('.card .field'); return i.complete && i.naturalWidth > 0"
+            wait.until(lambda d: d.execute_script(field))
+            # the heat map is laid over the field, transparent where cold: no background of its own hides the field
+            cam_background = "return getComputedStyle(document.querySelector('.card .cam')).backgroundColor"
+            assert driver.execute_script(cam_background) == "rgba(0, 0, 0, 0)"
             assert "ms in all" in card.find_element(By.CSS_SELECTOR, ".time").text
             driver.find_element(By.ID, "show-cam").click()
             assert not card.find_element(By.CSS_SELECTOR, ".cam").is_displayed()
