@@ -125,6 +125,8 @@ def test_cam_returns_the_heat_map_and_the_field(client: TestClient, photos: list
     field = np.asarray(Image.open(io.BytesIO(base64.b64decode(r["field_jpeg"]))))
     assert heat.shape == (64, 64, 4) and field.shape == (64, 64, 3)
     assert heat[..., 3].max() > heat[..., 3].min()  # alpha follows the heat: not a flat map
+    outside = field.max(axis=2) <= 8  # the black corners around the round field
+    assert outside.any() and (heat[..., 3][outside] == 0).mean() > 0.95  # no heat where there is nothing to see
 
 
 def test_hostile_uploads_get_one_line_errors_and_the_server_keeps_grading(client: TestClient, photos: list[Path]) -> None:

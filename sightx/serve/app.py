@@ -145,7 +145,7 @@ class Service:
         from sightx.serve.cam import heat_map, overlay_png  # captum (and matplotlib) load on the first heat map
 
         heat = await asyncio.get_running_loop().run_in_executor(self.model_thread, heat_map, self.grader, tensor, grade)
-        return overlay_png(heat, size)
+        return overlay_png(heat, size, tensor)
 
     async def grade(self, uploads: list[Upload], cam: bool, start: float) -> list[schemas.GradeResult]:
         c = self.config

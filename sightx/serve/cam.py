@@ -39,12 +39,15 @@ def heat_map(grader: Grader, tensor: torch.Tensor, grade: int) -> np.ndarray:
     return (heat / peak if peak > 0 else np.zeros_like(heat)).astype(np.float32)
 
 
-def overlay_png(heat: np.ndarray, size: int) -> bytes:
-    """The heat map at size x size as an RGBA PNG: the jet colour map, transparent where cold."""
+def overlay_png(heat: np.ndarray, size: int, field: torch.Tensor) -> bytes:
+    """The heat map at size x size as an RGBA PNG: the jet colour map, transparent where cold and outside the
+    field (`field`: the model's uint8 (3, S, S) input, black where preprocessing masked it), where the model's
+    upsampled attention spills but nothing was there to look at."""
     h = cv2.resize(heat, (size, size), interpolation=cv2.INTER_LINEAR)
     u8 = np.clip(h * 255, 0, 255).astype(np.uint8)
     bgr = cv2.applyColorMap(u8, cv2.COLORMAP_JET)
-    alpha = np.clip(h * 1.4 * 200, 0, 200).astype(np.uint8)
+    inside = cv2.resize((field.amax(0) > 8).numpy().astype(np.uint8), (size, size), interpolation=cv2.INTER_NEAREST)
+    alpha = np.clip(h * 1.4 * 200, 0, 200).astype(np.uint8) * inside
     ok, png = cv2.imencode(".png", np.dstack([bgr, alpha]))
     if not ok:
         raise RuntimeError("PNG encoding failed")
