@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
@@ -63,3 +65,14 @@ def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
         ),
     )
     return path
+
+
+@pytest.fixture(scope="session")
+def shots() -> ModuleType:
+    """tools/tutorial_shots.py (tools/ holds scripts, not a package): the docs' screenshots, and the one
+    headless Chromium setup the browser tests share."""
+    spec = importlib.util.spec_from_file_location("tutorial_shots", Path(__file__).parents[1] / "tools" / "tutorial_shots.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

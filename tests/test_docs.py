@@ -4,7 +4,6 @@ the tutorial's screenshots are taken by the script `make docs` runs."""
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import re
 import subprocess
@@ -65,16 +64,6 @@ def test_readme_is_short_and_its_links_resolve() -> None:
     assert len(text.splitlines()) < 250
     links = re.findall(r"\]\(((?!https?://)[^)#]+)", text)
     assert [link for link in links if not (ROOT / link).exists()] == []
-
-
-@pytest.fixture(scope="module")
-def shots() -> ModuleType:
-    """tools/tutorial_shots.py (tools/ holds scripts, not a package)."""
-    spec = importlib.util.spec_from_file_location("tutorial_shots", ROOT / "tools" / "tutorial_shots.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_the_tutorial_shows_every_picture_make_docs_takes(shots: ModuleType) -> None:

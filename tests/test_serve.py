@@ -7,7 +7,6 @@ import base64
 import contextlib
 import io
 import os
-import shutil
 import subprocess
 import sys
 import threading
@@ -16,6 +15,7 @@ import zlib
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from types import ModuleType
 
 import httpx
 import numpy as np
@@ -334,66 +334,37 @@ def _apng_warning(jpeg: bytes) -> bytes:
     return png[:33] + chunk + png[33:]  # after the signature (8) and IHDR (25)
 
 
-CHROMIUM, CHROMEDRIVER = shutil.which("chromium") or "/usr/bin/chromium", shutil.which("chromedriver") or "/usr/bin/chromedriver"
-
-
-@pytest.mark.skipif(
-    not (os.access(CHROMIUM, os.X_OK) and os.access(CHROMEDRIVER, os.X_OK)),
-    reason="no chromium + chromedriver (apt-get install chromium chromium-driver)",
-)
-def test_the_page_in_headless_chromium(tiny_checkpoint: Path, photos: list[Path], tmp_path: Path) -> None:
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
+def test_the_page_in_headless_chromium(shots: ModuleType, tiny_checkpoint: Path, photos: list[Path], tmp_path: Path) -> None:
+    if not shots.have_chromium():
+        pytest.skip("no chromium + chromedriver (apt-get install chromium chromium-driver)")
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = CHROMIUM
-    for flag in (
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--no-first-run",
-        f"--user-data-dir={tmp_path / 'profile'}",
-        "--window-size=1000,1200",
-    ):
-        opts.add_argument(flag)
-    with live_server(tiny_checkpoint, ServeConfig()) as url:
-        driver = webdriver.Chrome(options=opts, service=Service(CHROMEDRIVER))
-        try:
-            driver.set_page_load_timeout(TIMEOUT)
-            driver.get(url)
-            wait = WebDriverWait(driver, TIMEOUT)
-            wait.until(lambda d: "resnet18" in d.find_element(By.ID, "model").text)
-            driver.find_element(By.ID, "files").send_keys(str(photos[0]))
-            wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, ".card[data-state=done], .card[data-state=error]"))
-            card = driver.find_element(By.CSS_SELECTOR, ".card")
-            assert card.get_attribute("data-state") == "done", card.text
-            wait.until(
-                lambda d: d.execute_script("const i = document.querySelector('.card .cam'); return i.complete && i.naturalWidth > 0")
-            )
-            grade = card.find_element(By.CSS_SELECTOR, ".grade").text
-            assert grade.startswith("Grade ") and any(n in grade for n in ("No DR", "Mild", "Moderate", "Severe", "Proliferative"))
-            assert len(card.find_elements(By.CSS_SELECTOR, ".bar")) == 5
-            assert "Referable DR" in card.find_element(By.CSS_SELECTOR, ".referable").text
-            assert card.find_element(By.CSS_SELECTOR, ".cam").is_displayed()
-            field = "const i = document.querySelector('.card .field'); return i.complete && i.naturalWidth > 0"
-            wait.until(lambda d: d.execute_script(field))
-            # the heat map is laid over the field, transparent where cold: no background of its own hides the field
-            cam_background = "return getComputedStyle(document.querySelector('.card .cam')).backgroundColor"
-            assert driver.execute_script(cam_background) == "rgba(0, 0, 0, 0)"
-            assert "ms in all" in card.find_element(By.CSS_SELECTOR, ".time").text
-            driver.find_element(By.ID, "show-cam").click()
-            assert not card.find_element(By.CSS_SELECTOR, ".cam").is_displayed()
-            shot = tmp_path / "page.png"
-            driver.save_screenshot(str(shot))
-            assert shot.stat().st_size > 10_000
-        finally:
-            driver.quit()
+    with live_server(tiny_checkpoint, ServeConfig()) as url, shots.chromium(tmp_path / "profile") as driver:
+        driver.get(url)
+        wait = WebDriverWait(driver, TIMEOUT)
+        wait.until(lambda d: "resnet18" in d.find_element(By.ID, "model").text)
+        driver.find_element(By.ID, "files").send_keys(str(photos[0]))
+        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, ".card[data-state=done], .card[data-state=error]"))
+        card = driver.find_element(By.CSS_SELECTOR, ".card")
+        assert card.get_attribute("data-state") == "done", card.text
+        wait.until(lambda d: d.execute_script("const i = document.querySelector('.card .cam'); return i.complete && i.naturalWidth > 0"))
+        grade = card.find_element(By.CSS_SELECTOR, ".grade").text
+        assert grade.startswith("Grade ") and any(n in grade for n in ("No DR", "Mild", "Moderate", "Severe", "Proliferative"))
+        assert len(card.find_elements(By.CSS_SELECTOR, ".bar")) == 5
+        assert "Referable DR" in card.find_element(By.CSS_SELECTOR, ".referable").text
+        assert card.find_element(By.CSS_SELECTOR, ".cam").is_displayed()
+        field = "const i = document.querySelector('.card .field'); return i.complete && i.naturalWidth > 0"
+        wait.until(lambda d: d.execute_script(field))
+        # the heat map is laid over the field, transparent where cold: no background of its own hides the field
+        cam_background = "return getComputedStyle(document.querySelector('.card .cam')).backgroundColor"
+        assert driver.execute_script(cam_background) == "rgba(0, 0, 0, 0)"
+        assert "ms in all" in card.find_element(By.CSS_SELECTOR, ".time").text
+        driver.find_element(By.ID, "show-cam").click()
+        assert not card.find_element(By.CSS_SELECTOR, ".cam").is_displayed()
+        shot = tmp_path / "page.png"
+        driver.save_screenshot(str(shot))
+        assert shot.stat().st_size > 10_000
 
 
 def test_a_turned_photo_is_graded_upright_as_sightx_predict_grades_it(

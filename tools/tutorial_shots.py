@@ -103,8 +103,8 @@ def _ready(url: str) -> bool:
 
 @contextlib.contextmanager
 def chromium(profile: Path) -> Iterator[Any]:
-    """Headless Chromium through Selenium, with the flags tests/test_serve.py uses (no sandbox in
-    containers, nothing fetched in the background), at a fixed width and device scale 1."""
+    """Headless Chromium through Selenium (no sandbox in containers, nothing fetched in the background), at a
+    fixed width and device scale 1; the browser tests (tests/test_serve.py, tests/test_docs.py) use it too."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
