@@ -108,6 +108,24 @@ def test_every_runtime_gives_the_same_grades_probabilities_and_warnings(
         assert max(abs(a[f"p{k}"] - b[f"p{k}"]) for k in range(5)) <= 1e-4
 
 
+def test_openvino_bf16_grades_within_its_rounding_and_is_never_chosen_by_auto(
+    exports: dict[str, Path], tiny_checkpoint: Path, photos: list[Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if not runtimes.cpu_has_bf16():
+        pytest.skip("this CPU has no bf16 instructions: OpenVINO would run float32")
+    assert Grader(exports["onnx"], "cpu", runtime="openvino-bf16").runtime.name == "openvino-bf16"
+    reference, f32, bf16 = (
+        _rows(m, r, photos) for m, r in ((tiny_checkpoint, "torch"), (exports["onnx"], "openvino"), (exports["onnx"], "openvino-bf16"))
+    )
+    gaps = [max(abs(a[f"p{k}"] - b[f"p{k}"]) for k in range(5)) for a, b in zip(reference, bf16)]
+    assert 1e-4 < max(gaps) <= 0.05  # really computed in bfloat16 (float32 agrees within 1e-4), and close
+    assert max(max(abs(a[f"p{k}"] - b[f"p{k}"]) for k in range(5)) for a, b in zip(reference, f32)) <= 1e-4
+    assert [(r["warnings"], r["gradability"]) for r in bf16] == [(r["warnings"], r["gradability"]) for r in reference]
+    assert Grader(exports["onnx"], "cpu").runtime.name in ("openvino", "onnxruntime")  # auto: float32 only
+    monkeypatch.setattr(runtimes, "cpu_has_bf16", lambda: False)  # as on a CPU without bf16 instructions
+    _one_line_error(exports["onnx"], "needs a CPU with bf16 instructions", runtime="openvino-bf16")
+
+
 def test_auto_picks_a_runtime_that_reads_the_file(exports: dict[str, Path], tiny_checkpoint: Path) -> None:
     assert Grader(tiny_checkpoint, "cpu").runtime.name == "torch"
     assert Grader(exports["hub"], "cpu").runtime.name == "torch"

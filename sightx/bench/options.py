@@ -10,7 +10,7 @@ from sightx.errors import SightXError
 
 STAGES = ("shard", "load", "train", "sources", "serve")
 EXECUTORS = ("pool", "dask-local")
-RUNTIME_VARIANTS = ("torch", "onnxruntime", "openvino", "onnxruntime-int8", "openvino-int8")
+RUNTIME_VARIANTS = ("torch", "onnxruntime", "openvino", "openvino-bf16", "onnxruntime-int8", "openvino-int8")
 SERVE_MODELS = ("resnet18:160:256", "resnet50:512:512")  # arch:input px:field px; the first is the demo's
 EYEPACS_IMAGES = 88_702  # Kaggle 2015: 35,126 train + 53,576 test originals
 
@@ -51,7 +51,7 @@ class BenchOptions:
     serve_slow_clients: int = 50  # connections sending a byte a second while a normal client's latency is measured
     serve_bomb_requests: int = 16  # requests of 8 20 MP speckled PNGs in the bomb burst (memory after it)
     # Runtimes compared per served model (sightx.bench.runtimes.VARIANTS); () skips the comparison.
-    serve_runtimes: tuple[str, ...] = ("torch", "onnxruntime", "openvino", "onnxruntime-int8", "openvino-int8")
+    serve_runtimes: tuple[str, ...] = RUNTIME_VARIANTS
     serve_agreement_photos: int = 100  # photos each runtime's grades are compared with eager PyTorch's on
     serve_calibration_photos: int = 32  # photos the int8 model is calibrated (and the bench head fitted) on
     quick: bool = False

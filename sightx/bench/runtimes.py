@@ -28,11 +28,11 @@ _BATCH = 8
 
 
 def _file(variant: str, files: dict[str, Path]) -> tuple[Path, str]:
-    """The model file and --runtime of a variant."""
+    """The model file and --runtime of a variant: an -int8 variant runs the int8 .onnx, the others name a --runtime."""
     if variant == "torch":
         return files["checkpoint"], "torch"
     runtime, _, precision = variant.partition("-")
-    return files["int8" if precision == "int8" else "onnx"], runtime
+    return (files["int8"], runtime) if precision == "int8" else (files["onnx"], variant)
 
 
 def installed(variant: str) -> bool:
@@ -124,6 +124,7 @@ def compare(
     from sightx.export.formats import export
     from sightx.export.photos import photo_bytes
     from sightx.inference.grader import Grader
+    from sightx.inference.runtimes import RuntimeChoiceError
 
     if fit:
         checkpoint = fit_head(checkpoint, work / f"{checkpoint.stem}-fitted.pt", opts.serve_calibration_photos)
@@ -155,7 +156,11 @@ def compare(
             result["variants"][variant] = {"error": "not installed"}
             continue
         path, runtime = _file(variant, files)
-        grader = Grader(path, opts.device, runtime=runtime)
+        try:
+            grader = Grader(path, opts.device, runtime=runtime)
+        except RuntimeChoiceError as e:  # e.g. openvino-bf16 on a CPU without bf16 instructions
+            result["variants"][variant] = {"error": str(e)}
+            continue
         speed = speeds(grader)
         row: dict[str, Any] = {
             "file": path.name,
@@ -186,7 +191,8 @@ def compare(
 def _targets(variants: dict[str, Any]) -> dict[str, Any]:
     """The fastest float and the fastest int8 variant at batch 1, with their grade agreement."""
     out: dict[str, Any] = {}
-    for kind, names in (("float", ("torch", "onnxruntime", "openvino")), ("int8", ("onnxruntime-int8", "openvino-int8"))):
+    floats = ("torch", "onnxruntime", "openvino", "openvino-bf16")
+    for kind, names in (("float", floats), ("int8", ("onnxruntime-int8", "openvino-int8"))):
         measured = [(variants[n]["x_eager_batch_1"], n) for n in names if n in variants and "error" not in variants[n]]
         if measured:
             speedup, name = max(measured)

@@ -42,7 +42,7 @@ from sightx.parallel.pool import default_workers
     "--serve-runtimes",
     callback=lambda _c, _p, v: None if v is None else tuple(x for x in v.split(",") if x and x != "none"),
     help="Runtimes the serve stage compares, comma-separated, or none.  "
-    "[default: torch,onnxruntime,openvino,onnxruntime-int8,openvino-int8; --quick: torch,onnxruntime-int8]",
+    "[default: torch,onnxruntime,openvino,openvino-bf16,onnxruntime-int8,openvino-int8; --quick: torch,onnxruntime-int8]",
 )
 @click.option("--serve-agreement-photos", type=click.IntRange(1), help="Photos each runtime's grades are compared on.  [default: 100]")
 @click.option("--serve-clients", type=click.IntRange(1), help="Concurrent clients of the serve stage.  [default: 8]")

@@ -30,10 +30,12 @@ from sightx.errors import SightXError, one_line
 from sightx.models.factory import autocast, autocast_dtype, build_model, pick_device
 from sightx.models.timm_backbones import ArchError
 
-RUNTIMES = ("torch", "onnxruntime", "openvino")
+# openvino-bf16: OpenVINO computing in bfloat16 where the CPU has bf16 instructions; never chosen by `auto`,
+# since it moves probabilities by about 0.01 (the others agree with PyTorch within 1e-4)
+RUNTIMES = ("torch", "onnxruntime", "openvino", "openvino-bf16")
 CHOICES = ("auto", *RUNTIMES)
 CPU_ORDER = ("openvino", "onnxruntime")  # for an .onnx on a CPU, fastest first (README: bench, runtimes)
-_PIP = {"onnxruntime": "onnxruntime", "openvino": "openvino"}
+_PIP = {"onnxruntime": "onnxruntime", "openvino": "openvino", "openvino-bf16": "openvino"}
 CORES = max(1, torch.get_num_threads())  # PyTorch's threads at import: one per core, or OMP_NUM_THREADS
 _lowered = [False]
 
@@ -59,7 +61,7 @@ def installed(name: str) -> bool:
     if name == "torch":
         return True
     try:
-        return importlib.util.find_spec(name) is not None
+        return importlib.util.find_spec(_PIP.get(name, name)) is not None
     except (ImportError, ValueError):
         return False
 
@@ -170,12 +172,13 @@ class OnnxRuntime(Runtime):
 class OpenVinoRuntime(Runtime):
     name = "openvino"
 
-    def __init__(self, path: Path, device: torch.device) -> None:
+    def __init__(self, path: Path, device: torch.device, precision: str = "f32") -> None:
         import openvino as ov
 
         super().__init__(torch.device("cpu"))
+        self.name = "openvino" if precision == "f32" else f"openvino-{precision}"
         core = ov.Core()
-        config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32", "INFERENCE_NUM_THREADS": CORES}
+        config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": precision, "INFERENCE_NUM_THREADS": CORES}
         try:
             compiled = core.compile_model(core.read_model(str(path)), "CPU", config)
         except Exception as e:
@@ -236,9 +239,18 @@ def choose(runtime: str, onnx: bool, device: torch.device) -> str:
         return found[0]
     if not installed(runtime):
         raise RuntimeChoiceError(f"--runtime {runtime} is not installed: pip install {_PIP[runtime]}")
-    if runtime == "openvino" and device.type != "cpu":
-        raise RuntimeChoiceError(f"--runtime openvino runs on the CPU here, not {device}: use --device cpu")
+    if runtime.startswith("openvino") and device.type != "cpu":
+        raise RuntimeChoiceError(f"--runtime {runtime} runs on the CPU here, not {device}: use --device cpu")
+    if runtime == "openvino-bf16" and not cpu_has_bf16():
+        raise RuntimeChoiceError("--runtime openvino-bf16 needs a CPU with bf16 instructions (AVX-512 BF16 or AMX): use --runtime openvino")
     return runtime
+
+
+def cpu_has_bf16() -> bool:
+    """Whether OpenVINO can compute in bfloat16 on this CPU (without it, it would quietly run float32)."""
+    import openvino as ov
+
+    return "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
 
 
 def open_model(source: str | Path, device: str = "auto", runtime: str = "auto", fast: bool = True) -> tuple[ckpt.Checkpoint, Runtime]:
@@ -250,8 +262,8 @@ def open_model(source: str | Path, device: str = "auto", runtime: str = "auto", 
     facts = state if not state.model else _without_weights(state)
     if name == "onnxruntime":
         return facts, OnnxRuntime(Path(source), where)
-    if name == "openvino":
-        return facts, OpenVinoRuntime(Path(source), where)
+    if name.startswith("openvino"):
+        return facts, OpenVinoRuntime(Path(source), where, "bf16" if name == "openvino-bf16" else "f32")
     try:
         model = build_model(state.arch, state.head, image_size=state.image_size)  # a ViT's position embedding is sized by it
     except ArchError as e:  # an edited or foreign checkpoint's arch: the file is what is wrong

@@ -112,7 +112,7 @@ class ModelInfo(BaseModel):
         None, description="model milliseconds per photo by batch size, as timed at start (--max-batch tuning)"
     )
     gradability_model: str | None = Field(None, description="sha256 of the --gradability-model checkpoint, when one scores photos")
-    runtime: str | None = Field(None, description="what runs the model: torch, onnxruntime or openvino (--runtime)")
+    runtime: str | None = Field(None, description="what runs the model: torch, onnxruntime, openvino or openvino-bf16 (--runtime)")
     cam: bool = Field(True, description="whether ?cam=1 can add Grad-CAM heat maps (PyTorch runtimes only)")
 
 
