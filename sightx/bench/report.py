@@ -270,9 +270,13 @@ def _sources(s: dict[str, Any], markdown: bool) -> list[str]:
 
 def _serve(s: dict[str, Any], markdown: bool) -> list[str]:
     p, n = s["photo"], s["clients"]
+    trained = [m.get("trained", False) for m in s["models"].values() if "error" not in m]
+    models = "trained checkpoints, as named" if trained and all(trained) else "untrained checkpoints of each shape, built in the run"
+    if any(trained) and not all(trained):
+        models = "untrained checkpoints of each shape built in the run, and the trained ones named"
     title = (
         f"serve: the real sightx-serve process on 127.0.0.1 (--device {s['device']}), one {p['width']}x{p['height']} synthetic photo "
-        f"({p['mb']:g} MB) per request as a raw JPEG body; untrained checkpoints of each shape, built in the run"
+        f"({p['mb']:g} MB) per request as a raw JPEG body; {models}"
     )
     headers = [
         "model",
