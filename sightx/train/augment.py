@@ -59,7 +59,8 @@ class Augment:
         training transform places it. It draws from torch's global generator, so it runs on a fork of it seeded
         from `rng`: a seeded stream repeats its views, and the caller's torch RNG state (the trainer checkpoints
         it for --resume; with --workers 0 this runs in its process) is left as it was."""
-        ops, magnitude = self.randaugment  # type: ignore[misc]
+        assert self.randaugment is not None  # called only when set (__call__)
+        ops, magnitude = self.randaugment
         with torch.random.fork_rng(devices=[]):
             torch.default_generator.manual_seed(int(rng.integers(2**63)))
             return v2.RandAugment(num_ops=ops, magnitude=magnitude)(view)
