@@ -237,7 +237,7 @@ def test_the_cli_runtimes_export_formats_and_datasets_are_the_librarys() -> None
     from sightx.inference.tta import TTA_MODES
     from sightx.labels.formats import FORMATS as LABEL_FORMATS
 
-    assert _choices(cli.predict, "runtime") == _choices(cli.serve, "runtime") == CHOICES
+    assert _choices(cli.predict, "runtime") == _choices(cli.serve, "runtime") == _choices(cli.evaluate, "runtime") == CHOICES
     assert _default(cli.predict, "runtime") == _default(cli.serve, "runtime") == "auto"
     assert set(_choices(cli.export, "fmt")) == set(FORMATS)
     assert set(_choices(cli.export, "dataset")) == set(LICENSES) == {*LABEL_FORMATS, "synthetic"}

@@ -346,3 +346,22 @@ def test_int8_calibrated_on_a_shard_sets_train_split_reports_its_qwk_change_on_v
     assert f"(change {int8['qwk']['change']:+.4f})" in result.output
     with pytest.raises(ExportError, match="not both"):
         formats.export(str(tiny_checkpoint), "onnx", tmp_path / "x.onnx", photos=tmp_path, shards=tiny_shards)
+
+
+def test_sightx_evaluate_scores_an_exported_model_as_served(
+    exports: dict[str, Path], tiny_checkpoint: Path, tiny_shards: Path, tmp_path: Path
+) -> None:
+    """--runtime: the .onnx through ONNX Runtime scores what the .pt scores (the same outputs within 1e-4)."""
+    found = {}
+    for name, source, runtime in (("pt", tiny_checkpoint, "torch"), ("onnx", exports["onnx"], "onnxruntime")):
+        args = [str(source), str(tiny_shards), "--out", str(tmp_path / name), "--bootstrap", "20", "--quiet", "--runtime", runtime]
+        result = CliRunner().invoke(cli.evaluate, args)
+        assert result.exit_code == 0, result.output
+        found[name] = json.loads((tmp_path / name / "metrics.json").read_text())
+    assert found["onnx"]["n"] == found["pt"]["n"] and found["onnx"]["qwk"]["estimate"] == pytest.approx(
+        found["pt"]["qwk"]["estimate"], abs=1e-6
+    )
+    assert found["onnx"]["calibration"]["nll"] == pytest.approx(found["pt"]["calibration"]["nll"], abs=1e-3)
+    args = [str(exports["onnx"]), str(tiny_shards), "--out", str(tmp_path / "t"), "--quiet", "--fit-temperature", str(tmp_path / "t.pt")]
+    result = CliRunner().invoke(cli.evaluate, args)
+    assert result.exit_code == 1 and "--fit-temperature writes a copy of a .pt checkpoint" in result.output

@@ -63,6 +63,17 @@ def _parse_numbers(n: int | None, kind: type) -> Any:
     return parse
 
 
+# sightx.inference.runtimes.CHOICES, written out so the CLI starts without torch (test_contracts checks they agree).
+RUNTIME_CHOICES = ("auto", "torch", "onnxruntime", "openvino", "openvino-bf16")
+runtime_option = click.option(
+    "--runtime",
+    type=click.Choice(list(RUNTIME_CHOICES)),
+    default="auto",
+    show_default=True,
+    help="What runs the model; auto: the fastest installed for that file on that device (float32); openvino-bf16: "
+    "OpenVINO in bfloat16 on CPUs with bf16 instructions, faster, probabilities within about 0.01.",
+)
+
 # sightx.inference.tta.TTA_MODES, written out so the CLI starts without torch (test_contracts checks they agree).
 TTA_CHOICES = ("none", "flips", "flips+rot90")
 tta_option = click.option(

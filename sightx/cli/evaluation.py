@@ -6,11 +6,11 @@ from pathlib import Path
 
 import click
 
-from sightx.cli.common import command, tta_option
+from sightx.cli.common import command, runtime_option, tta_option
 
 
 @command()
-@click.argument("checkpoint", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("checkpoint", type=click.Path(path_type=Path))
 @click.argument("shards", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
 @click.option(
     "--out", default="evaluation", show_default=True, type=click.Path(file_okay=False, path_type=Path), help="report.html and metrics.json."
@@ -35,10 +35,12 @@ from sightx.cli.common import command, tta_option
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the bootstrap.")
 @click.option("--batch-size", type=click.IntRange(1), default=32, show_default=True)
 @click.option("--device", default="auto", show_default=True)
+@runtime_option
 @click.option("--quiet", is_flag=True)
 def evaluate(checkpoint: Path, shards: tuple[Path, ...], quiet: bool, **kw: object) -> None:
-    """Evaluate CHECKPOINT on the labelled samples of SHARDS (folders or .tar files of any dataset sightx-shard wrote):
-    QWK, kappa, AUROC (referable DR and per grade), operating points and calibration, each with a patient-level 95% CI."""
+    """Evaluate CHECKPOINT (a .pt, an exported .onnx, a hub folder or hf-hub:OWNER/NAME) on the labelled samples of
+    SHARDS (folders or .tar files of any dataset sightx-shard wrote): QWK, kappa, AUROC (referable DR and per grade),
+    operating points and calibration, each with a patient-level 95% CI."""
     from sightx.evaluation.assess import format_assessment
     from sightx.inference.evaluate import EvaluateOptions, evaluate_checkpoint
 

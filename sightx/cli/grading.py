@@ -8,23 +8,13 @@ from typing import Any
 
 import click
 
-from sightx.cli.common import command, tta_option
+from sightx.cli.common import command, runtime_option, tta_option
 from sightx.parallel.pool import default_workers
-
-# sightx.inference.runtimes.CHOICES, written out so the CLI starts without torch (test_contracts checks they agree).
-RUNTIME_CHOICES = ("auto", "torch", "onnxruntime", "openvino", "openvino-bf16")
 
 
 def _model_options(f: Callable[..., Any]) -> Callable[..., Any]:
     """--checkpoint and --runtime, as predict and serve both take them."""
-    f = click.option(
-        "--runtime",
-        type=click.Choice(list(RUNTIME_CHOICES)),
-        default="auto",
-        show_default=True,
-        help="What runs the model; auto: the fastest installed for that file on that device (float32); openvino-bf16: "
-        "OpenVINO in bfloat16 on CPUs with bf16 instructions, faster, probabilities within about 0.01.",
-    )(f)
+    f = runtime_option(f)
     return click.option(
         "--checkpoint",
         required=True,

@@ -41,6 +41,7 @@ class EvaluateOptions:
     fuse_eyes: bool = False  # also assess per patient, by the worse eye (sightx.evaluation.fusion)
     batch_size: int = 32
     device: str = "auto"
+    runtime: str = "auto"  # what runs the model (sightx.inference.runtimes): an exported .onnx is evaluated as served
     progress: bool = True
 
 
@@ -88,7 +89,9 @@ def assess_patients(
 
 def evaluate_checkpoint(checkpoint: Path, shards: list[Path], opts: EvaluateOptions) -> dict[str, Any]:
     """Grade, assess, write OUT/report.html and OUT/metrics.json; returns the assessment."""
-    grader = Grader(checkpoint, opts.device, tta_mode=opts.tta)
+    if opts.fit_temperature is not None and checkpoint.suffix != ".pt":
+        raise EvaluateError(f"--fit-temperature writes a copy of a .pt checkpoint: evaluate the .pt {checkpoint} was made from")
+    grader = Grader(checkpoint, opts.device, tta_mode=opts.tta, runtime=opts.runtime)
     data = collect(grader, shards, split=opts.split, batch_size=opts.batch_size, progress=opts.progress)
     outputs, temperature = data.outputs, None
     if opts.fit_temperature is not None:
