@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -12,6 +11,7 @@ from typing import Any
 
 import uvicorn
 
+from sightx.bench.serve import free_port
 from sightx.inference.grader import Grader
 from sightx.serve import ServeConfig, create_app
 from sightx.serve.server import uvicorn_config
@@ -19,12 +19,6 @@ from sightx.serve.server import uvicorn_config
 TIMEOUT = 60.0
 LOCAL = "http://127.0.0.1"  # TestClient's own host name, testserver, is not one the server answers
 SERVICES: dict[str, Any] = {}  # url -> the live server's Service, to read its counters
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @contextlib.contextmanager

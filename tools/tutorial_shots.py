@@ -17,7 +17,6 @@ import contextlib
 import io
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -29,6 +28,7 @@ from typing import Any
 
 from PIL import Image
 
+from sightx.bench.serve import free_port
 from sightx.files.atomic import atomic_write_bytes
 from sightx.sources.detect import open_source
 
@@ -64,12 +64,6 @@ def save_small(img: Image.Image, path: Path) -> None:
     buf = io.BytesIO()
     img.convert("RGB").quantize(256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE).save(buf, "PNG", optimize=True)
     atomic_write_bytes(path, buf.getvalue())
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @contextlib.contextmanager

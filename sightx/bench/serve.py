@@ -55,7 +55,8 @@ def build_checkpoint(path: Path, arch: str, image_size: int, field: int) -> Path
     return path
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A loopback port free now (the OS picks it), for a server started next; tests and tools/ use it too."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
@@ -78,7 +79,7 @@ def server(
     """The real service in its own process, ready (its /readyz answered), stopped afterwards."""
     import httpx
 
-    port = _free_port()
+    port = free_port()
     cmd = [sys.executable, "-m", "sightx.serve", "--checkpoint", str(checkpoint), "--port", str(port), "--device", device]
     cmd += ["--max-batch", str(max_batch), "--workers", str(workers), "--max-queue", "256", "--max-per-client", "256", "--runtime", runtime]
     cmd += extra or []
